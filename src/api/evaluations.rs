@@ -1,0 +1,272 @@
+//! `POST /evaluation`, `GET /evaluation` and `GET /evaluation/{id}`.
+
+use std::path::Path;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::upload::{self, Upload};
+use super::{ApiError, AppState};
+use crate::evaluation::intake::{self, IntakeError, UnpackLimits};
+use crate::evaluation::model::EvaluationStatus;
+use crate::evaluation::registry::StartEvaluation;
+use crate::evaluation::report;
+use crate::store::{CreateEvaluation, EvaluationRecord, GetEvaluation, ListEvaluations, Source};
+
+/// The JSON form of a submission: git repositories and an optional token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GitSubmission {
+    projects: Vec<String>,
+    #[serde(default)]
+    auth_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Detail {
+    detail: Option<String>,
+}
+
+pub async fn submit(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = state.config.intake.max_upload_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mime = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let id = Uuid::new_v4();
+    let (record, token) = match mime.as_str() {
+        "multipart/form-data" => {
+            let upload = upload::multipart(&req, payload, &state.uploads_dir, limit).await?;
+            (accept_zip(id, upload, &state).await?, None)
+        }
+        "application/zip" | "application/x-zip-compressed" | "application/octet-stream" => {
+            let upload = upload::raw(payload, &state.uploads_dir, limit).await?;
+            (accept_zip(id, upload, &state).await?, None)
+        }
+        "application/json" => accept_git(id, upload::json_body(payload).await?, &state)?,
+        other => return Err(ApiError::UnsupportedMediaType(other.to_owned())),
+    };
+    let created = state.store.send(CreateEvaluation(record.clone())).await;
+    if let Err(e) = created
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        let _ = tokio::fs::remove_dir_all(state.evaluations_dir.join(id.to_string())).await;
+        return Err(ApiError::internal(
+            &format!("evaluation {id}: recording it"),
+            e,
+        ));
+    }
+    log::info!("evaluation {id}: accepted ({})", describe(&record.source));
+    state.registry.do_send(StartEvaluation { record, token });
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/evaluation/{id}")))
+        .json(json!({ "id": id })))
+}
+
+/// Unpacks the upload into the evaluation's workspace, or leaves nothing.
+async fn accept_zip(
+    id: Uuid,
+    upload: Upload,
+    state: &AppState,
+) -> Result<EvaluationRecord, ApiError> {
+    let name = upload.name.clone().unwrap_or_else(|| "project".to_owned());
+    let evaluations = state.evaluations_dir.clone();
+    let limits = UnpackLimits {
+        max_entries: state.config.intake.max_entries,
+        max_unpacked_bytes: state.config.intake.max_unpacked_bytes,
+    };
+    let fallback = name.clone();
+    let sha = upload.sha256.clone();
+    web::block(move || unpack_into_workspace(&upload.path, &evaluations, id, &limits, &fallback))
+        .await
+        .map_err(|e| ApiError::internal("unpacking thread", e))??;
+    Ok(new_record(
+        id,
+        Source::Zip { name },
+        &state.node,
+        Some(sha),
+        true,
+    ))
+}
+
+/// Unpacks into a hidden folder and renames it into place only when the
+/// archive is sound and holds tests, so that a refused archive leaves nothing.
+fn unpack_into_workspace(
+    archive: &Path,
+    evaluations: &Path,
+    id: Uuid,
+    limits: &UnpackLimits,
+    fallback_name: &str,
+) -> Result<(), ApiError> {
+    let partial = evaluations.join(format!(".{id}.partial"));
+    let result = (|| {
+        std::fs::create_dir_all(&partial)
+            .map_err(|e| ApiError::internal("creating a workspace", e))?;
+        intake::unpack(archive, &partial, limits).map_err(intake_error)?;
+        let projects = intake::discover(&partial, fallback_name)
+            .map_err(|e| ApiError::internal("reading a workspace", e))?;
+        if projects.is_empty() {
+            return Err(ApiError::BadRequest(
+                "no Python project with tests found in the archive".into(),
+            ));
+        }
+        if !projects.iter().any(|p| p.has_tests) {
+            return Err(ApiError::BadRequest(
+                "no tests found in the archive (test_*.py or *_test.py)".into(),
+            ));
+        }
+        std::fs::rename(&partial, evaluations.join(id.to_string()))
+            .map_err(|e| ApiError::internal("creating a workspace", e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    result
+}
+
+fn intake_error(e: IntakeError) -> ApiError {
+    match e {
+        IntakeError::TooLarge { .. } | IntakeError::TooManyEntries { .. } => {
+            ApiError::TooLarge(e.to_string())
+        }
+        e if e.is_client_error() => ApiError::BadRequest(e.to_string()),
+        e => ApiError::internal("unpacking an archive", e),
+    }
+}
+
+fn accept_git(
+    id: Uuid,
+    body: web::BytesMut,
+    state: &AppState,
+) -> Result<(EvaluationRecord, Option<String>), ApiError> {
+    let submission: GitSubmission = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let intake_cfg = &state.config.intake;
+    if submission.projects.is_empty() {
+        return Err(ApiError::BadRequest(
+            "projects is empty: give at least one git url".into(),
+        ));
+    }
+    if submission.projects.len() > intake_cfg.max_repositories {
+        return Err(ApiError::BadRequest(format!(
+            "{} repositories, more than the limit of {}",
+            submission.projects.len(),
+            intake_cfg.max_repositories
+        )));
+    }
+    for url in &submission.projects {
+        intake::validate_url(url, &intake_cfg.git_schemes).map_err(intake_error)?;
+    }
+    let token = submission.auth_token.filter(|t| !t.is_empty());
+    let record = new_record(
+        id,
+        Source::Git {
+            repositories: submission.projects,
+        },
+        &state.node,
+        None,
+        false,
+    );
+    Ok((record, token))
+}
+
+fn new_record(
+    id: Uuid,
+    source: Source,
+    node: &str,
+    sha: Option<String>,
+    ready: bool,
+) -> EvaluationRecord {
+    EvaluationRecord {
+        id,
+        status: EvaluationStatus::Queued,
+        source,
+        supervisor: node.to_owned(),
+        input_sha256: sha,
+        input_ready: ready,
+        submitted_at: Utc::now(),
+        started_at: None,
+        finished_at: None,
+        error: None,
+    }
+}
+
+fn describe(source: &Source) -> String {
+    match source {
+        Source::Zip { name } => format!("zip {name}"),
+        Source::Git { repositories } => format!("{} git repositories", repositories.len()),
+    }
+}
+
+pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let summaries = state
+        .store
+        .send(ListEvaluations)
+        .await
+        .map_err(|e| ApiError::internal("store unreachable", e))?
+        .map_err(|e| ApiError::internal("listing evaluations", e))?;
+    let scale = state.config.grading.grade_scale;
+    let list: Vec<_> = summaries
+        .iter()
+        .map(|s| report::summary(s, scale))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "evaluations": list })))
+}
+
+pub async fn get(
+    path: web::Path<String>,
+    query: web::Query<Detail>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let unknown = || ApiError::NotFound(format!("no evaluation {raw:?}"));
+    let id = Uuid::parse_str(&raw).map_err(|_| unknown())?;
+    let detail = match query.detail.as_deref() {
+        None => false,
+        Some("tests") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown detail {other:?}: the only one is tests"
+            )))
+        }
+    };
+    let view = state
+        .store
+        .send(GetEvaluation {
+            id,
+            with_tests: detail,
+        })
+        .await
+        .map_err(|e| ApiError::internal("store unreachable", e))?
+        .map_err(|e| ApiError::internal(&format!("evaluation {id}: reading it"), e))?
+        .ok_or_else(unknown)?;
+    Ok(HttpResponse::Ok().json(report::evaluation(
+        &view,
+        state.config.grading.grade_scale,
+        Utc::now(),
+        detail,
+    )))
+}

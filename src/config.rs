@@ -1,0 +1,333 @@
+//! The node's typed configuration: read from a TOML file, every key with a
+//! default, unknown keys refused, validated once at start so that a bad value
+//! stops the node before it serves anything.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors loading or validating a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// toml's message names the key and the line and column.
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config value {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub cluster: ClusterConfig,
+    pub executor: ExecutorConfig,
+    pub intake: IntakeConfig,
+    pub grading: GradingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// The HTTP API, public and peer routes.
+    pub listen: String,
+    /// The address peers use; defaults to `listen`.
+    pub advertise: Option<String>,
+    pub data_dir: PathBuf,
+    /// pytest processes this node runs at once.
+    pub slots: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:5001".into(),
+            advertise: None,
+            data_dir: PathBuf::from("data/node-5001"),
+            slots: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Nodes to join at start.
+    pub seeds: Vec<String>,
+    /// Shared by the nodes of one cluster.
+    pub secret: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            seeds: Vec::new(),
+            secret: "change-me".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorConfig {
+    /// A module still running after this long is killed and reported `timeout`.
+    pub module_timeout_s: u64,
+    /// The interpreter projects are run with.
+    pub python: String,
+    /// How many modules of one project share a pytest process.
+    pub modules_per_task: usize,
+    /// Console output kept per pytest run, in bytes.
+    pub output_cap_bytes: usize,
+    /// Per-test failure message kept, in bytes.
+    pub message_cap_bytes: usize,
+    /// Building one environment (venv + pip install) may take this long.
+    pub install_timeout_s: u64,
+    /// Collecting a project's tests may take this long.
+    pub collect_timeout_s: u64,
+    /// Use `uv` to build environments when it is on PATH or can be installed.
+    pub use_uv: bool,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            module_timeout_s: 300,
+            python: "python3".into(),
+            modules_per_task: 1,
+            output_cap_bytes: 64 * 1024,
+            message_cap_bytes: 4 * 1024,
+            install_timeout_s: 900,
+            collect_timeout_s: 120,
+            use_uv: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// Largest accepted upload (zip) or JSON body; past it the answer is 413.
+    pub max_upload_bytes: u64,
+    /// Most entries one archive may hold.
+    pub max_entries: usize,
+    /// Most bytes one archive may unpack to.
+    pub max_unpacked_bytes: u64,
+    /// URL schemes a git project may use.
+    pub git_schemes: Vec<String>,
+    /// Most repositories in one evaluation.
+    pub max_repositories: usize,
+    /// One shallow clone may take this long.
+    pub clone_timeout_s: u64,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 100 * 1024 * 1024,
+            max_entries: 20_000,
+            max_unpacked_bytes: 512 * 1024 * 1024,
+            git_schemes: vec!["https".into()],
+            max_repositories: 500,
+            clone_timeout_s: 120,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GradingConfig {
+    /// `nota` is the passed share of this scale.
+    pub grade_scale: f64,
+}
+
+impl Default for GradingConfig {
+    fn default() -> Self {
+        Self { grade_scale: 20.0 }
+    }
+}
+
+const GIT_SCHEMES: [&str; 5] = ["https", "http", "git", "ssh", "file"];
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.node.listen.parse::<SocketAddr>().is_err() {
+            return invalid("node.listen", "expected host:port with an IP address");
+        }
+        if let Some(advertise) = &self.node.advertise {
+            if advertise.parse::<SocketAddr>().is_err() {
+                return invalid("node.advertise", "expected host:port with an IP address");
+            }
+        }
+        if self.node.data_dir.as_os_str().is_empty() {
+            return invalid("node.data_dir", "must not be empty");
+        }
+        if self.node.slots == 0 {
+            return invalid("node.slots", "must be at least 1");
+        }
+        for seed in &self.cluster.seeds {
+            if seed.parse::<SocketAddr>().is_err() {
+                return invalid("cluster.seeds", "each seed is host:port with an IP address");
+            }
+        }
+        if self.cluster.secret.is_empty() {
+            return invalid("cluster.secret", "must not be empty");
+        }
+        let e = &self.executor;
+        if e.module_timeout_s == 0 || e.install_timeout_s == 0 || e.collect_timeout_s == 0 {
+            return invalid(
+                "executor",
+                "module_timeout_s, install_timeout_s and collect_timeout_s must be at least 1",
+            );
+        }
+        if e.python.trim().is_empty() {
+            return invalid("executor.python", "must name an interpreter");
+        }
+        if e.modules_per_task == 0 {
+            return invalid("executor.modules_per_task", "must be at least 1");
+        }
+        if e.output_cap_bytes < 1024 || e.message_cap_bytes < 64 {
+            return invalid(
+                "executor",
+                "output_cap_bytes must be at least 1024 and message_cap_bytes at least 64",
+            );
+        }
+        let i = &self.intake;
+        if i.max_upload_bytes == 0 || i.max_entries == 0 || i.max_unpacked_bytes == 0 {
+            return invalid(
+                "intake",
+                "max_upload_bytes, max_entries and max_unpacked_bytes must be at least 1",
+            );
+        }
+        if let Some(bad) = i
+            .git_schemes
+            .iter()
+            .find(|s| !GIT_SCHEMES.contains(&s.as_str()))
+        {
+            return invalid(
+                "intake.git_schemes",
+                &format!("unknown scheme {bad:?}, expected some of {GIT_SCHEMES:?}"),
+            );
+        }
+        if i.max_repositories == 0 || i.clone_timeout_s == 0 {
+            return invalid(
+                "intake",
+                "max_repositories and clone_timeout_s must be at least 1",
+            );
+        }
+        if !(self.grading.grade_scale.is_finite() && self.grading.grade_scale > 0.0) {
+            return invalid("grading.grade_scale", "must be a positive number");
+        }
+        Ok(())
+    }
+
+    /// The address peers and clients are told to use.
+    pub fn advertise(&self) -> &str {
+        self.node.advertise.as_deref().unwrap_or(&self.node.listen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.node.listen, "127.0.0.1:5001");
+        assert_eq!(c.advertise(), "127.0.0.1:5001");
+        assert_eq!(c.node.slots, 2);
+        assert_eq!(c.executor.module_timeout_s, 300);
+        assert_eq!(c.intake.git_schemes, vec!["https".to_string()]);
+        assert_eq!(c.grading.grade_scale, 20.0);
+    }
+
+    #[test]
+    fn example_file_in_config_folder_parses() {
+        let text = include_str!("../config/node.toml");
+        let c = Config::parse(text).unwrap();
+        assert_eq!(c.node.listen, "127.0.0.1:5001");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Config::parse("[node]\nslots = 2\nslotz = 3\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("slotz"), "{text}");
+        assert!(text.contains("line 3"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_line() {
+        let err = Config::parse("[executor]\n\nmodule_timeout_s = \"soon\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 3"), "{text}");
+        assert!(text.contains("module_timeout_s"), "{text}");
+    }
+
+    #[test]
+    fn zero_slots_is_refused() {
+        let err = Config::parse("[node]\nslots = 0\n").unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                key: "node.slots",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unknown_git_scheme_is_refused() {
+        let err = Config::parse("[intake]\ngit_schemes = [\"ftp\"]\n").unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                key: "intake.git_schemes",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let err = Config::load(Path::new("/nonexistent/evalmesh.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+    }
+}

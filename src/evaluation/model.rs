@@ -1,0 +1,228 @@
+//! Types shared by the evaluation subsystem, the executor and the store: what a
+//! module's run produced and how it is graded. Plain data, no actors.
+
+use serde::{Deserialize, Serialize};
+
+/// The life of an evaluation as a client sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvaluationStatus {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl EvaluationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "queued" => Some(Self::Queued),
+            "running" => Some(Self::Running),
+            "done" => Some(Self::Done),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Done | Self::Failed)
+    }
+}
+
+/// How a module's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleStatus {
+    /// pytest ran the module and its JUnit report was read.
+    Done,
+    /// The module failed to collect, or pytest produced no report for it.
+    Error,
+    /// The module ran past `module_timeout_s` and was killed.
+    Timeout,
+}
+
+impl ModuleStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "done" => Some(Self::Done),
+            "error" => Some(Self::Error),
+            "timeout" => Some(Self::Timeout),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of one test case as pytest reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Passed,
+    Failed,
+    Skipped,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "passed" => Some(Self::Passed),
+            "failed" => Some(Self::Failed),
+            "skipped" => Some(Self::Skipped),
+            "error" => Some(Self::Error),
+            _ => None,
+        }
+    }
+}
+
+/// One test case of a module, read from pytest's JUnit XML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestCase {
+    pub name: String,
+    pub classname: String,
+    pub outcome: Outcome,
+    /// Seconds, as pytest measured them.
+    pub duration: f64,
+    /// The failure, error or skip message, capped.
+    pub message: Option<String>,
+}
+
+/// Test counts, summed at any level: module, project, evaluation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub passed: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    pub errors: u32,
+}
+
+impl Tally {
+    pub fn add(&mut self, other: &Tally) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+        self.errors += other.errors;
+    }
+
+    pub fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Passed => self.passed += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::Skipped => self.skipped += 1,
+            Outcome::Error => self.errors += 1,
+        }
+    }
+
+    /// Tests that count towards the grade: skips count for nothing.
+    pub fn graded(&self) -> u32 {
+        self.passed + self.failed + self.errors
+    }
+
+    /// `passed / (passed + failed + errors) × 100`, 0 when nothing was graded.
+    pub fn percent_passed(&self) -> f64 {
+        match self.graded() {
+            0 => 0.0,
+            n => round2(f64::from(self.passed) * 100.0 / f64::from(n)),
+        }
+    }
+
+    /// `(failed + errors) / (passed + failed + errors) × 100`, 0 when nothing was graded.
+    pub fn percent_failed(&self) -> f64 {
+        match self.graded() {
+            0 => 0.0,
+            n => round2(f64::from(self.failed + self.errors) * 100.0 / f64::from(n)),
+        }
+    }
+
+    /// The passed share of `scale`.
+    pub fn grade(&self, scale: f64) -> f64 {
+        round2(self.percent_passed() / 100.0 * scale)
+    }
+}
+
+/// Rounds to two decimals, so that reports stay readable and comparable.
+pub fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// What one module's run produced, as the executor hands it to its supervisor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleResult {
+    pub status: ModuleStatus,
+    pub tally: Tally,
+    /// Seconds: the sum of the module's test durations, or the time it was
+    /// given before a timeout.
+    pub duration: f64,
+    /// The address of the node that ran it.
+    pub node: String,
+    /// pytest's console output for the run that held this module, capped.
+    pub output: String,
+    pub tests: Vec<TestCase>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_follow_the_documented_formula() {
+        let t = Tally {
+            passed: 4,
+            failed: 1,
+            skipped: 3,
+            errors: 0,
+        };
+        assert_eq!(t.percent_passed(), 80.0);
+        assert_eq!(t.percent_failed(), 20.0);
+        assert_eq!(t.grade(20.0), 16.0);
+    }
+
+    #[test]
+    fn nothing_graded_is_zero_not_nan() {
+        let t = Tally {
+            skipped: 2,
+            ..Tally::default()
+        };
+        assert_eq!(t.percent_passed(), 0.0);
+        assert_eq!(t.percent_failed(), 0.0);
+        assert_eq!(t.grade(20.0), 0.0);
+    }
+
+    #[test]
+    fn errors_count_against_the_grade() {
+        let t = Tally {
+            passed: 7,
+            failed: 0,
+            skipped: 0,
+            errors: 1,
+        };
+        assert_eq!(t.percent_passed(), 87.5);
+        assert_eq!(t.percent_failed(), 12.5);
+        assert_eq!(t.grade(20.0), 17.5);
+    }
+}

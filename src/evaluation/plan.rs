@@ -1,0 +1,357 @@
+//! The bookkeeping of one evaluation, apart from its actor: which projects
+//! still need collecting, which modules are pending, assigned or finished, and
+//! how pending modules are grouped into tasks. No I/O, no clock.
+
+use std::collections::BTreeMap;
+
+/// A unit of work handed to an executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub id: u64,
+    pub project: String,
+    pub kind: TaskKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskKind {
+    Collect,
+    Run(Vec<String>),
+}
+
+/// What to do about a task that ran past its time-out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeoutAction {
+    /// The task held several modules: they run again one by one, so that only
+    /// the one that hangs is reported as timed out.
+    Split,
+    /// The task's only module is to be reported as timed out.
+    Report { project: String, module: String },
+    /// Not a known task: already handled.
+    Ignore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProjectState {
+    /// Modules unknown; a collect task is due or assigned.
+    Uncollected {
+        assigned: bool,
+    },
+    Collected,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ModuleState {
+    /// `alone`: it must run in a task of its own.
+    Pending {
+        alone: bool,
+    },
+    Assigned,
+    Finished,
+}
+
+#[derive(Debug, Clone)]
+struct Module {
+    tests: u32,
+    state: ModuleState,
+}
+
+#[derive(Debug, Clone)]
+struct Project {
+    state: ProjectState,
+    modules: BTreeMap<String, Module>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    modules_per_task: usize,
+    next_task: u64,
+    projects: BTreeMap<String, Project>,
+    /// Tasks handed out and not yet answered.
+    tasks: BTreeMap<u64, Task>,
+}
+
+impl Plan {
+    pub fn new(modules_per_task: usize) -> Self {
+        Self {
+            modules_per_task: modules_per_task.max(1),
+            next_task: 1,
+            projects: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a project: still to be collected, already collected, or failed.
+    pub fn add_project(&mut self, name: &str, collected: bool, failed: bool) {
+        let state = match (failed, collected) {
+            (true, _) => ProjectState::Failed,
+            (false, true) => ProjectState::Collected,
+            (false, false) => ProjectState::Uncollected { assigned: false },
+        };
+        self.projects.insert(
+            name.to_owned(),
+            Project {
+                state,
+                modules: BTreeMap::new(),
+            },
+        );
+    }
+
+    /// Adds a module of a collected project, finished when it has a stored result.
+    pub fn add_module(&mut self, project: &str, module: &str, tests: u32, finished: bool) {
+        if let Some(p) = self.projects.get_mut(project) {
+            let state = if finished {
+                ModuleState::Finished
+            } else {
+                ModuleState::Pending { alone: false }
+            };
+            p.modules.insert(module.to_owned(), Module { tests, state });
+        }
+    }
+
+    /// Hands out every task that can start now: collections first, then
+    /// pending modules grouped by project, `modules_per_task` at a time.
+    pub fn next_tasks(&mut self) -> Vec<Task> {
+        let mut out = Vec::new();
+        for (name, project) in self.projects.iter_mut() {
+            match project.state {
+                ProjectState::Uncollected { assigned: false } => {
+                    project.state = ProjectState::Uncollected { assigned: true };
+                    out.push((name.clone(), TaskKind::Collect));
+                }
+                ProjectState::Collected => {
+                    let mut batch = Vec::new();
+                    for (module, m) in project.modules.iter_mut() {
+                        let ModuleState::Pending { alone } = m.state else {
+                            continue;
+                        };
+                        m.state = ModuleState::Assigned;
+                        if alone {
+                            out.push((name.clone(), TaskKind::Run(vec![module.clone()])));
+                            continue;
+                        }
+                        batch.push(module.clone());
+                        if batch.len() == self.modules_per_task {
+                            out.push((name.clone(), TaskKind::Run(std::mem::take(&mut batch))));
+                        }
+                    }
+                    if !batch.is_empty() {
+                        out.push((name.clone(), TaskKind::Run(batch)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.into_iter()
+            .map(|(project, kind)| {
+                let task = Task {
+                    id: self.next_task,
+                    project,
+                    kind,
+                };
+                self.next_task += 1;
+                self.tasks.insert(task.id, task.clone());
+                task
+            })
+            .collect()
+    }
+
+    pub fn task(&self, id: u64) -> Option<&Task> {
+        self.tasks.get(&id)
+    }
+
+    /// The task is answered; later answers to it are ignored.
+    pub fn close_task(&mut self, id: u64) -> Option<Task> {
+        self.tasks.remove(&id)
+    }
+
+    /// Records a project's modules; modules known already keep their state.
+    pub fn collected(&mut self, project: &str, modules: &[(String, u32)]) {
+        if let Some(p) = self.projects.get_mut(project) {
+            p.state = ProjectState::Collected;
+            for (module, tests) in modules {
+                p.modules.entry(module.clone()).or_insert(Module {
+                    tests: *tests,
+                    state: ModuleState::Pending { alone: false },
+                });
+            }
+        }
+    }
+
+    pub fn project_failed(&mut self, project: &str) {
+        if let Some(p) = self.projects.get_mut(project) {
+            p.state = ProjectState::Failed;
+        }
+    }
+
+    /// Marks a module finished; false when it already was (a duplicate).
+    pub fn finish(&mut self, project: &str, module: &str) -> bool {
+        match self
+            .projects
+            .get_mut(project)
+            .and_then(|p| p.modules.get_mut(module))
+        {
+            Some(m) if m.state != ModuleState::Finished => {
+                m.state = ModuleState::Finished;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Decides what a time-out of task `id` means, and closes the task.
+    pub fn timed_out(&mut self, id: u64) -> TimeoutAction {
+        let Some(task) = self.tasks.remove(&id) else {
+            return TimeoutAction::Ignore;
+        };
+        let TaskKind::Run(modules) = task.kind else {
+            return TimeoutAction::Ignore;
+        };
+        if let [module] = modules.as_slice() {
+            return TimeoutAction::Report {
+                project: task.project,
+                module: module.clone(),
+            };
+        }
+        if let Some(p) = self.projects.get_mut(&task.project) {
+            for module in &modules {
+                if let Some(m) = p
+                    .modules
+                    .get_mut(module)
+                    .filter(|m| m.state == ModuleState::Assigned)
+                {
+                    m.state = ModuleState::Pending { alone: true };
+                }
+            }
+        }
+        TimeoutAction::Split
+    }
+
+    /// Tests collected in a module, to weigh a time-out.
+    pub fn tests_in(&self, project: &str, module: &str) -> u32 {
+        self.projects
+            .get(project)
+            .and_then(|p| p.modules.get(module))
+            .map_or(0, |m| m.tests)
+    }
+
+    /// Every project collected or failed, and every module finished.
+    pub fn is_complete(&self) -> bool {
+        self.projects.values().all(|p| match p.state {
+            ProjectState::Uncollected { .. } => false,
+            ProjectState::Failed => true,
+            ProjectState::Collected => p.modules.values().all(|m| m.state == ModuleState::Finished),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn modules(names: &[&str]) -> Vec<(String, u32)> {
+        names.iter().map(|n| (n.to_string(), 2)).collect()
+    }
+
+    #[test]
+    fn collects_first_then_runs_modules_in_batches() {
+        let mut plan = Plan::new(2);
+        plan.add_project("a", false, false);
+        let tasks = plan.next_tasks();
+        assert_eq!(
+            tasks,
+            vec![Task {
+                id: 1,
+                project: "a".into(),
+                kind: TaskKind::Collect
+            }]
+        );
+        assert!(
+            plan.next_tasks().is_empty(),
+            "a collection is handed out once"
+        );
+        plan.close_task(1);
+        plan.collected("a", &modules(&["m1", "m2", "m3"]));
+        let tasks = plan.next_tasks();
+        let kinds: Vec<_> = tasks.iter().map(|t| t.kind.clone()).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                TaskKind::Run(vec!["m1".into(), "m2".into()]),
+                TaskKind::Run(vec!["m3".into()])
+            ]
+        );
+        assert!(!plan.is_complete());
+        for m in ["m1", "m2", "m3"] {
+            assert!(plan.finish("a", m));
+        }
+        assert!(plan.is_complete());
+    }
+
+    #[test]
+    fn a_duplicate_result_is_refused() {
+        let mut plan = Plan::new(1);
+        plan.add_project("a", true, false);
+        plan.add_module("a", "m", 1, false);
+        assert!(plan.finish("a", "m"));
+        assert!(!plan.finish("a", "m"));
+        assert!(!plan.finish("a", "unknown"));
+    }
+
+    #[test]
+    fn a_timed_out_batch_runs_again_one_module_at_a_time() {
+        let mut plan = Plan::new(3);
+        plan.add_project("a", true, false);
+        for m in ["m1", "m2", "m3"] {
+            plan.add_module("a", m, 4, false);
+        }
+        let batch = plan.next_tasks();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(plan.timed_out(batch[0].id), TimeoutAction::Split);
+        let singles = plan.next_tasks();
+        assert_eq!(singles.len(), 3);
+        assert!(singles
+            .iter()
+            .all(|t| matches!(&t.kind, TaskKind::Run(m) if m.len() == 1)));
+        assert_eq!(
+            plan.timed_out(singles[1].id),
+            TimeoutAction::Report {
+                project: "a".into(),
+                module: "m2".into()
+            }
+        );
+        assert_eq!(plan.timed_out(singles[1].id), TimeoutAction::Ignore);
+        assert_eq!(plan.tests_in("a", "m2"), 4);
+    }
+
+    #[test]
+    fn resumed_plan_runs_only_unfinished_modules() {
+        let mut plan = Plan::new(10);
+        plan.add_project("a", true, false);
+        plan.add_module("a", "done.py", 1, true);
+        plan.add_module("a", "todo.py", 1, false);
+        plan.add_project("b", false, false);
+        plan.add_project("c", false, true);
+        let tasks = plan.next_tasks();
+        assert_eq!(
+            tasks
+                .iter()
+                .map(|t| (t.project.as_str(), t.kind.clone()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("a", TaskKind::Run(vec!["todo.py".into()])),
+                ("b", TaskKind::Collect)
+            ]
+        );
+    }
+
+    #[test]
+    fn failed_projects_do_not_hold_completion() {
+        let mut plan = Plan::new(1);
+        plan.add_project("a", false, false);
+        plan.next_tasks();
+        assert!(!plan.is_complete());
+        plan.project_failed("a");
+        assert!(plan.is_complete());
+    }
+}

@@ -1,0 +1,500 @@
+//! The `EvaluationSupervisor` actor: one per evaluation, a child of the
+//! `Registry`. It brings the workspace up (cloning git projects), finds the
+//! projects, hands collection and test tasks to the executor, writes each
+//! answer to the store before it counts it, and closes the evaluation.
+//!
+//! Takes `JobFinished` from the executor; sends `Submit` to the executor,
+//! writes to the `Store`, and tells the registry `EvaluationFinished`. If it
+//! dies, nothing stored is lost: the evaluation stays `running` in the store
+//! and the next start of the node resumes it from its stored results.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::intake::{discover, git};
+use super::model::{EvaluationStatus, ModuleResult};
+use super::plan::{Plan, Task, TaskKind, TimeoutAction};
+use crate::executor::{runner, Job, JobFinished, JobKind, JobOutput, Submit};
+use crate::store::{
+    EvaluationRecord, GetEvaluation, MarkInputReady, ProjectRow, SaveCollected, SaveProjects,
+    SaveResult, SetStatus, Source, Store, StoreError,
+};
+
+/// Sent to the registry when the supervisor stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EvaluationFinished(pub Uuid);
+
+/// What a supervisor needs to know of the node.
+#[derive(Debug, Clone)]
+pub struct SupervisorSettings {
+    pub node: String,
+    pub evaluations_dir: PathBuf,
+    pub modules_per_task: usize,
+    pub module_timeout: Duration,
+    pub git_schemes: Vec<String>,
+    pub clone_timeout: Duration,
+}
+
+pub struct EvaluationSupervisor {
+    record: EvaluationRecord,
+    /// The git token, kept in memory only until the clones are done.
+    token: Option<String>,
+    settings: SupervisorSettings,
+    plan: Plan,
+    /// Each project's root, relative to the workspace.
+    roots: BTreeMap<String, String>,
+    store: Addr<Store>,
+    /// The executor of this node, which runs every task.
+    executor: Recipient<Submit>,
+    /// The registry, told when this evaluation closes.
+    on_finished: Recipient<EvaluationFinished>,
+}
+
+/// Project rows and module rows as the store holds them at start.
+type Loaded = (Vec<ProjectRow>, Vec<(String, String, u32, bool)>);
+
+impl EvaluationSupervisor {
+    pub fn new(
+        record: EvaluationRecord,
+        token: Option<String>,
+        settings: SupervisorSettings,
+        store: Addr<Store>,
+        executor: Recipient<Submit>,
+        on_finished: Recipient<EvaluationFinished>,
+    ) -> Self {
+        let plan = Plan::new(settings.modules_per_task);
+        Self {
+            record,
+            token,
+            settings,
+            plan,
+            roots: BTreeMap::new(),
+            store,
+            executor,
+            on_finished,
+        }
+    }
+
+    fn workspace(&self) -> PathBuf {
+        self.settings
+            .evaluations_dir
+            .join(self.record.id.to_string())
+    }
+
+    /// Clones what is missing, finds the projects, and loads what the store
+    /// already knows of them.
+    async fn prepare(
+        id: Uuid,
+        record: EvaluationRecord,
+        token: Option<String>,
+        workspace: PathBuf,
+        settings: SupervisorSettings,
+        store: Addr<Store>,
+    ) -> Result<Loaded, StoreError> {
+        store
+            .send(SetStatus {
+                id,
+                status: EvaluationStatus::Running,
+                at: Utc::now(),
+                error: None,
+            })
+            .await??;
+        let known = store
+            .send(GetEvaluation {
+                id,
+                with_tests: false,
+            })
+            .await??;
+        let known_projects = known
+            .as_ref()
+            .map(|v| v.projects.clone())
+            .unwrap_or_default();
+        if known_projects.is_empty() {
+            let mut rows = Vec::new();
+            if let Source::Git { repositories } = &record.source {
+                if !record.input_ready {
+                    rows = clone_all(repositories, token.as_deref(), &workspace, &settings).await;
+                }
+            }
+            rows.extend(find_projects(&workspace, &record.source));
+            store.send(SaveProjects { id, projects: rows }).await??;
+            store.send(MarkInputReady(id)).await??;
+        }
+        let view = store
+            .send(GetEvaluation {
+                id,
+                with_tests: false,
+            })
+            .await??;
+        let view = view.ok_or_else(|| StoreError::Corrupt(format!("evaluation {id} vanished")))?;
+        let modules = view
+            .modules
+            .into_iter()
+            .map(|m| (m.project, m.module, m.tests, m.result.is_some()))
+            .collect();
+        Ok((view.projects, modules))
+    }
+
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        for task in self.plan.next_tasks() {
+            self.submit(task, ctx);
+        }
+        if self.plan.is_complete() {
+            self.close(EvaluationStatus::Done, None, ctx);
+        }
+    }
+
+    fn submit(&self, task: Task, ctx: &mut Context<Self>) {
+        let Some(root) = self.project_root(&task.project) else {
+            return;
+        };
+        let kind = match task.kind {
+            TaskKind::Collect => JobKind::Collect,
+            TaskKind::Run(modules) => JobKind::Run {
+                modules,
+                timeout: self.settings.module_timeout,
+            },
+        };
+        self.executor.do_send(Submit(Job {
+            evaluation: self.record.id,
+            task: task.id,
+            project: task.project,
+            root,
+            kind,
+            reply_to: ctx.address().recipient(),
+        }));
+    }
+
+    fn project_root(&self, project: &str) -> Option<PathBuf> {
+        self.roots.get(project).map(|rel| {
+            if rel.is_empty() {
+                self.workspace()
+            } else {
+                self.workspace().join(rel)
+            }
+        })
+    }
+
+    /// Writes results to the store, then counts the ones it accepted.
+    fn save_results(
+        &mut self,
+        project: String,
+        results: Vec<(String, ModuleResult)>,
+        ctx: &mut Context<Self>,
+    ) {
+        let (store, id) = (self.store.clone(), self.record.id);
+        let write = async move {
+            let mut saved = Vec::new();
+            for (module, result) in results {
+                if store
+                    .send(SaveResult {
+                        id,
+                        project: project.clone(),
+                        module: module.clone(),
+                        result,
+                    })
+                    .await??
+                {
+                    saved.push((project.clone(), module));
+                }
+            }
+            Ok::<_, StoreError>(saved)
+        };
+        ctx.wait(write.into_actor(self).map(|saved, act, ctx| match saved {
+            Ok(saved) => {
+                for (project, module) in saved {
+                    act.plan.finish(&project, &module);
+                }
+                act.dispatch(ctx);
+            }
+            Err(e) => act.abandon(e, ctx),
+        }));
+    }
+
+    fn close(&mut self, status: EvaluationStatus, error: Option<String>, ctx: &mut Context<Self>) {
+        let (store, id, workspace) = (self.store.clone(), self.record.id, self.workspace());
+        let finish = async move {
+            store
+                .send(SetStatus {
+                    id,
+                    status,
+                    at: Utc::now(),
+                    error,
+                })
+                .await??;
+            if let Err(e) = tokio::fs::remove_dir_all(&workspace).await {
+                log::warn!(
+                    "evaluation {id}: cannot remove workspace {}: {e}",
+                    workspace.display()
+                );
+            }
+            Ok::<_, StoreError>(())
+        };
+        ctx.wait(finish.into_actor(self).map(move |res, act, ctx| {
+            match res {
+                Ok(()) => log::info!("evaluation {}: {}", act.record.id, status.as_str()),
+                Err(e) => log::error!("evaluation {}: cannot record its end: {e}", act.record.id),
+            }
+            ctx.stop();
+        }));
+    }
+
+    /// The store failed: stop without recording anything more; the evaluation
+    /// stays `running` and resumes when the node starts again.
+    fn abandon(&mut self, e: StoreError, ctx: &mut Context<Self>) {
+        log::error!(
+            "evaluation {}: store failed, supervisor stops: {e}",
+            self.record.id
+        );
+        ctx.stop();
+    }
+}
+
+/// Clones every repository into the workspace; a clone that fails becomes a
+/// failed project carrying git's error.
+async fn clone_all(
+    repositories: &[String],
+    token: Option<&str>,
+    workspace: &std::path::Path,
+    settings: &SupervisorSettings,
+) -> Vec<ProjectRow> {
+    // A half-done clone from before a crash would make git refuse the folder.
+    let _ = tokio::fs::remove_dir_all(workspace).await;
+    let mut failed = Vec::new();
+    if let Err(e) = tokio::fs::create_dir_all(workspace).await {
+        log::error!("cannot create workspace {}: {e}", workspace.display());
+    }
+    for (url, name) in repositories.iter().zip(git::repo_names(repositories)) {
+        let dest = workspace.join(&name);
+        if let Err(e) = git::clone(
+            url,
+            &dest,
+            token,
+            &settings.git_schemes,
+            settings.clone_timeout,
+        )
+        .await
+        {
+            let _ = tokio::fs::remove_dir_all(&dest).await;
+            failed.push(ProjectRow {
+                name,
+                root: String::new(),
+                collected: true,
+                error: Some(e.to_string()),
+            });
+        }
+    }
+    failed
+}
+
+/// The projects in the workspace: for git, each repository's projects named
+/// after the repository.
+fn find_projects(workspace: &std::path::Path, source: &Source) -> Vec<ProjectRow> {
+    let row = |name: String, root: &std::path::Path| ProjectRow {
+        name,
+        root: root
+            .strip_prefix(workspace)
+            .unwrap_or(root)
+            .to_string_lossy()
+            .replace('\\', "/"),
+        collected: false,
+        error: None,
+    };
+    let mut rows = Vec::new();
+    match source {
+        Source::Zip { name } => match discover::discover(workspace, name) {
+            Ok(projects) => rows.extend(projects.into_iter().map(|p| row(p.name, &p.root))),
+            Err(e) => log::error!("cannot read workspace {}: {e}", workspace.display()),
+        },
+        Source::Git { repositories } => {
+            for repo in git::repo_names(repositories) {
+                let dir = workspace.join(&repo);
+                if !dir.is_dir() {
+                    continue;
+                }
+                match discover::discover(&dir, &repo) {
+                    Ok(projects) if projects.is_empty() => rows.push(ProjectRow {
+                        name: repo.clone(),
+                        root: repo.clone(),
+                        collected: true,
+                        error: Some("no Python project with tests in this repository".into()),
+                    }),
+                    Ok(projects) => rows.extend(projects.into_iter().map(|p| {
+                        let name = if p.name == repo {
+                            repo.clone()
+                        } else {
+                            format!("{repo}/{}", p.name)
+                        };
+                        row(name, &p.root)
+                    })),
+                    Err(e) => log::error!("cannot read clone {}: {e}", dir.display()),
+                }
+            }
+        }
+    }
+    rows
+}
+
+impl Actor for EvaluationSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let prepare = Self::prepare(
+            self.record.id,
+            self.record.clone(),
+            self.token.take(),
+            self.workspace(),
+            self.settings.clone(),
+            self.store.clone(),
+        );
+        ctx.wait(
+            prepare
+                .into_actor(self)
+                .map(|loaded, act, ctx| match loaded {
+                    Ok((projects, modules)) => {
+                        for p in &projects {
+                            act.roots.insert(p.name.clone(), p.root.clone());
+                            act.plan
+                                .add_project(&p.name, p.collected, p.error.is_some());
+                        }
+                        for (project, module, tests, finished) in modules {
+                            act.plan.add_module(&project, &module, tests, finished);
+                        }
+                        act.dispatch(ctx);
+                    }
+                    Err(e) => act.abandon(e, ctx),
+                }),
+        );
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.on_finished.do_send(EvaluationFinished(self.record.id));
+    }
+}
+
+impl Handler<JobFinished> for EvaluationSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: JobFinished, ctx: &mut Context<Self>) {
+        let node = self.settings.node.clone();
+        let project = msg.project;
+        match msg.outcome {
+            Ok(JobOutput::TimedOut { output }) => match self.plan.timed_out(msg.task) {
+                TimeoutAction::Split => self.dispatch(ctx),
+                TimeoutAction::Report { project, module } => {
+                    let tests = self.plan.tests_in(&project, &module);
+                    let result =
+                        runner::timeout_result(tests, self.settings.module_timeout, &output, &node);
+                    self.save_results(project, vec![(module, result)], ctx);
+                }
+                TimeoutAction::Ignore => {}
+            },
+            outcome => {
+                let Some(task) = self.plan.close_task(msg.task) else {
+                    return;
+                };
+                match (task.kind, outcome) {
+                    (TaskKind::Collect, Ok(JobOutput::Collected(collected))) => {
+                        self.collected(project, collected, ctx);
+                    }
+                    (TaskKind::Collect, Err(error)) => self.project_failed(project, error, ctx),
+                    (TaskKind::Run(_), Ok(JobOutput::Ran(results))) => {
+                        self.save_results(project, results.into_iter().collect(), ctx);
+                    }
+                    (TaskKind::Run(modules), Err(error)) => {
+                        let results = modules
+                            .into_iter()
+                            .map(|m| (m, runner::collection_error_result(&error, &node)))
+                            .collect();
+                        self.save_results(project, results, ctx);
+                    }
+                    (kind, outcome) => {
+                        log::error!(
+                            "evaluation {}: task {kind:?} answered with {outcome:?}",
+                            self.record.id
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl EvaluationSupervisor {
+    fn collected(
+        &mut self,
+        project: String,
+        collected: crate::executor::collect::Collected,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut modules: Vec<(String, u32)> = collected.modules.into_iter().collect();
+        for module in collected.errors.keys() {
+            if !modules.iter().any(|(m, _)| m == module) {
+                modules.push((module.clone(), 0));
+            }
+        }
+        if modules.is_empty() {
+            return self.project_failed(project, "pytest collected no tests".into(), ctx);
+        }
+        let node = self.settings.node.clone();
+        let errors: Vec<(String, ModuleResult)> = collected
+            .errors
+            .iter()
+            .map(|(module, text)| (module.clone(), runner::collection_error_result(text, &node)))
+            .collect();
+        let (store, id) = (self.store.clone(), self.record.id);
+        let saved_modules = modules.clone();
+        let project_for_store = project.clone();
+        let write = async move {
+            store
+                .send(SaveCollected {
+                    id,
+                    project: project_for_store,
+                    modules: saved_modules,
+                    error: None,
+                })
+                .await?
+        };
+        ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(()) => {
+                act.plan.collected(&project, &modules);
+                // Modules that failed to collect get their result now; the
+                // wait keeps them from being dispatched before it is stored.
+                act.save_results(project, errors, ctx);
+            }
+            Err(e) => act.abandon(e, ctx),
+        }));
+    }
+
+    fn project_failed(&mut self, project: String, error: String, ctx: &mut Context<Self>) {
+        log::warn!(
+            "evaluation {}: project {project} failed: {error}",
+            self.record.id
+        );
+        let (store, id) = (self.store.clone(), self.record.id);
+        let p = project.clone();
+        let write = async move {
+            store
+                .send(SaveCollected {
+                    id,
+                    project: p,
+                    modules: Vec::new(),
+                    error: Some(error),
+                })
+                .await?
+        };
+        ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
+            Ok(()) => {
+                act.plan.project_failed(&project);
+                act.dispatch(ctx);
+            }
+            Err(e) => act.abandon(e, ctx),
+        }));
+    }
+}

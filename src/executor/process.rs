@@ -1,0 +1,200 @@
+//! Runs one child process to completion or time-out with its output capped.
+//! Pure helper of the executor, no actix inside.
+//!
+//! The child leads a new process group, so that a time-out — and the clean-up
+//! after a normal exit — reaches everything it spawned, not just the child.
+
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+/// How a capped run ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// None when the run was killed at its time-out.
+    pub status: Option<ExitStatus>,
+    /// stdout then stderr, each kept up to half the cap.
+    pub output: String,
+    pub elapsed: Duration,
+}
+
+impl Finished {
+    pub fn timed_out(&self) -> bool {
+        self.status.is_none()
+    }
+
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+}
+
+/// Runs `cmd` in a new process group, kills the group at `timeout`, and keeps
+/// at most `cap` bytes of its output.
+pub async fn run(mut cmd: Command, timeout: Duration, cap: usize) -> std::io::Result<Finished> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let mut child = cmd.spawn()?;
+    let pgid = child.id();
+    let stdout = child.stdout.take().expect("stdout is piped above");
+    let stderr = child.stderr.take().expect("stderr is piped above");
+    let readers =
+        async { tokio::join!(read_capped(stdout, cap / 2), read_capped(stderr, cap / 2)) };
+    let (status, (out, err)) = tokio::join!(
+        async {
+            let status = match tokio::time::timeout(timeout, child.wait()).await {
+                Ok(status) => status.map(Some),
+                Err(_) => {
+                    kill_group(pgid);
+                    child.wait().await.map(|_| None)
+                }
+            };
+            // Whatever the child left behind in its group would hold the pipes open.
+            kill_group(pgid);
+            status
+        },
+        readers
+    );
+    let status = status?;
+    let mut output = out;
+    if !err.is_empty() {
+        if !output.is_empty() && !output.ends_with('\n') {
+            output.push('\n');
+        }
+        output.push_str(&err);
+    }
+    Ok(Finished {
+        status,
+        output,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Sends SIGKILL to the process group `pgid`, if there is one.
+fn kill_group(pgid: Option<u32>) {
+    let Some(pgid) = pgid.and_then(|p| libc::pid_t::try_from(p).ok()) else {
+        return;
+    };
+    // SAFETY: killpg has no memory-safety preconditions; a group that is
+    // already gone only makes it return ESRCH.
+    unsafe {
+        libc::killpg(pgid, libc::SIGKILL);
+    }
+}
+
+/// Reads `reader` to its end, keeping the first `cap` bytes: the rest is read
+/// and dropped so that the child never blocks on a full pipe.
+async fn read_capped<R: AsyncRead + Unpin>(mut reader: R, cap: usize) -> String {
+    let mut kept = Vec::new();
+    let mut dropped = 0usize;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(kept.len()).min(n);
+                kept.extend_from_slice(&buf[..room]);
+                dropped += n - room;
+            }
+        }
+    }
+    let mut text = String::from_utf8_lossy(&kept).into_owned();
+    if dropped > 0 {
+        text.push_str(&format!(
+            "\n[evalmesh: {dropped} more bytes of output dropped]\n"
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script);
+        cmd
+    }
+
+    #[tokio::test]
+    async fn keeps_output_and_exit_status() {
+        let f = run(
+            sh("echo out; echo err >&2; exit 3"),
+            Duration::from_secs(10),
+            1024,
+        )
+        .await
+        .unwrap();
+        assert_eq!(f.code(), Some(3));
+        assert_eq!(f.output, "out\nerr\n");
+        assert!(!f.timed_out());
+    }
+
+    #[tokio::test]
+    async fn caps_output_but_reads_it_all() {
+        let f = run(
+            sh("head -c 1000000 /dev/zero | tr '\\0' x"),
+            Duration::from_secs(10),
+            100,
+        )
+        .await
+        .unwrap();
+        assert!(f.success());
+        assert!(f.output.starts_with(&"x".repeat(50)));
+        assert!(
+            f.output.contains("999950 more bytes of output dropped"),
+            "{}",
+            f.output
+        );
+    }
+
+    /// True while `pid` is a live process (a zombie counts as gone).
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| !stat.contains(") Z "))
+            .unwrap_or(false)
+    }
+
+    #[tokio::test]
+    async fn kills_the_whole_group_at_timeout() {
+        let f = run(
+            sh("sleep 60 & echo $!; sleep 60"),
+            Duration::from_millis(300),
+            1024,
+        )
+        .await
+        .unwrap();
+        assert!(f.timed_out());
+        let grandchild = f.output.trim();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(grandchild) && Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !alive(grandchild),
+            "process {grandchild} of the killed group survived"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_an_error() {
+        let err = run(
+            Command::new("/nonexistent/prog"),
+            Duration::from_secs(1),
+            64,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    }
+}

@@ -1,0 +1,155 @@
+//! The pytest command lines: collecting a project's modules and running some
+//! of them with a JUnit report. Pure helper of the executor, no actix inside.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use super::collect::{self, Collected};
+use super::junit::{self, ModuleReport};
+use super::{process, ExecutorError};
+
+/// What one pytest run over some modules produced.
+#[derive(Debug)]
+pub enum RunReport {
+    Completed {
+        reports: BTreeMap<String, ModuleReport>,
+        /// pytest's exit code, to explain a module missing from the report.
+        exit_code: Option<i32>,
+        output: String,
+        elapsed: Duration,
+    },
+    TimedOut {
+        output: String,
+        elapsed: Duration,
+    },
+}
+
+pub struct Pytest {
+    /// Holds the collection plugin, put on PYTHONPATH for collection runs.
+    plugin_dir: PathBuf,
+    scratch: PathBuf,
+    collect_timeout: Duration,
+    output_cap: usize,
+    message_cap: usize,
+}
+
+impl Pytest {
+    /// Writes the collection plugin under `data_dir`.
+    pub fn new(
+        data_dir: &Path,
+        collect_timeout: Duration,
+        output_cap: usize,
+        message_cap: usize,
+    ) -> Result<Self, ExecutorError> {
+        let plugin_dir = data_dir.join("plugins");
+        let scratch = data_dir.join("tmp");
+        for dir in [&plugin_dir, &scratch] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ExecutorError::io("creating the executor's folders", e))?;
+        }
+        std::fs::write(
+            plugin_dir.join(format!("{}.py", collect::PLUGIN_MODULE)),
+            collect::PLUGIN_SOURCE,
+        )
+        .map_err(|e| ExecutorError::io("writing the collection plugin", e))?;
+        Ok(Self {
+            plugin_dir,
+            scratch,
+            collect_timeout,
+            output_cap,
+            message_cap,
+        })
+    }
+
+    /// Lists the project's test modules as pytest itself collects them, so that
+    /// the project's own pytest configuration is honoured.
+    pub async fn collect(&self, python: &Path, root: &Path) -> Result<Collected, ExecutorError> {
+        let scratch = self.scratch_dir()?;
+        let report = scratch.path().join("collected.json");
+        let mut cmd = base_command(python, root);
+        cmd.args([
+            "--collect-only",
+            "-q",
+            "--continue-on-collection-errors",
+            "-p",
+            collect::PLUGIN_MODULE,
+        ])
+        .env("PYTHONPATH", &self.plugin_dir)
+        .env(collect::OUTPUT_ENV, &report);
+        let out = process::run(cmd, self.collect_timeout, self.output_cap)
+            .await
+            .map_err(|e| ExecutorError::io("starting pytest", e))?;
+        if out.timed_out() {
+            return Err(ExecutorError::CollectTimeout(
+                self.collect_timeout.as_secs(),
+            ));
+        }
+        let json = tokio::fs::read_to_string(&report)
+            .await
+            .map_err(|_| ExecutorError::Collect(out.output.trim().to_owned()))?;
+        collect::parse_report(&json, self.message_cap)
+            .map_err(|e| ExecutorError::Report(e.to_string()))
+    }
+
+    /// Runs `modules` (paths relative to `root`) in one pytest process.
+    pub async fn run(
+        &self,
+        python: &Path,
+        root: &Path,
+        modules: &[String],
+        timeout: Duration,
+    ) -> Result<RunReport, ExecutorError> {
+        let scratch = self.scratch_dir()?;
+        let xml_path = scratch.path().join("junit.xml");
+        let mut cmd = base_command(python, root);
+        cmd.args(["-q", "-o", "junit_family=xunit1", "--junitxml"])
+            .arg(&xml_path)
+            .arg("--")
+            .args(modules);
+        let out = process::run(cmd, timeout, self.output_cap)
+            .await
+            .map_err(|e| ExecutorError::io("starting pytest", e))?;
+        if out.timed_out() {
+            return Ok(RunReport::TimedOut {
+                output: out.output,
+                elapsed: out.elapsed,
+            });
+        }
+        let reports = match tokio::fs::read_to_string(&xml_path).await {
+            Ok(xml) => junit::parse(&xml, modules, self.message_cap)
+                .map_err(|e| ExecutorError::Report(e.to_string()))?,
+            // pytest writes no report when it fails before running anything;
+            // the caller reports every module as an error with the output.
+            Err(_) => BTreeMap::new(),
+        };
+        Ok(RunReport::Completed {
+            reports,
+            exit_code: out.code(),
+            output: out.output,
+            elapsed: out.elapsed,
+        })
+    }
+
+    fn scratch_dir(&self) -> Result<tempfile::TempDir, ExecutorError> {
+        tempfile::Builder::new()
+            .prefix("pytest-")
+            .tempdir_in(&self.scratch)
+            .map_err(|e| ExecutorError::io("creating a scratch folder", e))
+    }
+}
+
+/// `python -m pytest` in the project root: the root lands on sys.path as a
+/// student running pytest there would expect, and the cache stays out of it.
+fn base_command(python: &Path, root: &Path) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.current_dir(root)
+        .args(["-m", "pytest", "-p", "no:cacheprovider", "--rootdir"])
+        .arg(root)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("PYTEST_ADDOPTS")
+        .env_remove("PYTHONPATH");
+    cmd
+}

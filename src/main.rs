@@ -1,0 +1,60 @@
+//! The `evalmesh` binary: command line → config → logging → `node::run`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use evalmesh::config::Config;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "A cluster of peer nodes that grades Python projects with pytest"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a node.
+    Node {
+        /// The node's TOML config file; without it the embedded defaults apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let Command::Node { config } = Cli::parse().command;
+    let config = match config {
+        Some(path) => Config::load(&path),
+        None => Ok(Config::default()),
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("evalmesh: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("evalmesh: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> Result<(), String> {
+    let listener = TcpListener::bind(&config.node.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.node.listen))?;
+    actix::System::new().block_on(async move {
+        let node = evalmesh::node::run(config, listener).map_err(|e| e.to_string())?;
+        node.server.await.map_err(|e| format!("server failed: {e}"))
+    })
+}

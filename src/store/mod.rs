@@ -1,0 +1,30 @@
+//! The store subsystem: the `Store` actor over the node's SQLite database, and
+//! the rows it reads and writes.
+
+mod model;
+mod schema;
+mod store;
+
+pub use model::{
+    EvaluationRecord, EvaluationSummary, EvaluationView, ModuleRow, ProjectRow, Source,
+};
+pub use store::{
+    CountByStatus, CreateEvaluation, GetEvaluation, ListEvaluations, ListUnfinished,
+    MarkInputReady, SaveCollected, SaveProjects, SaveResult, SetStatus, Store,
+};
+
+/// Errors of the node's database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create the database folder {path}: {source}")]
+    Folder {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store unreachable: {0}")]
+    Unreachable(#[from] actix::MailboxError),
+    #[error("stored row is corrupt: {0}")]
+    Corrupt(String),
+}

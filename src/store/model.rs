@@ -1,0 +1,71 @@
+//! The rows of the store as the rest of the node sees them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::evaluation::model::{EvaluationStatus, ModuleResult, Tally};
+
+/// Where an evaluation's projects came from. Never holds a token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Source {
+    Zip { name: String },
+    Git { repositories: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationRecord {
+    pub id: Uuid,
+    pub status: EvaluationStatus,
+    pub source: Source,
+    /// The node that supervises it.
+    pub supervisor: String,
+    pub input_sha256: Option<String>,
+    /// The workspace holds every project (unpacked or cloned).
+    pub input_ready: bool,
+    pub submitted_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectRow {
+    pub name: String,
+    /// Relative to the evaluation's workspace, '/' separators, "" for the workspace itself.
+    pub root: String,
+    /// Its modules are known (stored as `ModuleRow`s).
+    pub collected: bool,
+    /// Why the project could not be evaluated: a failed clone or install.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleRow {
+    pub project: String,
+    pub module: String,
+    /// Tests pytest collected in it.
+    pub tests: u32,
+    /// None until the module has a result.
+    pub result: Option<ModuleResult>,
+}
+
+/// One evaluation with everything stored about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationView {
+    pub record: EvaluationRecord,
+    pub projects: Vec<ProjectRow>,
+    pub modules: Vec<ModuleRow>,
+}
+
+/// A line of `GET /evaluation`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationSummary {
+    pub id: Uuid,
+    pub status: EvaluationStatus,
+    pub submitted_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub projects: u32,
+    pub tally: Tally,
+}

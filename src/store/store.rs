@@ -1,0 +1,471 @@
+//! The `Store` actor: the node's SQLite database (WAL), the one place where
+//! evaluations and finished module results live. A child of the node root,
+//! on an arbiter thread of its own so that disk waits block no other actor.
+//!
+//! Takes the write messages of the evaluation supervisors and the queries of
+//! the API and the registry. Every write is committed before its reply, so a
+//! supervisor that has its answer knows the row survives a crash.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use actix::prelude::*;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use uuid::Uuid;
+
+use super::model::{
+    EvaluationRecord, EvaluationSummary, EvaluationView, ModuleRow, ProjectRow, Source,
+};
+use super::schema::SCHEMA;
+use super::StoreError;
+use crate::evaluation::model::{
+    EvaluationStatus, ModuleResult, ModuleStatus, Outcome, Tally, TestCase,
+};
+
+type Reply<T> = Result<T, StoreError>;
+
+/// Records a new evaluation.
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct CreateEvaluation(pub EvaluationRecord);
+
+/// The workspace now holds every project.
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct MarkInputReady(pub Uuid);
+
+/// Moves an evaluation to `status`; stamps `started_at` on the first
+/// `Running` and `finished_at` on `Done` or `Failed`.
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct SetStatus {
+    pub id: Uuid,
+    pub status: EvaluationStatus,
+    pub at: DateTime<Utc>,
+    pub error: Option<String>,
+}
+
+/// Records the projects found in the workspace; known ones are kept as they are.
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct SaveProjects {
+    pub id: Uuid,
+    pub projects: Vec<ProjectRow>,
+}
+
+/// Records a project's modules (path and number of tests), or why it has none.
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct SaveCollected {
+    pub id: Uuid,
+    pub project: String,
+    pub modules: Vec<(String, u32)>,
+    pub error: Option<String>,
+}
+
+/// Records a module's result once; answers false when it already had one.
+#[derive(Message)]
+#[rtype(result = "Reply<bool>")]
+pub struct SaveResult {
+    pub id: Uuid,
+    pub project: String,
+    pub module: String,
+    pub result: ModuleResult,
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<Option<EvaluationView>>")]
+pub struct GetEvaluation {
+    pub id: Uuid,
+    /// Load every test case too.
+    pub with_tests: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<Vec<EvaluationSummary>>")]
+pub struct ListEvaluations;
+
+/// Evaluations that are queued or running: the work a restarted node resumes.
+#[derive(Message)]
+#[rtype(result = "Reply<Vec<EvaluationRecord>>")]
+pub struct ListUnfinished;
+
+#[derive(Message)]
+#[rtype(result = "Reply<BTreeMap<String, u64>>")]
+pub struct CountByStatus;
+
+pub struct Store {
+    /// The only connection: one writer keeps every commit in message order.
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating) the database at `path` and applies the schema.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    /// An in-memory database, for tests.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    fn create(&mut self, r: &EvaluationRecord) -> Reply<()> {
+        let source =
+            serde_json::to_string(&r.source).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.conn.execute(
+            "INSERT INTO evaluations (id, status, source, supervisor, input_sha256, input_ready, submitted_at, started_at, finished_at, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                r.id.to_string(),
+                r.status.as_str(),
+                source,
+                r.supervisor,
+                r.input_sha256,
+                r.input_ready,
+                stamp(r.submitted_at),
+                r.started_at.map(stamp),
+                r.finished_at.map(stamp),
+                r.error,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn set_status(&mut self, m: &SetStatus) -> Reply<()> {
+        let at = stamp(m.at);
+        let id = m.id.to_string();
+        match m.status {
+            EvaluationStatus::Running => self.conn.execute(
+                "UPDATE evaluations SET status = ?2, started_at = COALESCE(started_at, ?3) WHERE id = ?1",
+                params![id, m.status.as_str(), at],
+            )?,
+            EvaluationStatus::Done | EvaluationStatus::Failed => self.conn.execute(
+                "UPDATE evaluations SET status = ?2, finished_at = ?3, error = ?4,
+                 started_at = COALESCE(started_at, ?3) WHERE id = ?1",
+                params![id, m.status.as_str(), at, m.error],
+            )?,
+            EvaluationStatus::Queued => {
+                self.conn.execute("UPDATE evaluations SET status = ?2 WHERE id = ?1", params![id, m.status.as_str()])?
+            }
+        };
+        Ok(())
+    }
+
+    fn save_projects(&mut self, m: &SaveProjects) -> Reply<()> {
+        let tx = self.conn.transaction()?;
+        for p in &m.projects {
+            tx.execute(
+                "INSERT OR IGNORE INTO projects (evaluation, name, root, collected, error) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![m.id.to_string(), p.name, p.root, p.collected, p.error],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn save_collected(&mut self, m: &SaveCollected) -> Reply<()> {
+        let id = m.id.to_string();
+        let tx = self.conn.transaction()?;
+        for (module, tests) in &m.modules {
+            tx.execute(
+                "INSERT OR IGNORE INTO modules (evaluation, project, module, tests) VALUES (?1, ?2, ?3, ?4)",
+                params![id, m.project, module, tests],
+            )?;
+        }
+        tx.execute(
+            "UPDATE projects SET collected = 1, error = ?3 WHERE evaluation = ?1 AND name = ?2",
+            params![id, m.project, m.error],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn save_result(&mut self, m: &SaveResult) -> Reply<bool> {
+        let id = m.id.to_string();
+        let r = &m.result;
+        let tx = self.conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE modules SET status = ?4, passed = ?5, failed = ?6, skipped = ?7, errors = ?8,
+             duration = ?9, node = ?10, output = ?11
+             WHERE evaluation = ?1 AND project = ?2 AND module = ?3 AND status IS NULL",
+            params![
+                id,
+                m.project,
+                m.module,
+                r.status.as_str(),
+                r.tally.passed,
+                r.tally.failed,
+                r.tally.skipped,
+                r.tally.errors,
+                r.duration,
+                r.node,
+                r.output,
+            ],
+        )?;
+        if changed == 1 {
+            for (seq, t) in r.tests.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO tests (evaluation, project, module, seq, name, classname, outcome, duration, message)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![id, m.project, m.module, seq, t.name, t.classname, t.outcome.as_str(), t.duration, t.message],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(changed == 1)
+    }
+
+    fn record(&self, id: &str) -> Reply<Option<EvaluationRecord>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {RECORD_COLUMNS} FROM evaluations WHERE id = ?1"),
+                [id],
+                read_record,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    fn view(&self, id: Uuid, with_tests: bool) -> Reply<Option<EvaluationView>> {
+        let key = id.to_string();
+        let Some(record) = self.record(&key)? else {
+            return Ok(None);
+        };
+        let mut stmt = self.conn.prepare(
+            "SELECT name, root, collected, error FROM projects WHERE evaluation = ?1 ORDER BY name",
+        )?;
+        let projects = stmt
+            .query_map([&key], |row| {
+                Ok(ProjectRow {
+                    name: row.get(0)?,
+                    root: row.get(1)?,
+                    collected: row.get(2)?,
+                    error: row.get(3)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = self.conn.prepare(
+            "SELECT project, module, tests, status, passed, failed, skipped, errors, duration, node, output
+             FROM modules WHERE evaluation = ?1 ORDER BY project, module",
+        )?;
+        let mut modules = stmt
+            .query_map([&key], read_module)?
+            .collect::<Result<Result<Vec<_>, _>, _>>()??;
+        if with_tests {
+            let mut stmt = self.conn.prepare(
+                "SELECT name, classname, outcome, duration, message FROM tests
+                 WHERE evaluation = ?1 AND project = ?2 AND module = ?3 ORDER BY seq",
+            )?;
+            for m in modules.iter_mut() {
+                if let Some(result) = m.result.as_mut() {
+                    result.tests = stmt
+                        .query_map(params![key, m.project, m.module], read_test)?
+                        .collect::<Result<Result<Vec<_>, _>, _>>()??;
+                }
+            }
+        }
+        Ok(Some(EvaluationView {
+            record,
+            projects,
+            modules,
+        }))
+    }
+
+    fn list(&self) -> Reply<Vec<EvaluationSummary>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT e.id, e.status, e.submitted_at, e.finished_at,
+                    (SELECT COUNT(*) FROM projects p WHERE p.evaluation = e.id),
+                    COALESCE(SUM(m.passed), 0), COALESCE(SUM(m.failed), 0),
+                    COALESCE(SUM(m.skipped), 0), COALESCE(SUM(m.errors), 0)
+             FROM evaluations e LEFT JOIN modules m ON m.evaluation = e.id
+             GROUP BY e.id ORDER BY e.submitted_at, e.id",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((|| {
+                Ok(EvaluationSummary {
+                    id: parse_uuid(&row.get::<_, String>(0)?)?,
+                    status: parse_status(&row.get::<_, String>(1)?)?,
+                    submitted_at: parse_time(&row.get::<_, String>(2)?)?,
+                    finished_at: row
+                        .get::<_, Option<String>>(3)?
+                        .as_deref()
+                        .map(parse_time)
+                        .transpose()?,
+                    projects: row.get(4)?,
+                    tally: Tally {
+                        passed: row.get(5)?,
+                        failed: row.get(6)?,
+                        skipped: row.get(7)?,
+                        errors: row.get(8)?,
+                    },
+                })
+            })())
+        })?;
+        rows.collect::<Result<Result<Vec<_>, StoreError>, _>>()?
+    }
+
+    fn unfinished(&self) -> Reply<Vec<EvaluationRecord>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {RECORD_COLUMNS} FROM evaluations WHERE status IN ('queued', 'running') ORDER BY submitted_at"
+        ))?;
+        let rows = stmt.query_map([], read_record)?;
+        rows.collect::<Result<Result<Vec<_>, _>, _>>()?
+    }
+
+    fn counts(&self) -> Reply<BTreeMap<String, u64>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT status, COUNT(*) FROM evaluations GROUP BY status")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+const RECORD_COLUMNS: &str =
+    "id, status, source, supervisor, input_sha256, input_ready, submitted_at, started_at, finished_at, error";
+
+/// Stamps keep milliseconds: `eval_time` is computed from them.
+fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
+}
+
+fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("id {s:?}: {e}")))
+}
+
+fn parse_status(s: &str) -> Result<EvaluationStatus, StoreError> {
+    EvaluationStatus::parse(s)
+        .ok_or_else(|| StoreError::Corrupt(format!("evaluation status {s:?}")))
+}
+
+/// Row readers answer a nested result: the outer error is SQLite's, the
+/// inner one a value that does not parse.
+fn read_record(row: &Row) -> rusqlite::Result<Reply<EvaluationRecord>> {
+    let get = |row: &Row| -> Reply<EvaluationRecord> {
+        let source: String = row.get(2)?;
+        Ok(EvaluationRecord {
+            id: parse_uuid(&row.get::<_, String>(0)?)?,
+            status: parse_status(&row.get::<_, String>(1)?)?,
+            source: serde_json::from_str::<Source>(&source)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            supervisor: row.get(3)?,
+            input_sha256: row.get(4)?,
+            input_ready: row.get(5)?,
+            submitted_at: parse_time(&row.get::<_, String>(6)?)?,
+            started_at: row
+                .get::<_, Option<String>>(7)?
+                .as_deref()
+                .map(parse_time)
+                .transpose()?,
+            finished_at: row
+                .get::<_, Option<String>>(8)?
+                .as_deref()
+                .map(parse_time)
+                .transpose()?,
+            error: row.get(9)?,
+        })
+    };
+    Ok(get(row))
+}
+
+fn read_module(row: &Row) -> rusqlite::Result<Reply<ModuleRow>> {
+    let status: Option<String> = row.get(3)?;
+    let result = match status {
+        None => None,
+        Some(s) => {
+            let Some(status) = ModuleStatus::parse(&s) else {
+                return Ok(Err(StoreError::Corrupt(format!("module status {s:?}"))));
+            };
+            Some(ModuleResult {
+                status,
+                tally: Tally {
+                    passed: row.get(4)?,
+                    failed: row.get(5)?,
+                    skipped: row.get(6)?,
+                    errors: row.get(7)?,
+                },
+                duration: row.get(8)?,
+                node: row.get::<_, Option<String>>(9)?.unwrap_or_default(),
+                output: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
+                tests: Vec::new(),
+            })
+        }
+    };
+    Ok(Ok(ModuleRow {
+        project: row.get(0)?,
+        module: row.get(1)?,
+        tests: row.get(2)?,
+        result,
+    }))
+}
+
+fn read_test(row: &Row) -> rusqlite::Result<Reply<TestCase>> {
+    let outcome: String = row.get(2)?;
+    let Some(outcome) = Outcome::parse(&outcome) else {
+        return Ok(Err(StoreError::Corrupt(format!(
+            "test outcome {outcome:?}"
+        ))));
+    };
+    Ok(Ok(TestCase {
+        name: row.get(0)?,
+        classname: row.get(1)?,
+        outcome,
+        duration: row.get(3)?,
+        message: row.get(4)?,
+    }))
+}
+
+impl Actor for Store {
+    type Context = Context<Self>;
+}
+
+macro_rules! handle {
+    ($msg:ty, $out:ty, |$s:ident, $m:ident| $body:expr) => {
+        impl Handler<$msg> for Store {
+            type Result = Reply<$out>;
+
+            fn handle(&mut self, $m: $msg, _: &mut Context<Self>) -> Self::Result {
+                let $s = self;
+                $body
+            }
+        }
+    };
+}
+
+handle!(CreateEvaluation, (), |s, m| s.create(&m.0));
+handle!(MarkInputReady, (), |s, m| {
+    s.conn.execute(
+        "UPDATE evaluations SET input_ready = 1 WHERE id = ?1",
+        [m.0.to_string()],
+    )?;
+    Ok(())
+});
+handle!(SetStatus, (), |s, m| s.set_status(&m));
+handle!(SaveProjects, (), |s, m| s.save_projects(&m));
+handle!(SaveCollected, (), |s, m| s.save_collected(&m));
+handle!(SaveResult, bool, |s, m| s.save_result(&m));
+handle!(GetEvaluation, Option<EvaluationView>, |s, m| s
+    .view(m.id, m.with_tests));
+handle!(ListEvaluations, Vec<EvaluationSummary>, |s, _m| s.list());
+handle!(ListUnfinished, Vec<EvaluationRecord>, |s, _m| s
+    .unfinished());
+handle!(CountByStatus, BTreeMap<String, u64>, |s, _m| s.counts());
