@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::intake::{discover, git};
 use super::model::{EvaluationStatus, ModuleResult};
 use super::plan::{Plan, Task, TaskKind, TimeoutAction};
+use crate::executor::collect::Collected;
 use crate::executor::{runner, Job, JobFinished, JobKind, JobOutput, Submit};
 use crate::store::{
     EvaluationRecord, GetEvaluation, MarkInputReady, ProjectRow, SaveCollected, SaveProjects,
@@ -341,6 +342,31 @@ fn find_projects(workspace: &std::path::Path, source: &Source) -> Vec<ProjectRow
     rows
 }
 
+/// The collection errors that stand for a module of their own: an error in a
+/// class of a collected module is reported again when that module runs, so it
+/// is left to the run; a folder whose conftest failed, or the whole session,
+/// becomes an errored pseudo-module named after it.
+fn collection_errors(collected: &Collected) -> Vec<(String, String)> {
+    collected
+        .errors
+        .iter()
+        .filter(|(key, _)| {
+            let path = key.split("::").next().unwrap_or_default();
+            !(key.contains("::") && collected.modules.contains_key(path))
+        })
+        .map(|(key, text)| {
+            let module = match key.split("::").next().unwrap_or_default() {
+                "" => SESSION_MODULE.to_owned(),
+                path => path.to_owned(),
+            };
+            (module, text.clone())
+        })
+        .collect()
+}
+
+/// The name under which a collection error charged to the whole session is reported.
+const SESSION_MODULE: &str = "(session)";
+
 impl Actor for EvaluationSupervisor {
     type Context = Context<Self>;
 
@@ -427,26 +453,17 @@ impl Handler<JobFinished> for EvaluationSupervisor {
 }
 
 impl EvaluationSupervisor {
-    fn collected(
-        &mut self,
-        project: String,
-        collected: crate::executor::collect::Collected,
-        ctx: &mut Context<Self>,
-    ) {
+    fn collected(&mut self, project: String, collected: Collected, ctx: &mut Context<Self>) {
+        let errors = collection_errors(&collected);
         let mut modules: Vec<(String, u32)> = collected.modules.into_iter().collect();
-        for module in collected.errors.keys() {
-            if !modules.iter().any(|(m, _)| m == module) {
-                modules.push((module.clone(), 0));
-            }
-        }
+        modules.extend(errors.iter().map(|(module, _)| (module.clone(), 0)));
         if modules.is_empty() {
             return self.project_failed(project, "pytest collected no tests".into(), ctx);
         }
         let node = self.settings.node.clone();
-        let errors: Vec<(String, ModuleResult)> = collected
-            .errors
-            .iter()
-            .map(|(module, text)| (module.clone(), runner::collection_error_result(text, &node)))
+        let errors: Vec<(String, ModuleResult)> = errors
+            .into_iter()
+            .map(|(module, text)| (module, runner::collection_error_result(&text, &node)))
             .collect();
         let (store, id) = (self.store.clone(), self.record.id);
         let saved_modules = modules.clone();
@@ -496,5 +513,474 @@ impl EvaluationSupervisor {
             }
             Err(e) => act.abandon(e, ctx),
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::evaluation::model::{ModuleStatus, Tally};
+    use crate::store::ListUnfinished;
+
+    /// Stands in for the executor: keeps every job it is handed.
+    #[derive(Default)]
+    struct ProbeExecutor {
+        jobs: Vec<Job>,
+    }
+
+    impl Actor for ProbeExecutor {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Submit> for ProbeExecutor {
+        type Result = ();
+        fn handle(&mut self, Submit(job): Submit, _: &mut Context<Self>) {
+            self.jobs.push(job);
+        }
+    }
+
+    /// Hands over the jobs received so far.
+    #[derive(Message)]
+    #[rtype(result = "Vec<(u64, String, JobKind, Recipient<JobFinished>)>")]
+    struct TakeJobs;
+
+    impl Handler<TakeJobs> for ProbeExecutor {
+        type Result = MessageResult<TakeJobs>;
+        fn handle(&mut self, _: TakeJobs, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(
+                self.jobs
+                    .drain(..)
+                    .map(|j| (j.task, j.project, j.kind, j.reply_to))
+                    .collect(),
+            )
+        }
+    }
+
+    /// Stands in for the registry.
+    #[derive(Default)]
+    struct ProbeRegistry {
+        finished: Vec<Uuid>,
+    }
+
+    impl Actor for ProbeRegistry {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<EvaluationFinished> for ProbeRegistry {
+        type Result = ();
+        fn handle(&mut self, msg: EvaluationFinished, _: &mut Context<Self>) {
+            self.finished.push(msg.0);
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "Vec<Uuid>")]
+    struct GetFinished;
+
+    impl Handler<GetFinished> for ProbeRegistry {
+        type Result = MessageResult<GetFinished>;
+        fn handle(&mut self, _: GetFinished, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(self.finished.clone())
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        workspace: PathBuf,
+        id: Uuid,
+        store: Addr<Store>,
+        executor: Addr<ProbeExecutor>,
+        registry: Addr<ProbeRegistry>,
+        settings: SupervisorSettings,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        let workspace = dir.path().join(id.to_string());
+        std::fs::create_dir_all(workspace.join("proj/tests")).unwrap();
+        std::fs::write(workspace.join("proj/requirements.txt"), "").unwrap();
+        std::fs::write(
+            workspace.join("proj/tests/test_a.py"),
+            "def test_a(): pass\n",
+        )
+        .unwrap();
+        let store = Store::in_memory().unwrap().start();
+        let record = EvaluationRecord {
+            id,
+            status: EvaluationStatus::Queued,
+            source: Source::Zip {
+                name: "upload".into(),
+            },
+            supervisor: "n1".into(),
+            input_sha256: None,
+            input_ready: true,
+            submitted_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            error: None,
+        };
+        store
+            .send(crate::store::CreateEvaluation(record))
+            .await
+            .unwrap()
+            .unwrap();
+        let settings = SupervisorSettings {
+            node: "n1".into(),
+            evaluations_dir: dir.path().to_owned(),
+            modules_per_task: 1,
+            module_timeout: Duration::from_secs(7),
+            git_schemes: vec!["file".into()],
+            clone_timeout: Duration::from_secs(10),
+        };
+        Fixture {
+            _dir: dir,
+            workspace,
+            id,
+            store,
+            executor: ProbeExecutor::default().start(),
+            registry: ProbeRegistry::default().start(),
+            settings,
+        }
+    }
+
+    impl Fixture {
+        async fn start(&self) -> Addr<EvaluationSupervisor> {
+            let record = self
+                .store
+                .send(GetEvaluation {
+                    id: self.id,
+                    with_tests: false,
+                })
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+                .record;
+            EvaluationSupervisor::new(
+                record,
+                None,
+                self.settings.clone(),
+                self.store.clone(),
+                self.executor.clone().recipient(),
+                self.registry.clone().recipient(),
+            )
+            .start()
+        }
+
+        /// Waits, by yielding, until the supervisor has handed out `n` jobs.
+        async fn jobs(&self, n: usize) -> Vec<(u64, String, JobKind, Recipient<JobFinished>)> {
+            let mut jobs = Vec::new();
+            for _ in 0..1000 {
+                jobs.extend(self.executor.send(TakeJobs).await.unwrap());
+                if jobs.len() >= n {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(jobs.len(), n, "jobs handed out");
+            jobs
+        }
+
+        async fn view(&self) -> crate::store::EvaluationView {
+            self.store
+                .send(GetEvaluation {
+                    id: self.id,
+                    with_tests: false,
+                })
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+        }
+
+        async fn until_finished(&self) {
+            for _ in 0..1000 {
+                if !self.registry.send(GetFinished).await.unwrap().is_empty() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+            panic!("the supervisor did not finish");
+        }
+    }
+
+    fn done(passed: u32, failed: u32) -> ModuleResult {
+        ModuleResult {
+            status: ModuleStatus::Done,
+            tally: Tally {
+                passed,
+                failed,
+                ..Tally::default()
+            },
+            duration: 0.1,
+            node: "n1".into(),
+            output: String::new(),
+            tests: Vec::new(),
+        }
+    }
+
+    fn finished(id: Uuid, task: u64, outcome: Result<JobOutput, String>) -> JobFinished {
+        JobFinished {
+            evaluation: id,
+            task,
+            project: "proj".into(),
+            outcome,
+        }
+    }
+
+    #[actix::test]
+    async fn collects_runs_each_module_and_closes_the_evaluation() {
+        let f = fixture().await;
+        let supervisor = f.start().await;
+        let jobs = f.jobs(1).await;
+        assert_eq!(
+            (jobs[0].1.as_str(), &jobs[0].2),
+            ("proj", &JobKind::Collect)
+        );
+        let collected = Collected {
+            modules: BTreeMap::from([("tests/test_a.py".into(), 2), ("tests/test_b.py".into(), 1)]),
+            errors: BTreeMap::from([("tests/test_c.py".into(), "ImportError".into())]),
+        };
+        supervisor
+            .send(finished(
+                f.id,
+                jobs[0].0,
+                Ok(JobOutput::Collected(collected)),
+            ))
+            .await
+            .unwrap();
+        let runs = f.jobs(2).await;
+        let timeout = Duration::from_secs(7);
+        assert_eq!(
+            runs[0].2,
+            JobKind::Run {
+                modules: vec!["tests/test_a.py".into()],
+                timeout
+            }
+        );
+        assert_eq!(
+            runs[1].2,
+            JobKind::Run {
+                modules: vec!["tests/test_b.py".into()],
+                timeout
+            }
+        );
+
+        let a = BTreeMap::from([("tests/test_a.py".to_string(), done(2, 0))]);
+        supervisor
+            .send(finished(f.id, runs[0].0, Ok(JobOutput::Ran(a.clone()))))
+            .await
+            .unwrap();
+        // A duplicate answer to the same task changes nothing.
+        supervisor
+            .send(finished(f.id, runs[0].0, Ok(JobOutput::Ran(a))))
+            .await
+            .unwrap();
+        let b = BTreeMap::from([("tests/test_b.py".to_string(), done(0, 1))]);
+        supervisor
+            .send(finished(f.id, runs[1].0, Ok(JobOutput::Ran(b))))
+            .await
+            .unwrap();
+        f.until_finished().await;
+
+        let view = f.view().await;
+        assert_eq!(view.record.status, EvaluationStatus::Done);
+        let results: Vec<_> = view
+            .modules
+            .iter()
+            .map(|m| {
+                (
+                    m.module.as_str(),
+                    m.result.as_ref().map(|r| (r.status, r.tally)),
+                )
+            })
+            .collect();
+        assert_eq!(
+            results,
+            vec![
+                (
+                    "tests/test_a.py",
+                    Some((
+                        ModuleStatus::Done,
+                        Tally {
+                            passed: 2,
+                            ..Tally::default()
+                        }
+                    ))
+                ),
+                (
+                    "tests/test_b.py",
+                    Some((
+                        ModuleStatus::Done,
+                        Tally {
+                            failed: 1,
+                            ..Tally::default()
+                        }
+                    ))
+                ),
+                (
+                    "tests/test_c.py",
+                    Some((
+                        ModuleStatus::Error,
+                        Tally {
+                            errors: 1,
+                            ..Tally::default()
+                        }
+                    ))
+                ),
+            ]
+        );
+        assert!(
+            !f.workspace.exists(),
+            "the workspace is removed when the evaluation closes"
+        );
+    }
+
+    #[actix::test]
+    async fn a_timed_out_module_counts_each_of_its_tests_as_an_error() {
+        let f = fixture().await;
+        let supervisor = f.start().await;
+        let jobs = f.jobs(1).await;
+        let collected = Collected {
+            modules: BTreeMap::from([("tests/test_a.py".into(), 3)]),
+            errors: BTreeMap::new(),
+        };
+        supervisor
+            .send(finished(
+                f.id,
+                jobs[0].0,
+                Ok(JobOutput::Collected(collected)),
+            ))
+            .await
+            .unwrap();
+        let runs = f.jobs(1).await;
+        supervisor
+            .send(finished(
+                f.id,
+                runs[0].0,
+                Ok(JobOutput::TimedOut {
+                    output: "sleeping".into(),
+                }),
+            ))
+            .await
+            .unwrap();
+        f.until_finished().await;
+        let result = f.view().await.modules[0].result.clone().unwrap();
+        assert_eq!(result.status, ModuleStatus::Timeout);
+        assert_eq!(
+            result.tally,
+            Tally {
+                errors: 3,
+                ..Tally::default()
+            }
+        );
+        assert_eq!(result.duration, 7.0);
+    }
+
+    #[actix::test]
+    async fn a_failed_install_fails_the_project_not_the_evaluation() {
+        let f = fixture().await;
+        let supervisor = f.start().await;
+        let jobs = f.jobs(1).await;
+        let error = "installing requirements failed: no such package".to_string();
+        supervisor
+            .send(finished(f.id, jobs[0].0, Err(error.clone())))
+            .await
+            .unwrap();
+        f.until_finished().await;
+        let view = f.view().await;
+        assert_eq!(view.record.status, EvaluationStatus::Done);
+        assert_eq!(view.projects[0].error, Some(error));
+    }
+
+    #[actix::test]
+    async fn a_resumed_evaluation_runs_only_modules_without_a_result() {
+        let f = fixture().await;
+        let id = f.id;
+        let project = ProjectRow {
+            name: "proj".into(),
+            root: "proj".into(),
+            collected: false,
+            error: None,
+        };
+        f.store
+            .send(SaveProjects {
+                id,
+                projects: vec![project],
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let modules = vec![("tests/test_a.py".into(), 1), ("tests/test_b.py".into(), 1)];
+        f.store
+            .send(SaveCollected {
+                id,
+                project: "proj".into(),
+                modules,
+                error: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let saved = SaveResult {
+            id,
+            project: "proj".into(),
+            module: "tests/test_a.py".into(),
+            result: done(1, 0),
+        };
+        f.store.send(saved).await.unwrap().unwrap();
+        f.store
+            .send(SetStatus {
+                id,
+                status: EvaluationStatus::Running,
+                at: Utc::now(),
+                error: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            f.store.send(ListUnfinished).await.unwrap().unwrap().len(),
+            1
+        );
+
+        let supervisor = f.start().await;
+        let runs = f.jobs(1).await;
+        assert_eq!(
+            runs[0].2,
+            JobKind::Run {
+                modules: vec!["tests/test_b.py".into()],
+                timeout: Duration::from_secs(7)
+            }
+        );
+        let b = BTreeMap::from([("tests/test_b.py".to_string(), done(1, 0))]);
+        supervisor
+            .send(finished(id, runs[0].0, Ok(JobOutput::Ran(b))))
+            .await
+            .unwrap();
+        f.until_finished().await;
+        assert_eq!(f.view().await.record.status, EvaluationStatus::Done);
+    }
+
+    #[test]
+    fn class_errors_are_left_to_the_run_and_session_errors_get_a_name() {
+        let collected = Collected {
+            modules: BTreeMap::from([("tests/test_a.py".into(), 2)]),
+            errors: BTreeMap::from([
+                ("tests/test_a.py::TestBad".into(), "class".into()),
+                ("tests/sub".into(), "conftest".into()),
+                ("".into(), "session".into()),
+            ]),
+        };
+        assert_eq!(
+            collection_errors(&collected),
+            vec![
+                (SESSION_MODULE.to_owned(), "session".to_owned()),
+                ("tests/sub".to_owned(), "conftest".to_owned())
+            ]
+        );
     }
 }

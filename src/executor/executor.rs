@@ -232,3 +232,270 @@ impl Handler<GetExecutorStats> for Executor {
         MessageResult(self.stats.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use futures_util::future::LocalBoxFuture;
+    use futures_util::FutureExt;
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::evaluation::model::{ModuleStatus, Outcome, TestCase};
+    use crate::executor::junit::ModuleReport;
+    use crate::executor::ExecutorError;
+
+    type Pending = Rc<RefCell<HashMap<String, oneshot::Sender<Result<RunReport, ExecutorError>>>>>;
+
+    /// A runner whose runs end when the test says so: each run is keyed by
+    /// its first module, and `started` records the order runs began in.
+    #[derive(Default, Clone)]
+    struct Scripted {
+        pending: Pending,
+        started: Rc<RefCell<Vec<String>>>,
+    }
+
+    impl Scripted {
+        fn finish(&self, key: &str, report: Result<RunReport, ExecutorError>) {
+            let tx = self
+                .pending
+                .borrow_mut()
+                .remove(key)
+                .expect("run is pending");
+            tx.send(report).ok();
+        }
+    }
+
+    impl Runner for Scripted {
+        fn collect(&self, _: PathBuf) -> LocalBoxFuture<'static, Result<Collected, ExecutorError>> {
+            async { Ok(Collected::default()) }.boxed_local()
+        }
+
+        fn run(
+            &self,
+            _: PathBuf,
+            modules: Vec<String>,
+            _: Duration,
+        ) -> LocalBoxFuture<'static, Result<RunReport, ExecutorError>> {
+            let (tx, rx) = oneshot::channel();
+            self.pending.borrow_mut().insert(modules[0].clone(), tx);
+            self.started.borrow_mut().push(modules[0].clone());
+            async move { rx.await.expect("the test finishes every run") }.boxed_local()
+        }
+    }
+
+    /// Records every `JobFinished` it receives.
+    #[derive(Default)]
+    struct Probe {
+        seen: Vec<JobFinished>,
+    }
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<JobFinished> for Probe {
+        type Result = ();
+        fn handle(&mut self, msg: JobFinished, _: &mut Context<Self>) {
+            self.seen.push(msg);
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "Vec<(u64, String)>")]
+    struct Seen;
+
+    impl Handler<Seen> for Probe {
+        type Result = MessageResult<Seen>;
+        fn handle(&mut self, _: Seen, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(
+                self.seen
+                    .iter()
+                    .map(|f| {
+                        let what = match &f.outcome {
+                            Ok(JobOutput::Ran(r)) => format!("ran {}", r.len()),
+                            Ok(JobOutput::TimedOut { .. }) => "timed out".into(),
+                            Ok(JobOutput::Collected(_)) => "collected".into(),
+                            Err(e) => format!("error: {e}"),
+                        };
+                        (f.task, what)
+                    })
+                    .collect(),
+            )
+        }
+    }
+
+    fn run_job(task: u64, module: &str, reply_to: Recipient<JobFinished>) -> Submit {
+        Submit(Job {
+            evaluation: Uuid::nil(),
+            task,
+            project: "p".into(),
+            root: PathBuf::from("/nonexistent"),
+            kind: JobKind::Run {
+                modules: vec![module.into()],
+                timeout: Duration::from_secs(5),
+            },
+            reply_to,
+        })
+    }
+
+    fn passed_report(module: &str) -> RunReport {
+        let test = TestCase {
+            name: "test_x".into(),
+            classname: "tests.test_x".into(),
+            outcome: Outcome::Passed,
+            duration: 0.25,
+            message: None,
+        };
+        let report = ModuleReport {
+            tally: Tally {
+                passed: 1,
+                ..Tally::default()
+            },
+            duration: 0.25,
+            tests: vec![test],
+        };
+        RunReport::Completed {
+            reports: BTreeMap::from([(module.to_owned(), report)]),
+            exit_code: Some(0),
+            output: "1 passed".into(),
+            elapsed: Duration::from_millis(300),
+        }
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[actix::test]
+    async fn runs_at_most_slots_jobs_and_queues_the_rest_in_order() {
+        let runner = Scripted::default();
+        let executor = Executor::new("n1".into(), 2, Rc::new(runner.clone())).start();
+        let probe = Probe::default().start();
+        for (task, module) in [(1, "a.py"), (2, "b.py"), (3, "c.py")] {
+            executor
+                .send(run_job(task, module, probe.clone().recipient()))
+                .await
+                .unwrap();
+        }
+        settle().await;
+        assert_eq!(
+            executor.send(GetLoad).await.unwrap(),
+            Load {
+                slots: 2,
+                busy: 2,
+                queued: 1
+            }
+        );
+        assert_eq!(*runner.started.borrow(), vec!["a.py", "b.py"]);
+
+        runner.finish("b.py", Ok(passed_report("b.py")));
+        settle().await;
+        assert_eq!(*runner.started.borrow(), vec!["a.py", "b.py", "c.py"]);
+        assert_eq!(
+            executor.send(GetLoad).await.unwrap(),
+            Load {
+                slots: 2,
+                busy: 2,
+                queued: 0
+            }
+        );
+        assert_eq!(
+            probe.send(Seen).await.unwrap(),
+            vec![(2, "ran 1".to_string())]
+        );
+
+        runner.finish("a.py", Ok(passed_report("a.py")));
+        runner.finish("c.py", Ok(passed_report("c.py")));
+        settle().await;
+        assert_eq!(
+            executor.send(GetLoad).await.unwrap(),
+            Load {
+                slots: 2,
+                busy: 0,
+                queued: 0
+            }
+        );
+        let stats = executor.send(GetExecutorStats).await.unwrap();
+        assert_eq!(stats.modules_run, 3);
+        assert_eq!(stats.tests.passed, 3);
+    }
+
+    #[actix::test]
+    async fn a_module_missing_from_the_report_is_an_error() {
+        let runner = Scripted::default();
+        let executor = Executor::new("n1".into(), 1, Rc::new(runner.clone())).start();
+        let (tx, rx) = oneshot::channel();
+        let catcher = Catcher(Some(tx)).start();
+        executor
+            .send(run_job(7, "gone.py", catcher.recipient()))
+            .await
+            .unwrap();
+        settle().await;
+        runner.finish("gone.py", Ok(passed_report("other.py")));
+        let finished = rx.await.unwrap();
+        let Ok(JobOutput::Ran(results)) = finished.outcome else {
+            panic!("expected results")
+        };
+        let result = &results["gone.py"];
+        assert_eq!(result.status, ModuleStatus::Error);
+        assert_eq!(result.tally.errors, 1);
+        assert_eq!(result.node, "n1");
+        assert!(result.output.contains("exit code 0"), "{}", result.output);
+    }
+
+    #[actix::test]
+    async fn timeouts_and_runner_errors_reach_the_supervisor() {
+        let runner = Scripted::default();
+        let executor = Executor::new("n1".into(), 2, Rc::new(runner.clone())).start();
+        let probe = Probe::default().start();
+        executor
+            .send(run_job(1, "hang.py", probe.clone().recipient()))
+            .await
+            .unwrap();
+        executor
+            .send(run_job(2, "broken.py", probe.clone().recipient()))
+            .await
+            .unwrap();
+        settle().await;
+        runner.finish(
+            "hang.py",
+            Ok(RunReport::TimedOut {
+                output: String::new(),
+                elapsed: Duration::from_secs(5),
+            }),
+        );
+        runner.finish("broken.py", Err(ExecutorError::Collect("boom".into())));
+        settle().await;
+        assert_eq!(
+            probe.send(Seen).await.unwrap(),
+            vec![
+                (1, "timed out".to_string()),
+                (2, "error: pytest collection failed: boom".to_string())
+            ]
+        );
+        let stats = executor.send(GetExecutorStats).await.unwrap();
+        assert_eq!(stats.modules_timed_out, 1);
+        assert_eq!(executor.send(GetLoad).await.unwrap().busy, 0);
+    }
+
+    /// Hands the first `JobFinished` to a oneshot.
+    struct Catcher(Option<oneshot::Sender<JobFinished>>);
+
+    impl Actor for Catcher {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<JobFinished> for Catcher {
+        type Result = ();
+        fn handle(&mut self, msg: JobFinished, _: &mut Context<Self>) {
+            if let Some(tx) = self.0.take() {
+                tx.send(msg).ok();
+            }
+        }
+    }
+}

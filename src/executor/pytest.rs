@@ -146,7 +146,16 @@ impl Pytest {
 fn base_command(python: &Path, root: &Path) -> Command {
     let mut cmd = Command::new(python);
     cmd.current_dir(root)
-        .args(["-m", "pytest", "-p", "no:cacheprovider", "--rootdir"])
+        // A project's `addopts = -x` would stop at the first broken module.
+        .args([
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--continue-on-collection-errors",
+            "--maxfail=0",
+        ])
+        .arg("--rootdir")
         .arg(root)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env_remove("PYTEST_ADDOPTS")

@@ -469,3 +469,228 @@ handle!(ListEvaluations, Vec<EvaluationSummary>, |s, _m| s.list());
 handle!(ListUnfinished, Vec<EvaluationRecord>, |s, _m| s
     .unfinished());
 handle!(CountByStatus, BTreeMap<String, u64>, |s, _m| s.counts());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: Uuid) -> EvaluationRecord {
+        EvaluationRecord {
+            id,
+            status: EvaluationStatus::Queued,
+            source: Source::Git {
+                repositories: vec!["https://github.com/a/b".into()],
+            },
+            supervisor: "127.0.0.1:5001".into(),
+            input_sha256: None,
+            input_ready: false,
+            submitted_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            error: None,
+        }
+    }
+
+    fn result(passed: u32) -> ModuleResult {
+        ModuleResult {
+            status: ModuleStatus::Done,
+            tally: Tally {
+                passed,
+                ..Tally::default()
+            },
+            duration: 1.5,
+            node: "n1".into(),
+            output: "ok".into(),
+            tests: vec![TestCase {
+                name: "test_a".into(),
+                classname: "tests.test_a".into(),
+                outcome: Outcome::Passed,
+                duration: 1.5,
+                message: None,
+            }],
+        }
+    }
+
+    async fn seeded() -> (Addr<Store>, Uuid) {
+        let store = Store::in_memory().unwrap().start();
+        let id = Uuid::new_v4();
+        store
+            .send(CreateEvaluation(record(id)))
+            .await
+            .unwrap()
+            .unwrap();
+        let project = ProjectRow {
+            name: "p".into(),
+            root: "p".into(),
+            collected: false,
+            error: None,
+        };
+        store
+            .send(SaveProjects {
+                id,
+                projects: vec![project],
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let modules = vec![("tests/test_a.py".into(), 1), ("tests/test_b.py".into(), 2)];
+        store
+            .send(SaveCollected {
+                id,
+                project: "p".into(),
+                modules,
+                error: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        (store, id)
+    }
+
+    #[actix::test]
+    async fn a_result_is_stored_once() {
+        let (store, id) = seeded().await;
+        let save = || SaveResult {
+            id,
+            project: "p".into(),
+            module: "tests/test_a.py".into(),
+            result: result(1),
+        };
+        assert!(store.send(save()).await.unwrap().unwrap());
+        assert!(
+            !store.send(save()).await.unwrap().unwrap(),
+            "a duplicate is refused"
+        );
+        let view = store
+            .send(GetEvaluation {
+                id,
+                with_tests: true,
+            })
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(view.modules.len(), 2);
+        let a = view.modules[0].result.as_ref().unwrap();
+        assert_eq!(a.tally.passed, 1);
+        assert_eq!(a.tests.len(), 1, "tests of a duplicate are not added twice");
+        assert_eq!(view.modules[1].result, None);
+        assert!(view.projects[0].collected);
+    }
+
+    #[actix::test]
+    async fn tests_load_only_on_request() {
+        let (store, id) = seeded().await;
+        let save = SaveResult {
+            id,
+            project: "p".into(),
+            module: "tests/test_a.py".into(),
+            result: result(1),
+        };
+        store.send(save).await.unwrap().unwrap();
+        let view = store
+            .send(GetEvaluation {
+                id,
+                with_tests: false,
+            })
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(view.modules[0].result.as_ref().unwrap().tests.is_empty());
+    }
+
+    #[actix::test]
+    async fn status_changes_stamp_start_and_end_and_leave_unfinished_list() {
+        let (store, id) = seeded().await;
+        assert_eq!(store.send(ListUnfinished).await.unwrap().unwrap().len(), 1);
+        let at = Utc::now();
+        store
+            .send(SetStatus {
+                id,
+                status: EvaluationStatus::Running,
+                at,
+                error: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .send(SetStatus {
+                id,
+                status: EvaluationStatus::Done,
+                at,
+                error: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let record = store
+            .send(GetEvaluation {
+                id,
+                with_tests: false,
+            })
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .record;
+        assert_eq!(record.status, EvaluationStatus::Done);
+        assert!(record.started_at.is_some() && record.finished_at.is_some());
+        assert!(store
+            .send(ListUnfinished)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_empty());
+        let counts = store.send(CountByStatus).await.unwrap().unwrap();
+        assert_eq!(counts.get("done"), Some(&1));
+    }
+
+    #[actix::test]
+    async fn summaries_sum_module_counts() {
+        let (store, id) = seeded().await;
+        for (module, passed) in [("tests/test_a.py", 1), ("tests/test_b.py", 2)] {
+            let save = SaveResult {
+                id,
+                project: "p".into(),
+                module: module.into(),
+                result: result(passed),
+            };
+            store.send(save).await.unwrap().unwrap();
+        }
+        let list = store.send(ListEvaluations).await.unwrap().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].projects, 1);
+        assert_eq!(list[0].tally.passed, 3);
+    }
+
+    #[actix::test]
+    async fn unknown_evaluation_is_none() {
+        let store = Store::in_memory().unwrap().start();
+        let view = store
+            .send(GetEvaluation {
+                id: Uuid::new_v4(),
+                with_tests: false,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(view, None);
+    }
+
+    #[test]
+    fn reopening_a_database_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db/evalmesh.sqlite3");
+        let id = Uuid::new_v4();
+        Store::open(&path).unwrap().create(&record(id)).unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.record(&id.to_string()).unwrap().unwrap().id, id);
+        let mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+}
