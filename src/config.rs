@@ -286,6 +286,12 @@ mod tests {
     }
 
     #[test]
+    fn container_config_parses() {
+        let c = Config::parse(include_str!("../docker/node.toml")).unwrap();
+        assert_eq!(c.node.listen, "0.0.0.0:5001");
+    }
+
+    #[test]
     fn unknown_key_is_named_with_its_line() {
         let err = Config::parse("[node]\nslots = 2\nslotz = 3\n").unwrap_err();
         let text = err.to_string();

@@ -1,3 +1,8 @@
+//! The evaluation subsystem: the `Registry` of this node's evaluations, one
+//! `EvaluationSupervisor` per evaluation, and the plain parts they use — the
+//! plan (task bookkeeping), the report (the JSON a client reads), intake (zip,
+//! git, project discovery) and the shared model types.
+
 pub mod intake;
 pub mod model;
 pub mod plan;

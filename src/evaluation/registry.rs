@@ -117,3 +117,101 @@ impl Handler<GetActive> for Registry {
         self.supervisors.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::evaluation::model::EvaluationStatus;
+    use crate::executor::JobKind;
+    use crate::store::{CreateEvaluation, ProjectRow, SaveProjects, Source};
+
+    /// Counts the collection jobs it is handed.
+    #[derive(Default)]
+    struct ProbeExecutor {
+        collects: Vec<String>,
+    }
+
+    impl Actor for ProbeExecutor {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Submit> for ProbeExecutor {
+        type Result = ();
+        fn handle(&mut self, Submit(job): Submit, _: &mut Context<Self>) {
+            if job.kind == JobKind::Collect {
+                self.collects.push(job.project);
+            }
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "Vec<String>")]
+    struct GetCollects;
+
+    impl Handler<GetCollects> for ProbeExecutor {
+        type Result = MessageResult<GetCollects>;
+        fn handle(&mut self, _: GetCollects, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(self.collects.clone())
+        }
+    }
+
+    #[actix::test]
+    async fn resumes_unfinished_evaluations_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::in_memory().unwrap().start();
+        let id = Uuid::new_v4();
+        std::fs::create_dir_all(dir.path().join(id.to_string()).join("p")).unwrap();
+        let record = EvaluationRecord {
+            id,
+            status: EvaluationStatus::Running,
+            source: Source::Zip { name: "z".into() },
+            supervisor: "n1".into(),
+            input_sha256: None,
+            input_ready: true,
+            submitted_at: Utc::now(),
+            started_at: Some(Utc::now()),
+            finished_at: None,
+            error: None,
+        };
+        store.send(CreateEvaluation(record)).await.unwrap().unwrap();
+        let project = ProjectRow {
+            name: "p".into(),
+            root: "p".into(),
+            collected: false,
+            error: None,
+        };
+        store
+            .send(SaveProjects {
+                id,
+                projects: vec![project],
+            })
+            .await
+            .unwrap()
+            .unwrap();
+
+        let executor = ProbeExecutor::default().start();
+        let settings = SupervisorSettings {
+            node: "n1".into(),
+            evaluations_dir: dir.path().to_owned(),
+            modules_per_task: 1,
+            module_timeout: Duration::from_secs(5),
+            git_schemes: Vec::new(),
+            clone_timeout: Duration::from_secs(5),
+        };
+        let registry = Registry::new(settings, store, executor.clone().recipient()).start();
+        let mut collects = Vec::new();
+        for _ in 0..1000 {
+            collects = executor.send(GetCollects).await.unwrap();
+            if !collects.is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(collects, vec!["p".to_string()]);
+        assert_eq!(registry.send(GetActive).await.unwrap(), 1);
+    }
+}
