@@ -49,7 +49,13 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         .advertise
         .clone()
         .unwrap_or_else(|| addr.to_string());
-    let data_dir = config.node.data_dir.clone();
+    // Absolute, so that paths stored in the database do not depend on the
+    // folder the node was started from.
+    let data_dir =
+        std::path::absolute(&config.node.data_dir).map_err(|source| NodeError::DataDir {
+            path: config.node.data_dir.clone(),
+            source,
+        })?;
     let evaluations_dir = data_dir.join("evaluations");
     let uploads_dir = data_dir.join("uploads");
     for dir in [&data_dir, &evaluations_dir, &uploads_dir] {
