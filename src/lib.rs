@@ -34,8 +34,10 @@
 //! duplicated result does — are in `docs/runtime-semantics.md`.
 
 pub mod api;
+pub mod balance;
 pub mod config;
 pub mod evaluation;
 pub mod executor;
 pub mod node;
+pub mod peer;
 pub mod store;

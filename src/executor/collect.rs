@@ -45,7 +45,7 @@ pub enum CollectError {
 }
 
 /// What collection found.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Collected {
     /// Module path (relative to the rootdir, '/' separators) → its number of
     /// test items. A module whose import failed is absent.

@@ -1,0 +1,134 @@
+//! `PeerClient`: the one awc client a node uses to speak to its peers. Every
+//! request names its sender in `x-evalmesh-node`, so that the peer guard on
+//! the other side can check it.
+
+use std::time::Duration;
+
+use awc::http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{PeerError, SENDER_HEADER};
+
+/// Largest peer answer read into memory: a project blob or an evaluation.
+const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct PeerClient {
+    client: awc::Client,
+    /// This node's advertised address, sent with every request.
+    node: String,
+}
+
+impl PeerClient {
+    /// awc clients are bound to the thread that made them: make one per arbiter.
+    pub fn new(node: &str, timeout: Duration) -> Self {
+        let client = awc::Client::builder()
+            .timeout(timeout)
+            .disable_redirects()
+            .finish();
+        Self {
+            client,
+            node: node.to_owned(),
+        }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// POSTs `body` as JSON and reads a JSON answer.
+    pub async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<R, PeerError> {
+        self.post_within(addr, path, body, None).await
+    }
+
+    /// As `post`, with a time-out of its own instead of the client's.
+    pub async fn post_within<B: Serialize, R: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &B,
+        timeout: Option<Duration>,
+    ) -> Result<R, PeerError> {
+        let url = format!("http://{addr}{path}");
+        let mut req = self
+            .client
+            .post(&url)
+            .insert_header((SENDER_HEADER, self.node.as_str()));
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
+        let mut res = req.send_json(body).await.map_err(|e| PeerError::Send {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let bytes = res
+            .body()
+            .limit(MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| PeerError::Read {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        check(&url, res.status(), &bytes)?;
+        serde_json::from_slice(&bytes).map_err(|e| PeerError::Decode {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    /// GETs a JSON answer.
+    pub async fn get<R: DeserializeOwned>(&self, addr: &str, path: &str) -> Result<R, PeerError> {
+        let bytes = self.get_bytes(addr, path).await?;
+        serde_json::from_slice(&bytes).map_err(|e| PeerError::Decode {
+            url: format!("http://{addr}{path}"),
+            reason: e.to_string(),
+        })
+    }
+
+    /// GETs raw bytes, e.g. a blob.
+    pub async fn get_bytes(
+        &self,
+        addr: &str,
+        path: &str,
+    ) -> Result<actix_web::web::Bytes, PeerError> {
+        let url = format!("http://{addr}{path}");
+        let mut res = self
+            .client
+            .get(&url)
+            .insert_header((SENDER_HEADER, self.node.as_str()))
+            .send()
+            .await
+            .map_err(|e| PeerError::Send {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let bytes = res
+            .body()
+            .limit(MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| PeerError::Read {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        check(&url, res.status(), &bytes)?;
+        Ok(bytes)
+    }
+}
+
+fn check(url: &str, status: StatusCode, body: &[u8]) -> Result<(), PeerError> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+    Err(PeerError::Status {
+        url: url.to_owned(),
+        status: status.as_u16(),
+        body: text,
+    })
+}

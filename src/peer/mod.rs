@@ -1,0 +1,34 @@
+//! Peer-to-peer: the wire types of the routes between nodes and the one awc
+//! client that calls them. The routes themselves are in `api::peer`.
+
+mod client;
+pub mod model;
+
+pub use client::PeerClient;
+
+/// The header in which a peer names itself.
+pub const SENDER_HEADER: &str = "x-evalmesh-node";
+
+/// Errors of a call to a peer.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("{url}: cannot send: {reason}")]
+    Send { url: String, reason: String },
+    #[error("{url}: cannot read the answer: {reason}")]
+    Read { url: String, reason: String },
+    #[error("{url}: answered {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{url}: unexpected answer: {reason}")]
+    Decode { url: String, reason: String },
+}
+
+impl PeerError {
+    /// The peer answered and said no: retrying the same call will not help.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Status { status, .. } if (400..500).contains(status))
+    }
+}

@@ -1,0 +1,166 @@
+//! The wire types of the evaluation routes between nodes: a supervisor hands
+//! a task to a worker (`POST /execute_module`), the worker fetches the
+//! project (`GET /blobs/{sha256}`) and answers (`POST /evaluation_result`),
+//! and the supervisor closes the evaluation everywhere (`POST /evaluation_done`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::evaluation::model::ModuleResult;
+use crate::executor::collect::Collected;
+use crate::executor::{JobKind, JobOutput};
+
+/// A task for a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteModule {
+    pub evaluation: Uuid,
+    pub task: u64,
+    /// Where the result goes and the blob comes from.
+    pub supervisor: String,
+    pub project: String,
+    /// SHA-256 of the project's content, as a zip.
+    pub blob: String,
+    pub kind: TaskSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum TaskSpec {
+    Collect,
+    Run {
+        modules: Vec<String>,
+        timeout_ms: u64,
+    },
+}
+
+impl From<&JobKind> for TaskSpec {
+    fn from(kind: &JobKind) -> Self {
+        match kind {
+            JobKind::Collect => Self::Collect,
+            JobKind::Run { modules, timeout } => Self::Run {
+                modules: modules.clone(),
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            },
+        }
+    }
+}
+
+impl From<TaskSpec> for JobKind {
+    fn from(spec: TaskSpec) -> Self {
+        match spec {
+            TaskSpec::Collect => Self::Collect,
+            TaskSpec::Run {
+                modules,
+                timeout_ms,
+            } => Self::Run {
+                modules,
+                timeout: Duration::from_millis(timeout_ms),
+            },
+        }
+    }
+}
+
+/// A worker's answer to a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationResult {
+    pub evaluation: Uuid,
+    pub task: u64,
+    pub project: String,
+    /// The worker that ran it.
+    pub node: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Outcome {
+    Collected {
+        modules: BTreeMap<String, u32>,
+        errors: BTreeMap<String, String>,
+    },
+    Ran {
+        results: BTreeMap<String, ModuleResult>,
+    },
+    TimedOut {
+        output: String,
+    },
+    /// The task could not run: a failed install, a missing blob.
+    Failed {
+        error: String,
+    },
+}
+
+impl From<Result<JobOutput, String>> for Outcome {
+    fn from(outcome: Result<JobOutput, String>) -> Self {
+        match outcome {
+            Ok(JobOutput::Collected(c)) => Self::Collected {
+                modules: c.modules,
+                errors: c.errors,
+            },
+            Ok(JobOutput::Ran(results)) => Self::Ran { results },
+            Ok(JobOutput::TimedOut { output }) => Self::TimedOut { output },
+            Err(error) => Self::Failed { error },
+        }
+    }
+}
+
+impl From<Outcome> for Result<JobOutput, String> {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Collected { modules, errors } => {
+                Ok(JobOutput::Collected(Collected { modules, errors }))
+            }
+            Outcome::Ran { results } => Ok(JobOutput::Ran(results)),
+            Outcome::TimedOut { output } => Ok(JobOutput::TimedOut { output }),
+            Outcome::Failed { error } => Err(error),
+        }
+    }
+}
+
+/// The evaluation is over: its temporary files can go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationDone {
+    pub evaluation: Uuid,
+}
+
+/// The answer to `POST /evaluation_result`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultAck {
+    /// False when the supervisor no longer wants it (evaluation closed or unknown).
+    pub accepted: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_specs_round_trip_through_json_and_job_kinds() {
+        let kind = JobKind::Run {
+            modules: vec!["tests/test_a.py".into()],
+            timeout: Duration::from_millis(1500),
+        };
+        let spec = TaskSpec::from(&kind);
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"run","modules":["tests/test_a.py"],"timeout_ms":1500}"#
+        );
+        let back: TaskSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(JobKind::from(back), kind);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_str::<EvaluationDone>(
+            r#"{"evaluation":"00000000-0000-0000-0000-000000000000","x":1}"#,
+        );
+        assert!(err.is_err());
+    }
+}
