@@ -62,6 +62,22 @@ pub struct ClusterConfig {
     pub seeds: Vec<String>,
     /// Shared by the nodes of one cluster.
     pub secret: String,
+    /// How often this node probes one peer.
+    pub probe_interval_ms: u64,
+    /// A probe not answered within this is a failed probe.
+    pub probe_timeout_ms: u64,
+    /// How many peers are asked to probe a peer that did not answer.
+    pub indirect_probes: usize,
+    /// A suspect not heard from within this is declared dead.
+    pub suspicion_timeout_ms: u64,
+    /// Time-out of the other calls between nodes (tasks, blobs, results).
+    pub peer_timeout_ms: u64,
+    /// How often a supervisor checks leases and offers waiting work again.
+    pub dispatch_tick_ms: u64,
+    /// Added to a task's longest expected run to make its lease.
+    pub lease_grace_s: u64,
+    /// How often a node that has not joined yet retries its seeds.
+    pub join_retry_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -69,6 +85,14 @@ impl Default for ClusterConfig {
         Self {
             seeds: Vec::new(),
             secret: "change-me".into(),
+            probe_interval_ms: 300,
+            probe_timeout_ms: 250,
+            indirect_probes: 3,
+            suspicion_timeout_ms: 2000,
+            peer_timeout_ms: 30_000,
+            dispatch_tick_ms: 250,
+            lease_grace_s: 60,
+            join_retry_ms: 1000,
         }
     }
 }
@@ -208,6 +232,22 @@ impl Config {
         }
         if self.cluster.secret.is_empty() {
             return invalid("cluster.secret", "must not be empty");
+        }
+        let c = &self.cluster;
+        if c.probe_interval_ms == 0
+            || c.probe_timeout_ms == 0
+            || c.suspicion_timeout_ms == 0
+            || c.peer_timeout_ms == 0
+            || c.dispatch_tick_ms == 0
+            || c.join_retry_ms == 0
+        {
+            return invalid("cluster", "intervals and time-outs must be at least 1 ms");
+        }
+        if c.probe_timeout_ms >= c.probe_interval_ms {
+            return invalid(
+                "cluster.probe_timeout_ms",
+                "must be shorter than probe_interval_ms",
+            );
         }
         let e = &self.executor;
         if e.module_timeout_s == 0 || e.install_timeout_s == 0 || e.collect_timeout_s == 0 {

@@ -38,6 +38,7 @@ pub mod balance;
 pub mod config;
 pub mod evaluation;
 pub mod executor;
+pub mod membership;
 pub mod node;
 pub mod peer;
 pub mod store;

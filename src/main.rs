@@ -55,6 +55,8 @@ fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.node.listen))?;
     actix::System::new().block_on(async move {
         let node = evalmesh::node::run(config, listener).map_err(|e| e.to_string())?;
-        node.server.await.map_err(|e| format!("server failed: {e}"))
+        node.serve_until_signal()
+            .await
+            .map_err(|e| format!("server failed: {e}"))
     })
 }

@@ -12,6 +12,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body is larger than the limit of {limit} bytes")]
@@ -20,6 +22,9 @@ pub enum ApiError {
     TooLarge(String),
     #[error("unsupported content type {0:?}: send multipart/form-data with a file field, application/zip, or application/json")]
     UnsupportedMediaType(String),
+    // Server errors.
+    #[error("{0}")]
+    Unavailable(String),
     // Internal errors: logged where they happen, answered without server detail.
     #[error("internal error: {0}")]
     Internal(String),
@@ -38,6 +43,8 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } | Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -1,20 +1,23 @@
 //! `POST /evaluation`, `GET /evaluation` and `GET /evaluation/{id}`.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::cluster::{self, Scope};
 use super::upload::{self, Upload};
 use super::{ApiError, AppState};
 use crate::evaluation::intake::{self, IntakeError, UnpackLimits};
 use crate::evaluation::model::EvaluationStatus;
 use crate::evaluation::registry::StartEvaluation;
 use crate::evaluation::report;
+use crate::peer::PeerClient;
 use crate::store::{CreateEvaluation, EvaluationRecord, GetEvaluation, ListEvaluations, Source};
 
 /// The JSON form of a submission: git repositories and an optional token.
@@ -24,11 +27,6 @@ struct GitSubmission {
     projects: Vec<String>,
     #[serde(default)]
     auth_token: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Detail {
-    detail: Option<String>,
 }
 
 pub async fn submit(
@@ -221,7 +219,11 @@ fn describe(source: &Source) -> String {
     }
 }
 
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    query: web::Query<Scope>,
+    state: web::Data<AppState>,
+    peers: web::Data<PeerClient>,
+) -> Result<HttpResponse, ApiError> {
     let summaries = state
         .store
         .send(ListEvaluations)
@@ -229,17 +231,33 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
         .map_err(|e| ApiError::internal("store unreachable", e))?
         .map_err(|e| ApiError::internal("listing evaluations", e))?;
     let scale = state.config.grading.grade_scale;
-    let list: Vec<_> = summaries
+    let mut list: Vec<Value> = summaries
         .iter()
         .map(|s| report::summary(s, scale))
         .collect();
+    if !query.local()? {
+        let live = cluster::live_peers(&state).await?;
+        let mut seen: HashSet<Value> = list.iter().map(|e| e["id"].clone()).collect();
+        for (_, answer) in cluster::fan_out(&peers, &live, "/evaluation?scope=local").await {
+            let Some(theirs) = answer["evaluations"].as_array() else {
+                continue;
+            };
+            for e in theirs {
+                if seen.insert(e["id"].clone()) {
+                    list.push(e.clone());
+                }
+            }
+        }
+        list.sort_by(|a, b| a["submitted_at"].as_str().cmp(&b["submitted_at"].as_str()));
+    }
     Ok(HttpResponse::Ok().json(json!({ "evaluations": list })))
 }
 
 pub async fn get(
     path: web::Path<String>,
-    query: web::Query<Detail>,
+    query: web::Query<Scope>,
     state: web::Data<AppState>,
+    peers: web::Data<PeerClient>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
     let unknown = || ApiError::NotFound(format!("no evaluation {raw:?}"));
@@ -261,12 +279,28 @@ pub async fn get(
         })
         .await
         .map_err(|e| ApiError::internal("store unreachable", e))?
-        .map_err(|e| ApiError::internal(&format!("evaluation {id}: reading it"), e))?
-        .ok_or_else(unknown)?;
-    Ok(HttpResponse::Ok().json(report::evaluation(
-        &view,
-        state.config.grading.grade_scale,
-        Utc::now(),
-        detail,
-    )))
+        .map_err(|e| ApiError::internal(&format!("evaluation {id}: reading it"), e))?;
+    if let Some(view) = view {
+        let now = Utc::now();
+        return Ok(HttpResponse::Ok().json(report::evaluation(
+            &view,
+            state.config.grading.grade_scale,
+            now,
+            detail,
+        )));
+    }
+    if query.local()? {
+        return Err(unknown());
+    }
+    // Not supervised here: ask the other nodes.
+    let live = cluster::live_peers(&state).await?;
+    let detail = if detail { "&detail=tests" } else { "" };
+    let path = format!("/evaluation/{id}?scope=local{detail}");
+    let found = cluster::fan_out(&peers, &live, &path)
+        .await
+        .into_iter()
+        .next();
+    found
+        .map(|(_, v)| HttpResponse::Ok().json(v))
+        .ok_or_else(unknown)
 }

@@ -1,10 +1,13 @@
 //! The HTTP API: `configure` mounts every route on an actix-web `App`; the
 //! handlers parse, ask an actor, and map the answer. `AppState` holds the
-//! actors' addresses and the limits the handlers enforce.
+//! actors' addresses and the limits the handlers enforce; each server thread
+//! also holds a `PeerClient` of its own for the cluster-wide answers.
 
+mod cluster;
 mod error;
 mod evaluations;
 mod node;
+mod peer;
 mod upload;
 
 use std::path::PathBuf;
@@ -17,7 +20,9 @@ pub use error::ApiError;
 
 use crate::config::Config;
 use crate::evaluation::registry::Registry;
+use crate::evaluation::worker::Worker;
 use crate::executor::Executor;
+use crate::membership::Membership;
 use crate::store::Store;
 
 /// What the handlers share: the node's actors and the limits from config.
@@ -28,13 +33,18 @@ pub struct AppState {
     pub evaluations_dir: PathBuf,
     pub uploads_dir: PathBuf,
     pub started: Instant,
+    pub blobs_dir: PathBuf,
     pub store: Addr<Store>,
     pub registry: Addr<Registry>,
     pub executor: Addr<Executor>,
+    pub worker: Addr<Worker>,
+    pub membership: Addr<Membership>,
 }
 
-/// Mounts the public routes.
+/// Mounts every route: public, cluster-wide and peer.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    let resource =
+        |path: &str| web::resource(path.to_owned()).default_service(web::to(not_allowed));
     cfg.app_data(
         web::QueryConfig::default()
             .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
@@ -42,30 +52,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(
         web::PathConfig::default().error_handler(|e, _| ApiError::NotFound(e.to_string()).into()),
     )
+    .app_data(
+        web::JsonConfig::default()
+            .limit(MAX_PEER_JSON_BYTES)
+            .error_handler(|e, _| ApiError::BadRequest(format!("invalid JSON body: {e}")).into()),
+    )
     .service(
-        web::resource("/evaluation")
+        resource("/evaluation")
             .route(web::post().to(evaluations::submit))
-            .route(web::get().to(evaluations::list))
-            .default_service(web::to(not_allowed)),
+            .route(web::get().to(evaluations::list)),
     )
-    .service(
-        web::resource("/evaluation/{id}")
-            .route(web::get().to(evaluations::get))
-            .default_service(web::to(not_allowed)),
-    )
-    .service(
-        web::resource("/stats")
-            .route(web::get().to(node::stats))
-            .default_service(web::to(not_allowed)),
-    )
-    .service(
-        web::resource("/health")
-            .route(web::get().to(node::health))
-            .default_service(web::to(not_allowed)),
-    );
+    .service(resource("/evaluation/{id}").route(web::get().to(evaluations::get)))
+    .service(resource("/stats").route(web::get().to(node::stats)))
+    .service(resource("/health").route(web::get().to(node::health)))
+    .service(resource("/network").route(web::get().to(cluster::network)))
+    .service(resource("/peers").route(web::get().to(cluster::peers)))
+    .configure(peer::configure);
 }
 
-async fn not_allowed() -> Result<HttpResponse, ApiError> {
+/// Peer bodies carry module results with their capped output.
+const MAX_PEER_JSON_BYTES: usize = 64 * 1024 * 1024;
+
+pub(crate) async fn not_allowed() -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed)
 }
 

@@ -1,14 +1,37 @@
-//! `GET /stats` and `GET /health`: this node's figures and liveness.
+//! `GET /stats` and `GET /health`: the figures of the cluster and of this node, and liveness.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
+use super::cluster::{self, Scope};
 use super::{ApiError, AppState};
 use crate::evaluation::registry::GetActive;
 use crate::executor::{GetExecutorStats, GetLoad};
+use crate::peer::PeerClient;
 use crate::store::CountByStatus;
 
-pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// `GET /stats`: every live node's figures and the cluster totals, or with
+/// `?scope=local` this node's own.
+pub async fn stats(
+    query: web::Query<Scope>,
+    state: web::Data<AppState>,
+    peers: web::Data<PeerClient>,
+) -> Result<HttpResponse, ApiError> {
+    let own = local_stats(&state).await?;
+    if query.local()? {
+        return Ok(HttpResponse::Ok().json(own));
+    }
+    let live = cluster::live_peers(&state).await?;
+    let mut nodes = Map::new();
+    nodes.insert(state.node.clone(), own);
+    for (peer, stats) in cluster::fan_out(&peers, &live, "/stats?scope=local").await {
+        nodes.insert(peer, stats);
+    }
+    let global = cluster::global_stats(&nodes);
+    Ok(HttpResponse::Ok().json(json!({ "nodes": nodes, "global": global })))
+}
+
+async fn local_stats(state: &AppState) -> Result<Value, ApiError> {
     let load = state
         .executor
         .send(GetLoad)
@@ -33,7 +56,7 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     for status in ["queued", "running", "done", "failed"] {
         by_status.entry(status.to_owned()).or_insert(0);
     }
-    Ok(HttpResponse::Ok().json(json!({
+    Ok(json!({
         "node": state.node,
         "uptime_s": state.started.elapsed().as_secs(),
         "slots": load.slots,
@@ -49,7 +72,7 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         "skipped": done.tests.skipped,
         "errors": done.tests.errors,
         "mean_module_time": done.mean_module_time,
-    })))
+    }))
 }
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {

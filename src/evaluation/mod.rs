@@ -3,9 +3,12 @@
 //! plan (task bookkeeping), the report (the JSON a client reads), intake (zip,
 //! git, project discovery) and the shared model types.
 
+pub mod blobs;
 pub mod intake;
 pub mod model;
 pub mod plan;
 pub mod registry;
 pub mod report;
 pub mod supervisor;
+pub mod worker;
+pub mod workspace;

@@ -1,8 +1,9 @@
 //! The bookkeeping of one evaluation, apart from its actor: which projects
-//! still need collecting, which modules are pending, assigned or finished, and
-//! how pending modules are grouped into tasks. No I/O, no clock.
+//! still need collecting, which modules are pending, assigned or finished,
+//! where each handed-out task runs and until when, and how pending modules
+//! are grouped into tasks. No I/O; time comes in as milliseconds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A unit of work handed to an executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,10 +43,7 @@ enum ProjectState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ModuleState {
-    /// `alone`: it must run in a task of its own.
-    Pending {
-        alone: bool,
-    },
+    Pending,
     Assigned,
     Finished,
 }
@@ -54,6 +52,8 @@ enum ModuleState {
 struct Module {
     tests: u32,
     state: ModuleState,
+    /// It timed out in a batch: from now on it runs in a task of its own.
+    alone: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -62,13 +62,22 @@ struct Project {
     modules: BTreeMap<String, Module>,
 }
 
+/// Where a handed-out task runs, and until when its worker has to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Placement {
+    node: String,
+    deadline_ms: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     modules_per_task: usize,
     next_task: u64,
     projects: BTreeMap<String, Project>,
-    /// Tasks handed out and not yet answered.
-    tasks: BTreeMap<u64, Task>,
+    /// Tasks handed out and not yet answered, with where they run once placed.
+    tasks: BTreeMap<u64, (Task, Option<Placement>)>,
+    /// Every node a task was placed on: they are told when the evaluation ends.
+    nodes_used: BTreeSet<String>,
 }
 
 impl Plan {
@@ -78,6 +87,7 @@ impl Plan {
             next_task: 1,
             projects: BTreeMap::new(),
             tasks: BTreeMap::new(),
+            nodes_used: BTreeSet::new(),
         }
     }
 
@@ -103,9 +113,16 @@ impl Plan {
             let state = if finished {
                 ModuleState::Finished
             } else {
-                ModuleState::Pending { alone: false }
+                ModuleState::Pending
             };
-            p.modules.insert(module.to_owned(), Module { tests, state });
+            p.modules.insert(
+                module.to_owned(),
+                Module {
+                    tests,
+                    state,
+                    alone: false,
+                },
+            );
         }
     }
 
@@ -122,11 +139,11 @@ impl Plan {
                 ProjectState::Collected => {
                     let mut batch = Vec::new();
                     for (module, m) in project.modules.iter_mut() {
-                        let ModuleState::Pending { alone } = m.state else {
+                        if m.state != ModuleState::Pending {
                             continue;
-                        };
+                        }
                         m.state = ModuleState::Assigned;
-                        if alone {
+                        if m.alone {
                             out.push((name.clone(), TaskKind::Run(vec![module.clone()])));
                             continue;
                         }
@@ -150,19 +167,100 @@ impl Plan {
                     kind,
                 };
                 self.next_task += 1;
-                self.tasks.insert(task.id, task.clone());
+                self.tasks.insert(task.id, (task.clone(), None));
                 task
             })
             .collect()
     }
 
-    pub fn task(&self, id: u64) -> Option<&Task> {
-        self.tasks.get(&id)
+    /// Records that task `id` runs on `node` and must be answered by `deadline_ms`.
+    pub fn place(&mut self, id: u64, node: &str, deadline_ms: u64) {
+        if let Some((_, placement)) = self.tasks.get_mut(&id) {
+            *placement = Some(Placement {
+                node: node.to_owned(),
+                deadline_ms,
+            });
+            self.nodes_used.insert(node.to_owned());
+        }
+    }
+
+    /// The node task `id` was placed on.
+    pub fn node_of(&self, id: u64) -> Option<&str> {
+        self.tasks
+            .get(&id)
+            .and_then(|(_, p)| p.as_ref())
+            .map(|p| p.node.as_str())
+    }
+
+    /// Every node a task of this evaluation was placed on.
+    pub fn nodes_used(&self) -> &BTreeSet<String> {
+        &self.nodes_used
     }
 
     /// The task is answered; later answers to it are ignored.
     pub fn close_task(&mut self, id: u64) -> Option<Task> {
-        self.tasks.remove(&id)
+        self.tasks.remove(&id).map(|(task, _)| task)
+    }
+
+    /// Takes task `id` back: its work is pending again, to be handed out anew
+    /// under a new id. Answers the node it was placed on, if any.
+    pub fn requeue(&mut self, id: u64) -> Option<String> {
+        let (task, placement) = self.tasks.remove(&id)?;
+        if let Some(p) = self.projects.get_mut(&task.project) {
+            match &task.kind {
+                TaskKind::Collect => {
+                    if p.state == (ProjectState::Uncollected { assigned: true }) {
+                        p.state = ProjectState::Uncollected { assigned: false };
+                    }
+                }
+                TaskKind::Run(modules) => {
+                    for module in modules {
+                        if let Some(m) = p
+                            .modules
+                            .get_mut(module)
+                            .filter(|m| m.state == ModuleState::Assigned)
+                        {
+                            m.state = ModuleState::Pending;
+                        }
+                    }
+                }
+            }
+        }
+        placement.map(|p| p.node)
+    }
+
+    /// Tasks placed on `node`.
+    pub fn tasks_on(&self, node: &str) -> Vec<u64> {
+        self.tasks
+            .iter()
+            .filter(|(_, (_, p))| p.as_ref().is_some_and(|p| p.node == node))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Placed tasks whose deadline has passed at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> Vec<u64> {
+        self.tasks
+            .iter()
+            .filter(|(_, (_, p))| p.as_ref().is_some_and(|p| p.deadline_ms <= now_ms))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Whether some work waits to be handed out.
+    pub fn has_pending(&self) -> bool {
+        self.projects.values().any(|p| match p.state {
+            ProjectState::Uncollected { assigned } => !assigned,
+            ProjectState::Collected => p.modules.values().any(|m| m.state == ModuleState::Pending),
+            ProjectState::Failed => false,
+        })
+    }
+
+    /// Whether the project's modules are known or it has failed.
+    pub fn is_collected(&self, project: &str) -> bool {
+        self.projects
+            .get(project)
+            .is_some_and(|p| !matches!(p.state, ProjectState::Uncollected { .. }))
     }
 
     /// Records a project's modules; modules known already keep their state.
@@ -172,7 +270,8 @@ impl Plan {
             for (module, tests) in modules {
                 p.modules.entry(module.clone()).or_insert(Module {
                     tests: *tests,
-                    state: ModuleState::Pending { alone: false },
+                    state: ModuleState::Pending,
+                    alone: false,
                 });
             }
         }
@@ -201,7 +300,7 @@ impl Plan {
 
     /// Decides what a time-out of task `id` means, and closes the task.
     pub fn timed_out(&mut self, id: u64) -> TimeoutAction {
-        let Some(task) = self.tasks.remove(&id) else {
+        let Some((task, _)) = self.tasks.remove(&id) else {
             return TimeoutAction::Ignore;
         };
         let TaskKind::Run(modules) = task.kind else {
@@ -220,7 +319,8 @@ impl Plan {
                     .get_mut(module)
                     .filter(|m| m.state == ModuleState::Assigned)
                 {
-                    m.state = ModuleState::Pending { alone: true };
+                    m.state = ModuleState::Pending;
+                    m.alone = true;
                 }
             }
         }
@@ -343,6 +443,61 @@ mod tests {
                 ("b", TaskKind::Collect)
             ]
         );
+    }
+
+    #[test]
+    fn a_requeued_task_is_handed_out_again() {
+        let mut plan = Plan::new(2);
+        plan.add_project("a", true, false);
+        for m in ["m1", "m2", "m3"] {
+            plan.add_module("a", m, 1, false);
+        }
+        let tasks = plan.next_tasks();
+        plan.place(tasks[0].id, "n1", 100);
+        plan.place(tasks[1].id, "n2", 200);
+        assert_eq!(plan.tasks_on("n1"), vec![tasks[0].id]);
+        assert_eq!(plan.expired(150), vec![tasks[0].id]);
+        assert!(!plan.has_pending());
+        assert_eq!(plan.requeue(tasks[0].id), Some("n1".to_string()));
+        assert!(plan.has_pending());
+        let again = plan.next_tasks();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].kind, TaskKind::Run(vec!["m1".into(), "m2".into()]));
+        assert_ne!(
+            again[0].id, tasks[0].id,
+            "a requeued task comes back under a new id"
+        );
+        assert_eq!(plan.requeue(tasks[0].id), None, "a task is requeued once");
+    }
+
+    #[test]
+    fn a_late_result_of_a_requeued_task_still_finishes_its_module_once() {
+        let mut plan = Plan::new(1);
+        plan.add_project("a", true, false);
+        plan.add_module("a", "m", 1, false);
+        let first = plan.next_tasks();
+        plan.requeue(first[0].id);
+        let second = plan.next_tasks();
+        assert!(
+            plan.finish("a", "m"),
+            "the late answer of the first task counts"
+        );
+        assert!(
+            !plan.finish("a", "m"),
+            "the answer of the second does not count again"
+        );
+        plan.close_task(second[0].id);
+        assert!(plan.is_complete());
+    }
+
+    #[test]
+    fn a_requeued_collection_is_handed_out_again() {
+        let mut plan = Plan::new(1);
+        plan.add_project("a", false, false);
+        let t = plan.next_tasks();
+        plan.place(t[0].id, "n1", 10);
+        plan.requeue(t[0].id);
+        assert_eq!(plan.next_tasks()[0].kind, TaskKind::Collect);
     }
 
     #[test]

@@ -3,17 +3,25 @@
 //! evaluation and, at node start, one for each evaluation the store still
 //! holds as unfinished, so that a restarted node completes them.
 //!
-//! Takes `StartEvaluation` from the API and `EvaluationFinished` from its
-//! supervisors. If it dies, running supervisors go on but new evaluations
-//! cannot start; the store keeps everything for the next start.
+//! Takes `StartEvaluation` from the API, `Deliver` (a worker's result, from
+//! `POST /evaluation_result`), `NodeLost` from membership, which it passes to
+//! every supervisor, and `EvaluationFinished` from its supervisors. If it
+//! dies, running supervisors go on but new evaluations cannot start and
+//! remote results cannot reach them; the store keeps everything for the next
+//! start.
 
 use std::collections::HashMap;
 
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::supervisor::{EvaluationFinished, EvaluationSupervisor, SupervisorSettings};
-use crate::executor::Submit;
+use super::supervisor::{
+    EvaluationFinished, EvaluationSupervisor, Links, NodeLost, SupervisorSettings,
+};
+use crate::balance::LoadBalancer;
+use crate::executor::{JobFinished, Submit};
+use crate::peer::model::EvaluationResult;
+use crate::peer::PeerClient;
 use crate::store::{EvaluationRecord, ListUnfinished, Store};
 
 /// Starts the supervisor of an evaluation already recorded in the store.
@@ -25,30 +33,38 @@ pub struct StartEvaluation {
     pub token: Option<String>,
 }
 
+/// Hands a worker's result to its evaluation's supervisor; false when this
+/// node supervises no such evaluation (any more).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Deliver(pub EvaluationResult);
+
 /// How many evaluations this node supervises now.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct GetActive;
 
+/// What every supervisor of this node is handed.
+pub struct Shared {
+    pub settings: SupervisorSettings,
+    pub store: Addr<Store>,
+    /// Where tasks placed on this node run.
+    pub executor: Recipient<Submit>,
+    /// Who picks the node of each task.
+    pub balancer: Addr<LoadBalancer>,
+    pub peers: PeerClient,
+}
+
 pub struct Registry {
-    settings: SupervisorSettings,
-    store: Addr<Store>,
-    /// Handed to each supervisor: where its tasks run.
-    executor: Recipient<Submit>,
+    shared: Shared,
     /// The live supervisors, by evaluation.
     supervisors: HashMap<Uuid, Addr<EvaluationSupervisor>>,
 }
 
 impl Registry {
-    pub fn new(
-        settings: SupervisorSettings,
-        store: Addr<Store>,
-        executor: Recipient<Submit>,
-    ) -> Self {
+    pub fn new(shared: Shared) -> Self {
         Self {
-            settings,
-            store,
-            executor,
+            shared,
             supervisors: HashMap::new(),
         }
     }
@@ -63,15 +79,15 @@ impl Registry {
         if self.supervisors.contains_key(&id) {
             return;
         }
-        let supervisor = EvaluationSupervisor::new(
-            record,
-            token,
-            self.settings.clone(),
-            self.store.clone(),
-            self.executor.clone(),
-            ctx.address().recipient(),
-        )
-        .start();
+        let links = Links {
+            store: self.shared.store.clone(),
+            executor: self.shared.executor.clone(),
+            balancer: self.shared.balancer.clone(),
+            peers: self.shared.peers.clone(),
+            on_finished: ctx.address().recipient(),
+        };
+        let supervisor =
+            EvaluationSupervisor::new(record, token, self.shared.settings.clone(), links).start();
         self.supervisors.insert(id, supervisor);
     }
 }
@@ -80,7 +96,7 @@ impl Actor for Registry {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let unfinished = self.store.send(ListUnfinished);
+        let unfinished = self.shared.store.send(ListUnfinished);
         ctx.wait(unfinished.into_actor(self).map(|res, act, ctx| match res {
             Ok(Ok(records)) => {
                 for record in records {
@@ -99,6 +115,33 @@ impl Handler<StartEvaluation> for Registry {
 
     fn handle(&mut self, msg: StartEvaluation, ctx: &mut Context<Self>) {
         self.start_supervisor(msg.record, msg.token, ctx);
+    }
+}
+
+impl Handler<Deliver> for Registry {
+    type Result = bool;
+
+    fn handle(&mut self, Deliver(result): Deliver, _: &mut Context<Self>) -> bool {
+        let Some(supervisor) = self.supervisors.get(&result.evaluation) else {
+            return false;
+        };
+        supervisor.do_send(JobFinished {
+            evaluation: result.evaluation,
+            task: result.task,
+            project: result.project,
+            outcome: result.outcome.into(),
+        });
+        true
+    }
+}
+
+impl Handler<NodeLost> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: NodeLost, _: &mut Context<Self>) {
+        for supervisor in self.supervisors.values() {
+            supervisor.do_send(msg.clone());
+        }
     }
 }
 
@@ -125,6 +168,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
+    use crate::balance::{LeastConnections, NodeLoad, SetMembers};
     use crate::evaluation::model::EvaluationStatus;
     use crate::executor::JobKind;
     use crate::store::{CreateEvaluation, ProjectRow, SaveProjects, Source};
@@ -179,6 +223,7 @@ mod tests {
         };
         store.send(CreateEvaluation(record)).await.unwrap().unwrap();
         let project = ProjectRow {
+            blob: None,
             name: "p".into(),
             root: "p".into(),
             collected: false,
@@ -194,22 +239,30 @@ mod tests {
             .unwrap();
 
         let executor = ProbeExecutor::default().start();
-        let settings = SupervisorSettings {
-            node: "n1".into(),
-            evaluations_dir: dir.path().to_owned(),
-            modules_per_task: 1,
-            module_timeout: Duration::from_secs(5),
-            git_schemes: Vec::new(),
-            clone_timeout: Duration::from_secs(5),
+        let settings = crate::evaluation::supervisor::tests::test_settings(dir.path());
+        let balancer = LoadBalancer::new(Box::new(LeastConnections::default())).start();
+        let this_node = NodeLoad {
+            addr: "n1".into(),
+            slots: 1,
+            busy: 0,
         };
-        let registry = Registry::new(settings, store, executor.clone().recipient()).start();
+        balancer.send(SetMembers(vec![this_node])).await.unwrap();
+        let registry = Registry::new(Shared {
+            settings,
+            store,
+            executor: executor.clone().recipient(),
+            balancer,
+            peers: PeerClient::new("n1", Duration::from_secs(1)),
+        })
+        .start();
         let mut collects = Vec::new();
-        for _ in 0..1000 {
+        for _ in 0..2500 {
             collects = executor.send(GetCollects).await.unwrap();
             if !collects.is_empty() {
                 break;
             }
-            tokio::task::yield_now().await;
+            // Packing runs on a blocking thread: poll in real time, bounded.
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
         }
         assert_eq!(collects, vec!["p".to_string()]);
         assert_eq!(registry.send(GetActive).await.unwrap(), 1);

@@ -170,12 +170,14 @@ mod tests {
             },
             projects: vec![
                 ProjectRow {
+                    blob: None,
                     name: "a".into(),
                     root: "a".into(),
                     collected: true,
                     error: None,
                 },
                 ProjectRow {
+                    blob: None,
                     name: "b".into(),
                     root: "b".into(),
                     collected: true,

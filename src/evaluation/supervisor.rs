@@ -1,29 +1,38 @@
 //! The `EvaluationSupervisor` actor: one per evaluation, a child of the
-//! `Registry`. It brings the workspace up (cloning git projects), finds the
-//! projects, hands collection and test tasks to the executor, writes each
-//! answer to the store before it counts it, and closes the evaluation.
+//! `Registry`. It brings the workspace up (cloning git projects, packing each
+//! project into a blob), hands collection and test tasks to the nodes the
+//! load balancer picks — this node's executor or another node's worker —
+//! writes each answer to the store before it counts it, takes back the tasks
+//! of nodes that die or stop answering, and closes the evaluation.
 //!
-//! Takes `JobFinished` from the executor; sends `Submit` to the executor,
+//! Takes `JobFinished` (from the local executor, or from a worker through
+//! the registry), `NodeLost` (from the registry) and its own `Tick`. Sends
+//! `Submit` to the executor, `POST /execute_module` and
+//! `POST /evaluation_done` to workers, `Assign`/`Release` to the balancer,
 //! writes to the `Store`, and tells the registry `EvaluationFinished`. If it
 //! dies, nothing stored is lost: the evaluation stays `running` in the store
 //! and the next start of the node resumes it from its stored results.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::Utc;
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::intake::{discover, git};
 use super::model::{EvaluationStatus, ModuleResult};
 use super::plan::{Plan, Task, TaskKind, TimeoutAction};
+use super::workspace::{self, collection_errors};
+use crate::balance::{Assign, LoadBalancer, Release};
 use crate::executor::collect::Collected;
 use crate::executor::{runner, Job, JobFinished, JobKind, JobOutput, Submit};
+use crate::peer::model::{EvaluationDone, ExecuteModule, TaskSpec};
+use crate::peer::PeerClient;
 use crate::store::{
     EvaluationRecord, GetEvaluation, MarkInputReady, ProjectRow, SaveCollected, SaveProjects,
-    SaveResult, SetStatus, Source, Store, StoreError,
+    SaveResult, SetBlob, SetStatus, Source, Store, StoreError,
 };
 
 /// Sent to the registry when the supervisor stops.
@@ -31,13 +40,33 @@ use crate::store::{
 #[rtype(result = "()")]
 pub struct EvaluationFinished(pub Uuid);
 
+/// A node is dead, has left, or came back as a new incarnation: its tasks
+/// are lost.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct NodeLost(pub String);
+
+/// Checks leases and hands out work that waits for a free slot.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Tick;
+
 /// What a supervisor needs to know of the node.
 #[derive(Debug, Clone)]
 pub struct SupervisorSettings {
     pub node: String,
     pub evaluations_dir: PathBuf,
+    pub blobs_dir: PathBuf,
     pub modules_per_task: usize,
     pub module_timeout: Duration,
+    /// Building an environment and collecting may take this long on a worker.
+    pub prepare_timeout: Duration,
+    /// Added to a task's longest expected run to make its lease.
+    pub lease_grace: Duration,
+    /// How often leases are checked and waiting work is offered again.
+    pub tick: Duration,
+    /// A node that refused a task is not offered another for this long.
+    pub avoid_for: Duration,
     pub git_schemes: Vec<String>,
     pub clone_timeout: Duration,
 }
@@ -48,26 +77,44 @@ pub struct EvaluationSupervisor {
     token: Option<String>,
     settings: SupervisorSettings,
     plan: Plan,
-    /// Each project's root, relative to the workspace.
-    roots: BTreeMap<String, String>,
+    /// Each project's root (relative to the workspace) and blob.
+    projects: BTreeMap<String, ProjectRow>,
     store: Addr<Store>,
-    /// The executor of this node, which runs every task.
+    /// This node's executor, for the tasks placed here.
     executor: Recipient<Submit>,
+    /// Picks the node of each task; told when a task ends or moves.
+    balancer: Addr<LoadBalancer>,
+    peers: PeerClient,
     /// The registry, told when this evaluation closes.
     on_finished: Recipient<EvaluationFinished>,
+    /// Nodes not to offer tasks to until the given time.
+    avoid: HashMap<String, Instant>,
+    /// Origin of the plan's milliseconds.
+    clock: Instant,
+    /// The plan is ready and the supervisor hands out work.
+    ready: bool,
+    dispatching: bool,
+    closing: bool,
 }
 
 /// Project rows and module rows as the store holds them at start.
 type Loaded = (Vec<ProjectRow>, Vec<(String, String, u32, bool)>);
+
+/// The collaborators of a supervisor.
+pub struct Links {
+    pub store: Addr<Store>,
+    pub executor: Recipient<Submit>,
+    pub balancer: Addr<LoadBalancer>,
+    pub peers: PeerClient,
+    pub on_finished: Recipient<EvaluationFinished>,
+}
 
 impl EvaluationSupervisor {
     pub fn new(
         record: EvaluationRecord,
         token: Option<String>,
         settings: SupervisorSettings,
-        store: Addr<Store>,
-        executor: Recipient<Submit>,
-        on_finished: Recipient<EvaluationFinished>,
+        links: Links,
     ) -> Self {
         let plan = Plan::new(settings.modules_per_task);
         Self {
@@ -75,10 +122,17 @@ impl EvaluationSupervisor {
             token,
             settings,
             plan,
-            roots: BTreeMap::new(),
-            store,
-            executor,
-            on_finished,
+            projects: BTreeMap::new(),
+            store: links.store,
+            executor: links.executor,
+            balancer: links.balancer,
+            peers: links.peers,
+            on_finished: links.on_finished,
+            avoid: HashMap::new(),
+            clock: Instant::now(),
+            ready: false,
+            dispatching: false,
+            closing: false,
         }
     }
 
@@ -88,16 +142,20 @@ impl EvaluationSupervisor {
             .join(self.record.id.to_string())
     }
 
-    /// Clones what is missing, finds the projects, and loads what the store
-    /// already knows of them.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Clones what is missing, finds and packs the projects, and loads what
+    /// the store already knows of them.
     async fn prepare(
-        id: Uuid,
         record: EvaluationRecord,
         token: Option<String>,
         workspace: PathBuf,
         settings: SupervisorSettings,
         store: Addr<Store>,
     ) -> Result<Loaded, StoreError> {
+        let id = record.id;
         store
             .send(SetStatus {
                 id,
@@ -112,20 +170,66 @@ impl EvaluationSupervisor {
                 with_tests: false,
             })
             .await??;
-        let known_projects = known
-            .as_ref()
-            .map(|v| v.projects.clone())
-            .unwrap_or_default();
+        let known_projects = known.map(|v| v.projects).unwrap_or_default();
         if known_projects.is_empty() {
             let mut rows = Vec::new();
             if let Source::Git { repositories } = &record.source {
                 if !record.input_ready {
-                    rows = clone_all(repositories, token.as_deref(), &workspace, &settings).await;
+                    rows = workspace::clone_all(
+                        repositories,
+                        token.as_deref(),
+                        &workspace,
+                        &settings.git_schemes,
+                        settings.clone_timeout,
+                    )
+                    .await;
                 }
             }
-            rows.extend(find_projects(&workspace, &record.source));
+            let (ws, blobs, source) = (
+                workspace.clone(),
+                settings.blobs_dir.clone(),
+                record.source.clone(),
+            );
+            let found = actix_web::rt::task::spawn_blocking(move || {
+                let mut found = workspace::find_projects(&ws, &source);
+                workspace::pack_all(&ws, &mut found, &blobs);
+                found
+            })
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("packing thread: {e}")))?;
+            rows.extend(found);
             store.send(SaveProjects { id, projects: rows }).await??;
             store.send(MarkInputReady(id)).await??;
+        } else {
+            // A resumed evaluation: blobs lost with a data folder are packed again.
+            let (ws, blobs) = (workspace.clone(), settings.blobs_dir.clone());
+            let before = known_projects.clone();
+            let after = actix_web::rt::task::spawn_blocking(move || {
+                let mut rows = before;
+                workspace::pack_all(&ws, &mut rows, &blobs);
+                rows
+            })
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("packing thread: {e}")))?;
+            for (old, new) in known_projects.iter().zip(after) {
+                if new.error.is_some() && old.error.is_none() {
+                    let msg = SaveCollected {
+                        id,
+                        project: new.name,
+                        modules: Vec::new(),
+                        error: new.error,
+                    };
+                    store.send(msg).await??;
+                } else if let Some(blob) = new.blob.filter(|b| old.blob.as_ref() != Some(b)) {
+                    store
+                        .send(SetBlob {
+                            id,
+                            project: new.name,
+                            blob,
+                        })
+                        .await??;
+                }
+            }
         }
         let view = store
             .send(GetEvaluation {
@@ -142,19 +246,76 @@ impl EvaluationSupervisor {
         Ok((view.projects, modules))
     }
 
+    /// Hands out what can start now, each task to the node the balancer picks.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
-        for task in self.plan.next_tasks() {
-            self.submit(task, ctx);
+        if !self.ready || self.dispatching || self.closing {
+            return;
         }
         if self.plan.is_complete() {
-            self.close(EvaluationStatus::Done, None, ctx);
+            return self.close(EvaluationStatus::Done, None, ctx);
         }
+        if !self.plan.has_pending() {
+            return;
+        }
+        self.dispatching = true;
+        let now = Instant::now();
+        self.avoid.retain(|_, until| *until > now);
+        let exclude: Vec<String> = self.avoid.keys().cloned().collect();
+        let tasks = self.plan.next_tasks();
+        let balancer = self.balancer.clone();
+        let place = async move {
+            let mut placed = Vec::with_capacity(tasks.len());
+            let mut full = false;
+            for task in tasks {
+                let node = if full {
+                    None
+                } else {
+                    balancer
+                        .send(Assign {
+                            exclude: exclude.clone(),
+                        })
+                        .await
+                        .ok()
+                        .flatten()
+                };
+                full = node.is_none();
+                placed.push((task, node));
+            }
+            placed
+        };
+        ctx.wait(place.into_actor(self).map(|placed, act, ctx| {
+            act.dispatching = false;
+            for (task, node) in placed {
+                match node {
+                    Some(node) => act.send(task, node, ctx),
+                    // Every node is full: the task waits for a result or a tick.
+                    None => {
+                        act.plan.requeue(task.id);
+                    }
+                }
+            }
+        }));
     }
 
-    fn submit(&self, task: Task, ctx: &mut Context<Self>) {
-        let Some(root) = self.project_root(&task.project) else {
+    /// The lease of a task: the longest it may take, plus grace.
+    fn lease(&self, kind: &TaskKind) -> Duration {
+        let s = &self.settings;
+        let run = match kind {
+            TaskKind::Collect => Duration::ZERO,
+            TaskKind::Run(modules) => {
+                s.module_timeout * u32::try_from(modules.len()).unwrap_or(u32::MAX)
+            }
+        };
+        s.prepare_timeout + run + s.lease_grace
+    }
+
+    fn send(&mut self, task: Task, node: String, ctx: &mut Context<Self>) {
+        let Some(project) = self.projects.get(&task.project).cloned() else {
             return;
         };
+        let deadline =
+            self.now_ms() + u64::try_from(self.lease(&task.kind).as_millis()).unwrap_or(u64::MAX);
+        self.plan.place(task.id, &node, deadline);
         let kind = match task.kind {
             TaskKind::Collect => JobKind::Collect,
             TaskKind::Run(modules) => JobKind::Run {
@@ -162,24 +323,68 @@ impl EvaluationSupervisor {
                 timeout: self.settings.module_timeout,
             },
         };
-        self.executor.do_send(Submit(Job {
+        if node == self.settings.node {
+            self.executor.do_send(Submit(Job {
+                evaluation: self.record.id,
+                task: task.id,
+                project: task.project,
+                root: workspace::project_dir(&self.workspace(), &project.root),
+                kind,
+                reply_to: ctx.address().recipient(),
+            }));
+            return;
+        }
+        let Some(blob) = project.blob else {
+            log::error!(
+                "evaluation {}: project {} has no blob to send",
+                self.record.id,
+                task.project
+            );
+            return;
+        };
+        let request = ExecuteModule {
             evaluation: self.record.id,
             task: task.id,
+            supervisor: self.settings.node.clone(),
             project: task.project,
-            root,
-            kind,
-            reply_to: ctx.address().recipient(),
+            blob,
+            kind: TaskSpec::from(&kind),
+        };
+        let peers = self.peers.clone();
+        let target = node.clone();
+        let offer = async move {
+            peers
+                .post::<_, serde_json::Value>(&target, "/execute_module", &request)
+                .await
+        };
+        ctx.spawn(offer.into_actor(self).map(move |sent, act, ctx| {
+            if let Err(e) = sent {
+                log::warn!(
+                    "evaluation {}: task {} not taken by {node}: {e}",
+                    act.record.id,
+                    task.id
+                );
+                act.avoid
+                    .insert(node, Instant::now() + act.settings.avoid_for);
+                act.take_back(task.id);
+                act.dispatch(ctx);
+            }
         }));
     }
 
-    fn project_root(&self, project: &str) -> Option<PathBuf> {
-        self.roots.get(project).map(|rel| {
-            if rel.is_empty() {
-                self.workspace()
-            } else {
-                self.workspace().join(rel)
-            }
-        })
+    /// Requeues a task and frees its slot at the balancer.
+    fn take_back(&mut self, task: u64) {
+        if let Some(node) = self.plan.requeue(task) {
+            self.balancer.do_send(Release(node));
+        }
+    }
+
+    /// Closes a task that was answered and frees its slot.
+    fn answered(&mut self, task: u64) -> Option<Task> {
+        if let Some(node) = self.plan.node_of(task) {
+            self.balancer.do_send(Release(node.to_owned()));
+        }
+        self.plan.close_task(task)
     }
 
     /// Writes results to the store, then counts the ones it accepted.
@@ -193,15 +398,13 @@ impl EvaluationSupervisor {
         let write = async move {
             let mut saved = Vec::new();
             for (module, result) in results {
-                if store
-                    .send(SaveResult {
-                        id,
-                        project: project.clone(),
-                        module: module.clone(),
-                        result,
-                    })
-                    .await??
-                {
+                let msg = SaveResult {
+                    id,
+                    project: project.clone(),
+                    module: module.clone(),
+                    result,
+                };
+                if store.send(msg).await?? {
                     saved.push((project.clone(), module));
                 }
             }
@@ -219,7 +422,16 @@ impl EvaluationSupervisor {
     }
 
     fn close(&mut self, status: EvaluationStatus, error: Option<String>, ctx: &mut Context<Self>) {
+        self.closing = true;
         let (store, id, workspace) = (self.store.clone(), self.record.id, self.workspace());
+        let peers = self.peers.clone();
+        let workers: Vec<String> = self
+            .plan
+            .nodes_used()
+            .iter()
+            .filter(|n| **n != self.settings.node)
+            .cloned()
+            .collect();
         let finish = async move {
             store
                 .send(SetStatus {
@@ -234,6 +446,18 @@ impl EvaluationSupervisor {
                     "evaluation {id}: cannot remove workspace {}: {e}",
                     workspace.display()
                 );
+            }
+            for worker in workers {
+                if let Err(e) = peers
+                    .post::<_, serde_json::Value>(
+                        &worker,
+                        "/evaluation_done",
+                        &EvaluationDone { evaluation: id },
+                    )
+                    .await
+                {
+                    log::warn!("evaluation {id}: {worker} not told it is done: {e}");
+                }
             }
             Ok::<_, StoreError>(())
         };
@@ -255,205 +479,11 @@ impl EvaluationSupervisor {
         );
         ctx.stop();
     }
-}
 
-/// Clones every repository into the workspace; a clone that fails becomes a
-/// failed project carrying git's error.
-async fn clone_all(
-    repositories: &[String],
-    token: Option<&str>,
-    workspace: &std::path::Path,
-    settings: &SupervisorSettings,
-) -> Vec<ProjectRow> {
-    // A half-done clone from before a crash would make git refuse the folder.
-    let _ = tokio::fs::remove_dir_all(workspace).await;
-    let mut failed = Vec::new();
-    if let Err(e) = tokio::fs::create_dir_all(workspace).await {
-        log::error!("cannot create workspace {}: {e}", workspace.display());
-    }
-    for (url, name) in repositories.iter().zip(git::repo_names(repositories)) {
-        let dest = workspace.join(&name);
-        if let Err(e) = git::clone(
-            url,
-            &dest,
-            token,
-            &settings.git_schemes,
-            settings.clone_timeout,
-        )
-        .await
-        {
-            let _ = tokio::fs::remove_dir_all(&dest).await;
-            failed.push(ProjectRow {
-                name,
-                root: String::new(),
-                collected: true,
-                error: Some(e.to_string()),
-            });
-        }
-    }
-    failed
-}
-
-/// The projects in the workspace: for git, each repository's projects named
-/// after the repository.
-fn find_projects(workspace: &std::path::Path, source: &Source) -> Vec<ProjectRow> {
-    let row = |name: String, root: &std::path::Path| ProjectRow {
-        name,
-        root: root
-            .strip_prefix(workspace)
-            .unwrap_or(root)
-            .to_string_lossy()
-            .replace('\\', "/"),
-        collected: false,
-        error: None,
-    };
-    let mut rows = Vec::new();
-    match source {
-        Source::Zip { name } => match discover::discover(workspace, name) {
-            Ok(projects) => rows.extend(projects.into_iter().map(|p| row(p.name, &p.root))),
-            Err(e) => log::error!("cannot read workspace {}: {e}", workspace.display()),
-        },
-        Source::Git { repositories } => {
-            for repo in git::repo_names(repositories) {
-                let dir = workspace.join(&repo);
-                if !dir.is_dir() {
-                    continue;
-                }
-                match discover::discover(&dir, &repo) {
-                    Ok(projects) if projects.is_empty() => rows.push(ProjectRow {
-                        name: repo.clone(),
-                        root: repo.clone(),
-                        collected: true,
-                        error: Some("no Python project with tests in this repository".into()),
-                    }),
-                    Ok(projects) => rows.extend(projects.into_iter().map(|p| {
-                        let name = if p.name == repo {
-                            repo.clone()
-                        } else {
-                            format!("{repo}/{}", p.name)
-                        };
-                        row(name, &p.root)
-                    })),
-                    Err(e) => log::error!("cannot read clone {}: {e}", dir.display()),
-                }
-            }
-        }
-    }
-    rows
-}
-
-/// The collection errors that stand for a module of their own: an error in a
-/// class of a collected module is reported again when that module runs, so it
-/// is left to the run; a folder whose conftest failed, or the whole session,
-/// becomes an errored pseudo-module named after it.
-fn collection_errors(collected: &Collected) -> Vec<(String, String)> {
-    collected
-        .errors
-        .iter()
-        .filter(|(key, _)| {
-            let path = key.split("::").next().unwrap_or_default();
-            !(key.contains("::") && collected.modules.contains_key(path))
-        })
-        .map(|(key, text)| {
-            let module = match key.split("::").next().unwrap_or_default() {
-                "" => SESSION_MODULE.to_owned(),
-                path => path.to_owned(),
-            };
-            (module, text.clone())
-        })
-        .collect()
-}
-
-/// The name under which a collection error charged to the whole session is reported.
-const SESSION_MODULE: &str = "(session)";
-
-impl Actor for EvaluationSupervisor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        let prepare = Self::prepare(
-            self.record.id,
-            self.record.clone(),
-            self.token.take(),
-            self.workspace(),
-            self.settings.clone(),
-            self.store.clone(),
-        );
-        ctx.wait(
-            prepare
-                .into_actor(self)
-                .map(|loaded, act, ctx| match loaded {
-                    Ok((projects, modules)) => {
-                        for p in &projects {
-                            act.roots.insert(p.name.clone(), p.root.clone());
-                            act.plan
-                                .add_project(&p.name, p.collected, p.error.is_some());
-                        }
-                        for (project, module, tests, finished) in modules {
-                            act.plan.add_module(&project, &module, tests, finished);
-                        }
-                        act.dispatch(ctx);
-                    }
-                    Err(e) => act.abandon(e, ctx),
-                }),
-        );
-    }
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        self.on_finished.do_send(EvaluationFinished(self.record.id));
-    }
-}
-
-impl Handler<JobFinished> for EvaluationSupervisor {
-    type Result = ();
-
-    fn handle(&mut self, msg: JobFinished, ctx: &mut Context<Self>) {
-        let node = self.settings.node.clone();
-        let project = msg.project;
-        match msg.outcome {
-            Ok(JobOutput::TimedOut { output }) => match self.plan.timed_out(msg.task) {
-                TimeoutAction::Split => self.dispatch(ctx),
-                TimeoutAction::Report { project, module } => {
-                    let tests = self.plan.tests_in(&project, &module);
-                    let result =
-                        runner::timeout_result(tests, self.settings.module_timeout, &output, &node);
-                    self.save_results(project, vec![(module, result)], ctx);
-                }
-                TimeoutAction::Ignore => {}
-            },
-            outcome => {
-                let Some(task) = self.plan.close_task(msg.task) else {
-                    return;
-                };
-                match (task.kind, outcome) {
-                    (TaskKind::Collect, Ok(JobOutput::Collected(collected))) => {
-                        self.collected(project, collected, ctx);
-                    }
-                    (TaskKind::Collect, Err(error)) => self.project_failed(project, error, ctx),
-                    (TaskKind::Run(_), Ok(JobOutput::Ran(results))) => {
-                        self.save_results(project, results.into_iter().collect(), ctx);
-                    }
-                    (TaskKind::Run(modules), Err(error)) => {
-                        let results = modules
-                            .into_iter()
-                            .map(|m| (m, runner::collection_error_result(&error, &node)))
-                            .collect();
-                        self.save_results(project, results, ctx);
-                    }
-                    (kind, outcome) => {
-                        log::error!(
-                            "evaluation {}: task {kind:?} answered with {outcome:?}",
-                            self.record.id
-                        );
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl EvaluationSupervisor {
     fn collected(&mut self, project: String, collected: Collected, ctx: &mut Context<Self>) {
+        if self.plan.is_collected(&project) {
+            return;
+        }
         let errors = collection_errors(&collected);
         let mut modules: Vec<(String, u32)> = collected.modules.into_iter().collect();
         modules.extend(errors.iter().map(|(module, _)| (module.clone(), 0)));
@@ -466,18 +496,13 @@ impl EvaluationSupervisor {
             .map(|(module, text)| (module, runner::collection_error_result(&text, &node)))
             .collect();
         let (store, id) = (self.store.clone(), self.record.id);
-        let saved_modules = modules.clone();
-        let project_for_store = project.clone();
-        let write = async move {
-            store
-                .send(SaveCollected {
-                    id,
-                    project: project_for_store,
-                    modules: saved_modules,
-                    error: None,
-                })
-                .await?
+        let msg = SaveCollected {
+            id,
+            project: project.clone(),
+            modules: modules.clone(),
+            error: None,
         };
+        let write = async move { store.send(msg).await? };
         ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
             Ok(()) => {
                 act.plan.collected(&project, &modules);
@@ -490,22 +515,21 @@ impl EvaluationSupervisor {
     }
 
     fn project_failed(&mut self, project: String, error: String, ctx: &mut Context<Self>) {
+        if self.plan.is_collected(&project) {
+            return;
+        }
         log::warn!(
             "evaluation {}: project {project} failed: {error}",
             self.record.id
         );
         let (store, id) = (self.store.clone(), self.record.id);
-        let p = project.clone();
-        let write = async move {
-            store
-                .send(SaveCollected {
-                    id,
-                    project: p,
-                    modules: Vec::new(),
-                    error: Some(error),
-                })
-                .await?
+        let msg = SaveCollected {
+            id,
+            project: project.clone(),
+            modules: Vec::new(),
+            error: Some(error),
         };
+        let write = async move { store.send(msg).await? };
         ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
             Ok(()) => {
                 act.plan.project_failed(&project);
@@ -516,11 +540,135 @@ impl EvaluationSupervisor {
     }
 }
 
+impl Actor for EvaluationSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let prepare = Self::prepare(
+            self.record.clone(),
+            self.token.take(),
+            self.workspace(),
+            self.settings.clone(),
+            self.store.clone(),
+        );
+        ctx.wait(
+            prepare
+                .into_actor(self)
+                .map(|loaded, act, ctx| match loaded {
+                    Ok((projects, modules)) => {
+                        for p in projects {
+                            act.plan
+                                .add_project(&p.name, p.collected, p.error.is_some());
+                            act.projects.insert(p.name.clone(), p);
+                        }
+                        for (project, module, tests, finished) in modules {
+                            act.plan.add_module(&project, &module, tests, finished);
+                        }
+                        act.ready = true;
+                        ctx.run_interval(act.settings.tick, |_, ctx| ctx.notify(Tick));
+                        act.dispatch(ctx);
+                    }
+                    Err(e) => act.abandon(e, ctx),
+                }),
+        );
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.on_finished.do_send(EvaluationFinished(self.record.id));
+    }
+}
+
+impl Handler<Tick> for EvaluationSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
+        for task in self.plan.expired(self.now_ms()) {
+            log::warn!(
+                "evaluation {}: task {task} ran past its lease, handing it out again",
+                self.record.id
+            );
+            self.take_back(task);
+        }
+        self.dispatch(ctx);
+    }
+}
+
+impl Handler<NodeLost> for EvaluationSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, NodeLost(node): NodeLost, ctx: &mut Context<Self>) {
+        let tasks = self.plan.tasks_on(&node);
+        if tasks.is_empty() {
+            return;
+        }
+        log::warn!(
+            "evaluation {}: node {node} lost, handing out its {} tasks again",
+            self.record.id,
+            tasks.len()
+        );
+        for task in tasks {
+            self.take_back(task);
+        }
+        self.dispatch(ctx);
+    }
+}
+
+impl Handler<JobFinished> for EvaluationSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: JobFinished, ctx: &mut Context<Self>) {
+        let node = self.settings.node.clone();
+        let project = msg.project;
+        if let Ok(JobOutput::TimedOut { output }) = &msg.outcome {
+            if let Some(worker) = self.plan.node_of(msg.task) {
+                self.balancer.do_send(Release(worker.to_owned()));
+            }
+            match self.plan.timed_out(msg.task) {
+                TimeoutAction::Split => self.dispatch(ctx),
+                TimeoutAction::Report { project, module } => {
+                    let tests = self.plan.tests_in(&project, &module);
+                    let result =
+                        runner::timeout_result(tests, self.settings.module_timeout, output, &node);
+                    self.save_results(project, vec![(module, result)], ctx);
+                }
+                TimeoutAction::Ignore => {}
+            }
+            return;
+        }
+        // An answer to a task that was taken back still counts: the store
+        // keeps the first result of each module and refuses the rest.
+        let task = self.answered(msg.task);
+        match (task.map(|t| t.kind), msg.outcome) {
+            (_, Ok(JobOutput::Collected(collected))) => self.collected(project, collected, ctx),
+            (_, Ok(JobOutput::Ran(results))) => {
+                self.save_results(project, results.into_iter().collect(), ctx)
+            }
+            (Some(TaskKind::Collect), Err(error)) => self.project_failed(project, error, ctx),
+            (Some(TaskKind::Run(modules)), Err(error)) => {
+                let results = modules
+                    .into_iter()
+                    .map(|m| (m, runner::collection_error_result(&error, &node)))
+                    .collect();
+                self.save_results(project, results, ctx);
+            }
+            (None, Err(error)) => {
+                log::info!(
+                    "evaluation {}: late failure of task {} ignored: {error}",
+                    self.record.id,
+                    msg.task
+                );
+            }
+            (_, Ok(JobOutput::TimedOut { .. })) => {}
+        }
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::balance::{LeastConnections, NodeLoad, SetMembers};
     use crate::evaluation::model::{ModuleStatus, Tally};
     use crate::store::ListUnfinished;
 
@@ -586,6 +734,23 @@ mod tests {
         }
     }
 
+    /// Settings of a supervisor on node "n1" whose modules time out at 7 s.
+    pub(crate) fn test_settings(dir: &std::path::Path) -> SupervisorSettings {
+        SupervisorSettings {
+            node: "n1".into(),
+            evaluations_dir: dir.to_owned(),
+            blobs_dir: dir.join("blobs"),
+            modules_per_task: 1,
+            module_timeout: Duration::from_secs(7),
+            prepare_timeout: Duration::from_secs(60),
+            lease_grace: Duration::from_secs(10),
+            tick: Duration::from_secs(3600),
+            avoid_for: Duration::from_secs(2),
+            git_schemes: vec!["file".into()],
+            clone_timeout: Duration::from_secs(10),
+        }
+    }
+
     struct Fixture {
         _dir: tempfile::TempDir,
         workspace: PathBuf,
@@ -627,14 +792,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let settings = SupervisorSettings {
-            node: "n1".into(),
-            evaluations_dir: dir.path().to_owned(),
-            modules_per_task: 1,
-            module_timeout: Duration::from_secs(7),
-            git_schemes: vec!["file".into()],
-            clone_timeout: Duration::from_secs(10),
-        };
+        let settings = test_settings(dir.path());
         Fixture {
             _dir: dir,
             workspace,
@@ -659,26 +817,33 @@ mod tests {
                 .unwrap()
                 .unwrap()
                 .record;
-            EvaluationSupervisor::new(
-                record,
-                None,
-                self.settings.clone(),
-                self.store.clone(),
-                self.executor.clone().recipient(),
-                self.registry.clone().recipient(),
-            )
-            .start()
+            let balancer = LoadBalancer::new(Box::new(LeastConnections::default())).start();
+            let this_node = NodeLoad {
+                addr: "n1".into(),
+                slots: 8,
+                busy: 0,
+            };
+            balancer.send(SetMembers(vec![this_node])).await.unwrap();
+            let links = Links {
+                store: self.store.clone(),
+                executor: self.executor.clone().recipient(),
+                balancer,
+                peers: PeerClient::new("n1", Duration::from_secs(1)),
+                on_finished: self.registry.clone().recipient(),
+            };
+            EvaluationSupervisor::new(record, None, self.settings.clone(), links).start()
         }
 
         /// Waits, by yielding, until the supervisor has handed out `n` jobs.
         async fn jobs(&self, n: usize) -> Vec<(u64, String, JobKind, Recipient<JobFinished>)> {
             let mut jobs = Vec::new();
-            for _ in 0..1000 {
+            for _ in 0..2500 {
                 jobs.extend(self.executor.send(TakeJobs).await.unwrap());
                 if jobs.len() >= n {
                     break;
                 }
-                tokio::task::yield_now().await;
+                // Packing runs on a blocking thread: poll in real time, bounded.
+                actix_rt::time::sleep(Duration::from_millis(2)).await;
             }
             assert_eq!(jobs.len(), n, "jobs handed out");
             jobs
@@ -697,11 +862,12 @@ mod tests {
         }
 
         async fn until_finished(&self) {
-            for _ in 0..1000 {
+            for _ in 0..2500 {
                 if !self.registry.send(GetFinished).await.unwrap().is_empty() {
                     return;
                 }
-                tokio::task::yield_now().await;
+                // Packing runs on a blocking thread: poll in real time, bounded.
+                actix_rt::time::sleep(Duration::from_millis(2)).await;
             }
             panic!("the supervisor did not finish");
         }
@@ -901,6 +1067,7 @@ mod tests {
         let f = fixture().await;
         let id = f.id;
         let project = ProjectRow {
+            blob: None,
             name: "proj".into(),
             root: "proj".into(),
             collected: false,
@@ -963,24 +1130,5 @@ mod tests {
             .unwrap();
         f.until_finished().await;
         assert_eq!(f.view().await.record.status, EvaluationStatus::Done);
-    }
-
-    #[test]
-    fn class_errors_are_left_to_the_run_and_session_errors_get_a_name() {
-        let collected = Collected {
-            modules: BTreeMap::from([("tests/test_a.py".into(), 2)]),
-            errors: BTreeMap::from([
-                ("tests/test_a.py::TestBad".into(), "class".into()),
-                ("tests/sub".into(), "conftest".into()),
-                ("".into(), "session".into()),
-            ]),
-        };
-        assert_eq!(
-            collection_errors(&collected),
-            vec![
-                (SESSION_MODULE.to_owned(), "session".to_owned()),
-                ("tests/sub".to_owned(), "conftest".to_owned())
-            ]
-        );
     }
 }

@@ -1,6 +1,7 @@
 //! The node root: `run` starts this node's actors — the `Store`, the
-//! `Executor`, the `Registry` of evaluation supervisors — and the HTTP server
-//! on a listener the caller has already bound, and hands back a `NodeHandle`.
+//! `Executor`, the `Worker`, the `LoadBalancer`, the `Registry` of evaluation
+//! supervisors and the `Membership` — and the HTTP server on a listener the
+//! caller has already bound, and hands back a `NodeHandle`.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -11,12 +12,19 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 
 use crate::api::{self, AppState};
+use crate::balance::{LeastConnections, LoadBalancer};
 use crate::config::Config;
-use crate::evaluation::registry::Registry;
+use crate::evaluation::intake::UnpackLimits;
+use crate::evaluation::registry::{Registry, Shared};
 use crate::evaluation::supervisor::SupervisorSettings;
+use crate::evaluation::worker::{Worker, WorkerSettings};
 use crate::executor::envs::EnvCache;
 use crate::executor::pytest::Pytest;
 use crate::executor::{Executor, ExecutorError, PytestRunner};
+use crate::membership::model::Meta;
+use crate::membership::swim::{Swim, SwimConfig};
+use crate::membership::{Leave, Membership, MembershipLinks, MembershipSettings};
+use crate::peer::PeerClient;
 use crate::store::{Store, StoreError};
 
 /// Errors starting a node.
@@ -35,10 +43,37 @@ pub enum NodeError {
     Http(std::io::Error),
 }
 
-/// A running node: its server future and the address it serves on.
+/// How often a worker offers a result to a supervisor that does not answer,
+/// probe intervals apart, growing: about a minute in all.
+const RESULT_ATTEMPTS: u32 = 20;
+
+/// A running node: its server future, the address it serves on, and its
+/// membership, to leave the cluster before stopping.
 pub struct NodeHandle {
     pub server: actix_web::dev::Server,
     pub addr: std::net::SocketAddr,
+    pub membership: Addr<Membership>,
+}
+
+impl NodeHandle {
+    /// Serves until the server stops or SIGTERM/SIGINT arrives; on a signal
+    /// the node leaves the cluster — peers take back its tasks at once — and
+    /// then stops the server, letting requests in flight finish.
+    pub async fn serve_until_signal(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = std::pin::pin!(self.server);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            stopped = &mut server => return stopped,
+            _ = term.recv() => log::info!("SIGTERM: leaving the cluster"),
+            _ = tokio::signal::ctrl_c() => log::info!("SIGINT: leaving the cluster"),
+        }
+        if let Err(e) = self.membership.send(Leave).await {
+            log::warn!("cannot announce leaving: {e}");
+        }
+        handle.stop(true).await;
+        server.await
+    }
 }
 
 /// Starts a node on `listener`. Must run inside an actix `System`.
@@ -86,15 +121,90 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     let runner = Rc::new(PytestRunner::new(envs, pytest));
     let executor = Executor::new(node.clone(), config.node.slots, runner).start();
 
+    let c = &config.cluster;
+    let peer_timeout = Duration::from_millis(c.peer_timeout_ms);
+    let peers = PeerClient::new(&node, peer_timeout);
+    let balancer = LoadBalancer::new(Box::new(LeastConnections::default())).start();
+    let blobs_dir = data_dir.join("blobs");
+    let limits = UnpackLimits {
+        max_entries: config.intake.max_entries,
+        max_unpacked_bytes: config.intake.max_unpacked_bytes,
+    };
+    let worker = Worker::new(
+        WorkerSettings {
+            blobs_dir: blobs_dir.clone(),
+            work_dir: data_dir.join("work"),
+            limits,
+            result_attempts: RESULT_ATTEMPTS,
+            result_backoff: Duration::from_millis(c.probe_interval_ms),
+        },
+        peers.clone(),
+        executor.clone().recipient(),
+    )
+    .start();
+
     let settings = SupervisorSettings {
         node: node.clone(),
         evaluations_dir: evaluations_dir.clone(),
+        blobs_dir: blobs_dir.clone(),
         modules_per_task: e.modules_per_task,
         module_timeout: Duration::from_secs(e.module_timeout_s),
+        prepare_timeout: Duration::from_secs(e.install_timeout_s + e.collect_timeout_s),
+        lease_grace: Duration::from_secs(c.lease_grace_s),
+        tick: Duration::from_millis(c.dispatch_tick_ms),
+        avoid_for: Duration::from_millis(c.suspicion_timeout_ms),
         git_schemes: config.intake.git_schemes.clone(),
         clone_timeout: Duration::from_secs(config.intake.clone_timeout_s),
     };
-    let registry = Registry::new(settings, store.clone(), executor.clone().recipient()).start();
+    let registry = Registry::new(Shared {
+        settings,
+        store: store.clone(),
+        executor: executor.clone().recipient(),
+        balancer: balancer.clone(),
+        peers: peers.clone(),
+    })
+    .start();
+
+    let swim_config = SwimConfig {
+        probe_interval_ms: c.probe_interval_ms,
+        probe_timeout_ms: c.probe_timeout_ms,
+        indirect_probes: c.indirect_probes,
+        suspicion_timeout_ms: c.suspicion_timeout_ms,
+        ..SwimConfig::default()
+    };
+    // The wall clock in milliseconds: a restarted node comes back with an
+    // incarnation above its dead past self's.
+    let incarnation = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    let slots = u32::try_from(config.node.slots).unwrap_or(u32::MAX);
+    let swim = Swim::new(
+        &node,
+        incarnation,
+        Meta {
+            slots,
+            busy: 0,
+            boot: incarnation,
+        },
+        swim_config.clone(),
+        incarnation,
+    );
+    let membership = Membership::new(
+        swim,
+        MembershipSettings {
+            seeds: c.seeds.iter().filter(|s| **s != node).cloned().collect(),
+            // Several ticks a period, so that time-outs are noticed promptly.
+            tick: Duration::from_millis((c.probe_interval_ms / 5).max(10)),
+            join_retry: Duration::from_millis(c.join_retry_ms),
+            probe_timeout: Duration::from_millis(swim_config.probe_timeout_ms),
+            indirect_timeout: Duration::from_millis(swim_config.indirect_timeout_ms()),
+        },
+        MembershipLinks {
+            transport: Rc::new(peers.clone()),
+            load: executor.clone().recipient(),
+            balancer: balancer.clone().recipient(),
+            on_lost: registry.clone().recipient(),
+        },
+    )
+    .start();
 
     let state = web::Data::new(AppState {
         config,
@@ -102,22 +212,32 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         evaluations_dir,
         uploads_dir,
         started: Instant::now(),
+        blobs_dir,
         store,
         registry,
         executor,
+        worker,
+        membership: membership.clone(),
     });
+    let server_node = node.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(web::Data::new(PeerClient::new(&server_node, peer_timeout)))
             .configure(api::configure)
             .default_service(web::to(api::not_found))
     })
     .workers(2)
+    .disable_signals()
     .listen(listener)
     .map_err(NodeError::Http)?
     .run();
     log::info!("node {node} serving on {addr}");
-    Ok(NodeHandle { server, addr })
+    Ok(NodeHandle {
+        server,
+        addr,
+        membership,
+    })
 }
 
 /// Removes what an interrupted intake left: half-unpacked workspaces and

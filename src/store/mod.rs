@@ -12,7 +12,7 @@ pub use model::{
 };
 pub use store::{
     CountByStatus, CreateEvaluation, GetEvaluation, ListEvaluations, ListUnfinished,
-    MarkInputReady, SaveCollected, SaveProjects, SaveResult, SetStatus, Store,
+    MarkInputReady, SaveCollected, SaveProjects, SaveResult, SetBlob, SetStatus, Store,
 };
 
 /// Errors of the node's database.

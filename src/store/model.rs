@@ -39,6 +39,8 @@ pub struct ProjectRow {
     pub collected: bool,
     /// Why the project could not be evaluated: a failed clone or install.
     pub error: Option<String>,
+    /// SHA-256 of the project packed as a zip, the name workers fetch it by.
+    pub blob: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS projects (
     root        TEXT NOT NULL,
     collected   INTEGER NOT NULL DEFAULT 0,
     error       TEXT,
+    blob        TEXT,
     PRIMARY KEY (evaluation, name)
 );
 

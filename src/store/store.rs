@@ -54,6 +54,15 @@ pub struct SaveProjects {
     pub projects: Vec<ProjectRow>,
 }
 
+/// Records the blob a project is packed in.
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct SetBlob {
+    pub id: Uuid,
+    pub project: String,
+    pub blob: String,
+}
+
 /// Records a project's modules (path and number of tests), or why it has none.
 #[derive(Message)]
 #[rtype(result = "Reply<()>")]
@@ -168,8 +177,8 @@ impl Store {
         let tx = self.conn.transaction()?;
         for p in &m.projects {
             tx.execute(
-                "INSERT OR IGNORE INTO projects (evaluation, name, root, collected, error) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![m.id.to_string(), p.name, p.root, p.collected, p.error],
+                "INSERT OR IGNORE INTO projects (evaluation, name, root, collected, error, blob) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![m.id.to_string(), p.name, p.root, p.collected, p.error, p.blob],
             )?;
         }
         tx.commit()?;
@@ -245,7 +254,7 @@ impl Store {
             return Ok(None);
         };
         let mut stmt = self.conn.prepare(
-            "SELECT name, root, collected, error FROM projects WHERE evaluation = ?1 ORDER BY name",
+            "SELECT name, root, collected, error, blob FROM projects WHERE evaluation = ?1 ORDER BY name",
         )?;
         let projects = stmt
             .query_map([&key], |row| {
@@ -254,6 +263,7 @@ impl Store {
                     root: row.get(1)?,
                     collected: row.get(2)?,
                     error: row.get(3)?,
+                    blob: row.get(4)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -460,6 +470,13 @@ handle!(MarkInputReady, (), |s, m| {
     Ok(())
 });
 handle!(SetStatus, (), |s, m| s.set_status(&m));
+handle!(SetBlob, (), |s, m| {
+    s.conn.execute(
+        "UPDATE projects SET blob = ?3 WHERE evaluation = ?1 AND name = ?2",
+        params![m.id.to_string(), m.project, m.blob],
+    )?;
+    Ok(())
+});
 handle!(SaveProjects, (), |s, m| s.save_projects(&m));
 handle!(SaveCollected, (), |s, m| s.save_collected(&m));
 handle!(SaveResult, bool, |s, m| s.save_result(&m));
@@ -520,6 +537,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let project = ProjectRow {
+            blob: None,
             name: "p".into(),
             root: "p".into(),
             collected: false,

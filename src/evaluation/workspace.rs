@@ -1,0 +1,173 @@
+//! The workspace of an evaluation on its supervisor's node: cloning git
+//! projects, finding the projects, packing each into a blob, and reading
+//! collection errors. Plain helpers of the `EvaluationSupervisor`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::blobs;
+use super::intake::{discover, git};
+use crate::executor::collect::Collected;
+use crate::store::{ProjectRow, Source};
+
+/// Clones every repository into the workspace; a clone that fails becomes a
+/// failed project carrying git's error.
+pub async fn clone_all(
+    repositories: &[String],
+    token: Option<&str>,
+    workspace: &std::path::Path,
+    schemes: &[String],
+    clone_timeout: Duration,
+) -> Vec<ProjectRow> {
+    // A half-done clone from before a crash would make git refuse the folder.
+    let _ = tokio::fs::remove_dir_all(workspace).await;
+    let mut failed = Vec::new();
+    if let Err(e) = tokio::fs::create_dir_all(workspace).await {
+        log::error!("cannot create workspace {}: {e}", workspace.display());
+    }
+    for (url, name) in repositories.iter().zip(git::repo_names(repositories)) {
+        let dest = workspace.join(&name);
+        if let Err(e) = git::clone(url, &dest, token, schemes, clone_timeout).await {
+            let _ = tokio::fs::remove_dir_all(&dest).await;
+            failed.push(ProjectRow {
+                blob: None,
+                name,
+                root: String::new(),
+                collected: true,
+                error: Some(e.to_string()),
+            });
+        }
+    }
+    failed
+}
+
+/// The projects in the workspace: for git, each repository's projects named
+/// after the repository.
+pub fn find_projects(workspace: &std::path::Path, source: &Source) -> Vec<ProjectRow> {
+    let row = |name: String, root: &std::path::Path| ProjectRow {
+        blob: None,
+        name,
+        root: root
+            .strip_prefix(workspace)
+            .unwrap_or(root)
+            .to_string_lossy()
+            .replace('\\', "/"),
+        collected: false,
+        error: None,
+    };
+    let mut rows = Vec::new();
+    match source {
+        Source::Zip { name } => match discover::discover(workspace, name) {
+            Ok(projects) => rows.extend(projects.into_iter().map(|p| row(p.name, &p.root))),
+            Err(e) => log::error!("cannot read workspace {}: {e}", workspace.display()),
+        },
+        Source::Git { repositories } => {
+            for repo in git::repo_names(repositories) {
+                let dir = workspace.join(&repo);
+                if !dir.is_dir() {
+                    continue;
+                }
+                match discover::discover(&dir, &repo) {
+                    Ok(projects) if projects.is_empty() => rows.push(ProjectRow {
+                        blob: None,
+                        name: repo.clone(),
+                        root: repo.clone(),
+                        collected: true,
+                        error: Some("no Python project with tests in this repository".into()),
+                    }),
+                    Ok(projects) => rows.extend(projects.into_iter().map(|p| {
+                        let name = if p.name == repo {
+                            repo.clone()
+                        } else {
+                            format!("{repo}/{}", p.name)
+                        };
+                        row(name, &p.root)
+                    })),
+                    Err(e) => log::error!("cannot read clone {}: {e}", dir.display()),
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// The collection errors that stand for a module of their own: an error in a
+/// class of a collected module is reported again when that module runs, so it
+/// is left to the run; a folder whose conftest failed, or the whole session,
+/// becomes an errored pseudo-module named after it.
+pub fn collection_errors(collected: &Collected) -> Vec<(String, String)> {
+    collected
+        .errors
+        .iter()
+        .filter(|(key, _)| {
+            let path = key.split("::").next().unwrap_or_default();
+            !(key.contains("::") && collected.modules.contains_key(path))
+        })
+        .map(|(key, text)| {
+            let module = match key.split("::").next().unwrap_or_default() {
+                "" => SESSION_MODULE.to_owned(),
+                path => path.to_owned(),
+            };
+            (module, text.clone())
+        })
+        .collect()
+}
+
+/// The name under which a collection error charged to the whole session is reported.
+pub const SESSION_MODULE: &str = "(session)";
+
+/// The folder of project `root` (relative to the workspace, "" for itself).
+pub fn project_dir(workspace: &Path, root: &str) -> std::path::PathBuf {
+    if root.is_empty() {
+        workspace.to_owned()
+    } else {
+        workspace.join(root)
+    }
+}
+
+/// Packs every project that can run into a blob; a project whose blob is
+/// already there keeps it. A project that cannot be packed fails.
+pub fn pack_all(workspace: &Path, rows: &mut [ProjectRow], blobs_dir: &Path) {
+    for row in rows.iter_mut().filter(|r| r.error.is_none()) {
+        if row
+            .blob
+            .as_deref()
+            .is_some_and(|sha| blobs::path(blobs_dir, sha).exists())
+        {
+            continue;
+        }
+        match blobs::pack(&project_dir(workspace, &row.root), blobs_dir) {
+            Ok(sha) => row.blob = Some(sha),
+            Err(e) => {
+                row.error = Some(format!("cannot pack the project: {e}"));
+                row.collected = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn class_errors_are_left_to_the_run_and_session_errors_get_a_name() {
+        let collected = Collected {
+            modules: BTreeMap::from([("tests/test_a.py".into(), 2)]),
+            errors: BTreeMap::from([
+                ("tests/test_a.py::TestBad".into(), "class".into()),
+                ("tests/sub".into(), "conftest".into()),
+                ("".into(), "session".into()),
+            ]),
+        };
+        assert_eq!(
+            collection_errors(&collected),
+            vec![
+                (SESSION_MODULE.to_owned(), "session".to_owned()),
+                ("tests/sub".to_owned(), "conftest".to_owned())
+            ]
+        );
+    }
+}
