@@ -806,24 +806,26 @@ pub(crate) mod tests {
 
     impl Fixture {
         async fn start(&self) -> Addr<EvaluationSupervisor> {
-            let record = self
+            self.start_with(vec![NodeLoad {
+                addr: "n1".into(),
+                slots: 8,
+                busy: 0,
+            }])
+            .await
+        }
+
+        /// Starts the supervisor with the balancer seeing `members`.
+        async fn start_with(&self, members: Vec<NodeLoad>) -> Addr<EvaluationSupervisor> {
+            let view = self
                 .store
                 .send(GetEvaluation {
                     id: self.id,
                     with_tests: false,
                 })
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap()
-                .record;
+                .await;
+            let record = view.unwrap().unwrap().unwrap().record;
             let balancer = LoadBalancer::new(Box::new(LeastConnections::default())).start();
-            let this_node = NodeLoad {
-                addr: "n1".into(),
-                slots: 8,
-                busy: 0,
-            };
-            balancer.send(SetMembers(vec![this_node])).await.unwrap();
+            balancer.send(SetMembers(members)).await.unwrap();
             let links = Links {
                 store: self.store.clone(),
                 executor: self.executor.clone().recipient(),
@@ -1130,5 +1132,72 @@ pub(crate) mod tests {
             .unwrap();
         f.until_finished().await;
         assert_eq!(f.view().await.record.status, EvaluationStatus::Done);
+    }
+
+    #[actix::test]
+    async fn tasks_of_a_lost_node_are_handed_out_again_and_counted_once() {
+        let f = fixture().await;
+        let supervisor = f.start().await;
+        let jobs = f.jobs(1).await;
+        let collected = Collected {
+            modules: BTreeMap::from([("tests/test_a.py".into(), 1)]),
+            errors: BTreeMap::new(),
+        };
+        supervisor
+            .send(finished(
+                f.id,
+                jobs[0].0,
+                Ok(JobOutput::Collected(collected)),
+            ))
+            .await
+            .unwrap();
+        let first = f.jobs(1).await;
+        supervisor.send(NodeLost("n1".into())).await.unwrap();
+        let second = f.jobs(1).await;
+        assert_ne!(
+            first[0].0, second[0].0,
+            "the module is handed out again under a new task"
+        );
+        assert_eq!(first[0].2, second[0].2);
+        let a = || BTreeMap::from([("tests/test_a.py".to_string(), done(1, 0))]);
+        // The lost node's answer arrives late and closes the evaluation; the
+        // new task's answer then finds no supervisor and changes nothing.
+        supervisor
+            .send(finished(f.id, first[0].0, Ok(JobOutput::Ran(a()))))
+            .await
+            .unwrap();
+        supervisor.do_send(finished(f.id, second[0].0, Ok(JobOutput::Ran(a()))));
+        f.until_finished().await;
+        let view = f.view().await;
+        assert_eq!(view.record.status, EvaluationStatus::Done);
+        assert_eq!(
+            view.modules[0].result.as_ref().unwrap().tally,
+            Tally {
+                passed: 1,
+                ..Tally::default()
+            }
+        );
+    }
+
+    #[actix::test]
+    async fn a_task_a_worker_cannot_take_goes_to_another_node() {
+        let f = fixture().await;
+        // Nothing listens on port 9 of loopback: the remote node refuses.
+        let unreachable = NodeLoad {
+            addr: "127.0.0.1:9".into(),
+            slots: 1,
+            busy: 0,
+        };
+        let local = NodeLoad {
+            addr: "n1".into(),
+            slots: 1,
+            busy: 0,
+        };
+        let _supervisor = f.start_with(vec![unreachable, local]).await;
+        let jobs = f.jobs(1).await;
+        assert_eq!(
+            (jobs[0].1.as_str(), &jobs[0].2),
+            ("proj", &JobKind::Collect)
+        );
     }
 }

@@ -65,8 +65,9 @@ struct LoadRead(Load);
 #[derive(Debug, Clone)]
 pub struct MembershipSettings {
     pub seeds: Vec<String>,
-    /// How often the core is ticked.
-    pub tick: Duration,
+    /// How often the core is ticked; `None` when the owner sends `Tick`
+    /// itself, as tests do to drive time.
+    pub tick: Option<Duration>,
     /// How often seeds are tried again until one answers.
     pub join_retry: Duration,
     /// Time-out of a direct probe, `POST /mystats`.
@@ -225,8 +226,10 @@ impl Actor for Membership {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.settings.tick, |_, ctx| ctx.notify(Tick));
-        ctx.notify(Tick);
+        if let Some(every) = self.settings.tick {
+            ctx.run_interval(every, |_, ctx| ctx.notify(Tick));
+            ctx.notify(Tick);
+        }
     }
 }
 
@@ -322,5 +325,263 @@ impl Handler<Leave> for Membership {
             calls.len()
         );
         Box::pin(join_all(calls).into_actor(self).map(|_, _, _| ()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::{HashMap, HashSet};
+
+    use futures_util::future::LocalBoxFuture;
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::membership::model::MemberView;
+    use crate::membership::swim::SwimConfig;
+    use crate::peer::PeerError;
+
+    /// An in-memory network: each address is a membership actor, and a
+    /// node in `down` answers nothing, as a killed process would.
+    #[derive(Default)]
+    struct Net {
+        nodes: RefCell<HashMap<String, Addr<Membership>>>,
+        down: RefCell<HashSet<String>>,
+    }
+
+    struct Link(Rc<Net>);
+
+    impl Link {
+        fn reach(&self, addr: &str) -> Result<Addr<Membership>, PeerError> {
+            let unreachable = || PeerError::Send {
+                url: addr.to_owned(),
+                reason: "connection refused".into(),
+            };
+            if self.0.down.borrow().contains(addr) {
+                return Err(unreachable());
+            }
+            self.0
+                .nodes
+                .borrow()
+                .get(addr)
+                .cloned()
+                .ok_or_else(unreachable)
+        }
+    }
+
+    fn lost(e: MailboxError) -> PeerError {
+        PeerError::Read {
+            url: String::new(),
+            reason: e.to_string(),
+        }
+    }
+
+    impl Transport for Link {
+        fn join(
+            &self,
+            seed: &str,
+            me: MemberInfo,
+        ) -> LocalBoxFuture<'static, Result<Vec<MemberInfo>, PeerError>> {
+            let target = self.reach(seed);
+            async move { target?.send(HandleJoin(me)).await.map_err(lost) }.boxed_local()
+        }
+
+        fn ping(
+            &self,
+            target: &str,
+            ping: Ping,
+            _: Duration,
+        ) -> LocalBoxFuture<'static, Result<Ack, PeerError>> {
+            let target = self.reach(target);
+            async move { target?.send(HandlePing(ping)).await.map_err(lost) }.boxed_local()
+        }
+
+        fn ping_req(
+            &self,
+            via: &str,
+            req: PingReq,
+            _: Duration,
+        ) -> LocalBoxFuture<'static, Result<IndirectAck, PeerError>> {
+            let target = self.reach(via);
+            async move { target?.send(HandlePingReq(req)).await.map_err(lost) }.boxed_local()
+        }
+    }
+
+    /// Stands in for the executor, the balancer and the registry of one node.
+    #[derive(Default)]
+    struct Recorder {
+        live: Vec<String>,
+        lost: Vec<String>,
+    }
+
+    impl Actor for Recorder {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<GetLoad> for Recorder {
+        type Result = MessageResult<GetLoad>;
+        fn handle(&mut self, _: GetLoad, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(Load {
+                slots: 2,
+                busy: 1,
+                queued: 0,
+            })
+        }
+    }
+
+    impl Handler<SetMembers> for Recorder {
+        type Result = ();
+        fn handle(&mut self, SetMembers(live): SetMembers, _: &mut Context<Self>) {
+            self.live = live.into_iter().map(|n| n.addr).collect();
+        }
+    }
+
+    impl Handler<NodeLost> for Recorder {
+        type Result = ();
+        fn handle(&mut self, NodeLost(addr): NodeLost, _: &mut Context<Self>) {
+            self.lost.push(addr);
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "(Vec<String>, Vec<String>)")]
+    struct Seen;
+
+    impl Handler<Seen> for Recorder {
+        type Result = MessageResult<Seen>;
+        fn handle(&mut self, _: Seen, _: &mut Context<Self>) -> Self::Result {
+            MessageResult((self.live.clone(), self.lost.clone()))
+        }
+    }
+
+    struct Node {
+        addr: Addr<Membership>,
+        recorder: Addr<Recorder>,
+    }
+
+    fn start(net: &Rc<Net>, name: &str, incarnation: u64, seeds: &[&str]) -> Node {
+        let recorder = Recorder::default().start();
+        let meta = Meta {
+            slots: 2,
+            busy: 0,
+            boot: incarnation,
+        };
+        let swim = Swim::new(name, incarnation, meta, SwimConfig::default(), incarnation);
+        let settings = MembershipSettings {
+            seeds: seeds.iter().map(|s| s.to_string()).collect(),
+            tick: None,
+            join_retry: Duration::from_millis(500),
+            probe_timeout: Duration::from_millis(250),
+            indirect_timeout: Duration::from_millis(500),
+        };
+        let links = MembershipLinks {
+            transport: Rc::new(Link(net.clone())),
+            load: recorder.clone().recipient(),
+            balancer: recorder.clone().recipient(),
+            on_lost: recorder.clone().recipient(),
+        };
+        let addr = Membership::new(swim, settings, links).start();
+        net.nodes.borrow_mut().insert(name.to_owned(), addr.clone());
+        Node { addr, recorder }
+    }
+
+    async fn settle() {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Advances the paused clock by `ms` in steps of 50 ms, ticking every node.
+    async fn run_for(nodes: &[&Node], ms: u64) {
+        for _ in 0..ms / 50 {
+            tokio::time::advance(Duration::from_millis(50)).await;
+            for n in nodes {
+                n.addr.send(Tick).await.unwrap();
+            }
+            settle().await;
+        }
+    }
+
+    async fn status_of(node: &Node, of: &str) -> Option<Status> {
+        let members: Vec<MemberView> = node.addr.send(GetMembers).await.unwrap();
+        members
+            .into_iter()
+            .find(|m| m.address == of)
+            .map(|m| m.status)
+    }
+
+    #[actix::test]
+    async fn nodes_join_through_a_seed_and_see_each_other() {
+        tokio::time::pause();
+        let net = Rc::new(Net::default());
+        let a = start(&net, "a", 1, &[]);
+        let b = start(&net, "b", 1, &["a"]);
+        let c = start(&net, "c", 1, &["a"]);
+        run_for(&[&a, &b, &c], 2000).await;
+        for node in [&a, &b, &c] {
+            for other in ["a", "b", "c"] {
+                assert_eq!(status_of(node, other).await, Some(Status::Alive));
+            }
+            let (mut live, lost) = node.recorder.send(Seen).await.unwrap();
+            live.sort();
+            assert_eq!(live, vec!["a", "b", "c"]);
+            assert!(lost.is_empty());
+        }
+    }
+
+    #[actix::test]
+    async fn a_silent_node_is_dead_everywhere_within_five_seconds_and_its_work_is_lost() {
+        tokio::time::pause();
+        let net = Rc::new(Net::default());
+        let a = start(&net, "a", 1, &[]);
+        let b = start(&net, "b", 1, &["a"]);
+        let c = start(&net, "c", 1, &["a"]);
+        run_for(&[&a, &b, &c], 1000).await;
+        net.down.borrow_mut().insert("c".into());
+        run_for(&[&a, &b], 5000).await;
+        for node in [&a, &b] {
+            assert_eq!(status_of(node, "c").await, Some(Status::Dead));
+            let (mut live, lost) = node.recorder.send(Seen).await.unwrap();
+            live.sort();
+            assert_eq!(live, vec!["a", "b"]);
+            assert_eq!(lost, vec!["c"], "supervisors are told once");
+        }
+    }
+
+    #[actix::test]
+    async fn a_node_that_leaves_is_left_not_dead() {
+        tokio::time::pause();
+        let net = Rc::new(Net::default());
+        let a = start(&net, "a", 1, &[]);
+        let b = start(&net, "b", 1, &["a"]);
+        let c = start(&net, "c", 1, &["a"]);
+        run_for(&[&a, &b, &c], 1000).await;
+        c.addr.send(Leave).await.unwrap();
+        net.down.borrow_mut().insert("c".into());
+        run_for(&[&a, &b], 5000).await;
+        for node in [&a, &b] {
+            assert_eq!(status_of(node, "c").await, Some(Status::Left));
+            assert_eq!(node.recorder.send(Seen).await.unwrap().1, vec!["c"]);
+        }
+    }
+
+    #[actix::test]
+    async fn a_restarted_node_rejoins_and_its_old_work_is_lost() {
+        tokio::time::pause();
+        let net = Rc::new(Net::default());
+        let a = start(&net, "a", 1, &[]);
+        let b = start(&net, "b", 1, &["a"]);
+        run_for(&[&a, &b], 1000).await;
+        // b restarts at once, before anyone declares it dead: a new process
+        // with a new boot and a higher incarnation takes its address.
+        let b2 = start(&net, "b", 50, &["a"]);
+        run_for(&[&a, &b2], 1000).await;
+        assert_eq!(status_of(&a, "b").await, Some(Status::Alive));
+        assert_eq!(a.recorder.send(Seen).await.unwrap().1, vec!["b"]);
+        let views: Vec<MemberView> = a.addr.send(GetMembers).await.unwrap();
+        let b_view = views.iter().find(|m| m.address == "b").unwrap();
+        assert!(b_view.incarnation >= 50);
+        assert_eq!(b_view.meta.boot, 50);
+        drop(b);
     }
 }

@@ -192,7 +192,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         MembershipSettings {
             seeds: c.seeds.iter().filter(|s| **s != node).cloned().collect(),
             // Several ticks a period, so that time-outs are noticed promptly.
-            tick: Duration::from_millis((c.probe_interval_ms / 5).max(10)),
+            tick: Some(Duration::from_millis((c.probe_interval_ms / 5).max(10))),
             join_retry: Duration::from_millis(c.join_retry_ms),
             probe_timeout: Duration::from_millis(swim_config.probe_timeout_ms),
             indirect_timeout: Duration::from_millis(swim_config.indirect_timeout_ms()),
