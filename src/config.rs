@@ -11,10 +11,7 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     /// toml's message names the key and the line and column.
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -46,12 +43,7 @@ pub struct NodeConfig {
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:5001".into(),
-            advertise: None,
-            data_dir: PathBuf::from("data/node-5001"),
-            slots: 2,
-        }
+        Self { listen: "127.0.0.1:5001".into(), advertise: None, data_dir: PathBuf::from("data/node-5001"), slots: 2 }
     }
 }
 
@@ -181,15 +173,10 @@ const GIT_SCHEMES: [&str; 5] = ["https", "http", "git", "ssh", "file"];
 impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse {
-                path: path.to_owned(),
-                message,
-            },
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
             other => other,
         })
     }
@@ -205,12 +192,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, reason: &str| {
-            Err(ConfigError::Invalid {
-                key,
-                reason: reason.to_owned(),
-            })
-        };
+        let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.to_owned() });
         if self.node.listen.parse::<SocketAddr>().is_err() {
             return invalid("node.listen", "expected host:port with an IP address");
         }
@@ -244,17 +226,11 @@ impl Config {
             return invalid("cluster", "intervals and time-outs must be at least 1 ms");
         }
         if c.probe_timeout_ms >= c.probe_interval_ms {
-            return invalid(
-                "cluster.probe_timeout_ms",
-                "must be shorter than probe_interval_ms",
-            );
+            return invalid("cluster.probe_timeout_ms", "must be shorter than probe_interval_ms");
         }
         let e = &self.executor;
         if e.module_timeout_s == 0 || e.install_timeout_s == 0 || e.collect_timeout_s == 0 {
-            return invalid(
-                "executor",
-                "module_timeout_s, install_timeout_s and collect_timeout_s must be at least 1",
-            );
+            return invalid("executor", "module_timeout_s, install_timeout_s and collect_timeout_s must be at least 1");
         }
         if e.python.trim().is_empty() {
             return invalid("executor.python", "must name an interpreter");
@@ -263,33 +239,17 @@ impl Config {
             return invalid("executor.modules_per_task", "must be at least 1");
         }
         if e.output_cap_bytes < 1024 || e.message_cap_bytes < 64 {
-            return invalid(
-                "executor",
-                "output_cap_bytes must be at least 1024 and message_cap_bytes at least 64",
-            );
+            return invalid("executor", "output_cap_bytes must be at least 1024 and message_cap_bytes at least 64");
         }
         let i = &self.intake;
         if i.max_upload_bytes == 0 || i.max_entries == 0 || i.max_unpacked_bytes == 0 {
-            return invalid(
-                "intake",
-                "max_upload_bytes, max_entries and max_unpacked_bytes must be at least 1",
-            );
+            return invalid("intake", "max_upload_bytes, max_entries and max_unpacked_bytes must be at least 1");
         }
-        if let Some(bad) = i
-            .git_schemes
-            .iter()
-            .find(|s| !GIT_SCHEMES.contains(&s.as_str()))
-        {
-            return invalid(
-                "intake.git_schemes",
-                &format!("unknown scheme {bad:?}, expected some of {GIT_SCHEMES:?}"),
-            );
+        if let Some(bad) = i.git_schemes.iter().find(|s| !GIT_SCHEMES.contains(&s.as_str())) {
+            return invalid("intake.git_schemes", &format!("unknown scheme {bad:?}, expected some of {GIT_SCHEMES:?}"));
         }
         if i.max_repositories == 0 || i.clone_timeout_s == 0 {
-            return invalid(
-                "intake",
-                "max_repositories and clone_timeout_s must be at least 1",
-            );
+            return invalid("intake", "max_repositories and clone_timeout_s must be at least 1");
         }
         if !(self.grading.grade_scale.is_finite() && self.grading.grade_scale > 0.0) {
             return invalid("grading.grade_scale", "must be a positive number");
@@ -350,25 +310,13 @@ mod tests {
     #[test]
     fn zero_slots_is_refused() {
         let err = Config::parse("[node]\nslots = 0\n").unwrap_err();
-        assert!(matches!(
-            err,
-            ConfigError::Invalid {
-                key: "node.slots",
-                ..
-            }
-        ));
+        assert!(matches!(err, ConfigError::Invalid { key: "node.slots", .. }));
     }
 
     #[test]
     fn unknown_git_scheme_is_refused() {
         let err = Config::parse("[intake]\ngit_schemes = [\"ftp\"]\n").unwrap_err();
-        assert!(matches!(
-            err,
-            ConfigError::Invalid {
-                key: "intake.git_schemes",
-                ..
-            }
-        ));
+        assert!(matches!(err, ConfigError::Invalid { key: "intake.git_schemes", .. }));
     }
 
     #[test]

@@ -8,10 +8,7 @@ use clap::{Parser, Subcommand};
 use evalmesh::config::Config;
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "A cluster of peer nodes that grades Python projects with pytest"
-)]
+#[command(version, about = "A cluster of peer nodes that grades Python projects with pytest")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,12 +48,10 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config) -> Result<(), String> {
-    let listener = TcpListener::bind(&config.node.listen)
-        .map_err(|e| format!("cannot listen on {}: {e}", config.node.listen))?;
+    let listener =
+        TcpListener::bind(&config.node.listen).map_err(|e| format!("cannot listen on {}: {e}", config.node.listen))?;
     actix::System::new().block_on(async move {
         let node = evalmesh::node::run(config, listener).map_err(|e| e.to_string())?;
-        node.serve_until_signal()
-            .await
-            .map_err(|e| format!("server failed: {e}"))
+        node.serve_until_signal().await.map_err(|e| format!("server failed: {e}"))
     })
 }

@@ -35,11 +35,8 @@ pub async fn submit(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = state.config.intake.max_upload_bytes;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
@@ -67,15 +64,9 @@ pub async fn submit(
         other => return Err(ApiError::UnsupportedMediaType(other.to_owned())),
     };
     let created = state.store.send(CreateEvaluation(record.clone())).await;
-    if let Err(e) = created
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
-    {
+    if let Err(e) = created.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
         let _ = tokio::fs::remove_dir_all(state.evaluations_dir.join(id.to_string())).await;
-        return Err(ApiError::internal(
-            &format!("evaluation {id}: recording it"),
-            e,
-        ));
+        return Err(ApiError::internal(&format!("evaluation {id}: recording it"), e));
     }
     log::info!("evaluation {id}: accepted ({})", describe(&record.source));
     state.registry.do_send(StartEvaluation { record, token });
@@ -85,11 +76,7 @@ pub async fn submit(
 }
 
 /// Unpacks the upload into the evaluation's workspace, or leaves nothing.
-async fn accept_zip(
-    id: Uuid,
-    upload: Upload,
-    state: &AppState,
-) -> Result<EvaluationRecord, ApiError> {
+async fn accept_zip(id: Uuid, upload: Upload, state: &AppState) -> Result<EvaluationRecord, ApiError> {
     let name = upload.name.clone().unwrap_or_else(|| "project".to_owned());
     let evaluations = state.evaluations_dir.clone();
     let limits = UnpackLimits {
@@ -101,13 +88,7 @@ async fn accept_zip(
     web::block(move || unpack_into_workspace(&upload.path, &evaluations, id, &limits, &fallback))
         .await
         .map_err(|e| ApiError::internal("unpacking thread", e))??;
-    Ok(new_record(
-        id,
-        Source::Zip { name },
-        &state.node,
-        Some(sha),
-        true,
-    ))
+    Ok(new_record(id, Source::Zip { name }, &state.node, Some(sha), true))
 }
 
 /// Unpacks into a hidden folder and renames it into place only when the
@@ -121,20 +102,15 @@ fn unpack_into_workspace(
 ) -> Result<(), ApiError> {
     let partial = evaluations.join(format!(".{id}.partial"));
     let result = (|| {
-        std::fs::create_dir_all(&partial)
-            .map_err(|e| ApiError::internal("creating a workspace", e))?;
+        std::fs::create_dir_all(&partial).map_err(|e| ApiError::internal("creating a workspace", e))?;
         intake::unpack(archive, &partial, limits).map_err(intake_error)?;
-        let projects = intake::discover(&partial, fallback_name)
-            .map_err(|e| ApiError::internal("reading a workspace", e))?;
+        let projects =
+            intake::discover(&partial, fallback_name).map_err(|e| ApiError::internal("reading a workspace", e))?;
         if projects.is_empty() {
-            return Err(ApiError::BadRequest(
-                "no Python project with tests found in the archive".into(),
-            ));
+            return Err(ApiError::BadRequest("no Python project with tests found in the archive".into()));
         }
         if !projects.iter().any(|p| p.has_tests) {
-            return Err(ApiError::BadRequest(
-                "no tests found in the archive (test_*.py or *_test.py)".into(),
-            ));
+            return Err(ApiError::BadRequest("no tests found in the archive (test_*.py or *_test.py)".into()));
         }
         std::fs::rename(&partial, evaluations.join(id.to_string()))
             .map_err(|e| ApiError::internal("creating a workspace", e))
@@ -147,26 +123,18 @@ fn unpack_into_workspace(
 
 fn intake_error(e: IntakeError) -> ApiError {
     match e {
-        IntakeError::TooLarge { .. } | IntakeError::TooManyEntries { .. } => {
-            ApiError::TooLarge(e.to_string())
-        }
+        IntakeError::TooLarge { .. } | IntakeError::TooManyEntries { .. } => ApiError::TooLarge(e.to_string()),
         e if e.is_client_error() => ApiError::BadRequest(e.to_string()),
         e => ApiError::internal("unpacking an archive", e),
     }
 }
 
-fn accept_git(
-    id: Uuid,
-    body: web::BytesMut,
-    state: &AppState,
-) -> Result<(EvaluationRecord, Option<String>), ApiError> {
-    let submission: GitSubmission = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+fn accept_git(id: Uuid, body: web::BytesMut, state: &AppState) -> Result<(EvaluationRecord, Option<String>), ApiError> {
+    let submission: GitSubmission =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
     let intake_cfg = &state.config.intake;
     if submission.projects.is_empty() {
-        return Err(ApiError::BadRequest(
-            "projects is empty: give at least one git url".into(),
-        ));
+        return Err(ApiError::BadRequest("projects is empty: give at least one git url".into()));
     }
     if submission.projects.len() > intake_cfg.max_repositories {
         return Err(ApiError::BadRequest(format!(
@@ -179,25 +147,11 @@ fn accept_git(
         intake::validate_url(url, &intake_cfg.git_schemes).map_err(intake_error)?;
     }
     let token = submission.auth_token.filter(|t| !t.is_empty());
-    let record = new_record(
-        id,
-        Source::Git {
-            repositories: submission.projects,
-        },
-        &state.node,
-        None,
-        false,
-    );
+    let record = new_record(id, Source::Git { repositories: submission.projects }, &state.node, None, false);
     Ok((record, token))
 }
 
-fn new_record(
-    id: Uuid,
-    source: Source,
-    node: &str,
-    sha: Option<String>,
-    ready: bool,
-) -> EvaluationRecord {
+fn new_record(id: Uuid, source: Source, node: &str, sha: Option<String>, ready: bool) -> EvaluationRecord {
     EvaluationRecord {
         id,
         status: EvaluationStatus::Queued,
@@ -231,10 +185,7 @@ pub async fn list(
         .map_err(|e| ApiError::internal("store unreachable", e))?
         .map_err(|e| ApiError::internal("listing evaluations", e))?;
     let scale = state.config.grading.grade_scale;
-    let mut list: Vec<Value> = summaries
-        .iter()
-        .map(|s| report::summary(s, scale))
-        .collect();
+    let mut list: Vec<Value> = summaries.iter().map(|s| report::summary(s, scale)).collect();
     if !query.local()? {
         let live = cluster::live_peers(&state).await?;
         let mut seen: HashSet<Value> = list.iter().map(|e| e["id"].clone()).collect();
@@ -265,29 +216,17 @@ pub async fn get(
     let detail = match query.detail.as_deref() {
         None => false,
         Some("tests") => true,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown detail {other:?}: the only one is tests"
-            )))
-        }
+        Some(other) => return Err(ApiError::BadRequest(format!("unknown detail {other:?}: the only one is tests"))),
     };
     let view = state
         .store
-        .send(GetEvaluation {
-            id,
-            with_tests: detail,
-        })
+        .send(GetEvaluation { id, with_tests: detail })
         .await
         .map_err(|e| ApiError::internal("store unreachable", e))?
         .map_err(|e| ApiError::internal(&format!("evaluation {id}: reading it"), e))?;
     if let Some(view) = view {
         let now = Utc::now();
-        return Ok(HttpResponse::Ok().json(report::evaluation(
-            &view,
-            state.config.grading.grade_scale,
-            now,
-            detail,
-        )));
+        return Ok(HttpResponse::Ok().json(report::evaluation(&view, state.config.grading.grade_scale, now, detail)));
     }
     if query.local()? {
         return Err(unknown());
@@ -296,11 +235,6 @@ pub async fn get(
     let live = cluster::live_peers(&state).await?;
     let detail = if detail { "&detail=tests" } else { "" };
     let path = format!("/evaluation/{id}?scope=local{detail}");
-    let found = cluster::fan_out(&peers, &live, &path)
-        .await
-        .into_iter()
-        .next();
-    found
-        .map(|(_, v)| HttpResponse::Ok().json(v))
-        .ok_or_else(unknown)
+    let found = cluster::fan_out(&peers, &live, &path).await.into_iter().next();
+    found.map(|(_, v)| HttpResponse::Ok().json(v)).ok_or_else(unknown)
 }

@@ -43,31 +43,23 @@ pub struct AppState {
 
 /// Mounts every route: public, cluster-wide and peer.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let resource =
-        |path: &str| web::resource(path.to_owned()).default_service(web::to(not_allowed));
-    cfg.app_data(
-        web::QueryConfig::default()
-            .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
-    )
-    .app_data(
-        web::PathConfig::default().error_handler(|e, _| ApiError::NotFound(e.to_string()).into()),
-    )
-    .app_data(
-        web::JsonConfig::default()
-            .limit(MAX_PEER_JSON_BYTES)
-            .error_handler(|e, _| ApiError::BadRequest(format!("invalid JSON body: {e}")).into()),
-    )
-    .service(
-        resource("/evaluation")
-            .route(web::post().to(evaluations::submit))
-            .route(web::get().to(evaluations::list)),
-    )
-    .service(resource("/evaluation/{id}").route(web::get().to(evaluations::get)))
-    .service(resource("/stats").route(web::get().to(node::stats)))
-    .service(resource("/health").route(web::get().to(node::health)))
-    .service(resource("/network").route(web::get().to(cluster::network)))
-    .service(resource("/peers").route(web::get().to(cluster::peers)))
-    .configure(peer::configure);
+    let resource = |path: &str| web::resource(path.to_owned()).default_service(web::to(not_allowed));
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
+        .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::NotFound(e.to_string()).into()))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(MAX_PEER_JSON_BYTES)
+                .error_handler(|e, _| ApiError::BadRequest(format!("invalid JSON body: {e}")).into()),
+        )
+        .service(
+            resource("/evaluation").route(web::post().to(evaluations::submit)).route(web::get().to(evaluations::list)),
+        )
+        .service(resource("/evaluation/{id}").route(web::get().to(evaluations::get)))
+        .service(resource("/stats").route(web::get().to(node::stats)))
+        .service(resource("/health").route(web::get().to(node::health)))
+        .service(resource("/network").route(web::get().to(cluster::network)))
+        .service(resource("/peers").route(web::get().to(cluster::peers)))
+        .configure(peer::configure);
 }
 
 /// Peer bodies carry module results with their capped output.
@@ -79,9 +71,5 @@ pub(crate) async fn not_allowed() -> Result<HttpResponse, ApiError> {
 
 /// Answers routes that do not exist.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "no route {} {}",
-        req.method(),
-        req.path()
-    )))
+    Err(ApiError::NotFound(format!("no route {} {}", req.method(), req.path())))
 }

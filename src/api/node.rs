@@ -32,21 +32,10 @@ pub async fn stats(
 }
 
 async fn local_stats(state: &AppState) -> Result<Value, ApiError> {
-    let load = state
-        .executor
-        .send(GetLoad)
-        .await
-        .map_err(|e| ApiError::internal("executor unreachable", e))?;
-    let done = state
-        .executor
-        .send(GetExecutorStats)
-        .await
-        .map_err(|e| ApiError::internal("executor unreachable", e))?;
-    let active = state
-        .registry
-        .send(GetActive)
-        .await
-        .map_err(|e| ApiError::internal("registry unreachable", e))?;
+    let load = state.executor.send(GetLoad).await.map_err(|e| ApiError::internal("executor unreachable", e))?;
+    let done =
+        state.executor.send(GetExecutorStats).await.map_err(|e| ApiError::internal("executor unreachable", e))?;
+    let active = state.registry.send(GetActive).await.map_err(|e| ApiError::internal("registry unreachable", e))?;
     let mut by_status = state
         .store
         .send(CountByStatus)

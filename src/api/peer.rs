@@ -21,20 +21,14 @@ use crate::peer::SENDER_HEADER;
 /// Mounts the peer routes, each behind the guard.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let route = |path: &str, method: actix_web::Route| {
-        web::resource(path.to_owned())
-            .wrap(from_fn(guard))
-            .route(method)
-            .default_service(web::to(not_allowed))
+        web::resource(path.to_owned()).wrap(from_fn(guard)).route(method).default_service(web::to(not_allowed))
     };
     cfg.service(route("/join", web::post().to(join)))
         .service(route("/mystats", web::post().to(mystats)))
         .service(route("/probe", web::post().to(probe)))
         .service(route("/execute_module", web::post().to(execute_module)))
         .service(route("/blobs/{sha256}", web::get().to(blob)))
-        .service(route(
-            "/evaluation_result",
-            web::post().to(evaluation_result),
-        ))
+        .service(route("/evaluation_result", web::post().to(evaluation_result)))
         .service(route("/evaluation_done", web::post().to(evaluation_done)));
 }
 
@@ -44,21 +38,13 @@ async fn guard(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     if req.headers().get(SENDER_HEADER).is_none() {
-        log::warn!(
-            "peer route {} refused: no {SENDER_HEADER} header",
-            req.path()
-        );
-        return Err(
-            ApiError::Unauthorized(format!("peer routes need the {SENDER_HEADER} header")).into(),
-        );
+        log::warn!("peer route {} refused: no {SENDER_HEADER} header", req.path());
+        return Err(ApiError::Unauthorized(format!("peer routes need the {SENDER_HEADER} header")).into());
     }
     next.call(req).await
 }
 
-async fn join(
-    body: web::Json<MemberInfo>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+async fn join(body: web::Json<MemberInfo>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let members = state
         .membership
         .send(HandleJoin(body.into_inner()))
@@ -68,10 +54,7 @@ async fn join(
 }
 
 /// The heartbeat of the seeds: a SWIM probe carrying the prober's load.
-async fn mystats(
-    body: web::Json<Ping>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+async fn mystats(body: web::Json<Ping>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let ack = state
         .membership
         .send(HandlePing(body.into_inner()))
@@ -80,10 +63,7 @@ async fn mystats(
     Ok(HttpResponse::Ok().json(ack))
 }
 
-async fn probe(
-    body: web::Json<PingReq>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+async fn probe(body: web::Json<PingReq>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let ack = state
         .membership
         .send(HandlePingReq(body.into_inner()))
@@ -92,44 +72,26 @@ async fn probe(
     Ok(HttpResponse::Ok().json(ack))
 }
 
-async fn execute_module(
-    body: web::Json<ExecuteModule>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+async fn execute_module(body: web::Json<ExecuteModule>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let task = body.into_inner();
     if !blobs::is_sha256(&task.blob) {
-        return Err(ApiError::BadRequest(format!(
-            "blob {:?} is not a SHA-256 digest",
-            task.blob
-        )));
+        return Err(ApiError::BadRequest(format!("blob {:?} is not a SHA-256 digest", task.blob)));
     }
     let (evaluation, id) = (task.evaluation, task.task);
-    match state
-        .worker
-        .send(Execute(task))
-        .await
-        .map_err(|e| ApiError::internal("worker unreachable", e))?
-    {
-        Ok(()) => {
-            Ok(HttpResponse::Accepted().json(json!({ "evaluation": evaluation, "task": id })))
-        }
+    match state.worker.send(Execute(task)).await.map_err(|e| ApiError::internal("worker unreachable", e))? {
+        Ok(()) => Ok(HttpResponse::Accepted().json(json!({ "evaluation": evaluation, "task": id }))),
         Err(e) => Err(ApiError::Unavailable(e)),
     }
 }
 
-async fn blob(
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+async fn blob(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let sha = path.into_inner();
     let missing = || ApiError::NotFound(format!("no blob {sha:?}"));
     if !blobs::is_sha256(&sha) {
         return Err(missing());
     }
     match tokio::fs::read(blobs::path(&state.blobs_dir, &sha)).await {
-        Ok(bytes) => Ok(HttpResponse::Ok()
-            .content_type("application/zip")
-            .body(bytes)),
+        Ok(bytes) => Ok(HttpResponse::Ok().content_type("application/zip").body(bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
         Err(e) => Err(ApiError::internal(&format!("reading blob {sha}"), e)),
     }

@@ -24,18 +24,11 @@ pub struct Upload {
 }
 
 /// Streams the `file` field of a multipart form to disk.
-pub async fn multipart(
-    req: &HttpRequest,
-    payload: web::Payload,
-    dir: &Path,
-    limit: u64,
-) -> Result<Upload, ApiError> {
+pub async fn multipart(req: &HttpRequest, payload: web::Payload, dir: &Path, limit: u64) -> Result<Upload, ApiError> {
     let mut form = Multipart::new(req.headers(), payload);
     let mut upload = None;
-    while let Some(field) = form
-        .try_next()
-        .await
-        .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
+    while let Some(field) =
+        form.try_next().await.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
     {
         let name = field.name().unwrap_or_default().to_owned();
         if name != "file" {
@@ -52,8 +45,7 @@ pub async fn multipart(
             .and_then(|f| Path::new(f).file_stem())
             .map(|s| s.to_string_lossy().into_owned())
             .filter(|s| !s.is_empty());
-        let stream =
-            field.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")));
+        let stream = field.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")));
         let mut received = to_file(stream, dir, limit).await?;
         received.name = filename;
         upload = Some(received);
@@ -63,8 +55,7 @@ pub async fn multipart(
 
 /// Streams a raw `application/zip` body to disk.
 pub async fn raw(payload: web::Payload, dir: &Path, limit: u64) -> Result<Upload, ApiError> {
-    let stream =
-        payload.map_err(|e| ApiError::BadRequest(format!("cannot read request body: {e}")));
+    let stream = payload.map_err(|e| ApiError::BadRequest(format!("cannot read request body: {e}")));
     to_file(stream, dir, limit).await
 }
 
@@ -72,12 +63,9 @@ pub async fn raw(payload: web::Payload, dir: &Path, limit: u64) -> Result<Upload
 pub async fn json_body(mut payload: web::Payload) -> Result<web::BytesMut, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::BadRequest(format!("cannot read request body: {e}")))?;
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read request body: {e}")))?;
         if body.len() + chunk.len() > MAX_JSON_BYTES {
-            return Err(ApiError::PayloadTooLarge {
-                limit: MAX_JSON_BYTES as u64,
-            });
+            return Err(ApiError::PayloadTooLarge { limit: MAX_JSON_BYTES as u64 });
         }
         body.extend_from_slice(&chunk);
     }
@@ -108,21 +96,11 @@ where
             return Err(ApiError::PayloadTooLarge { limit });
         }
         hash.update(&chunk);
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| ApiError::internal("writing an upload file", e))?;
+        file.write_all(&chunk).await.map_err(|e| ApiError::internal("writing an upload file", e))?;
     }
-    file.flush()
-        .await
-        .map_err(|e| ApiError::internal("writing an upload file", e))?;
+    file.flush().await.map_err(|e| ApiError::internal("writing an upload file", e))?;
     if size == 0 {
-        return Err(ApiError::BadRequest(
-            "the zip archive is empty (0 bytes)".into(),
-        ));
+        return Err(ApiError::BadRequest("the zip archive is empty (0 bytes)".into()));
     }
-    Ok(Upload {
-        path,
-        sha256: format!("{:x}", hash.finalize()),
-        name: None,
-    })
+    Ok(Upload { path, sha256: format!("{:x}", hash.finalize()), name: None })
 }

@@ -54,20 +54,13 @@ pub struct LoadBalancer {
 
 impl LoadBalancer {
     pub fn new(policy: Box<dyn Policy>) -> Self {
-        Self {
-            policy,
-            nodes: BTreeMap::new(),
-        }
+        Self { policy, nodes: BTreeMap::new() }
     }
 
     fn loads(&self) -> Vec<NodeLoad> {
         self.nodes
             .iter()
-            .map(|(addr, e)| NodeLoad {
-                addr: addr.clone(),
-                slots: e.slots,
-                busy: e.reported.max(e.assigned),
-            })
+            .map(|(addr, e)| NodeLoad { addr: addr.clone(), slots: e.slots, busy: e.reported.max(e.assigned) })
             .collect()
     }
 }
@@ -83,14 +76,7 @@ impl Handler<SetMembers> for LoadBalancer {
         let mut nodes = BTreeMap::new();
         for m in members {
             let assigned = self.nodes.get(&m.addr).map_or(0, |e| e.assigned);
-            nodes.insert(
-                m.addr,
-                Entry {
-                    slots: m.slots,
-                    reported: m.busy,
-                    assigned,
-                },
-            );
+            nodes.insert(m.addr, Entry { slots: m.slots, reported: m.busy, assigned });
         }
         self.nodes = nodes;
     }
@@ -100,11 +86,7 @@ impl Handler<Assign> for LoadBalancer {
     type Result = Option<String>;
 
     fn handle(&mut self, msg: Assign, _: &mut Context<Self>) -> Option<String> {
-        let candidates: Vec<NodeLoad> = self
-            .loads()
-            .into_iter()
-            .filter(|n| !msg.exclude.contains(&n.addr))
-            .collect();
+        let candidates: Vec<NodeLoad> = self.loads().into_iter().filter(|n| !msg.exclude.contains(&n.addr)).collect();
         let pick = self.policy.choose(&candidates)?;
         let addr = candidates[pick].addr.clone();
         if let Some(e) = self.nodes.get_mut(&addr) {
@@ -138,11 +120,7 @@ mod tests {
     use crate::balance::policy::LeastConnections;
 
     fn node(addr: &str, slots: u32, busy: u32) -> NodeLoad {
-        NodeLoad {
-            addr: addr.into(),
-            slots,
-            busy,
-        }
+        NodeLoad { addr: addr.into(), slots, busy }
     }
 
     fn balancer() -> Addr<LoadBalancer> {
@@ -152,9 +130,7 @@ mod tests {
     #[actix::test]
     async fn spreads_tasks_by_free_share_then_refuses_when_full() {
         let lb = balancer();
-        lb.send(SetMembers(vec![node("a", 1, 0), node("b", 2, 0)]))
-            .await
-            .unwrap();
+        lb.send(SetMembers(vec![node("a", 1, 0), node("b", 2, 0)])).await.unwrap();
         let mut picks = Vec::new();
         while let Some(addr) = lb.send(Assign { exclude: vec![] }).await.unwrap() {
             picks.push(addr);
@@ -162,40 +138,25 @@ mod tests {
         picks.sort();
         assert_eq!(picks, vec!["a", "b", "b"]);
         lb.send(Release("b".into())).await.unwrap();
-        assert_eq!(
-            lb.send(Assign { exclude: vec![] }).await.unwrap(),
-            Some("b".into())
-        );
+        assert_eq!(lb.send(Assign { exclude: vec![] }).await.unwrap(), Some("b".into()));
     }
 
     #[actix::test]
     async fn heartbeat_load_counts_when_above_own_assignments() {
         let lb = balancer();
-        lb.send(SetMembers(vec![node("a", 2, 2), node("b", 2, 0)]))
-            .await
-            .unwrap();
-        assert_eq!(
-            lb.send(Assign { exclude: vec![] }).await.unwrap(),
-            Some("b".into())
-        );
-        assert_eq!(
-            lb.send(Assign { exclude: vec![] }).await.unwrap(),
-            Some("b".into())
-        );
+        lb.send(SetMembers(vec![node("a", 2, 2), node("b", 2, 0)])).await.unwrap();
+        assert_eq!(lb.send(Assign { exclude: vec![] }).await.unwrap(), Some("b".into()));
+        assert_eq!(lb.send(Assign { exclude: vec![] }).await.unwrap(), Some("b".into()));
         assert_eq!(lb.send(Assign { exclude: vec![] }).await.unwrap(), None);
     }
 
     #[actix::test]
     async fn own_assignments_survive_a_heartbeat_and_gone_nodes_are_dropped() {
         let lb = balancer();
-        lb.send(SetMembers(vec![node("a", 1, 0), node("b", 1, 0)]))
-            .await
-            .unwrap();
+        lb.send(SetMembers(vec![node("a", 1, 0), node("b", 1, 0)])).await.unwrap();
         let first = lb.send(Assign { exclude: vec![] }).await.unwrap().unwrap();
         // A heartbeat that has not seen the task yet does not free the slot.
-        lb.send(SetMembers(vec![node("a", 1, 0), node("b", 1, 0)]))
-            .await
-            .unwrap();
+        lb.send(SetMembers(vec![node("a", 1, 0), node("b", 1, 0)])).await.unwrap();
         let second = lb.send(Assign { exclude: vec![] }).await.unwrap().unwrap();
         assert_ne!(first, second);
         lb.send(SetMembers(vec![node("a", 1, 0)])).await.unwrap();
@@ -207,16 +168,7 @@ mod tests {
     #[actix::test]
     async fn excluded_nodes_are_skipped() {
         let lb = balancer();
-        lb.send(SetMembers(vec![node("a", 4, 0), node("b", 1, 0)]))
-            .await
-            .unwrap();
-        assert_eq!(
-            lb.send(Assign {
-                exclude: vec!["a".into()]
-            })
-            .await
-            .unwrap(),
-            Some("b".into())
-        );
+        lb.send(SetMembers(vec![node("a", 4, 0), node("b", 1, 0)])).await.unwrap();
+        assert_eq!(lb.send(Assign { exclude: vec!["a".into()] }).await.unwrap(), Some("b".into()));
     }
 }

@@ -27,16 +27,15 @@ impl Policy for LeastConnections {
     fn choose(&mut self, nodes: &[NodeLoad]) -> Option<usize> {
         let free = |n: &NodeLoad| n.busy < n.slots;
         // busy/slots compared as busy_a * slots_b < busy_b * slots_a, exactly.
-        let best = nodes.iter().filter(|n| free(n)).min_by(|a, b| {
-            (u64::from(a.busy) * u64::from(b.slots)).cmp(&(u64::from(b.busy) * u64::from(a.slots)))
-        })?;
+        let best = nodes
+            .iter()
+            .filter(|n| free(n))
+            .min_by(|a, b| (u64::from(a.busy) * u64::from(b.slots)).cmp(&(u64::from(b.busy) * u64::from(a.slots))))?;
         let tied: Vec<usize> = nodes
             .iter()
             .enumerate()
             .filter(|(_, n)| {
-                free(n)
-                    && u64::from(n.busy) * u64::from(best.slots)
-                        == u64::from(best.busy) * u64::from(n.slots)
+                free(n) && u64::from(n.busy) * u64::from(best.slots) == u64::from(best.busy) * u64::from(n.slots)
             })
             .map(|(i, _)| i)
             .collect();
@@ -51,11 +50,7 @@ mod tests {
     use super::*;
 
     fn node(addr: &str, slots: u32, busy: u32) -> NodeLoad {
-        NodeLoad {
-            addr: addr.into(),
-            slots,
-            busy,
-        }
+        NodeLoad { addr: addr.into(), slots, busy }
     }
 
     #[test]

@@ -66,9 +66,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> io::Result<()> {
                 walk(root, &path, out)?;
             }
         } else if kind.is_file() {
-            let rel = path
-                .strip_prefix(root)
-                .map_err(|e| io::Error::other(e.to_string()))?;
+            let rel = path.strip_prefix(root).map_err(|e| io::Error::other(e.to_string()))?;
             out.push(rel.to_string_lossy().replace('\\', "/"));
         }
     }
@@ -92,22 +90,14 @@ mod tests {
     #[test]
     fn same_content_gives_the_same_blob() {
         let tmp = tempfile::tempdir().unwrap();
-        let (a, b, blobs) = (
-            tmp.path().join("a"),
-            tmp.path().join("b"),
-            tmp.path().join("blobs"),
-        );
+        let (a, b, blobs) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("blobs"));
         project(&a);
         project(&b);
         let sha_a = pack(&a, &blobs).unwrap();
         let sha_b = pack(&b, &blobs).unwrap();
         assert_eq!(sha_a, sha_b);
         assert!(is_sha256(&sha_a));
-        assert_eq!(
-            fs::read_dir(&blobs).unwrap().count(),
-            1,
-            "no temporary file is left"
-        );
+        assert_eq!(fs::read_dir(&blobs).unwrap().count(), 1, "no temporary file is left");
         fs::write(b.join("tests/test_a.py"), "def test_a(): assert 0\n").unwrap();
         assert_ne!(pack(&b, &blobs).unwrap(), sha_a);
     }
@@ -115,24 +105,14 @@ mod tests {
     #[test]
     fn a_blob_unpacks_to_the_project_without_caches() {
         let tmp = tempfile::tempdir().unwrap();
-        let (src, blobs, out) = (
-            tmp.path().join("src"),
-            tmp.path().join("blobs"),
-            tmp.path().join("out"),
-        );
+        let (src, blobs, out) = (tmp.path().join("src"), tmp.path().join("blobs"), tmp.path().join("out"));
         project(&src);
         let sha = pack(&src, &blobs).unwrap();
         fs::create_dir(&out).unwrap();
-        let limits = UnpackLimits {
-            max_entries: 100,
-            max_unpacked_bytes: 1 << 20,
-        };
+        let limits = UnpackLimits { max_entries: 100, max_unpacked_bytes: 1 << 20 };
         let unpacked = unpack(&path(&blobs, &sha), &out, &limits).unwrap();
         assert_eq!(unpacked.files, 2);
-        assert_eq!(
-            fs::read_to_string(out.join("tests/test_a.py")).unwrap(),
-            "def test_a(): pass\n"
-        );
+        assert_eq!(fs::read_to_string(out.join("tests/test_a.py")).unwrap(), "def test_a(): pass\n");
         assert!(!out.join(".git").exists() && !out.join("tests/__pycache__").exists());
     }
 

@@ -191,12 +191,7 @@ mod tests {
 
     #[test]
     fn percentages_follow_the_documented_formula() {
-        let t = Tally {
-            passed: 4,
-            failed: 1,
-            skipped: 3,
-            errors: 0,
-        };
+        let t = Tally { passed: 4, failed: 1, skipped: 3, errors: 0 };
         assert_eq!(t.percent_passed(), 80.0);
         assert_eq!(t.percent_failed(), 20.0);
         assert_eq!(t.grade(20.0), 16.0);
@@ -204,10 +199,7 @@ mod tests {
 
     #[test]
     fn nothing_graded_is_zero_not_nan() {
-        let t = Tally {
-            skipped: 2,
-            ..Tally::default()
-        };
+        let t = Tally { skipped: 2, ..Tally::default() };
         assert_eq!(t.percent_passed(), 0.0);
         assert_eq!(t.percent_failed(), 0.0);
         assert_eq!(t.grade(20.0), 0.0);
@@ -215,12 +207,7 @@ mod tests {
 
     #[test]
     fn errors_count_against_the_grade() {
-        let t = Tally {
-            passed: 7,
-            failed: 0,
-            skipped: 0,
-            errors: 1,
-        };
+        let t = Tally { passed: 7, failed: 0, skipped: 0, errors: 1 };
         assert_eq!(t.percent_passed(), 87.5);
         assert_eq!(t.percent_failed(), 12.5);
         assert_eq!(t.grade(20.0), 17.5);

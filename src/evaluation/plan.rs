@@ -98,31 +98,14 @@ impl Plan {
             (false, true) => ProjectState::Collected,
             (false, false) => ProjectState::Uncollected { assigned: false },
         };
-        self.projects.insert(
-            name.to_owned(),
-            Project {
-                state,
-                modules: BTreeMap::new(),
-            },
-        );
+        self.projects.insert(name.to_owned(), Project { state, modules: BTreeMap::new() });
     }
 
     /// Adds a module of a collected project, finished when it has a stored result.
     pub fn add_module(&mut self, project: &str, module: &str, tests: u32, finished: bool) {
         if let Some(p) = self.projects.get_mut(project) {
-            let state = if finished {
-                ModuleState::Finished
-            } else {
-                ModuleState::Pending
-            };
-            p.modules.insert(
-                module.to_owned(),
-                Module {
-                    tests,
-                    state,
-                    alone: false,
-                },
-            );
+            let state = if finished { ModuleState::Finished } else { ModuleState::Pending };
+            p.modules.insert(module.to_owned(), Module { tests, state, alone: false });
         }
     }
 
@@ -161,11 +144,7 @@ impl Plan {
         }
         out.into_iter()
             .map(|(project, kind)| {
-                let task = Task {
-                    id: self.next_task,
-                    project,
-                    kind,
-                };
+                let task = Task { id: self.next_task, project, kind };
                 self.next_task += 1;
                 self.tasks.insert(task.id, (task.clone(), None));
                 task
@@ -176,20 +155,14 @@ impl Plan {
     /// Records that task `id` runs on `node` and must be answered by `deadline_ms`.
     pub fn place(&mut self, id: u64, node: &str, deadline_ms: u64) {
         if let Some((_, placement)) = self.tasks.get_mut(&id) {
-            *placement = Some(Placement {
-                node: node.to_owned(),
-                deadline_ms,
-            });
+            *placement = Some(Placement { node: node.to_owned(), deadline_ms });
             self.nodes_used.insert(node.to_owned());
         }
     }
 
     /// The node task `id` was placed on.
     pub fn node_of(&self, id: u64) -> Option<&str> {
-        self.tasks
-            .get(&id)
-            .and_then(|(_, p)| p.as_ref())
-            .map(|p| p.node.as_str())
+        self.tasks.get(&id).and_then(|(_, p)| p.as_ref()).map(|p| p.node.as_str())
     }
 
     /// Every node a task of this evaluation was placed on.
@@ -215,11 +188,7 @@ impl Plan {
                 }
                 TaskKind::Run(modules) => {
                     for module in modules {
-                        if let Some(m) = p
-                            .modules
-                            .get_mut(module)
-                            .filter(|m| m.state == ModuleState::Assigned)
-                        {
+                        if let Some(m) = p.modules.get_mut(module).filter(|m| m.state == ModuleState::Assigned) {
                             m.state = ModuleState::Pending;
                         }
                     }
@@ -231,11 +200,7 @@ impl Plan {
 
     /// Tasks placed on `node`.
     pub fn tasks_on(&self, node: &str) -> Vec<u64> {
-        self.tasks
-            .iter()
-            .filter(|(_, (_, p))| p.as_ref().is_some_and(|p| p.node == node))
-            .map(|(id, _)| *id)
-            .collect()
+        self.tasks.iter().filter(|(_, (_, p))| p.as_ref().is_some_and(|p| p.node == node)).map(|(id, _)| *id).collect()
     }
 
     /// Placed tasks whose deadline has passed at `now_ms`.
@@ -258,9 +223,7 @@ impl Plan {
 
     /// Whether the project's modules are known or it has failed.
     pub fn is_collected(&self, project: &str) -> bool {
-        self.projects
-            .get(project)
-            .is_some_and(|p| !matches!(p.state, ProjectState::Uncollected { .. }))
+        self.projects.get(project).is_some_and(|p| !matches!(p.state, ProjectState::Uncollected { .. }))
     }
 
     /// Records a project's modules; modules known already keep their state.
@@ -285,11 +248,7 @@ impl Plan {
 
     /// Marks a module finished; false when it already was (a duplicate).
     pub fn finish(&mut self, project: &str, module: &str) -> bool {
-        match self
-            .projects
-            .get_mut(project)
-            .and_then(|p| p.modules.get_mut(module))
-        {
+        match self.projects.get_mut(project).and_then(|p| p.modules.get_mut(module)) {
             Some(m) if m.state != ModuleState::Finished => {
                 m.state = ModuleState::Finished;
                 true
@@ -307,18 +266,11 @@ impl Plan {
             return TimeoutAction::Ignore;
         };
         if let [module] = modules.as_slice() {
-            return TimeoutAction::Report {
-                project: task.project,
-                module: module.clone(),
-            };
+            return TimeoutAction::Report { project: task.project, module: module.clone() };
         }
         if let Some(p) = self.projects.get_mut(&task.project) {
             for module in &modules {
-                if let Some(m) = p
-                    .modules
-                    .get_mut(module)
-                    .filter(|m| m.state == ModuleState::Assigned)
-                {
+                if let Some(m) = p.modules.get_mut(module).filter(|m| m.state == ModuleState::Assigned) {
                     m.state = ModuleState::Pending;
                     m.alone = true;
                 }
@@ -329,10 +281,7 @@ impl Plan {
 
     /// Tests collected in a module, to weigh a time-out.
     pub fn tests_in(&self, project: &str, module: &str) -> u32 {
-        self.projects
-            .get(project)
-            .and_then(|p| p.modules.get(module))
-            .map_or(0, |m| m.tests)
+        self.projects.get(project).and_then(|p| p.modules.get(module)).map_or(0, |m| m.tests)
     }
 
     /// Every project collected or failed, and every module finished.
@@ -358,29 +307,13 @@ mod tests {
         let mut plan = Plan::new(2);
         plan.add_project("a", false, false);
         let tasks = plan.next_tasks();
-        assert_eq!(
-            tasks,
-            vec![Task {
-                id: 1,
-                project: "a".into(),
-                kind: TaskKind::Collect
-            }]
-        );
-        assert!(
-            plan.next_tasks().is_empty(),
-            "a collection is handed out once"
-        );
+        assert_eq!(tasks, vec![Task { id: 1, project: "a".into(), kind: TaskKind::Collect }]);
+        assert!(plan.next_tasks().is_empty(), "a collection is handed out once");
         plan.close_task(1);
         plan.collected("a", &modules(&["m1", "m2", "m3"]));
         let tasks = plan.next_tasks();
         let kinds: Vec<_> = tasks.iter().map(|t| t.kind.clone()).collect();
-        assert_eq!(
-            kinds,
-            vec![
-                TaskKind::Run(vec!["m1".into(), "m2".into()]),
-                TaskKind::Run(vec!["m3".into()])
-            ]
-        );
+        assert_eq!(kinds, vec![TaskKind::Run(vec!["m1".into(), "m2".into()]), TaskKind::Run(vec!["m3".into()])]);
         assert!(!plan.is_complete());
         for m in ["m1", "m2", "m3"] {
             assert!(plan.finish("a", m));
@@ -410,16 +343,8 @@ mod tests {
         assert_eq!(plan.timed_out(batch[0].id), TimeoutAction::Split);
         let singles = plan.next_tasks();
         assert_eq!(singles.len(), 3);
-        assert!(singles
-            .iter()
-            .all(|t| matches!(&t.kind, TaskKind::Run(m) if m.len() == 1)));
-        assert_eq!(
-            plan.timed_out(singles[1].id),
-            TimeoutAction::Report {
-                project: "a".into(),
-                module: "m2".into()
-            }
-        );
+        assert!(singles.iter().all(|t| matches!(&t.kind, TaskKind::Run(m) if m.len() == 1)));
+        assert_eq!(plan.timed_out(singles[1].id), TimeoutAction::Report { project: "a".into(), module: "m2".into() });
         assert_eq!(plan.timed_out(singles[1].id), TimeoutAction::Ignore);
         assert_eq!(plan.tests_in("a", "m2"), 4);
     }
@@ -434,14 +359,8 @@ mod tests {
         plan.add_project("c", false, true);
         let tasks = plan.next_tasks();
         assert_eq!(
-            tasks
-                .iter()
-                .map(|t| (t.project.as_str(), t.kind.clone()))
-                .collect::<Vec<_>>(),
-            vec![
-                ("a", TaskKind::Run(vec!["todo.py".into()])),
-                ("b", TaskKind::Collect)
-            ]
+            tasks.iter().map(|t| (t.project.as_str(), t.kind.clone())).collect::<Vec<_>>(),
+            vec![("a", TaskKind::Run(vec!["todo.py".into()])), ("b", TaskKind::Collect)]
         );
     }
 
@@ -463,10 +382,7 @@ mod tests {
         let again = plan.next_tasks();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].kind, TaskKind::Run(vec!["m1".into(), "m2".into()]));
-        assert_ne!(
-            again[0].id, tasks[0].id,
-            "a requeued task comes back under a new id"
-        );
+        assert_ne!(again[0].id, tasks[0].id, "a requeued task comes back under a new id");
         assert_eq!(plan.requeue(tasks[0].id), None, "a task is requeued once");
     }
 
@@ -478,14 +394,8 @@ mod tests {
         let first = plan.next_tasks();
         plan.requeue(first[0].id);
         let second = plan.next_tasks();
-        assert!(
-            plan.finish("a", "m"),
-            "the late answer of the first task counts"
-        );
-        assert!(
-            !plan.finish("a", "m"),
-            "the answer of the second does not count again"
-        );
+        assert!(plan.finish("a", "m"), "the late answer of the first task counts");
+        assert!(!plan.finish("a", "m"), "the answer of the second does not count again");
         plan.close_task(second[0].id);
         assert!(plan.is_complete());
     }

@@ -15,9 +15,7 @@ use std::collections::HashMap;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::supervisor::{
-    EvaluationFinished, EvaluationSupervisor, Links, NodeLost, SupervisorSettings,
-};
+use super::supervisor::{EvaluationFinished, EvaluationSupervisor, Links, NodeLost, SupervisorSettings};
 use crate::balance::LoadBalancer;
 use crate::executor::{JobFinished, Submit};
 use crate::peer::model::EvaluationResult;
@@ -63,18 +61,10 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(shared: Shared) -> Self {
-        Self {
-            shared,
-            supervisors: HashMap::new(),
-        }
+        Self { shared, supervisors: HashMap::new() }
     }
 
-    fn start_supervisor(
-        &mut self,
-        record: EvaluationRecord,
-        token: Option<String>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn start_supervisor(&mut self, record: EvaluationRecord, token: Option<String>, ctx: &mut Context<Self>) {
         let id = record.id;
         if self.supervisors.contains_key(&id) {
             return;
@@ -86,8 +76,7 @@ impl Registry {
             peers: self.shared.peers.clone(),
             on_finished: ctx.address().recipient(),
         };
-        let supervisor =
-            EvaluationSupervisor::new(record, token, self.shared.settings.clone(), links).start();
+        let supervisor = EvaluationSupervisor::new(record, token, self.shared.settings.clone(), links).start();
         self.supervisors.insert(id, supervisor);
     }
 }
@@ -222,30 +211,13 @@ mod tests {
             error: None,
         };
         store.send(CreateEvaluation(record)).await.unwrap().unwrap();
-        let project = ProjectRow {
-            blob: None,
-            name: "p".into(),
-            root: "p".into(),
-            collected: false,
-            error: None,
-        };
-        store
-            .send(SaveProjects {
-                id,
-                projects: vec![project],
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        let project = ProjectRow { blob: None, name: "p".into(), root: "p".into(), collected: false, error: None };
+        store.send(SaveProjects { id, projects: vec![project] }).await.unwrap().unwrap();
 
         let executor = ProbeExecutor::default().start();
         let settings = crate::evaluation::supervisor::tests::test_settings(dir.path());
         let balancer = LoadBalancer::new(Box::new(LeastConnections::default())).start();
-        let this_node = NodeLoad {
-            addr: "n1".into(),
-            slots: 1,
-            busy: 0,
-        };
+        let this_node = NodeLoad { addr: "n1".into(), slots: 1, busy: 0 };
         balancer.send(SetMembers(vec![this_node])).await.unwrap();
         let registry = Registry::new(Shared {
             settings,

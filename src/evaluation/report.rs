@@ -11,12 +11,7 @@ use crate::store::{EvaluationSummary, EvaluationView};
 
 /// The full answer of `GET /evaluation/{id}`; `detail` adds every test case
 /// and each module's captured output.
-pub fn evaluation(
-    view: &EvaluationView,
-    grade_scale: f64,
-    now: DateTime<Utc>,
-    detail: bool,
-) -> Value {
+pub fn evaluation(view: &EvaluationView, grade_scale: f64, now: DateTime<Utc>, detail: bool) -> Value {
     let r = &view.record;
     let mut module_results: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
     let mut project_tallies: BTreeMap<&str, Tally> = BTreeMap::new();
@@ -25,24 +20,15 @@ pub fn evaluation(
     for m in &view.modules {
         let Some(result) = &m.result else { continue };
         finished += 1;
-        project_tallies
-            .entry(m.project.as_str())
-            .or_default()
-            .add(&result.tally);
+        project_tallies.entry(m.project.as_str()).or_default().add(&result.tally);
         total.add(&result.tally);
-        module_results
-            .entry(m.project.as_str())
-            .or_default()
-            .insert(m.module.clone(), module(result, detail));
+        module_results.entry(m.project.as_str()).or_default().insert(m.module.clone(), module(result, detail));
     }
     let projects: Map<String, Value> = view
         .projects
         .iter()
         .map(|p| {
-            let t = project_tallies
-                .get(p.name.as_str())
-                .copied()
-                .unwrap_or_default();
+            let t = project_tallies.get(p.name.as_str()).copied().unwrap_or_default();
             let value = json!({
                 "passed": t.passed,
                 "failed": t.failed,
@@ -132,12 +118,7 @@ mod tests {
     fn result(passed: u32, failed: u32, errors: u32) -> ModuleResult {
         ModuleResult {
             status: ModuleStatus::Done,
-            tally: Tally {
-                passed,
-                failed,
-                skipped: 1,
-                errors,
-            },
+            tally: Tally { passed, failed, skipped: 1, errors },
             duration: 0.5,
             node: "127.0.0.1:5001".into(),
             output: "out".into(),
@@ -146,9 +127,7 @@ mod tests {
     }
 
     fn view() -> EvaluationView {
-        let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
         let row = |project: &str, module: &str, result| ModuleRow {
             project: project.into(),
             module: module.into(),
@@ -169,13 +148,7 @@ mod tests {
                 error: None,
             },
             projects: vec![
-                ProjectRow {
-                    blob: None,
-                    name: "a".into(),
-                    root: "a".into(),
-                    collected: true,
-                    error: None,
-                },
+                ProjectRow { blob: None, name: "a".into(), root: "a".into(), collected: true, error: None },
                 ProjectRow {
                     blob: None,
                     name: "b".into(),
@@ -214,10 +187,7 @@ mod tests {
         assert_eq!(m["%failed"], json!(20.0));
         assert_eq!(m["skipped"], json!(1));
         assert!(m.get("tests").is_none());
-        assert!(
-            v["module_results"]["a"].get("tests/test_3.py").is_none(),
-            "unfinished modules are not reported"
-        );
+        assert!(v["module_results"]["a"].get("tests/test_3.py").is_none(), "unfinished modules are not reported");
         assert_eq!(v["projects"]["a"]["passed"], json!(7));
         assert_eq!(v["projects"]["b"]["error"], json!("pip failed"));
         assert_eq!(v["projects"]["b"]["nota"], json!(0.0));

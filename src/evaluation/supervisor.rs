@@ -31,8 +31,8 @@ use crate::executor::{runner, Job, JobFinished, JobKind, JobOutput, Submit};
 use crate::peer::model::{EvaluationDone, ExecuteModule, TaskSpec};
 use crate::peer::PeerClient;
 use crate::store::{
-    EvaluationRecord, GetEvaluation, MarkInputReady, ProjectRow, SaveCollected, SaveProjects,
-    SaveResult, SetBlob, SetStatus, Source, Store, StoreError,
+    EvaluationRecord, GetEvaluation, MarkInputReady, ProjectRow, SaveCollected, SaveProjects, SaveResult, SetBlob,
+    SetStatus, Source, Store, StoreError,
 };
 
 /// Sent to the registry when the supervisor stops.
@@ -110,12 +110,7 @@ pub struct Links {
 }
 
 impl EvaluationSupervisor {
-    pub fn new(
-        record: EvaluationRecord,
-        token: Option<String>,
-        settings: SupervisorSettings,
-        links: Links,
-    ) -> Self {
+    pub fn new(record: EvaluationRecord, token: Option<String>, settings: SupervisorSettings, links: Links) -> Self {
         let plan = Plan::new(settings.modules_per_task);
         Self {
             record,
@@ -137,9 +132,7 @@ impl EvaluationSupervisor {
     }
 
     fn workspace(&self) -> PathBuf {
-        self.settings
-            .evaluations_dir
-            .join(self.record.id.to_string())
+        self.settings.evaluations_dir.join(self.record.id.to_string())
     }
 
     fn now_ms(&self) -> u64 {
@@ -156,20 +149,8 @@ impl EvaluationSupervisor {
         store: Addr<Store>,
     ) -> Result<Loaded, StoreError> {
         let id = record.id;
-        store
-            .send(SetStatus {
-                id,
-                status: EvaluationStatus::Running,
-                at: Utc::now(),
-                error: None,
-            })
-            .await??;
-        let known = store
-            .send(GetEvaluation {
-                id,
-                with_tests: false,
-            })
-            .await??;
+        store.send(SetStatus { id, status: EvaluationStatus::Running, at: Utc::now(), error: None }).await??;
+        let known = store.send(GetEvaluation { id, with_tests: false }).await??;
         let known_projects = known.map(|v| v.projects).unwrap_or_default();
         if known_projects.is_empty() {
             let mut rows = Vec::new();
@@ -185,11 +166,7 @@ impl EvaluationSupervisor {
                     .await;
                 }
             }
-            let (ws, blobs, source) = (
-                workspace.clone(),
-                settings.blobs_dir.clone(),
-                record.source.clone(),
-            );
+            let (ws, blobs, source) = (workspace.clone(), settings.blobs_dir.clone(), record.source.clone());
             let found = actix_web::rt::task::spawn_blocking(move || {
                 let mut found = workspace::find_projects(&ws, &source);
                 workspace::pack_all(&ws, &mut found, &blobs);
@@ -213,36 +190,16 @@ impl EvaluationSupervisor {
             .map_err(|e| StoreError::Corrupt(format!("packing thread: {e}")))?;
             for (old, new) in known_projects.iter().zip(after) {
                 if new.error.is_some() && old.error.is_none() {
-                    let msg = SaveCollected {
-                        id,
-                        project: new.name,
-                        modules: Vec::new(),
-                        error: new.error,
-                    };
+                    let msg = SaveCollected { id, project: new.name, modules: Vec::new(), error: new.error };
                     store.send(msg).await??;
                 } else if let Some(blob) = new.blob.filter(|b| old.blob.as_ref() != Some(b)) {
-                    store
-                        .send(SetBlob {
-                            id,
-                            project: new.name,
-                            blob,
-                        })
-                        .await??;
+                    store.send(SetBlob { id, project: new.name, blob }).await??;
                 }
             }
         }
-        let view = store
-            .send(GetEvaluation {
-                id,
-                with_tests: false,
-            })
-            .await??;
+        let view = store.send(GetEvaluation { id, with_tests: false }).await??;
         let view = view.ok_or_else(|| StoreError::Corrupt(format!("evaluation {id} vanished")))?;
-        let modules = view
-            .modules
-            .into_iter()
-            .map(|m| (m.project, m.module, m.tests, m.result.is_some()))
-            .collect();
+        let modules = view.modules.into_iter().map(|m| (m.project, m.module, m.tests, m.result.is_some())).collect();
         Ok((view.projects, modules))
     }
 
@@ -267,17 +224,8 @@ impl EvaluationSupervisor {
             let mut placed = Vec::with_capacity(tasks.len());
             let mut full = false;
             for task in tasks {
-                let node = if full {
-                    None
-                } else {
-                    balancer
-                        .send(Assign {
-                            exclude: exclude.clone(),
-                        })
-                        .await
-                        .ok()
-                        .flatten()
-                };
+                let node =
+                    if full { None } else { balancer.send(Assign { exclude: exclude.clone() }).await.ok().flatten() };
                 full = node.is_none();
                 placed.push((task, node));
             }
@@ -302,9 +250,7 @@ impl EvaluationSupervisor {
         let s = &self.settings;
         let run = match kind {
             TaskKind::Collect => Duration::ZERO,
-            TaskKind::Run(modules) => {
-                s.module_timeout * u32::try_from(modules.len()).unwrap_or(u32::MAX)
-            }
+            TaskKind::Run(modules) => s.module_timeout * u32::try_from(modules.len()).unwrap_or(u32::MAX),
         };
         s.prepare_timeout + run + s.lease_grace
     }
@@ -313,15 +259,11 @@ impl EvaluationSupervisor {
         let Some(project) = self.projects.get(&task.project).cloned() else {
             return;
         };
-        let deadline =
-            self.now_ms() + u64::try_from(self.lease(&task.kind).as_millis()).unwrap_or(u64::MAX);
+        let deadline = self.now_ms() + u64::try_from(self.lease(&task.kind).as_millis()).unwrap_or(u64::MAX);
         self.plan.place(task.id, &node, deadline);
         let kind = match task.kind {
             TaskKind::Collect => JobKind::Collect,
-            TaskKind::Run(modules) => JobKind::Run {
-                modules,
-                timeout: self.settings.module_timeout,
-            },
+            TaskKind::Run(modules) => JobKind::Run { modules, timeout: self.settings.module_timeout },
         };
         if node == self.settings.node {
             self.executor.do_send(Submit(Job {
@@ -335,11 +277,7 @@ impl EvaluationSupervisor {
             return;
         }
         let Some(blob) = project.blob else {
-            log::error!(
-                "evaluation {}: project {} has no blob to send",
-                self.record.id,
-                task.project
-            );
+            log::error!("evaluation {}: project {} has no blob to send", self.record.id, task.project);
             return;
         };
         let request = ExecuteModule {
@@ -352,20 +290,11 @@ impl EvaluationSupervisor {
         };
         let peers = self.peers.clone();
         let target = node.clone();
-        let offer = async move {
-            peers
-                .post::<_, serde_json::Value>(&target, "/execute_module", &request)
-                .await
-        };
+        let offer = async move { peers.post::<_, serde_json::Value>(&target, "/execute_module", &request).await };
         ctx.spawn(offer.into_actor(self).map(move |sent, act, ctx| {
             if let Err(e) = sent {
-                log::warn!(
-                    "evaluation {}: task {} not taken by {node}: {e}",
-                    act.record.id,
-                    task.id
-                );
-                act.avoid
-                    .insert(node, Instant::now() + act.settings.avoid_for);
+                log::warn!("evaluation {}: task {} not taken by {node}: {e}", act.record.id, task.id);
+                act.avoid.insert(node, Instant::now() + act.settings.avoid_for);
                 act.take_back(task.id);
                 act.dispatch(ctx);
             }
@@ -388,22 +317,12 @@ impl EvaluationSupervisor {
     }
 
     /// Writes results to the store, then counts the ones it accepted.
-    fn save_results(
-        &mut self,
-        project: String,
-        results: Vec<(String, ModuleResult)>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn save_results(&mut self, project: String, results: Vec<(String, ModuleResult)>, ctx: &mut Context<Self>) {
         let (store, id) = (self.store.clone(), self.record.id);
         let write = async move {
             let mut saved = Vec::new();
             for (module, result) in results {
-                let msg = SaveResult {
-                    id,
-                    project: project.clone(),
-                    module: module.clone(),
-                    result,
-                };
+                let msg = SaveResult { id, project: project.clone(), module: module.clone(), result };
                 if store.send(msg).await?? {
                     saved.push((project.clone(), module));
                 }
@@ -425,35 +344,16 @@ impl EvaluationSupervisor {
         self.closing = true;
         let (store, id, workspace) = (self.store.clone(), self.record.id, self.workspace());
         let peers = self.peers.clone();
-        let workers: Vec<String> = self
-            .plan
-            .nodes_used()
-            .iter()
-            .filter(|n| **n != self.settings.node)
-            .cloned()
-            .collect();
+        let workers: Vec<String> =
+            self.plan.nodes_used().iter().filter(|n| **n != self.settings.node).cloned().collect();
         let finish = async move {
-            store
-                .send(SetStatus {
-                    id,
-                    status,
-                    at: Utc::now(),
-                    error,
-                })
-                .await??;
+            store.send(SetStatus { id, status, at: Utc::now(), error }).await??;
             if let Err(e) = tokio::fs::remove_dir_all(&workspace).await {
-                log::warn!(
-                    "evaluation {id}: cannot remove workspace {}: {e}",
-                    workspace.display()
-                );
+                log::warn!("evaluation {id}: cannot remove workspace {}: {e}", workspace.display());
             }
             for worker in workers {
                 if let Err(e) = peers
-                    .post::<_, serde_json::Value>(
-                        &worker,
-                        "/evaluation_done",
-                        &EvaluationDone { evaluation: id },
-                    )
+                    .post::<_, serde_json::Value>(&worker, "/evaluation_done", &EvaluationDone { evaluation: id })
                     .await
                 {
                     log::warn!("evaluation {id}: {worker} not told it is done: {e}");
@@ -473,10 +373,7 @@ impl EvaluationSupervisor {
     /// The store failed: stop without recording anything more; the evaluation
     /// stays `running` and resumes when the node starts again.
     fn abandon(&mut self, e: StoreError, ctx: &mut Context<Self>) {
-        log::error!(
-            "evaluation {}: store failed, supervisor stops: {e}",
-            self.record.id
-        );
+        log::error!("evaluation {}: store failed, supervisor stops: {e}", self.record.id);
         ctx.stop();
     }
 
@@ -491,17 +388,10 @@ impl EvaluationSupervisor {
             return self.project_failed(project, "pytest collected no tests".into(), ctx);
         }
         let node = self.settings.node.clone();
-        let errors: Vec<(String, ModuleResult)> = errors
-            .into_iter()
-            .map(|(module, text)| (module, runner::collection_error_result(&text, &node)))
-            .collect();
+        let errors: Vec<(String, ModuleResult)> =
+            errors.into_iter().map(|(module, text)| (module, runner::collection_error_result(&text, &node))).collect();
         let (store, id) = (self.store.clone(), self.record.id);
-        let msg = SaveCollected {
-            id,
-            project: project.clone(),
-            modules: modules.clone(),
-            error: None,
-        };
+        let msg = SaveCollected { id, project: project.clone(), modules: modules.clone(), error: None };
         let write = async move { store.send(msg).await? };
         ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
             Ok(()) => {
@@ -518,17 +408,9 @@ impl EvaluationSupervisor {
         if self.plan.is_collected(&project) {
             return;
         }
-        log::warn!(
-            "evaluation {}: project {project} failed: {error}",
-            self.record.id
-        );
+        log::warn!("evaluation {}: project {project} failed: {error}", self.record.id);
         let (store, id) = (self.store.clone(), self.record.id);
-        let msg = SaveCollected {
-            id,
-            project: project.clone(),
-            modules: Vec::new(),
-            error: Some(error),
-        };
+        let msg = SaveCollected { id, project: project.clone(), modules: Vec::new(), error: Some(error) };
         let write = async move { store.send(msg).await? };
         ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
             Ok(()) => {
@@ -551,26 +433,21 @@ impl Actor for EvaluationSupervisor {
             self.settings.clone(),
             self.store.clone(),
         );
-        ctx.wait(
-            prepare
-                .into_actor(self)
-                .map(|loaded, act, ctx| match loaded {
-                    Ok((projects, modules)) => {
-                        for p in projects {
-                            act.plan
-                                .add_project(&p.name, p.collected, p.error.is_some());
-                            act.projects.insert(p.name.clone(), p);
-                        }
-                        for (project, module, tests, finished) in modules {
-                            act.plan.add_module(&project, &module, tests, finished);
-                        }
-                        act.ready = true;
-                        ctx.run_interval(act.settings.tick, |_, ctx| ctx.notify(Tick));
-                        act.dispatch(ctx);
-                    }
-                    Err(e) => act.abandon(e, ctx),
-                }),
-        );
+        ctx.wait(prepare.into_actor(self).map(|loaded, act, ctx| match loaded {
+            Ok((projects, modules)) => {
+                for p in projects {
+                    act.plan.add_project(&p.name, p.collected, p.error.is_some());
+                    act.projects.insert(p.name.clone(), p);
+                }
+                for (project, module, tests, finished) in modules {
+                    act.plan.add_module(&project, &module, tests, finished);
+                }
+                act.ready = true;
+                ctx.run_interval(act.settings.tick, |_, ctx| ctx.notify(Tick));
+                act.dispatch(ctx);
+            }
+            Err(e) => act.abandon(e, ctx),
+        }));
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -583,10 +460,7 @@ impl Handler<Tick> for EvaluationSupervisor {
 
     fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
         for task in self.plan.expired(self.now_ms()) {
-            log::warn!(
-                "evaluation {}: task {task} ran past its lease, handing it out again",
-                self.record.id
-            );
+            log::warn!("evaluation {}: task {task} ran past its lease, handing it out again", self.record.id);
             self.take_back(task);
         }
         self.dispatch(ctx);
@@ -601,11 +475,7 @@ impl Handler<NodeLost> for EvaluationSupervisor {
         if tasks.is_empty() {
             return;
         }
-        log::warn!(
-            "evaluation {}: node {node} lost, handing out its {} tasks again",
-            self.record.id,
-            tasks.len()
-        );
+        log::warn!("evaluation {}: node {node} lost, handing out its {} tasks again", self.record.id, tasks.len());
         for task in tasks {
             self.take_back(task);
         }
@@ -627,8 +497,7 @@ impl Handler<JobFinished> for EvaluationSupervisor {
                 TimeoutAction::Split => self.dispatch(ctx),
                 TimeoutAction::Report { project, module } => {
                     let tests = self.plan.tests_in(&project, &module);
-                    let result =
-                        runner::timeout_result(tests, self.settings.module_timeout, output, &node);
+                    let result = runner::timeout_result(tests, self.settings.module_timeout, output, &node);
                     self.save_results(project, vec![(module, result)], ctx);
                 }
                 TimeoutAction::Ignore => {}
@@ -640,23 +509,15 @@ impl Handler<JobFinished> for EvaluationSupervisor {
         let task = self.answered(msg.task);
         match (task.map(|t| t.kind), msg.outcome) {
             (_, Ok(JobOutput::Collected(collected))) => self.collected(project, collected, ctx),
-            (_, Ok(JobOutput::Ran(results))) => {
-                self.save_results(project, results.into_iter().collect(), ctx)
-            }
+            (_, Ok(JobOutput::Ran(results))) => self.save_results(project, results.into_iter().collect(), ctx),
             (Some(TaskKind::Collect), Err(error)) => self.project_failed(project, error, ctx),
             (Some(TaskKind::Run(modules)), Err(error)) => {
-                let results = modules
-                    .into_iter()
-                    .map(|m| (m, runner::collection_error_result(&error, &node)))
-                    .collect();
+                let results =
+                    modules.into_iter().map(|m| (m, runner::collection_error_result(&error, &node))).collect();
                 self.save_results(project, results, ctx);
             }
             (None, Err(error)) => {
-                log::info!(
-                    "evaluation {}: late failure of task {} ignored: {error}",
-                    self.record.id,
-                    msg.task
-                );
+                log::info!("evaluation {}: late failure of task {} ignored: {error}", self.record.id, msg.task);
             }
             (_, Ok(JobOutput::TimedOut { .. })) => {}
         }
@@ -697,12 +558,7 @@ pub(crate) mod tests {
     impl Handler<TakeJobs> for ProbeExecutor {
         type Result = MessageResult<TakeJobs>;
         fn handle(&mut self, _: TakeJobs, _: &mut Context<Self>) -> Self::Result {
-            MessageResult(
-                self.jobs
-                    .drain(..)
-                    .map(|j| (j.task, j.project, j.kind, j.reply_to))
-                    .collect(),
-            )
+            MessageResult(self.jobs.drain(..).map(|j| (j.task, j.project, j.kind, j.reply_to)).collect())
         }
     }
 
@@ -767,18 +623,12 @@ pub(crate) mod tests {
         let workspace = dir.path().join(id.to_string());
         std::fs::create_dir_all(workspace.join("proj/tests")).unwrap();
         std::fs::write(workspace.join("proj/requirements.txt"), "").unwrap();
-        std::fs::write(
-            workspace.join("proj/tests/test_a.py"),
-            "def test_a(): pass\n",
-        )
-        .unwrap();
+        std::fs::write(workspace.join("proj/tests/test_a.py"), "def test_a(): pass\n").unwrap();
         let store = Store::in_memory().unwrap().start();
         let record = EvaluationRecord {
             id,
             status: EvaluationStatus::Queued,
-            source: Source::Zip {
-                name: "upload".into(),
-            },
+            source: Source::Zip { name: "upload".into() },
             supervisor: "n1".into(),
             input_sha256: None,
             input_ready: true,
@@ -787,11 +637,7 @@ pub(crate) mod tests {
             finished_at: None,
             error: None,
         };
-        store
-            .send(crate::store::CreateEvaluation(record))
-            .await
-            .unwrap()
-            .unwrap();
+        store.send(crate::store::CreateEvaluation(record)).await.unwrap().unwrap();
         let settings = test_settings(dir.path());
         Fixture {
             _dir: dir,
@@ -806,23 +652,12 @@ pub(crate) mod tests {
 
     impl Fixture {
         async fn start(&self) -> Addr<EvaluationSupervisor> {
-            self.start_with(vec![NodeLoad {
-                addr: "n1".into(),
-                slots: 8,
-                busy: 0,
-            }])
-            .await
+            self.start_with(vec![NodeLoad { addr: "n1".into(), slots: 8, busy: 0 }]).await
         }
 
         /// Starts the supervisor with the balancer seeing `members`.
         async fn start_with(&self, members: Vec<NodeLoad>) -> Addr<EvaluationSupervisor> {
-            let view = self
-                .store
-                .send(GetEvaluation {
-                    id: self.id,
-                    with_tests: false,
-                })
-                .await;
+            let view = self.store.send(GetEvaluation { id: self.id, with_tests: false }).await;
             let record = view.unwrap().unwrap().unwrap().record;
             let balancer = LoadBalancer::new(Box::new(LeastConnections::default())).start();
             balancer.send(SetMembers(members)).await.unwrap();
@@ -852,15 +687,7 @@ pub(crate) mod tests {
         }
 
         async fn view(&self) -> crate::store::EvaluationView {
-            self.store
-                .send(GetEvaluation {
-                    id: self.id,
-                    with_tests: false,
-                })
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap()
+            self.store.send(GetEvaluation { id: self.id, with_tests: false }).await.unwrap().unwrap().unwrap()
         }
 
         async fn until_finished(&self) {
@@ -878,11 +705,7 @@ pub(crate) mod tests {
     fn done(passed: u32, failed: u32) -> ModuleResult {
         ModuleResult {
             status: ModuleStatus::Done,
-            tally: Tally {
-                passed,
-                failed,
-                ..Tally::default()
-            },
+            tally: Tally { passed, failed, ..Tally::default() },
             duration: 0.1,
             node: "n1".into(),
             output: String::new(),
@@ -891,12 +714,7 @@ pub(crate) mod tests {
     }
 
     fn finished(id: Uuid, task: u64, outcome: Result<JobOutput, String>) -> JobFinished {
-        JobFinished {
-            evaluation: id,
-            task,
-            project: "proj".into(),
-            outcome,
-        }
+        JobFinished { evaluation: id, task, project: "proj".into(), outcome }
     }
 
     #[actix::test]
@@ -904,107 +722,38 @@ pub(crate) mod tests {
         let f = fixture().await;
         let supervisor = f.start().await;
         let jobs = f.jobs(1).await;
-        assert_eq!(
-            (jobs[0].1.as_str(), &jobs[0].2),
-            ("proj", &JobKind::Collect)
-        );
+        assert_eq!((jobs[0].1.as_str(), &jobs[0].2), ("proj", &JobKind::Collect));
         let collected = Collected {
             modules: BTreeMap::from([("tests/test_a.py".into(), 2), ("tests/test_b.py".into(), 1)]),
             errors: BTreeMap::from([("tests/test_c.py".into(), "ImportError".into())]),
         };
-        supervisor
-            .send(finished(
-                f.id,
-                jobs[0].0,
-                Ok(JobOutput::Collected(collected)),
-            ))
-            .await
-            .unwrap();
+        supervisor.send(finished(f.id, jobs[0].0, Ok(JobOutput::Collected(collected)))).await.unwrap();
         let runs = f.jobs(2).await;
         let timeout = Duration::from_secs(7);
-        assert_eq!(
-            runs[0].2,
-            JobKind::Run {
-                modules: vec!["tests/test_a.py".into()],
-                timeout
-            }
-        );
-        assert_eq!(
-            runs[1].2,
-            JobKind::Run {
-                modules: vec!["tests/test_b.py".into()],
-                timeout
-            }
-        );
+        assert_eq!(runs[0].2, JobKind::Run { modules: vec!["tests/test_a.py".into()], timeout });
+        assert_eq!(runs[1].2, JobKind::Run { modules: vec!["tests/test_b.py".into()], timeout });
 
         let a = BTreeMap::from([("tests/test_a.py".to_string(), done(2, 0))]);
-        supervisor
-            .send(finished(f.id, runs[0].0, Ok(JobOutput::Ran(a.clone()))))
-            .await
-            .unwrap();
+        supervisor.send(finished(f.id, runs[0].0, Ok(JobOutput::Ran(a.clone())))).await.unwrap();
         // A duplicate answer to the same task changes nothing.
-        supervisor
-            .send(finished(f.id, runs[0].0, Ok(JobOutput::Ran(a))))
-            .await
-            .unwrap();
+        supervisor.send(finished(f.id, runs[0].0, Ok(JobOutput::Ran(a)))).await.unwrap();
         let b = BTreeMap::from([("tests/test_b.py".to_string(), done(0, 1))]);
-        supervisor
-            .send(finished(f.id, runs[1].0, Ok(JobOutput::Ran(b))))
-            .await
-            .unwrap();
+        supervisor.send(finished(f.id, runs[1].0, Ok(JobOutput::Ran(b)))).await.unwrap();
         f.until_finished().await;
 
         let view = f.view().await;
         assert_eq!(view.record.status, EvaluationStatus::Done);
-        let results: Vec<_> = view
-            .modules
-            .iter()
-            .map(|m| {
-                (
-                    m.module.as_str(),
-                    m.result.as_ref().map(|r| (r.status, r.tally)),
-                )
-            })
-            .collect();
+        let results: Vec<_> =
+            view.modules.iter().map(|m| (m.module.as_str(), m.result.as_ref().map(|r| (r.status, r.tally)))).collect();
         assert_eq!(
             results,
             vec![
-                (
-                    "tests/test_a.py",
-                    Some((
-                        ModuleStatus::Done,
-                        Tally {
-                            passed: 2,
-                            ..Tally::default()
-                        }
-                    ))
-                ),
-                (
-                    "tests/test_b.py",
-                    Some((
-                        ModuleStatus::Done,
-                        Tally {
-                            failed: 1,
-                            ..Tally::default()
-                        }
-                    ))
-                ),
-                (
-                    "tests/test_c.py",
-                    Some((
-                        ModuleStatus::Error,
-                        Tally {
-                            errors: 1,
-                            ..Tally::default()
-                        }
-                    ))
-                ),
+                ("tests/test_a.py", Some((ModuleStatus::Done, Tally { passed: 2, ..Tally::default() }))),
+                ("tests/test_b.py", Some((ModuleStatus::Done, Tally { failed: 1, ..Tally::default() }))),
+                ("tests/test_c.py", Some((ModuleStatus::Error, Tally { errors: 1, ..Tally::default() }))),
             ]
         );
-        assert!(
-            !f.workspace.exists(),
-            "the workspace is removed when the evaluation closes"
-        );
+        assert!(!f.workspace.exists(), "the workspace is removed when the evaluation closes");
     }
 
     #[actix::test]
@@ -1012,39 +761,17 @@ pub(crate) mod tests {
         let f = fixture().await;
         let supervisor = f.start().await;
         let jobs = f.jobs(1).await;
-        let collected = Collected {
-            modules: BTreeMap::from([("tests/test_a.py".into(), 3)]),
-            errors: BTreeMap::new(),
-        };
-        supervisor
-            .send(finished(
-                f.id,
-                jobs[0].0,
-                Ok(JobOutput::Collected(collected)),
-            ))
-            .await
-            .unwrap();
+        let collected = Collected { modules: BTreeMap::from([("tests/test_a.py".into(), 3)]), errors: BTreeMap::new() };
+        supervisor.send(finished(f.id, jobs[0].0, Ok(JobOutput::Collected(collected)))).await.unwrap();
         let runs = f.jobs(1).await;
         supervisor
-            .send(finished(
-                f.id,
-                runs[0].0,
-                Ok(JobOutput::TimedOut {
-                    output: "sleeping".into(),
-                }),
-            ))
+            .send(finished(f.id, runs[0].0, Ok(JobOutput::TimedOut { output: "sleeping".into() })))
             .await
             .unwrap();
         f.until_finished().await;
         let result = f.view().await.modules[0].result.clone().unwrap();
         assert_eq!(result.status, ModuleStatus::Timeout);
-        assert_eq!(
-            result.tally,
-            Tally {
-                errors: 3,
-                ..Tally::default()
-            }
-        );
+        assert_eq!(result.tally, Tally { errors: 3, ..Tally::default() });
         assert_eq!(result.duration, 7.0);
     }
 
@@ -1054,10 +781,7 @@ pub(crate) mod tests {
         let supervisor = f.start().await;
         let jobs = f.jobs(1).await;
         let error = "installing requirements failed: no such package".to_string();
-        supervisor
-            .send(finished(f.id, jobs[0].0, Err(error.clone())))
-            .await
-            .unwrap();
+        supervisor.send(finished(f.id, jobs[0].0, Err(error.clone()))).await.unwrap();
         f.until_finished().await;
         let view = f.view().await;
         assert_eq!(view.record.status, EvaluationStatus::Done);
@@ -1068,68 +792,28 @@ pub(crate) mod tests {
     async fn a_resumed_evaluation_runs_only_modules_without_a_result() {
         let f = fixture().await;
         let id = f.id;
-        let project = ProjectRow {
-            blob: None,
-            name: "proj".into(),
-            root: "proj".into(),
-            collected: false,
-            error: None,
-        };
-        f.store
-            .send(SaveProjects {
-                id,
-                projects: vec![project],
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        let project =
+            ProjectRow { blob: None, name: "proj".into(), root: "proj".into(), collected: false, error: None };
+        f.store.send(SaveProjects { id, projects: vec![project] }).await.unwrap().unwrap();
         let modules = vec![("tests/test_a.py".into(), 1), ("tests/test_b.py".into(), 1)];
-        f.store
-            .send(SaveCollected {
-                id,
-                project: "proj".into(),
-                modules,
-                error: None,
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        let saved = SaveResult {
-            id,
-            project: "proj".into(),
-            module: "tests/test_a.py".into(),
-            result: done(1, 0),
-        };
+        f.store.send(SaveCollected { id, project: "proj".into(), modules, error: None }).await.unwrap().unwrap();
+        let saved = SaveResult { id, project: "proj".into(), module: "tests/test_a.py".into(), result: done(1, 0) };
         f.store.send(saved).await.unwrap().unwrap();
         f.store
-            .send(SetStatus {
-                id,
-                status: EvaluationStatus::Running,
-                at: Utc::now(),
-                error: None,
-            })
+            .send(SetStatus { id, status: EvaluationStatus::Running, at: Utc::now(), error: None })
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(
-            f.store.send(ListUnfinished).await.unwrap().unwrap().len(),
-            1
-        );
+        assert_eq!(f.store.send(ListUnfinished).await.unwrap().unwrap().len(), 1);
 
         let supervisor = f.start().await;
         let runs = f.jobs(1).await;
         assert_eq!(
             runs[0].2,
-            JobKind::Run {
-                modules: vec!["tests/test_b.py".into()],
-                timeout: Duration::from_secs(7)
-            }
+            JobKind::Run { modules: vec!["tests/test_b.py".into()], timeout: Duration::from_secs(7) }
         );
         let b = BTreeMap::from([("tests/test_b.py".to_string(), done(1, 0))]);
-        supervisor
-            .send(finished(id, runs[0].0, Ok(JobOutput::Ran(b))))
-            .await
-            .unwrap();
+        supervisor.send(finished(id, runs[0].0, Ok(JobOutput::Ran(b)))).await.unwrap();
         f.until_finished().await;
         assert_eq!(f.view().await.record.status, EvaluationStatus::Done);
     }
@@ -1139,65 +823,32 @@ pub(crate) mod tests {
         let f = fixture().await;
         let supervisor = f.start().await;
         let jobs = f.jobs(1).await;
-        let collected = Collected {
-            modules: BTreeMap::from([("tests/test_a.py".into(), 1)]),
-            errors: BTreeMap::new(),
-        };
-        supervisor
-            .send(finished(
-                f.id,
-                jobs[0].0,
-                Ok(JobOutput::Collected(collected)),
-            ))
-            .await
-            .unwrap();
+        let collected = Collected { modules: BTreeMap::from([("tests/test_a.py".into(), 1)]), errors: BTreeMap::new() };
+        supervisor.send(finished(f.id, jobs[0].0, Ok(JobOutput::Collected(collected)))).await.unwrap();
         let first = f.jobs(1).await;
         supervisor.send(NodeLost("n1".into())).await.unwrap();
         let second = f.jobs(1).await;
-        assert_ne!(
-            first[0].0, second[0].0,
-            "the module is handed out again under a new task"
-        );
+        assert_ne!(first[0].0, second[0].0, "the module is handed out again under a new task");
         assert_eq!(first[0].2, second[0].2);
         let a = || BTreeMap::from([("tests/test_a.py".to_string(), done(1, 0))]);
         // The lost node's answer arrives late and closes the evaluation; the
         // new task's answer then finds no supervisor and changes nothing.
-        supervisor
-            .send(finished(f.id, first[0].0, Ok(JobOutput::Ran(a()))))
-            .await
-            .unwrap();
+        supervisor.send(finished(f.id, first[0].0, Ok(JobOutput::Ran(a())))).await.unwrap();
         supervisor.do_send(finished(f.id, second[0].0, Ok(JobOutput::Ran(a()))));
         f.until_finished().await;
         let view = f.view().await;
         assert_eq!(view.record.status, EvaluationStatus::Done);
-        assert_eq!(
-            view.modules[0].result.as_ref().unwrap().tally,
-            Tally {
-                passed: 1,
-                ..Tally::default()
-            }
-        );
+        assert_eq!(view.modules[0].result.as_ref().unwrap().tally, Tally { passed: 1, ..Tally::default() });
     }
 
     #[actix::test]
     async fn a_task_a_worker_cannot_take_goes_to_another_node() {
         let f = fixture().await;
         // Nothing listens on port 9 of loopback: the remote node refuses.
-        let unreachable = NodeLoad {
-            addr: "127.0.0.1:9".into(),
-            slots: 1,
-            busy: 0,
-        };
-        let local = NodeLoad {
-            addr: "n1".into(),
-            slots: 1,
-            busy: 0,
-        };
+        let unreachable = NodeLoad { addr: "127.0.0.1:9".into(), slots: 1, busy: 0 };
+        let local = NodeLoad { addr: "n1".into(), slots: 1, busy: 0 };
         let _supervisor = f.start_with(vec![unreachable, local]).await;
         let jobs = f.jobs(1).await;
-        assert_eq!(
-            (jobs[0].1.as_str(), &jobs[0].2),
-            ("proj", &JobKind::Collect)
-        );
+        assert_eq!((jobs[0].1.as_str(), &jobs[0].2), ("proj", &JobKind::Collect));
     }
 }

@@ -56,19 +56,11 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(settings: WorkerSettings, peers: PeerClient, executor: Recipient<Submit>) -> Self {
-        Self {
-            settings,
-            peers,
-            executor,
-            running: HashMap::new(),
-        }
+        Self { settings, peers, executor, running: HashMap::new() }
     }
 
     fn project_dir(&self, evaluation: Uuid, blob: &str) -> PathBuf {
-        self.settings
-            .work_dir
-            .join(evaluation.to_string())
-            .join(blob)
+        self.settings.work_dir.join(evaluation.to_string()).join(blob)
     }
 
     fn answer(&self, supervisor: String, result: EvaluationResult, ctx: &mut Context<Self>) {
@@ -76,10 +68,7 @@ impl Worker {
         let (attempts, backoff) = (self.settings.result_attempts, self.settings.result_backoff);
         let offer = async move {
             for attempt in 1..=attempts {
-                match peers
-                    .post::<_, ResultAck>(&supervisor, "/evaluation_result", &result)
-                    .await
-                {
+                match peers.post::<_, ResultAck>(&supervisor, "/evaluation_result", &result).await {
                     Ok(ack) => {
                         if !ack.accepted {
                             log::info!(
@@ -123,10 +112,7 @@ async fn materialise(
     limits: UnpackLimits,
 ) -> Result<(), String> {
     if !blob_path.exists() {
-        let bytes = peers
-            .get_bytes(&supervisor, &format!("/blobs/{sha}"))
-            .await
-            .map_err(|e| e.to_string())?;
+        let bytes = peers.get_bytes(&supervisor, &format!("/blobs/{sha}")).await.map_err(|e| e.to_string())?;
         let digest = format!("{:x}", Sha256::digest(&bytes));
         if digest != sha {
             return Err(format!("blob {sha} from {supervisor} has digest {digest}"));
@@ -139,9 +125,7 @@ async fn materialise(
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("blob path has no folder"))?;
+    let dir = path.parent().ok_or_else(|| std::io::Error::other("blob path has no folder"))?;
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     std::io::Write::write_all(&mut tmp, bytes)?;
@@ -196,8 +180,7 @@ impl Handler<Execute> for Worker {
                 );
                 return prepared;
             }
-            act.running
-                .insert((task.evaluation, task.task), task.supervisor.clone());
+            act.running.insert((task.evaluation, task.task), task.supervisor.clone());
             act.executor.do_send(Submit(Job {
                 evaluation: task.evaluation,
                 task: task.task,
@@ -236,10 +219,7 @@ impl Handler<Forget> for Worker {
         let dir = self.settings.work_dir.join(evaluation.to_string());
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                log::warn!(
-                    "evaluation {evaluation}: cannot remove {}: {e}",
-                    dir.display()
-                );
+                log::warn!("evaluation {evaluation}: cannot remove {}: {e}", dir.display());
             }
         }
     }

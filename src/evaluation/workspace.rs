@@ -47,11 +47,7 @@ pub fn find_projects(workspace: &std::path::Path, source: &Source) -> Vec<Projec
     let row = |name: String, root: &std::path::Path| ProjectRow {
         blob: None,
         name,
-        root: root
-            .strip_prefix(workspace)
-            .unwrap_or(root)
-            .to_string_lossy()
-            .replace('\\', "/"),
+        root: root.strip_prefix(workspace).unwrap_or(root).to_string_lossy().replace('\\', "/"),
         collected: false,
         error: None,
     };
@@ -76,11 +72,7 @@ pub fn find_projects(workspace: &std::path::Path, source: &Source) -> Vec<Projec
                         error: Some("no Python project with tests in this repository".into()),
                     }),
                     Ok(projects) => rows.extend(projects.into_iter().map(|p| {
-                        let name = if p.name == repo {
-                            repo.clone()
-                        } else {
-                            format!("{repo}/{}", p.name)
-                        };
+                        let name = if p.name == repo { repo.clone() } else { format!("{repo}/{}", p.name) };
                         row(name, &p.root)
                     })),
                     Err(e) => log::error!("cannot read clone {}: {e}", dir.display()),
@@ -129,11 +121,7 @@ pub fn project_dir(workspace: &Path, root: &str) -> std::path::PathBuf {
 /// already there keeps it. A project that cannot be packed fails.
 pub fn pack_all(workspace: &Path, rows: &mut [ProjectRow], blobs_dir: &Path) {
     for row in rows.iter_mut().filter(|r| r.error.is_none()) {
-        if row
-            .blob
-            .as_deref()
-            .is_some_and(|sha| blobs::path(blobs_dir, sha).exists())
-        {
+        if row.blob.as_deref().is_some_and(|sha| blobs::path(blobs_dir, sha).exists()) {
             continue;
         }
         match blobs::pack(&project_dir(workspace, &row.root), blobs_dir) {
@@ -164,10 +152,7 @@ mod tests {
         };
         assert_eq!(
             collection_errors(&collected),
-            vec![
-                (SESSION_MODULE.to_owned(), "session".to_owned()),
-                ("tests/sub".to_owned(), "conftest".to_owned())
-            ]
+            vec![(SESSION_MODULE.to_owned(), "session".to_owned()), ("tests/sub".to_owned(), "conftest".to_owned())]
         );
     }
 }

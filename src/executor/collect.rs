@@ -73,11 +73,7 @@ pub fn parse_report(json: &str, message_cap: usize) -> Result<Collected, Collect
     let report: Report = serde_json::from_str(json)?;
     Ok(Collected {
         modules: report.modules,
-        errors: report
-            .errors
-            .into_iter()
-            .map(|(node, text)| (node, cap_message(&text, message_cap)))
-            .collect(),
+        errors: report.errors.into_iter().map(|(node, text)| (node, cap_message(&text, message_cap))).collect(),
     })
 }
 
@@ -104,15 +100,9 @@ mod tests {
         let collected = parse_report(SAMPLE_REPORT, 10_000).unwrap();
         assert_eq!(
             collected.modules,
-            BTreeMap::from([
-                ("tests/pkg/sub/test_deep.py".to_owned(), 2),
-                ("tests/test_a.py".to_owned(), 12),
-            ])
+            BTreeMap::from([("tests/pkg/sub/test_deep.py".to_owned(), 2), ("tests/test_a.py".to_owned(), 12),])
         );
-        assert_eq!(
-            collected.errors.keys().collect::<Vec<_>>(),
-            ["tests/test_broken.py"]
-        );
+        assert_eq!(collected.errors.keys().collect::<Vec<_>>(), ["tests/test_broken.py"]);
         let text = &collected.errors["tests/test_broken.py"];
         assert!(text.starts_with("ImportError while importing test module"));
         assert!(text.ends_with("E   ModuleNotFoundError: No module named 'does_not_exist_module'"));
@@ -123,27 +113,18 @@ mod tests {
         let collected = parse_report(HARD_REPORT, 10_000).unwrap();
         assert_eq!(
             collected.modules,
-            BTreeMap::from([
-                ("tests/ok/test_ok.py".to_owned(), 4),
-                ("tests/test_ünï.py".to_owned(), 1),
-            ])
+            BTreeMap::from([("tests/ok/test_ok.py".to_owned(), 4), ("tests/test_ünï.py".to_owned(), 1),])
         );
         assert_eq!(
             collected.errors.keys().collect::<Vec<_>>(),
-            [
-                "tests/ok/test_ok.py::TestBad",
-                "tests/sub",
-                "tests/test_syntax.py"
-            ]
+            ["tests/ok/test_ok.py::TestBad", "tests/sub", "tests/test_syntax.py"]
         );
         assert_eq!(
             collected.errors["tests/ok/test_ok.py::TestBad"],
             "In tests/ok/test_ok.py::TestBad::test_m: function uses no argument 'nope'"
         );
         assert!(collected.errors["tests/sub"].ends_with("E   RuntimeError: conftest boom"));
-        assert!(
-            collected.errors["tests/test_syntax.py"].ends_with("E   SyntaxError: invalid syntax")
-        );
+        assert!(collected.errors["tests/test_syntax.py"].ends_with("E   SyntaxError: invalid syntax"));
     }
 
     #[test]
@@ -156,7 +137,8 @@ mod tests {
 
     #[test]
     fn error_texts_are_capped() {
-        let json = r#"{"modules": {"tests/test_a.py": 1}, "errors": {"tests/test_b.py": "ééééé", "tests/test_c.py": "abc"}}"#;
+        let json =
+            r#"{"modules": {"tests/test_a.py": 1}, "errors": {"tests/test_b.py": "ééééé", "tests/test_c.py": "abc"}}"#;
         let collected = parse_report(json, 5).unwrap();
         assert_eq!(collected.errors["tests/test_b.py"], "éé…");
         assert_eq!(collected.errors["tests/test_c.py"], "abc");

@@ -54,13 +54,7 @@ pub struct EnvCache {
 }
 
 impl EnvCache {
-    pub fn new(
-        data_dir: &Path,
-        python: &str,
-        use_uv: bool,
-        timeout: Duration,
-        output_cap: usize,
-    ) -> Self {
+    pub fn new(data_dir: &Path, python: &str, use_uv: bool, timeout: Duration, output_cap: usize) -> Self {
         Self {
             root: data_dir.join("envs"),
             tools: data_dir.join("tools"),
@@ -88,42 +82,23 @@ impl EnvCache {
         let dir = self.root.join(&key);
         let python = dir.join("bin").join("python");
         if dir.join(READY).exists() {
-            return Ok(Env {
-                python,
-                cached: true,
-                elapsed: started.elapsed(),
-            });
+            return Ok(Env { python, cached: true, elapsed: started.elapsed() });
         }
         let lock = {
-            let mut building = self
-                .building
-                .lock()
-                .expect("no code panics while holding this lock");
+            let mut building = self.building.lock().expect("no code panics while holding this lock");
             building.entry(key.clone()).or_default().clone()
         };
         let _guard = lock.lock().await;
         if dir.join(READY).exists() {
-            return Ok(Env {
-                python,
-                cached: true,
-                elapsed: started.elapsed(),
-            });
+            return Ok(Env { python, cached: true, elapsed: started.elapsed() });
         }
-        self.build(&dir, reqs.is_some().then_some(requirements.as_path()))
-            .await?;
-        Ok(Env {
-            python,
-            cached: false,
-            elapsed: started.elapsed(),
-        })
+        self.build(&dir, reqs.is_some().then_some(requirements.as_path())).await?;
+        Ok(Env { python, cached: false, elapsed: started.elapsed() })
     }
 
     /// The cache key: a hash of the interpreter and the requirements.
     pub async fn key(&self, requirements: Option<&[u8]>) -> Result<String, ExecutorError> {
-        let identity = self
-            .identity
-            .get_or_try_init(|| self.resolve_identity())
-            .await?;
+        let identity = self.identity.get_or_try_init(|| self.resolve_identity()).await?;
         let mut h = Sha256::new();
         h.update(LAYOUT);
         h.update([0]);
@@ -140,18 +115,12 @@ impl EnvCache {
 
     async fn resolve_identity(&self) -> Result<String, ExecutorError> {
         let mut cmd = Command::new(&self.python);
-        cmd.args([
-            "-c",
-            "import sys; print(sys.executable); print(sys.version)",
-        ]);
+        cmd.args(["-c", "import sys; print(sys.executable); print(sys.version)"]);
         let out = process::run(cmd, Duration::from_secs(30), 4096)
             .await
             .map_err(|e| ExecutorError::io(&format!("starting {}", self.python), e))?;
         if !out.success() {
-            return Err(ExecutorError::Interpreter {
-                python: self.python.clone(),
-                output: out.output,
-            });
+            return Err(ExecutorError::Interpreter { python: self.python.clone(), output: out.output });
         }
         Ok(out.output)
     }
@@ -168,19 +137,14 @@ impl EnvCache {
             return Installer::Uv(local);
         }
         let mut cmd = Command::new(&self.python);
-        cmd.args(["-m", "pip", "install", "--quiet", "--target"])
-            .arg(self.tools.join("uv"))
-            .arg("uv");
+        cmd.args(["-m", "pip", "install", "--quiet", "--target"]).arg(self.tools.join("uv")).arg("uv");
         match process::run(cmd, self.timeout, self.output_cap).await {
             Ok(out) if out.success() && local.exists() => {
                 log::info!("installed uv into {}", local.display());
                 Installer::Uv(local)
             }
             Ok(out) => {
-                log::warn!(
-                    "cannot install uv, building environments with pip: {}",
-                    out.output.trim()
-                );
+                log::warn!("cannot install uv, building environments with pip: {}", out.output.trim());
                 Installer::Pip
             }
             Err(e) => {
@@ -203,26 +167,16 @@ impl EnvCache {
         let (create, install) = match self.installer().await {
             Installer::Uv(uv) => {
                 let mut create = Command::new(uv);
-                create
-                    .args(["venv", "--quiet", "--python", &self.python])
-                    .arg(dir);
+                create.args(["venv", "--quiet", "--python", &self.python]).arg(dir);
                 let mut install = Command::new(uv);
-                install
-                    .args(["pip", "install", "--quiet", "--python"])
-                    .arg(&python);
+                install.args(["pip", "install", "--quiet", "--python"]).arg(&python);
                 (create, install)
             }
             Installer::Pip => {
                 let mut create = Command::new(&self.python);
                 create.args(["-m", "venv"]).arg(dir);
                 let mut install = Command::new(&python);
-                install.args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                ]);
+                install.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]);
                 (create, install)
             }
         };
@@ -231,13 +185,8 @@ impl EnvCache {
             install.arg("-r").arg(reqs);
         }
         install.arg("pytest");
-        for (step, cmd) in [
-            ("creating the environment", create),
-            ("installing requirements", install),
-        ] {
-            let out = process::run(cmd, self.timeout, self.output_cap)
-                .await
-                .map_err(|e| ExecutorError::io(step, e))?;
+        for (step, cmd) in [("creating the environment", create), ("installing requirements", install)] {
+            let out = process::run(cmd, self.timeout, self.output_cap).await.map_err(|e| ExecutorError::io(step, e))?;
             if !out.success() {
                 let reason = if out.timed_out() {
                     format!("timed out after {} s", self.timeout.as_secs())
@@ -249,17 +198,13 @@ impl EnvCache {
                 return Err(ExecutorError::Install { step, reason });
             }
         }
-        tokio::fs::write(dir.join(READY), b"")
-            .await
-            .map_err(|e| ExecutorError::io("marking the environment ready", e))
+        tokio::fs::write(dir.join(READY), b"").await.map_err(|e| ExecutorError::io("marking the environment ready", e))
     }
 }
 
 fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
 }
 
 #[cfg(test)]
@@ -301,31 +246,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let project = dir.path().join("p");
         std::fs::create_dir(&project).unwrap();
-        std::fs::write(
-            project.join("requirements.txt"),
-            "this-package-does-not-exist-evalmesh==9.9\n",
-        )
-        .unwrap();
+        std::fs::write(project.join("requirements.txt"), "this-package-does-not-exist-evalmesh==9.9\n").unwrap();
         let c = cache(&dir.path().join("data"));
         let err = c.ensure(&project).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ExecutorError::Install {
-                    step: "installing requirements",
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert!(
-            err.to_string()
-                .contains("this-package-does-not-exist-evalmesh"),
-            "{err}"
-        );
-        let envs: Vec<_> = std::fs::read_dir(dir.path().join("data/envs"))
-            .unwrap()
-            .collect();
+        assert!(matches!(err, ExecutorError::Install { step: "installing requirements", .. }), "{err}");
+        assert!(err.to_string().contains("this-package-does-not-exist-evalmesh"), "{err}");
+        let envs: Vec<_> = std::fs::read_dir(dir.path().join("data/envs")).unwrap().collect();
         assert_eq!(envs.len(), 0);
     }
 }

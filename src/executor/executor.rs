@@ -42,10 +42,7 @@ pub enum JobKind {
     /// Build or reuse the environment and list the test modules.
     Collect,
     /// Run these modules in one pytest process.
-    Run {
-        modules: Vec<String>,
-        timeout: Duration,
-    },
+    Run { modules: Vec<String>, timeout: Duration },
 }
 
 /// A job ended; `outcome` is an error text when the job could not run.
@@ -109,14 +106,7 @@ pub struct Executor {
 
 impl Executor {
     pub fn new(node: String, slots: usize, runner: Rc<dyn Runner>) -> Self {
-        Self {
-            node,
-            slots,
-            busy: 0,
-            queue: VecDeque::new(),
-            runner,
-            stats: ExecutorStats::default(),
-        }
+        Self { node, slots, busy: 0, queue: VecDeque::new(), runner, stats: ExecutorStats::default() }
     }
 
     /// Starts queued jobs while slots are free.
@@ -138,20 +128,14 @@ impl Executor {
         let work = async move {
             match kind {
                 JobKind::Collect => runner.collect(root).await.map(JobOutput::Collected),
-                JobKind::Run { modules, timeout } => runner
-                    .run(root, modules.clone(), timeout)
-                    .await
-                    .map(|report| match report {
-                        RunReport::Completed {
-                            reports,
-                            exit_code,
-                            output,
-                            ..
-                        } => JobOutput::Ran(module_results(
-                            &modules, reports, exit_code, &output, &node,
-                        )),
+                JobKind::Run { modules, timeout } => {
+                    runner.run(root, modules.clone(), timeout).await.map(|report| match report {
+                        RunReport::Completed { reports, exit_code, output, .. } => {
+                            JobOutput::Ran(module_results(&modules, reports, exit_code, &output, &node))
+                        }
                         RunReport::TimedOut { output, .. } => JobOutput::TimedOut { output },
-                    }),
+                    })
+                }
             }
         };
         let started = std::time::Instant::now();
@@ -162,12 +146,7 @@ impl Executor {
             }
             let outcome = outcome.map_err(|e| e.to_string());
             if let Err(e) = &outcome {
-                log::warn!(
-                    "evaluation {}: project {}: job {} failed: {e}",
-                    job.evaluation,
-                    job.project,
-                    job.task
-                );
+                log::warn!("evaluation {}: project {}: job {} failed: {e}", job.evaluation, job.project, job.task);
             }
             job.reply_to.do_send(JobFinished {
                 evaluation: job.evaluation,
@@ -195,8 +174,7 @@ impl Executor {
         };
         self.stats.modules_run += modules;
         self.stats.run_seconds += elapsed.as_secs_f64();
-        self.stats.mean_module_time =
-            round2(self.stats.run_seconds / self.stats.modules_run as f64);
+        self.stats.mean_module_time = round2(self.stats.run_seconds / self.stats.modules_run as f64);
     }
 }
 
@@ -217,11 +195,7 @@ impl Handler<GetLoad> for Executor {
     type Result = MessageResult<GetLoad>;
 
     fn handle(&mut self, _: GetLoad, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(Load {
-            slots: self.slots,
-            busy: self.busy,
-            queued: self.queue.len(),
-        })
+        MessageResult(Load { slots: self.slots, busy: self.busy, queued: self.queue.len() })
     }
 }
 
@@ -259,11 +233,7 @@ mod tests {
 
     impl Scripted {
         fn finish(&self, key: &str, report: Result<RunReport, ExecutorError>) {
-            let tx = self
-                .pending
-                .borrow_mut()
-                .remove(key)
-                .expect("run is pending");
+            let tx = self.pending.borrow_mut().remove(key).expect("run is pending");
             tx.send(report).ok();
         }
     }
@@ -333,10 +303,7 @@ mod tests {
             task,
             project: "p".into(),
             root: PathBuf::from("/nonexistent"),
-            kind: JobKind::Run {
-                modules: vec![module.into()],
-                timeout: Duration::from_secs(5),
-            },
+            kind: JobKind::Run { modules: vec![module.into()], timeout: Duration::from_secs(5) },
             reply_to,
         })
     }
@@ -349,14 +316,7 @@ mod tests {
             duration: 0.25,
             message: None,
         };
-        let report = ModuleReport {
-            tally: Tally {
-                passed: 1,
-                ..Tally::default()
-            },
-            duration: 0.25,
-            tests: vec![test],
-        };
+        let report = ModuleReport { tally: Tally { passed: 1, ..Tally::default() }, duration: 0.25, tests: vec![test] };
         RunReport::Completed {
             reports: BTreeMap::from([(module.to_owned(), report)]),
             exit_code: Some(0),
@@ -377,49 +337,22 @@ mod tests {
         let executor = Executor::new("n1".into(), 2, Rc::new(runner.clone())).start();
         let probe = Probe::default().start();
         for (task, module) in [(1, "a.py"), (2, "b.py"), (3, "c.py")] {
-            executor
-                .send(run_job(task, module, probe.clone().recipient()))
-                .await
-                .unwrap();
+            executor.send(run_job(task, module, probe.clone().recipient())).await.unwrap();
         }
         settle().await;
-        assert_eq!(
-            executor.send(GetLoad).await.unwrap(),
-            Load {
-                slots: 2,
-                busy: 2,
-                queued: 1
-            }
-        );
+        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 2, busy: 2, queued: 1 });
         assert_eq!(*runner.started.borrow(), vec!["a.py", "b.py"]);
 
         runner.finish("b.py", Ok(passed_report("b.py")));
         settle().await;
         assert_eq!(*runner.started.borrow(), vec!["a.py", "b.py", "c.py"]);
-        assert_eq!(
-            executor.send(GetLoad).await.unwrap(),
-            Load {
-                slots: 2,
-                busy: 2,
-                queued: 0
-            }
-        );
-        assert_eq!(
-            probe.send(Seen).await.unwrap(),
-            vec![(2, "ran 1".to_string())]
-        );
+        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 2, busy: 2, queued: 0 });
+        assert_eq!(probe.send(Seen).await.unwrap(), vec![(2, "ran 1".to_string())]);
 
         runner.finish("a.py", Ok(passed_report("a.py")));
         runner.finish("c.py", Ok(passed_report("c.py")));
         settle().await;
-        assert_eq!(
-            executor.send(GetLoad).await.unwrap(),
-            Load {
-                slots: 2,
-                busy: 0,
-                queued: 0
-            }
-        );
+        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 2, busy: 0, queued: 0 });
         let stats = executor.send(GetExecutorStats).await.unwrap();
         assert_eq!(stats.modules_run, 3);
         assert_eq!(stats.tests.passed, 3);
@@ -431,16 +364,11 @@ mod tests {
         let executor = Executor::new("n1".into(), 1, Rc::new(runner.clone())).start();
         let (tx, rx) = oneshot::channel();
         let catcher = Catcher(Some(tx)).start();
-        executor
-            .send(run_job(7, "gone.py", catcher.recipient()))
-            .await
-            .unwrap();
+        executor.send(run_job(7, "gone.py", catcher.recipient())).await.unwrap();
         settle().await;
         runner.finish("gone.py", Ok(passed_report("other.py")));
         let finished = rx.await.unwrap();
-        let Ok(JobOutput::Ran(results)) = finished.outcome else {
-            panic!("expected results")
-        };
+        let Ok(JobOutput::Ran(results)) = finished.outcome else { panic!("expected results") };
         let result = &results["gone.py"];
         assert_eq!(result.status, ModuleStatus::Error);
         assert_eq!(result.tally.errors, 1);
@@ -453,30 +381,15 @@ mod tests {
         let runner = Scripted::default();
         let executor = Executor::new("n1".into(), 2, Rc::new(runner.clone())).start();
         let probe = Probe::default().start();
-        executor
-            .send(run_job(1, "hang.py", probe.clone().recipient()))
-            .await
-            .unwrap();
-        executor
-            .send(run_job(2, "broken.py", probe.clone().recipient()))
-            .await
-            .unwrap();
+        executor.send(run_job(1, "hang.py", probe.clone().recipient())).await.unwrap();
+        executor.send(run_job(2, "broken.py", probe.clone().recipient())).await.unwrap();
         settle().await;
-        runner.finish(
-            "hang.py",
-            Ok(RunReport::TimedOut {
-                output: String::new(),
-                elapsed: Duration::from_secs(5),
-            }),
-        );
+        runner.finish("hang.py", Ok(RunReport::TimedOut { output: String::new(), elapsed: Duration::from_secs(5) }));
         runner.finish("broken.py", Err(ExecutorError::Collect("boom".into())));
         settle().await;
         assert_eq!(
             probe.send(Seen).await.unwrap(),
-            vec![
-                (1, "timed out".to_string()),
-                (2, "error: pytest collection failed: boom".to_string())
-            ]
+            vec![(1, "timed out".to_string()), (2, "error: pytest collection failed: boom".to_string())]
         );
         let stats = executor.send(GetExecutorStats).await.unwrap();
         assert_eq!(stats.modules_timed_out, 1);

@@ -70,25 +70,15 @@ pub struct ModuleReport {
 /// only modules with at least one testcase get an entry.
 ///
 /// Messages are capped with [`cap_message`] to `message_cap` bytes.
-pub fn parse(
-    xml: &str,
-    modules: &[String],
-    message_cap: usize,
-) -> Result<BTreeMap<String, ModuleReport>, JunitError> {
+pub fn parse(xml: &str, modules: &[String], message_cap: usize) -> Result<BTreeMap<String, ModuleReport>, JunitError> {
     let matcher = Matcher::new(modules);
     let mut reports: BTreeMap<String, Builder> = BTreeMap::new();
     for case in read_testcases(xml)? {
         if let Some(module) = matcher.module_for(&case) {
-            reports
-                .entry(module.to_owned())
-                .or_default()
-                .add(case, message_cap);
+            reports.entry(module.to_owned()).or_default().add(case, message_cap);
         }
     }
-    Ok(reports
-        .into_iter()
-        .map(|(module, builder)| (module, builder.report))
-        .collect())
+    Ok(reports.into_iter().map(|(module, builder)| (module, builder.report)).collect())
 }
 
 /// Cuts `text` to at most `max_bytes` bytes at a char boundary and appends
@@ -162,12 +152,7 @@ impl RawCase {
 
     fn tally(&self) -> Tally {
         let [failed, errors, skipped] = self.counts;
-        Tally {
-            passed: u32::from(self.counts == [0; 3]),
-            failed,
-            skipped,
-            errors,
-        }
+        Tally { passed: u32::from(self.counts == [0; 3]), failed, skipped, errors }
     }
 
     /// The ranking outcome and its message.
@@ -175,9 +160,7 @@ impl RawCase {
         Kind::ALL
             .into_iter()
             .find(|kind| self.counts[*kind as usize] > 0)
-            .map_or((Outcome::Passed, None), |kind| {
-                (kind.outcome(), self.messages[kind as usize].as_deref())
-            })
+            .map_or((Outcome::Passed, None), |kind| (kind.outcome(), self.messages[kind as usize].as_deref()))
     }
 }
 
@@ -201,14 +184,9 @@ fn read_testcases(xml: &str) -> Result<Vec<RawCase>, JunitError> {
     let mut pending: Option<PendingText> = None;
 
     loop {
-        let event = reader.read_event().map_err(|source| JunitError::Xml {
-            position: reader.error_position(),
-            source,
-        })?;
-        let xml_err = |source: quick_xml::Error| JunitError::Xml {
-            position: reader.buffer_position(),
-            source,
-        };
+        let event =
+            reader.read_event().map_err(|source| JunitError::Xml { position: reader.error_position(), source })?;
+        let xml_err = |source: quick_xml::Error| JunitError::Xml { position: reader.buffer_position(), source };
         match event {
             Event::Start(ref tag) | Event::Empty(ref tag) => {
                 let is_empty = matches!(event, Event::Empty(_));
@@ -217,9 +195,7 @@ fn read_testcases(xml: &str) -> Result<Vec<RawCase>, JunitError> {
                 if !saw_root {
                     saw_root = true;
                     if local != b"testsuites" && local != b"testsuite" {
-                        return Err(JunitError::NotJunit {
-                            root: String::from_utf8_lossy(local).into_owned(),
-                        });
+                        return Err(JunitError::NotJunit { root: String::from_utf8_lossy(local).into_owned() });
                     }
                 }
                 let child_depth = case.as_ref().map(|(_, depth)| *depth);
@@ -230,19 +206,13 @@ fn read_testcases(xml: &str) -> Result<Vec<RawCase>, JunitError> {
                     } else {
                         case = Some((raw, open.len() + 1));
                     }
-                } else if let (Some((raw, depth)), Some(kind)) = (&mut case, Kind::from_tag(local))
-                {
+                } else if let (Some((raw, depth)), Some(kind)) = (&mut case, Kind::from_tag(local)) {
                     if open.len() == *depth {
                         let message = attribute(tag, b"message").map_err(xml_err)?;
                         match message.filter(|m| !m.trim().is_empty()) {
                             Some(m) => raw.record(kind, Some(m.trim().to_owned())),
                             None if is_empty => raw.record(kind, None),
-                            None => {
-                                pending = Some(PendingText {
-                                    kind,
-                                    text: String::new(),
-                                })
-                            }
+                            None => pending = Some(PendingText { kind, text: String::new() }),
                         }
                     }
                 }
@@ -299,14 +269,7 @@ fn read_case_attributes(tag: &BytesStart) -> Result<RawCase, quick_xml::Error> {
             b"name" => raw.name = value()?,
             b"file" => raw.file = Some(value()?),
             // A missing or unreadable time is no reason to lose the outcome.
-            b"time" => {
-                raw.time = value()?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|t| t.is_finite())
-                    .unwrap_or(0.0)
-            }
+            b"time" => raw.time = value()?.trim().parse::<f64>().ok().filter(|t| t.is_finite()).unwrap_or(0.0),
             _ => {}
         }
     }
@@ -345,13 +308,7 @@ impl<'a> Matcher<'a> {
         let file = case.file.as_deref();
         self.by_address(&case.classname, file)
             .or_else(|| file.and_then(|f| self.modules.iter().find(|(m, _)| *m == f)))
-            .or_else(|| {
-                if case.classname.is_empty() {
-                    self.by_address(&case.name, None)
-                } else {
-                    None
-                }
-            })
+            .or_else(|| if case.classname.is_empty() { self.by_address(&case.name, None) } else { None })
             .map(|(m, _)| *m)
     }
 
@@ -362,9 +319,7 @@ impl<'a> Matcher<'a> {
             return None;
         }
         let candidates = self.modules.iter().filter(|(_, dotted)| {
-            address
-                .strip_prefix(dotted.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+            address.strip_prefix(dotted.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
         });
         let mut best: Option<&(&'a str, String)> = None;
         for candidate in candidates {
@@ -407,13 +362,7 @@ impl Builder {
             tally.passed = 0;
         } else {
             self.seen.insert(key.clone(), self.report.tests.len());
-            self.report.tests.push(TestCase {
-                name: key.1,
-                classname: key.0,
-                outcome,
-                duration: raw.time,
-                message,
-            });
+            self.report.tests.push(TestCase { name: key.1, classname: key.0, outcome, duration: raw.time, message });
         }
         self.report.tally.add(&tally);
     }
@@ -439,20 +388,11 @@ mod tests {
     }
 
     fn tally(passed: u32, failed: u32, skipped: u32, errors: u32) -> Tally {
-        Tally {
-            passed,
-            failed,
-            skipped,
-            errors,
-        }
+        Tally { passed, failed, skipped, errors }
     }
 
     fn outcomes(report: &ModuleReport) -> Vec<(&str, Outcome)> {
-        report
-            .tests
-            .iter()
-            .map(|t| (t.name.as_str(), t.outcome))
-            .collect()
+        report.tests.iter().map(|t| (t.name.as_str(), t.outcome)).collect()
     }
 
     fn suite(cases: &str) -> String {
@@ -559,20 +499,12 @@ tests/test_a.py:49: AssertionError</failure>
 
     #[test]
     fn real_pytest_report_tallies_each_module() {
-        let mods = modules(&[
-            "tests/test_a.py",
-            "tests/test_broken.py",
-            "tests/pkg/sub/test_deep.py",
-            "tests/test_empty.py",
-        ]);
+        let mods =
+            modules(&["tests/test_a.py", "tests/test_broken.py", "tests/pkg/sub/test_deep.py", "tests/test_empty.py"]);
         let reports = parse(PYTEST_REPORT, &mods, 1000).unwrap();
         assert_eq!(
             reports.keys().collect::<Vec<_>>(),
-            [
-                "tests/pkg/sub/test_deep.py",
-                "tests/test_a.py",
-                "tests/test_broken.py"
-            ]
+            ["tests/pkg/sub/test_deep.py", "tests/test_a.py", "tests/test_broken.py"]
         );
 
         let a = &reports["tests/test_a.py"];
@@ -595,40 +527,25 @@ tests/test_a.py:49: AssertionError</failure>
             ]
         );
         assert!((a.duration - 0.008).abs() < 1e-12, "{}", a.duration);
-        assert_eq!(
-            a.tests[1].message.as_deref(),
-            Some("AssertionError: one is not <two> & \"three\"\nassert 1 == 2")
-        );
+        assert_eq!(a.tests[1].message.as_deref(), Some("AssertionError: one is not <two> & \"three\"\nassert 1 == 2"));
         assert_eq!(a.tests[2].message.as_deref(), Some("not today"));
         assert_eq!(a.tests[3].message.as_deref(), Some("known bug"));
         assert_eq!(a.tests[4].message, None);
         assert_eq!(a.tests[5].message.as_deref(), Some("assert False"));
-        assert_eq!(
-            a.tests[7].message.as_deref(),
-            Some("failed on setup with \"ValueError: setup boom\"")
-        );
+        assert_eq!(a.tests[7].message.as_deref(), Some("failed on setup with \"ValueError: setup boom\""));
         assert_eq!(a.tests[9].classname, "tests.test_a.TestThing");
-        assert_eq!(
-            a.tests[9].message.as_deref(),
-            Some("AssertionError: assert 'ééé' == 'x'\n  \n  - x\n  + ééé")
-        );
+        assert_eq!(a.tests[9].message.as_deref(), Some("AssertionError: assert 'ééé' == 'x'\n  \n  - x\n  + ééé"));
 
         let deep = &reports["tests/pkg/sub/test_deep.py"];
         assert_eq!(deep.tally, tally(2, 0, 0, 0));
-        assert_eq!(
-            deep.tests[0].classname,
-            "tests.pkg.sub.test_deep.TestOuter.TestInner"
-        );
+        assert_eq!(deep.tests[0].classname, "tests.pkg.sub.test_deep.TestOuter.TestInner");
         assert_eq!(deep.duration, 0.001);
 
         let broken = &reports["tests/test_broken.py"];
         assert_eq!(broken.tally, tally(0, 0, 0, 1));
         assert_eq!(outcomes(broken), [("tests.test_broken", Outcome::Error)]);
         assert_eq!(broken.tests[0].classname, "");
-        assert_eq!(
-            broken.tests[0].message.as_deref(),
-            Some("collection failure")
-        );
+        assert_eq!(broken.tests[0].message.as_deref(), Some("collection failure"));
 
         let mut total = Tally::default();
         reports.values().for_each(|r| total.add(&r.tally));
@@ -686,11 +603,7 @@ E   ModuleNotFoundError: No module named 'does_not_exist_module'</error></testca
         assert_eq!(x.tally, tally(1, 1, 1, 0));
         assert_eq!(
             outcomes(x),
-            [
-                ("test_xfail", Outcome::Skipped),
-                ("test_xpass", Outcome::Passed),
-                ("test_xpass_strict", Outcome::Failed),
-            ]
+            [("test_xfail", Outcome::Skipped), ("test_xpass", Outcome::Passed), ("test_xpass_strict", Outcome::Failed),]
         );
         assert_eq!(x.tests[0].message.as_deref(), Some("known bug"));
         assert_eq!(x.duration, 0.875);
@@ -713,10 +626,7 @@ E   ModuleNotFoundError: No module named 'does_not_exist_module'</error></testca
             let reports = parse(&xml, &modules(&["tests/test_t.py"]), 100).unwrap();
             let t = &reports["tests/test_t.py"];
             assert_eq!(t.tally, tally(1, 1, 0, 1));
-            assert_eq!(
-                outcomes(t),
-                [("test_f", Outcome::Failed), ("test_ok", Outcome::Passed)]
-            );
+            assert_eq!(outcomes(t), [("test_f", Outcome::Failed), ("test_ok", Outcome::Passed)]);
             assert_eq!(t.tests[0].message.as_deref(), Some("assert False"));
             assert_eq!(t.tests[0].duration, 0.75);
             assert_eq!(t.duration, 0.75);
@@ -748,18 +658,9 @@ E   ModuleNotFoundError: No module named 'does_not_exist_module'</error></testca
                 ("test_ctrl_chars", Outcome::Failed),
             ]
         );
-        assert_eq!(
-            e.tests[0].message.as_deref(),
-            Some("failed on setup with \"ValueError: setup boom\"")
-        );
-        assert_eq!(
-            e.tests[1].message.as_deref(),
-            Some("failed on teardown with \"RuntimeError: teardown boom\"")
-        );
-        assert_eq!(
-            e.tests[5].message.as_deref(),
-            Some("AssertionError: assert '\\x1b[31m' == 'red'\n  + #x1B[31m")
-        );
+        assert_eq!(e.tests[0].message.as_deref(), Some("failed on setup with \"ValueError: setup boom\""));
+        assert_eq!(e.tests[1].message.as_deref(), Some("failed on teardown with \"RuntimeError: teardown boom\""));
+        assert_eq!(e.tests[5].message.as_deref(), Some("AssertionError: assert '\\x1b[31m' == 'red'\n  + #x1B[31m"));
     }
 
     #[test]
@@ -773,14 +674,9 @@ E   ModuleNotFoundError: No module named 'does_not_exist_module'</error></testca
 <testcase classname="tests" name="test_6" time="0.1" />
 <testcase classname="tests.pkg.v1.2.test_dots" name="test_7" time="0.1" />"#,
         );
-        let mods = modules(&[
-            "tests/test_a.py",
-            "tests/test_a/test_b.py",
-            "tests/pkg/v1.2/test_dots.py",
-        ]);
+        let mods = modules(&["tests/test_a.py", "tests/test_a/test_b.py", "tests/pkg/v1.2/test_dots.py"]);
         let reports = parse(&xml, &mods, 100).unwrap();
-        let names =
-            |m: &str| -> Vec<&str> { reports[m].tests.iter().map(|t| t.name.as_str()).collect() };
+        let names = |m: &str| -> Vec<&str> { reports[m].tests.iter().map(|t| t.name.as_str()).collect() };
         assert_eq!(names("tests/test_a.py"), ["test_1", "test_2"]);
         assert_eq!(names("tests/test_a/test_b.py"), ["test_3", "test_4"]);
         assert_eq!(names("tests/pkg/v1.2/test_dots.py"), ["test_7"]);
@@ -808,10 +704,7 @@ E   ModuleNotFoundError: No module named 'does_not_exist_module'</error></testca
 <testcase classname="elsewhere.test_c" name="test_2" file="tests/other.py" time="0.1" />"#,
         );
         let reports = parse(&xml, &modules(&["tests/test_c.py"]), 100).unwrap();
-        assert_eq!(
-            outcomes(&reports["tests/test_c.py"]),
-            [("test_1", Outcome::Passed)]
-        );
+        assert_eq!(outcomes(&reports["tests/test_c.py"]), [("test_1", Outcome::Passed)]);
     }
 
     #[test]
@@ -823,14 +716,8 @@ E   ModuleNotFoundError: No module named 'does_not_exist_module'</error></testca
         );
         let mods = modules(&["t/test_m.py", "t/test_m/TestK.py"]);
         let reports = parse(&xml, &mods, 100).unwrap();
-        assert_eq!(
-            outcomes(&reports["t/test_m.py"]),
-            [("test_1", Outcome::Passed)]
-        );
-        assert_eq!(
-            outcomes(&reports["t/test_m/TestK.py"]),
-            [("test_2", Outcome::Passed)]
-        );
+        assert_eq!(outcomes(&reports["t/test_m.py"]), [("test_1", Outcome::Passed)]);
+        assert_eq!(outcomes(&reports["t/test_m/TestK.py"]), [("test_2", Outcome::Passed)]);
     }
 
     #[test]
@@ -855,7 +742,8 @@ E   ModuleNotFoundError: No module named 'does_not_exist_module'</error></testca
 
     #[test]
     fn a_bare_testsuite_root_is_read() {
-        let xml = r#"<testsuite name="pytest"><testcase classname="tests.test_a" name="test_1" time="0.5" /></testsuite>"#;
+        let xml =
+            r#"<testsuite name="pytest"><testcase classname="tests.test_a" name="test_1" time="0.5" /></testsuite>"#;
         let reports = parse(xml, &modules(&["tests/test_a.py"]), 100).unwrap();
         assert_eq!(reports["tests/test_a.py"].tally, tally(1, 0, 0, 0));
     }
@@ -867,9 +755,7 @@ E   ModuleNotFoundError: No module named 'does_not_exist_module'</error></testca
             "<testsuites/>",
             "<testsuite></testsuite>",
         ] {
-            assert!(parse(xml, &modules(&["tests/test_a.py"]), 100)
-                .unwrap()
-                .is_empty());
+            assert!(parse(xml, &modules(&["tests/test_a.py"]), 100).unwrap().is_empty());
         }
     }
 
@@ -911,20 +797,9 @@ E   ModuleNotFoundError: No module named 'does_not_exist_module'</error></testca
 <testcase classname="tests.test_a" name="test_nothing" time="0"><skipped></skipped></testcase>"#,
         );
         let reports = parse(&xml, &modules(&["tests/test_a.py"]), 100).unwrap();
-        let messages: Vec<Option<&str>> = reports["tests/test_a.py"]
-            .tests
-            .iter()
-            .map(|t| t.message.as_deref())
-            .collect();
-        assert_eq!(
-            messages,
-            [
-                Some("line <1> & é"),
-                Some("from text"),
-                Some("raw <b>&amp; kept</b>"),
-                None
-            ]
-        );
+        let messages: Vec<Option<&str>> =
+            reports["tests/test_a.py"].tests.iter().map(|t| t.message.as_deref()).collect();
+        assert_eq!(messages, [Some("line <1> & é"), Some("from text"), Some("raw <b>&amp; kept</b>"), None]);
     }
 
     #[test]
@@ -935,11 +810,8 @@ E   ModuleNotFoundError: No module named 'does_not_exist_module'</error></testca
 <testcase classname="tests.test_a" name="test_short" time="0"><failure message="abc" /></testcase>"#,
         );
         let reports = parse(&xml, &modules(&["tests/test_a.py"]), 5).unwrap();
-        let messages: Vec<&str> = reports["tests/test_a.py"]
-            .tests
-            .iter()
-            .map(|t| t.message.as_deref().unwrap())
-            .collect();
+        let messages: Vec<&str> =
+            reports["tests/test_a.py"].tests.iter().map(|t| t.message.as_deref().unwrap()).collect();
         assert_eq!(messages, ["abcde…", "éé…", "abc"]);
     }
 
@@ -973,12 +845,10 @@ E   ModuleNotFoundError: No module named 'does_not_exist_module'</error></testca
 
     #[test]
     fn truncated_report_is_an_error() {
-        let xml = r#"<?xml version="1.0"?><testsuites><testsuite><testcase classname="tests.test_a" name="t" time="1">"#;
+        let xml =
+            r#"<?xml version="1.0"?><testsuites><testsuite><testcase classname="tests.test_a" name="t" time="1">"#;
         let err = parse(xml, &modules(&["tests/test_a.py"]), 100).unwrap_err();
-        assert!(
-            matches!(&err, JunitError::Truncated { element } if element == "testcase"),
-            "{err:?}"
-        );
+        assert!(matches!(&err, JunitError::Truncated { element } if element == "testcase"), "{err:?}");
         assert_eq!(err.to_string(), "junit xml ends inside <testcase>");
     }
 
@@ -986,10 +856,7 @@ E   ModuleNotFoundError: No module named 'does_not_exist_module'</error></testca
     fn empty_or_foreign_documents_are_errors() {
         let mods = modules(&["tests/test_a.py"]);
         assert!(matches!(parse("", &mods, 100), Err(JunitError::Empty)));
-        assert!(matches!(
-            parse("<?xml version=\"1.0\"?>\n  not xml\n", &mods, 100),
-            Err(JunitError::Empty)
-        ));
+        assert!(matches!(parse("<?xml version=\"1.0\"?>\n  not xml\n", &mods, 100), Err(JunitError::Empty)));
         let err = parse("<html><body>502</body></html>", &mods, 100).unwrap_err();
         assert!(matches!(&err, JunitError::NotJunit { root } if root == "html"));
     }

@@ -13,8 +13,7 @@ pub mod pytest;
 pub mod runner;
 
 pub use executor::{
-    Executor, ExecutorStats, GetExecutorStats, GetLoad, Job, JobFinished, JobKind, JobOutput, Load,
-    Submit,
+    Executor, ExecutorStats, GetExecutorStats, GetLoad, Job, JobFinished, JobKind, JobOutput, Load, Submit,
 };
 pub use runner::{PytestRunner, Runner};
 
@@ -22,10 +21,7 @@ pub use runner::{PytestRunner, Runner};
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
     #[error("interpreter {python} does not run: {output}")]
     Interpreter { python: String, output: String },
     #[error("{step} failed: {reason}")]
@@ -40,9 +36,6 @@ pub enum ExecutorError {
 
 impl ExecutorError {
     pub fn io(context: &str, source: std::io::Error) -> Self {
-        Self::Io {
-            context: context.to_owned(),
-            source,
-        }
+        Self::Io { context: context.to_owned(), source }
     }
 }

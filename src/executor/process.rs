@@ -37,18 +37,13 @@ impl Finished {
 /// Runs `cmd` in a new process group, kills the group at `timeout`, and keeps
 /// at most `cap` bytes of its output.
 pub async fn run(mut cmd: Command, timeout: Duration, cap: usize) -> std::io::Result<Finished> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
     let started = Instant::now();
     let mut child = cmd.spawn()?;
     let pgid = child.id();
     let stdout = child.stdout.take().expect("stdout is piped above");
     let stderr = child.stderr.take().expect("stderr is piped above");
-    let readers =
-        async { tokio::join!(read_capped(stdout, cap / 2), read_capped(stderr, cap / 2)) };
+    let readers = async { tokio::join!(read_capped(stdout, cap / 2), read_capped(stderr, cap / 2)) };
     let (status, (out, err)) = tokio::join!(
         async {
             let status = match tokio::time::timeout(timeout, child.wait()).await {
@@ -72,11 +67,7 @@ pub async fn run(mut cmd: Command, timeout: Duration, cap: usize) -> std::io::Re
         }
         output.push_str(&err);
     }
-    Ok(Finished {
-        status,
-        output,
-        elapsed: started.elapsed(),
-    })
+    Ok(Finished { status, output, elapsed: started.elapsed() })
 }
 
 /// Sends SIGKILL to the process group `pgid`, if there is one.
@@ -109,9 +100,7 @@ async fn read_capped<R: AsyncRead + Unpin>(mut reader: R, cap: usize) -> String 
     }
     let mut text = String::from_utf8_lossy(&kept).into_owned();
     if dropped > 0 {
-        text.push_str(&format!(
-            "\n[evalmesh: {dropped} more bytes of output dropped]\n"
-        ));
+        text.push_str(&format!("\n[evalmesh: {dropped} more bytes of output dropped]\n"));
     }
     text
 }
@@ -128,13 +117,7 @@ mod tests {
 
     #[tokio::test]
     async fn keeps_output_and_exit_status() {
-        let f = run(
-            sh("echo out; echo err >&2; exit 3"),
-            Duration::from_secs(10),
-            1024,
-        )
-        .await
-        .unwrap();
+        let f = run(sh("echo out; echo err >&2; exit 3"), Duration::from_secs(10), 1024).await.unwrap();
         assert_eq!(f.code(), Some(3));
         assert_eq!(f.output, "out\nerr\n");
         assert!(!f.timed_out());
@@ -142,59 +125,32 @@ mod tests {
 
     #[tokio::test]
     async fn caps_output_but_reads_it_all() {
-        let f = run(
-            sh("head -c 1000000 /dev/zero | tr '\\0' x"),
-            Duration::from_secs(10),
-            100,
-        )
-        .await
-        .unwrap();
+        let f = run(sh("head -c 1000000 /dev/zero | tr '\\0' x"), Duration::from_secs(10), 100).await.unwrap();
         assert!(f.success());
         assert!(f.output.starts_with(&"x".repeat(50)));
-        assert!(
-            f.output.contains("999950 more bytes of output dropped"),
-            "{}",
-            f.output
-        );
+        assert!(f.output.contains("999950 more bytes of output dropped"), "{}", f.output);
     }
 
     /// True while `pid` is a live process (a zombie counts as gone).
     fn alive(pid: &str) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|stat| !stat.contains(") Z "))
-            .unwrap_or(false)
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|stat| !stat.contains(") Z ")).unwrap_or(false)
     }
 
     #[tokio::test]
     async fn kills_the_whole_group_at_timeout() {
-        let f = run(
-            sh("sleep 60 & echo $!; sleep 60"),
-            Duration::from_millis(300),
-            1024,
-        )
-        .await
-        .unwrap();
+        let f = run(sh("sleep 60 & echo $!; sleep 60"), Duration::from_millis(300), 1024).await.unwrap();
         assert!(f.timed_out());
         let grandchild = f.output.trim();
         let deadline = Instant::now() + Duration::from_secs(5);
         while alive(grandchild) && Instant::now() < deadline {
             tokio::task::yield_now().await;
         }
-        assert!(
-            !alive(grandchild),
-            "process {grandchild} of the killed group survived"
-        );
+        assert!(!alive(grandchild), "process {grandchild} of the killed group survived");
     }
 
     #[tokio::test]
     async fn missing_program_is_an_error() {
-        let err = run(
-            Command::new("/nonexistent/prog"),
-            Duration::from_secs(1),
-            64,
-        )
-        .await
-        .unwrap_err();
+        let err = run(Command::new("/nonexistent/prog"), Duration::from_secs(1), 64).await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -47,21 +47,11 @@ impl Pytest {
         let plugin_dir = data_dir.join("plugins");
         let scratch = data_dir.join("tmp");
         for dir in [&plugin_dir, &scratch] {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ExecutorError::io("creating the executor's folders", e))?;
+            std::fs::create_dir_all(dir).map_err(|e| ExecutorError::io("creating the executor's folders", e))?;
         }
-        std::fs::write(
-            plugin_dir.join(format!("{}.py", collect::PLUGIN_MODULE)),
-            collect::PLUGIN_SOURCE,
-        )
-        .map_err(|e| ExecutorError::io("writing the collection plugin", e))?;
-        Ok(Self {
-            plugin_dir,
-            scratch,
-            collect_timeout,
-            output_cap,
-            message_cap,
-        })
+        std::fs::write(plugin_dir.join(format!("{}.py", collect::PLUGIN_MODULE)), collect::PLUGIN_SOURCE)
+            .map_err(|e| ExecutorError::io("writing the collection plugin", e))?;
+        Ok(Self { plugin_dir, scratch, collect_timeout, output_cap, message_cap })
     }
 
     /// Lists the project's test modules as pytest itself collects them, so that
@@ -70,28 +60,19 @@ impl Pytest {
         let scratch = self.scratch_dir()?;
         let report = scratch.path().join("collected.json");
         let mut cmd = base_command(python, root);
-        cmd.args([
-            "--collect-only",
-            "-q",
-            "--continue-on-collection-errors",
-            "-p",
-            collect::PLUGIN_MODULE,
-        ])
-        .env("PYTHONPATH", &self.plugin_dir)
-        .env(collect::OUTPUT_ENV, &report);
+        cmd.args(["--collect-only", "-q", "--continue-on-collection-errors", "-p", collect::PLUGIN_MODULE])
+            .env("PYTHONPATH", &self.plugin_dir)
+            .env(collect::OUTPUT_ENV, &report);
         let out = process::run(cmd, self.collect_timeout, self.output_cap)
             .await
             .map_err(|e| ExecutorError::io("starting pytest", e))?;
         if out.timed_out() {
-            return Err(ExecutorError::CollectTimeout(
-                self.collect_timeout.as_secs(),
-            ));
+            return Err(ExecutorError::CollectTimeout(self.collect_timeout.as_secs()));
         }
         let json = tokio::fs::read_to_string(&report)
             .await
             .map_err(|_| ExecutorError::Collect(out.output.trim().to_owned()))?;
-        collect::parse_report(&json, self.message_cap)
-            .map_err(|e| ExecutorError::Report(e.to_string()))
+        collect::parse_report(&json, self.message_cap).map_err(|e| ExecutorError::Report(e.to_string()))
     }
 
     /// Runs `modules` (paths relative to `root`) in one pytest process.
@@ -105,32 +86,21 @@ impl Pytest {
         let scratch = self.scratch_dir()?;
         let xml_path = scratch.path().join("junit.xml");
         let mut cmd = base_command(python, root);
-        cmd.args(["-q", "-o", "junit_family=xunit1", "--junitxml"])
-            .arg(&xml_path)
-            .arg("--")
-            .args(modules);
-        let out = process::run(cmd, timeout, self.output_cap)
-            .await
-            .map_err(|e| ExecutorError::io("starting pytest", e))?;
+        cmd.args(["-q", "-o", "junit_family=xunit1", "--junitxml"]).arg(&xml_path).arg("--").args(modules);
+        let out =
+            process::run(cmd, timeout, self.output_cap).await.map_err(|e| ExecutorError::io("starting pytest", e))?;
         if out.timed_out() {
-            return Ok(RunReport::TimedOut {
-                output: out.output,
-                elapsed: out.elapsed,
-            });
+            return Ok(RunReport::TimedOut { output: out.output, elapsed: out.elapsed });
         }
         let reports = match tokio::fs::read_to_string(&xml_path).await {
-            Ok(xml) => junit::parse(&xml, modules, self.message_cap)
-                .map_err(|e| ExecutorError::Report(e.to_string()))?,
+            Ok(xml) => {
+                junit::parse(&xml, modules, self.message_cap).map_err(|e| ExecutorError::Report(e.to_string()))?
+            }
             // pytest writes no report when it fails before running anything;
             // the caller reports every module as an error with the output.
             Err(_) => BTreeMap::new(),
         };
-        Ok(RunReport::Completed {
-            reports,
-            exit_code: out.code(),
-            output: out.output,
-            elapsed: out.elapsed,
-        })
+        Ok(RunReport::Completed { reports, exit_code: out.code(), output: out.output, elapsed: out.elapsed })
     }
 
     fn scratch_dir(&self) -> Result<tempfile::TempDir, ExecutorError> {
@@ -147,14 +117,7 @@ fn base_command(python: &Path, root: &Path) -> Command {
     let mut cmd = Command::new(python);
     cmd.current_dir(root)
         // A project's `addopts = -x` would stop at the first broken module.
-        .args([
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "--continue-on-collection-errors",
-            "--maxfail=0",
-        ])
+        .args(["-m", "pytest", "-p", "no:cacheprovider", "--continue-on-collection-errors", "--maxfail=0"])
         .arg("--rootdir")
         .arg(root)
         .env("PYTHONDONTWRITEBYTECODE", "1")

@@ -34,10 +34,7 @@ pub struct PytestRunner {
 
 impl PytestRunner {
     pub fn new(envs: EnvCache, pytest: Pytest) -> Self {
-        Self {
-            envs: Arc::new(envs),
-            pytest: Arc::new(pytest),
-        }
+        Self { envs: Arc::new(envs), pytest: Arc::new(pytest) }
     }
 }
 
@@ -90,10 +87,7 @@ pub fn module_results(
                 },
                 None => ModuleResult {
                     status: ModuleStatus::Error,
-                    tally: Tally {
-                        errors: 1,
-                        ..Tally::default()
-                    },
+                    tally: Tally { errors: 1, ..Tally::default() },
                     duration: 0.0,
                     node: node.to_owned(),
                     output: format!(
@@ -113,10 +107,7 @@ pub fn module_results(
 pub fn timeout_result(tests: u32, timeout: Duration, output: &str, node: &str) -> ModuleResult {
     ModuleResult {
         status: ModuleStatus::Timeout,
-        tally: Tally {
-            errors: tests.max(1),
-            ..Tally::default()
-        },
+        tally: Tally { errors: tests.max(1), ..Tally::default() },
         duration: round2(timeout.as_secs_f64()),
         node: node.to_owned(),
         output: format!("killed after {} s\n{output}", timeout.as_secs()),
@@ -128,10 +119,7 @@ pub fn timeout_result(tests: u32, timeout: Duration, output: &str, node: &str) -
 pub fn collection_error_result(message: &str, node: &str) -> ModuleResult {
     ModuleResult {
         status: ModuleStatus::Error,
-        tally: Tally {
-            errors: 1,
-            ..Tally::default()
-        },
+        tally: Tally { errors: 1, ..Tally::default() },
         duration: 0.0,
         node: node.to_owned(),
         output: message.to_owned(),

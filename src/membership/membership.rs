@@ -17,9 +17,7 @@ use actix::prelude::*;
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
-use super::model::{
-    Ack, EventKind, IndirectAck, MemberInfo, MemberView, Meta, Ping, PingReq, Status,
-};
+use super::model::{Ack, EventKind, IndirectAck, MemberInfo, MemberView, Meta, Ping, PingReq, Status};
 use super::swim::{Action, Swim};
 use super::transport::Transport;
 use crate::balance::{NodeLoad, SetMembers};
@@ -121,8 +119,7 @@ impl Membership {
     }
 
     fn perform(&mut self, actions: Vec<Action>, ctx: &mut Context<Self>) {
-        let (probe_timeout, indirect_timeout) =
-            (self.settings.probe_timeout, self.settings.indirect_timeout);
+        let (probe_timeout, indirect_timeout) = (self.settings.probe_timeout, self.settings.indirect_timeout);
         for action in actions {
             match action {
                 Action::Probe { id, target, ping } => {
@@ -155,21 +152,12 @@ impl Membership {
 
     fn try_join(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        if self.joined
-            || self
-                .last_join_try
-                .is_some_and(|t| now - t < self.settings.join_retry)
-        {
+        if self.joined || self.last_join_try.is_some_and(|t| now - t < self.settings.join_retry) {
             return;
         }
         self.last_join_try = Some(now);
         let me = self.swim.info();
-        let calls: Vec<_> = self
-            .settings
-            .seeds
-            .iter()
-            .map(|seed| self.transport.join(seed, me.clone()))
-            .collect();
+        let calls: Vec<_> = self.settings.seeds.iter().map(|seed| self.transport.join(seed, me.clone())).collect();
         ctx.spawn(join_all(calls).into_actor(self).map(|answers, act, _| {
             let now = act.now_ms();
             for answer in answers {
@@ -182,11 +170,7 @@ impl Membership {
                 }
             }
             if act.joined {
-                log::info!(
-                    "node {} joined: {} members alive",
-                    act.swim.info().address,
-                    act.swim.alive().len()
-                );
+                log::info!("node {} joined: {} members alive", act.swim.info().address, act.swim.alive().len());
             }
         }));
     }
@@ -194,16 +178,8 @@ impl Membership {
     /// Hands the view to the balancer and the losses to the registry.
     fn publish(&mut self) {
         for event in self.swim.drain_events() {
-            log::info!(
-                "member {} (incarnation {}): {:?}",
-                event.address,
-                event.incarnation,
-                event.kind
-            );
-            if matches!(
-                event.kind,
-                EventKind::Dead | EventKind::Left | EventKind::Rejoined
-            ) {
+            log::info!("member {} (incarnation {}): {:?}", event.address, event.incarnation, event.kind);
+            if matches!(event.kind, EventKind::Dead | EventKind::Left | EventKind::Rejoined) {
                 self.on_lost.do_send(NodeLost(event.address));
             }
         }
@@ -212,11 +188,7 @@ impl Membership {
             .members()
             .into_iter()
             .filter(|m| m.status == Status::Alive)
-            .map(|m| NodeLoad {
-                addr: m.address,
-                slots: m.meta.slots,
-                busy: m.meta.busy,
-            })
+            .map(|m| NodeLoad { addr: m.address, slots: m.meta.slots, busy: m.meta.busy })
             .collect();
         self.balancer.do_send(SetMembers(live));
     }
@@ -313,17 +285,11 @@ impl Handler<Leave> for Membership {
             .leave()
             .into_iter()
             .filter_map(|action| match action {
-                Action::Probe { target, ping, .. } => {
-                    Some(self.transport.ping(&target, ping, timeout))
-                }
+                Action::Probe { target, ping, .. } => Some(self.transport.ping(&target, ping, timeout)),
                 Action::ProbeRequest { .. } => None,
             })
             .collect();
-        log::info!(
-            "node {} leaving: telling {} members",
-            self.swim.info().address,
-            calls.len()
-        );
+        log::info!("node {} leaving: telling {} members", self.swim.info().address, calls.len());
         Box::pin(join_all(calls).into_actor(self).map(|_, _, _| ()))
     }
 }
@@ -353,45 +319,25 @@ mod tests {
 
     impl Link {
         fn reach(&self, addr: &str) -> Result<Addr<Membership>, PeerError> {
-            let unreachable = || PeerError::Send {
-                url: addr.to_owned(),
-                reason: "connection refused".into(),
-            };
+            let unreachable = || PeerError::Send { url: addr.to_owned(), reason: "connection refused".into() };
             if self.0.down.borrow().contains(addr) {
                 return Err(unreachable());
             }
-            self.0
-                .nodes
-                .borrow()
-                .get(addr)
-                .cloned()
-                .ok_or_else(unreachable)
+            self.0.nodes.borrow().get(addr).cloned().ok_or_else(unreachable)
         }
     }
 
     fn lost(e: MailboxError) -> PeerError {
-        PeerError::Read {
-            url: String::new(),
-            reason: e.to_string(),
-        }
+        PeerError::Read { url: String::new(), reason: e.to_string() }
     }
 
     impl Transport for Link {
-        fn join(
-            &self,
-            seed: &str,
-            me: MemberInfo,
-        ) -> LocalBoxFuture<'static, Result<Vec<MemberInfo>, PeerError>> {
+        fn join(&self, seed: &str, me: MemberInfo) -> LocalBoxFuture<'static, Result<Vec<MemberInfo>, PeerError>> {
             let target = self.reach(seed);
             async move { target?.send(HandleJoin(me)).await.map_err(lost) }.boxed_local()
         }
 
-        fn ping(
-            &self,
-            target: &str,
-            ping: Ping,
-            _: Duration,
-        ) -> LocalBoxFuture<'static, Result<Ack, PeerError>> {
+        fn ping(&self, target: &str, ping: Ping, _: Duration) -> LocalBoxFuture<'static, Result<Ack, PeerError>> {
             let target = self.reach(target);
             async move { target?.send(HandlePing(ping)).await.map_err(lost) }.boxed_local()
         }
@@ -421,11 +367,7 @@ mod tests {
     impl Handler<GetLoad> for Recorder {
         type Result = MessageResult<GetLoad>;
         fn handle(&mut self, _: GetLoad, _: &mut Context<Self>) -> Self::Result {
-            MessageResult(Load {
-                slots: 2,
-                busy: 1,
-                queued: 0,
-            })
+            MessageResult(Load { slots: 2, busy: 1, queued: 0 })
         }
     }
 
@@ -461,11 +403,7 @@ mod tests {
 
     fn start(net: &Rc<Net>, name: &str, incarnation: u64, seeds: &[&str]) -> Node {
         let recorder = Recorder::default().start();
-        let meta = Meta {
-            slots: 2,
-            busy: 0,
-            boot: incarnation,
-        };
+        let meta = Meta { slots: 2, busy: 0, boot: incarnation };
         let swim = Swim::new(name, incarnation, meta, SwimConfig::default(), incarnation);
         let settings = MembershipSettings {
             seeds: seeds.iter().map(|s| s.to_string()).collect(),
@@ -504,10 +442,7 @@ mod tests {
 
     async fn status_of(node: &Node, of: &str) -> Option<Status> {
         let members: Vec<MemberView> = node.addr.send(GetMembers).await.unwrap();
-        members
-            .into_iter()
-            .find(|m| m.address == of)
-            .map(|m| m.status)
+        members.into_iter().find(|m| m.address == of).map(|m| m.status)
     }
 
     #[actix::test]

@@ -9,8 +9,7 @@ pub mod swim;
 mod transport;
 
 pub use membership::{
-    GetMembers, HandleJoin, HandlePing, HandlePingReq, Leave, Membership, MembershipLinks,
-    MembershipSettings, Tick,
+    GetMembers, HandleJoin, HandlePing, HandlePingReq, Leave, Membership, MembershipLinks, MembershipSettings, Tick,
 };
 pub use model::{MemberView, Status};
 pub use transport::Transport;

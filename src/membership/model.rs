@@ -87,20 +87,12 @@ pub enum Action {
     /// `POST /mystats` to `target` with `ping`, time-out
     /// `probe_timeout_ms`; the answer goes to [`Swim::on_ack`], an error or
     /// time-out to [`Swim::on_probe_failed`].
-    Probe {
-        id: ProbeId,
-        target: String,
-        ping: Ping,
-    },
+    Probe { id: ProbeId, target: String, ping: Ping },
     /// `POST /probe` to `via` with `req`, time-out
     /// [`SwimConfig::indirect_timeout_ms`]; the answer goes to
     /// [`Swim::on_indirect_ack`], an error or time-out to
     /// [`Swim::on_indirect_failed`].
-    ProbeRequest {
-        id: ProbeId,
-        via: String,
-        req: PingReq,
-    },
+    ProbeRequest { id: ProbeId, via: String, req: PingReq },
 }
 
 /// The load a node advertises: what the load balancer reads.
@@ -329,18 +321,13 @@ impl GossipQueue {
     pub(super) fn push(&mut self, info: MemberInfo) {
         self.entries.retain(|q| q.info.address != info.address);
         self.pushed += 1;
-        self.entries.push(Queued {
-            info,
-            sent: 0,
-            order: self.pushed,
-        });
+        self.entries.push(Queued { info, sent: 0, order: self.pushed });
     }
 
     /// Takes up to `max` claims for one message, counting each as sent once
     /// and forgetting it after `limit` sends.
     pub(super) fn take(&mut self, max: usize, limit: u32) -> Vec<MemberInfo> {
-        self.entries
-            .sort_by(|a, b| a.sent.cmp(&b.sent).then(b.order.cmp(&a.order)));
+        self.entries.sort_by(|a, b| a.sent.cmp(&b.sent).then(b.order.cmp(&a.order)));
         let taken: Vec<MemberInfo> = self
             .entries
             .iter_mut()
@@ -411,12 +398,7 @@ mod tests {
     use super::*;
 
     fn claim(status: Status, incarnation: u64) -> MemberInfo {
-        MemberInfo {
-            address: "n1".into(),
-            status,
-            incarnation,
-            meta: Meta::default(),
-        }
+        MemberInfo { address: "n1".into(), status, incarnation, meta: Meta::default() }
     }
 
     #[test]
@@ -439,11 +421,7 @@ mod tests {
             (Left, 1, Alive, 1, true),
         ];
         for (s, i, cs, ci, want) in cases {
-            assert_eq!(
-                claim(s, i).supersedes(&claim(cs, ci)),
-                want,
-                "{s:?}{{{i}}} over {cs:?}{{{ci}}}"
-            );
+            assert_eq!(claim(s, i).supersedes(&claim(cs, ci)), want, "{s:?}{{{i}}} over {cs:?}{{{ci}}}");
         }
     }
 
@@ -458,10 +436,7 @@ mod tests {
 
     #[test]
     fn wire_types_are_json_with_lowercase_status() {
-        let ping = Ping {
-            from: claim(Status::Alive, 3),
-            updates: vec![claim(Status::Suspect, 2)],
-        };
+        let ping = Ping { from: claim(Status::Alive, 3), updates: vec![claim(Status::Suspect, 2)] };
         let json = serde_json::to_string(&ping).unwrap();
         assert_eq!(
             json,

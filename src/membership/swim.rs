@@ -20,8 +20,8 @@
 use std::collections::BTreeMap;
 
 use super::model::{
-    retransmit_limit, Ack, EventKind, GossipQueue, IndirectAck, MemberEvent, MemberInfo,
-    MemberView, Meta, Ping, PingReq, ProbeId, SplitMix64, Stats, Status,
+    retransmit_limit, Ack, EventKind, GossipQueue, IndirectAck, MemberEvent, MemberInfo, MemberView, Meta, Ping,
+    PingReq, ProbeId, SplitMix64, Stats, Status,
 };
 pub use super::model::{Action, SwimConfig};
 
@@ -92,12 +92,7 @@ impl Swim {
     /// refutation once peers tell the node about its past.
     pub fn new(me: &str, incarnation: u64, meta: Meta, config: SwimConfig, seed: u64) -> Self {
         Self {
-            me: MemberInfo {
-                address: me.to_string(),
-                status: Status::Alive,
-                incarnation,
-                meta,
-            },
+            me: MemberInfo { address: me.to_string(), status: Status::Alive, incarnation, meta },
             config,
             rng: SplitMix64(seed),
             members: BTreeMap::new(),
@@ -120,12 +115,8 @@ impl Swim {
     pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
         self.now_ms = now_ms;
         self.expire_suspicions(now_ms);
-        let overdue: Vec<ProbeId> = self
-            .probes
-            .iter()
-            .filter(|(_, p)| p.deadline_ms <= now_ms)
-            .map(|(id, _)| *id)
-            .collect();
+        let overdue: Vec<ProbeId> =
+            self.probes.iter().filter(|(_, p)| p.deadline_ms <= now_ms).map(|(id, _)| *id).collect();
         let mut actions = Vec::new();
         for id in overdue {
             actions.extend(self.fail_probe(now_ms, id));
@@ -137,9 +128,7 @@ impl Swim {
         match self.next_probe_ms {
             // A random phase, so that nodes started together do not probe in
             // lockstep.
-            None => {
-                self.next_probe_ms = Some(now_ms.saturating_add(self.rng.below(interval.max(1))))
-            }
+            None => self.next_probe_ms = Some(now_ms.saturating_add(self.rng.below(interval.max(1)))),
             Some(due) if now_ms >= due => {
                 // Keeps the period's phase when ticks jitter, without a burst
                 // of catch-up probes after a stall.
@@ -199,10 +188,7 @@ impl Swim {
         self.stats.pings_received += 1;
         let sender = ping.from.address.clone();
         self.receive(now_ms, ping.from, ping.updates);
-        Ack {
-            from: self.me.clone(),
-            updates: self.piggyback(&sender),
-        }
+        Ack { from: self.me.clone(), updates: self.piggyback(&sender) }
     }
 
     /// Takes a peer's indirect probe request (`POST /probe`) and returns the
@@ -227,11 +213,7 @@ impl Swim {
             self.stats.acks_received += 1;
             self.receive(now_ms, ack.from, ack.updates);
         }
-        IndirectAck {
-            from: self.me.clone(),
-            ok,
-            updates: self.piggyback(&req.from.address),
-        }
+        IndirectAck { from: self.me.clone(), ok, updates: self.piggyback(&req.from.address) }
     }
 
     /// The seed side of `POST /join`: records the joiner and answers every
@@ -241,9 +223,7 @@ impl Swim {
         self.now_ms = now_ms;
         self.stats.joins_received += 1;
         self.apply(now_ms, joiner, Source::FirstHand);
-        std::iter::once(self.me.clone())
-            .chain(self.members.values().map(|m| m.info.clone()))
-            .collect()
+        std::iter::once(self.me.clone()).chain(self.members.values().map(|m| m.info.clone())).collect()
     }
 
     /// The joiner side of `POST /join`: takes in the seed's member list.
@@ -273,11 +253,7 @@ impl Swim {
             .into_iter()
             .map(|target| {
                 self.stats.pings_sent += 1;
-                Action::Probe {
-                    id: self.new_id(),
-                    ping: self.ping_to(&target),
-                    target,
-                }
+                Action::Probe { id: self.new_id(), ping: self.ping_to(&target), target }
             })
             .collect()
     }
@@ -299,11 +275,7 @@ impl Swim {
     /// Every member this node knows, itself first, tombstones included.
     pub fn members(&self) -> Vec<MemberView> {
         std::iter::once(MemberView::new(&self.me, self.now_ms))
-            .chain(
-                self.members
-                    .values()
-                    .map(|m| MemberView::new(&m.info, m.last_seen_ms)),
-            )
+            .chain(self.members.values().map(|m| MemberView::new(&m.info, m.last_seen_ms)))
             .collect()
     }
 
@@ -312,9 +284,7 @@ impl Swim {
         if address == self.me.address {
             return Some(MemberView::new(&self.me, self.now_ms));
         }
-        self.members
-            .get(address)
-            .map(|m| MemberView::new(&m.info, m.last_seen_ms))
+        self.members.get(address).map(|m| MemberView::new(&m.info, m.last_seen_ms))
     }
 
     /// Addresses of the members held alive, this node included unless it has
@@ -391,11 +361,8 @@ impl Swim {
     /// random place, so that a member wrongly declared dead (a healed
     /// partition) is found again.
     fn reshuffle(&mut self) {
-        let mut round: Vec<(String, bool)> = self
-            .addresses(|s| matches!(s, Status::Alive | Status::Suspect))
-            .into_iter()
-            .map(|a| (a, false))
-            .collect();
+        let mut round: Vec<(String, bool)> =
+            self.addresses(|s| matches!(s, Status::Alive | Status::Suspect)).into_iter().map(|a| (a, false)).collect();
         self.rng.shuffle(&mut round);
         let dead = self.addresses(|s| s == Status::Dead);
         if !dead.is_empty() {
@@ -428,11 +395,7 @@ impl Swim {
         if probe.stage != Stage::Direct {
             // A reconnect that fails changes nothing; a failed indirect leg
             // makes the target suspect.
-            if self
-                .probes
-                .remove(&id)
-                .is_some_and(|p| p.stage != Stage::Reconnect)
-            {
+            if self.probes.remove(&id).is_some_and(|p| p.stage != Stage::Reconnect) {
                 self.suspect(now_ms, &target);
             }
             return Vec::new();
@@ -445,20 +408,14 @@ impl Swim {
         }
         let deadline_ms = now_ms.saturating_add(self.config.indirect_timeout_ms());
         if let Some(probe) = self.probes.get_mut(&id) {
-            probe.stage = Stage::Indirect {
-                waiting: helpers.len(),
-            };
+            probe.stage = Stage::Indirect { waiting: helpers.len() };
             probe.deadline_ms = deadline_ms;
         }
         helpers
             .into_iter()
             .map(|via| {
                 self.stats.ping_reqs_sent += 1;
-                let req = PingReq {
-                    from: self.me.clone(),
-                    target: target.clone(),
-                    updates: self.piggyback(&via),
-                };
+                let req = PingReq { from: self.me.clone(), target: target.clone(), updates: self.piggyback(&via) };
                 Action::ProbeRequest { id, via, req }
             })
             .collect()
@@ -494,10 +451,7 @@ impl Swim {
 
     fn suspect(&mut self, now_ms: u64, target: &str) {
         if let Some(m) = self.members.get(target) {
-            let claim = MemberInfo {
-                status: Status::Suspect,
-                ..m.info.clone()
-            };
+            let claim = MemberInfo { status: Status::Suspect, ..m.info.clone() };
             self.apply(now_ms, claim, Source::Gossip);
         }
     }
@@ -508,10 +462,7 @@ impl Swim {
             .values()
             .filter(|m| m.info.status == Status::Suspect)
             .filter(|m| m.suspect_deadline_ms.is_some_and(|d| d <= now_ms))
-            .map(|m| MemberInfo {
-                status: Status::Dead,
-                ..m.info.clone()
-            })
+            .map(|m| MemberInfo { status: Status::Dead, ..m.info.clone() })
             .collect();
         for claim in expired {
             self.apply(now_ms, claim, Source::Gossip);
@@ -546,34 +497,17 @@ impl Swim {
         if live(info.status) && !previous.as_ref().is_some_and(|p| live(p.status)) {
             self.insert_into_round(&info.address);
         }
-        let rebooted = previous
-            .as_ref()
-            .is_some_and(|p| p.meta.boot != info.meta.boot && info.status == Status::Alive);
+        let rebooted = previous.as_ref().is_some_and(|p| p.meta.boot != info.meta.boot && info.status == Status::Alive);
         let change = EventKind::of_change(previous.as_ref().map(|p| p.status), info.status);
-        if let Some(kind) = if rebooted {
-            Some(EventKind::Rejoined)
-        } else {
-            change
-        } {
-            self.events.push(MemberEvent {
-                address: info.address.clone(),
-                incarnation: info.incarnation,
-                kind,
-            });
+        if let Some(kind) = if rebooted { Some(EventKind::Rejoined) } else { change } {
+            self.events.push(MemberEvent { address: info.address.clone(), incarnation: info.incarnation, kind });
         }
-        let suspect_deadline_ms = (info.status == Status::Suspect)
-            .then(|| now_ms.saturating_add(self.config.suspicion_timeout_ms));
+        let suspect_deadline_ms =
+            (info.status == Status::Suspect).then(|| now_ms.saturating_add(self.config.suspicion_timeout_ms));
         if source != Source::Sync {
             self.gossip.push(info.clone());
         }
-        self.members.insert(
-            info.address.clone(),
-            Member {
-                info,
-                last_seen_ms: now_ms,
-                suspect_deadline_ms,
-            },
-        );
+        self.members.insert(info.address.clone(), Member { info, last_seen_ms: now_ms, suspect_deadline_ms });
     }
 
     /// A claim about this node. Only this node may raise its incarnation, so
@@ -585,9 +519,7 @@ impl Swim {
         }
         let threat = match info.status {
             Status::Alive => info.incarnation > self.me.incarnation,
-            Status::Suspect | Status::Dead | Status::Left => {
-                info.incarnation >= self.me.incarnation
-            }
+            Status::Suspect | Status::Dead | Status::Left => info.incarnation >= self.me.incarnation,
         };
         if threat {
             self.me.incarnation = info.incarnation.saturating_add(1);
@@ -603,10 +535,7 @@ impl Swim {
     }
 
     fn ping_to(&mut self, target: &str) -> Ping {
-        Ping {
-            from: self.me.clone(),
-            updates: self.piggyback(target),
-        }
+        Ping { from: self.me.clone(), updates: self.piggyback(target) }
     }
 
     /// The claims for one message to `to`, at most `max_piggyback`.
@@ -630,19 +559,11 @@ impl Swim {
     /// Members not known dead or gone, this node included: the n of the
     /// retransmit limit.
     fn live_count(&self) -> usize {
-        1 + self
-            .members
-            .values()
-            .filter(|m| matches!(m.info.status, Status::Alive | Status::Suspect))
-            .count()
+        1 + self.members.values().filter(|m| matches!(m.info.status, Status::Alive | Status::Suspect)).count()
     }
 
     fn addresses(&self, keep: impl Fn(Status) -> bool) -> Vec<String> {
-        self.members
-            .values()
-            .filter(|m| keep(m.info.status))
-            .map(|m| m.info.address.clone())
-            .collect()
+        self.members.values().filter(|m| keep(m.info.status)).map(|m| m.info.address.clone()).collect()
     }
 
     fn new_id(&mut self) -> ProbeId {
@@ -673,11 +594,7 @@ mod tests {
     const TICK_MS: u64 = 100;
 
     fn meta() -> Meta {
-        Meta {
-            slots: 2,
-            busy: 0,
-            boot: 0,
-        }
+        Meta { slots: 2, busy: 0, boot: 0 }
     }
 
     fn addr(i: usize) -> String {
@@ -685,31 +602,15 @@ mod tests {
     }
 
     fn alive(address: &str, incarnation: u64) -> MemberInfo {
-        MemberInfo {
-            address: address.into(),
-            status: Status::Alive,
-            incarnation,
-            meta: meta(),
-        }
+        MemberInfo { address: address.into(), status: Status::Alive, incarnation, meta: meta() }
     }
 
     /// A failure the network reports later, when the caller's time-out runs out:
     /// its direct probe, its request to a helper, or a helper's relayed probe.
     enum Timeout {
-        Probe {
-            node: String,
-            id: ProbeId,
-        },
-        Indirect {
-            node: String,
-            id: ProbeId,
-        },
-        Relay {
-            helper: String,
-            requester: String,
-            id: ProbeId,
-            req: PingReq,
-        },
+        Probe { node: String, id: ProbeId },
+        Indirect { node: String, id: ProbeId },
+        Relay { helper: String, requester: String, id: ProbeId, req: PingReq },
     }
 
     /// An in-memory network: requests are answered at once when both ends are
@@ -735,8 +636,7 @@ mod tests {
             let infos: Vec<MemberInfo> = (0..n).map(|i| alive(&addr(i), 0)).collect();
             let mut nodes = BTreeMap::new();
             for i in 0..n {
-                let mut node =
-                    Swim::new(&addr(i), 0, meta(), config.clone(), seed * 1000 + i as u64);
+                let mut node = Swim::new(&addr(i), 0, meta(), config.clone(), seed * 1000 + i as u64);
                 node.joined(0, infos.clone());
                 node.drain_events();
                 nodes.insert(addr(i), node);
@@ -758,11 +658,7 @@ mod tests {
         }
 
         fn live(&self) -> Vec<String> {
-            self.nodes
-                .keys()
-                .filter(|a| !self.down.contains(*a))
-                .cloned()
-                .collect()
+            self.nodes.keys().filter(|a| !self.down.contains(*a)).cloned().collect()
         }
 
         fn link_ok(&mut self, from: &str, to: &str) -> bool {
@@ -781,25 +677,13 @@ mod tests {
                         self.node(from).on_ack(now, id, ack);
                     } else {
                         let at = now + self.config.probe_timeout_ms;
-                        self.later.push((
-                            at,
-                            Timeout::Probe {
-                                node: from.into(),
-                                id,
-                            },
-                        ));
+                        self.later.push((at, Timeout::Probe { node: from.into(), id }));
                     }
                 }
                 Action::ProbeRequest { id, via, req } => {
                     if !self.link_ok(from, &via) {
                         let at = now + self.config.indirect_timeout_ms();
-                        self.later.push((
-                            at,
-                            Timeout::Indirect {
-                                node: from.into(),
-                                id,
-                            },
-                        ));
+                        self.later.push((at, Timeout::Indirect { node: from.into(), id }));
                         return;
                     }
                     let ping = self.node(&via).handle_ping_req(now, &req);
@@ -811,15 +695,7 @@ mod tests {
                     } else {
                         let at = now + self.config.probe_timeout_ms;
                         let requester = from.to_string();
-                        self.later.push((
-                            at,
-                            Timeout::Relay {
-                                helper: via,
-                                requester,
-                                id,
-                                req,
-                            },
-                        ));
+                        self.later.push((at, Timeout::Relay { helper: via, requester, id, req }));
                     }
                 }
             }
@@ -836,12 +712,9 @@ mod tests {
                 Timeout::Indirect { node, id } if !self.down.contains(&node) => {
                     self.node(&node).on_indirect_failed(now, id);
                 }
-                Timeout::Relay {
-                    helper,
-                    requester,
-                    id,
-                    req,
-                } if !self.down.contains(&helper) && !self.down.contains(&requester) => {
+                Timeout::Relay { helper, requester, id, req }
+                    if !self.down.contains(&helper) && !self.down.contains(&requester) =>
+                {
                     let reply = self.node(&helper).indirect_reply(now, &req, None);
                     self.node(&requester).on_indirect_ack(now, id, reply);
                 }
@@ -852,9 +725,8 @@ mod tests {
         fn step(&mut self) {
             self.now += TICK_MS;
             let now = self.now;
-            let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.later)
-                .into_iter()
-                .partition(|(at, _)| *at <= now);
+            let (due, rest): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut self.later).into_iter().partition(|(at, _)| *at <= now);
             self.later = rest;
             for (_, later) in due {
                 self.fire(later);
@@ -891,10 +763,7 @@ mod tests {
 
         /// Every live node other than `member` sees it as `status`.
         fn all_see(&self, member: &str, status: Status) -> bool {
-            self.live()
-                .iter()
-                .filter(|a| *a != member)
-                .all(|a| self.status(a, member) == Some(status))
+            self.live().iter().filter(|a| *a != member).all(|a| self.status(a, member) == Some(status))
         }
 
         fn events_about(&mut self, member: &str) -> Vec<(String, MemberEvent)> {
@@ -918,47 +787,21 @@ mod tests {
     }
 
     fn ack_from(address: &str) -> Ack {
-        Ack {
-            from: alive(address, 0),
-            updates: Vec::new(),
-        }
+        Ack { from: alive(address, 0), updates: Vec::new() }
     }
 
     #[test]
     fn a_restart_before_anyone_noticed_shows_as_rejoined() {
-        let meta = |boot| Meta {
-            slots: 1,
-            busy: 0,
-            boot,
-        };
+        let meta = |boot| Meta { slots: 1, busy: 0, boot };
         let mut a = Swim::new("a", 10, meta(10), SwimConfig::default(), 1);
-        let b_first = MemberInfo {
-            address: "b".into(),
-            status: Status::Alive,
-            incarnation: 20,
-            meta: meta(20),
-        };
+        let b_first = MemberInfo { address: "b".into(), status: Status::Alive, incarnation: 20, meta: meta(20) };
         a.joined(0, vec![b_first]);
         a.drain_events();
-        let b_again = MemberInfo {
-            address: "b".into(),
-            status: Status::Alive,
-            incarnation: 30,
-            meta: meta(30),
-        };
-        a.handle_ping(
-            5,
-            Ping {
-                from: b_again,
-                updates: Vec::new(),
-            },
-        );
+        let b_again = MemberInfo { address: "b".into(), status: Status::Alive, incarnation: 30, meta: meta(30) };
+        a.handle_ping(5, Ping { from: b_again, updates: Vec::new() });
         let events = a.drain_events();
         assert_eq!(events.len(), 1);
-        assert_eq!(
-            (events[0].address.as_str(), events[0].kind),
-            ("b", EventKind::Rejoined)
-        );
+        assert_eq!((events[0].address.as_str(), events[0].kind), ("b", EventKind::Rejoined));
     }
 
     #[test]
@@ -984,10 +827,7 @@ mod tests {
             assert_eq!(sorted, peers, "one round probes each member exactly once");
             orders.push(order);
         }
-        assert!(
-            orders.windows(2).any(|w| w[0] != w[1]),
-            "rounds are reshuffled"
-        );
+        assert!(orders.windows(2).any(|w| w[0] != w[1]), "rounds are reshuffled");
 
         // A member that joins mid-round is probed within that round.
         let first = next_target(&mut swim);
@@ -1003,35 +843,16 @@ mod tests {
         sim.run_for(3000);
         let killed_at = sim.now;
         sim.down.insert(addr(3));
-        let suspected = sim
-            .run_until(5000, |s| {
-                s.live()
-                    .iter()
-                    .any(|a| s.status(a, &addr(3)) == Some(Status::Suspect))
-            })
-            .unwrap();
-        let first_dead = sim
-            .run_until(5000, |s| {
-                s.live()
-                    .iter()
-                    .any(|a| s.status(a, &addr(3)) == Some(Status::Dead))
-            })
-            .unwrap();
-        let all_dead = sim
-            .run_until(5000, |s| s.all_see(&addr(3), Status::Dead))
-            .unwrap();
+        let suspected =
+            sim.run_until(5000, |s| s.live().iter().any(|a| s.status(a, &addr(3)) == Some(Status::Suspect))).unwrap();
+        let first_dead =
+            sim.run_until(5000, |s| s.live().iter().any(|a| s.status(a, &addr(3)) == Some(Status::Dead))).unwrap();
+        let all_dead = sim.run_until(5000, |s| s.all_see(&addr(3), Status::Dead)).unwrap();
         assert!(first_dead - suspected >= config.suspicion_timeout_ms - TICK_MS);
-        assert!(
-            all_dead - killed_at <= 5000,
-            "dead everywhere {} ms after the kill",
-            all_dead - killed_at
-        );
+        assert!(all_dead - killed_at <= 5000, "dead everywhere {} ms after the kill", all_dead - killed_at);
         let events = sim.events_about(&addr(3));
         for a in sim.live() {
-            let dead = events
-                .iter()
-                .filter(|(n, e)| *n == a && e.kind == EventKind::Dead)
-                .count();
+            let dead = events.iter().filter(|(n, e)| *n == a && e.kind == EventKind::Dead).count();
             assert_eq!(dead, 1, "{a} reports the death once");
         }
         assert!(events.iter().any(|(_, e)| e.kind == EventKind::Suspected));
@@ -1054,10 +875,7 @@ mod tests {
         sim.run_for(1000);
         let rumour = Ping {
             from: alive(&addr(1), 0),
-            updates: vec![MemberInfo {
-                status: Status::Suspect,
-                ..alive(&addr(3), 0)
-            }],
+            updates: vec![MemberInfo { status: Status::Suspect, ..alive(&addr(3), 0) }],
         };
         let now = sim.now;
         sim.node(&addr(0)).handle_ping(now, rumour);
@@ -1068,9 +886,7 @@ mod tests {
         assert_eq!(sim.nodes[&addr(3)].stats().refutations, 1);
         let events = sim.events_about(&addr(3));
         assert!(!events.iter().any(|(_, e)| e.kind == EventKind::Dead));
-        assert!(events
-            .iter()
-            .any(|(n, e)| *n == addr(0) && e.kind == EventKind::Recovered));
+        assert!(events.iter().any(|(n, e)| *n == addr(0) && e.kind == EventKind::Recovered));
     }
 
     #[test]
@@ -1078,8 +894,7 @@ mod tests {
         let mut sim = Sim::new(6, SwimConfig::default(), 4);
         sim.run_for(2000);
         sim.down.insert(addr(2));
-        sim.run_until(10_000, |s| s.all_see(&addr(2), Status::Dead))
-            .unwrap();
+        sim.run_until(10_000, |s| s.all_see(&addr(2), Status::Dead)).unwrap();
         let died_with = sim.nodes[&addr(0)].member(&addr(2)).unwrap().incarnation;
         sim.events_about(&addr(2));
 
@@ -1088,16 +903,13 @@ mod tests {
         sim.nodes.insert(addr(2), fresh);
         sim.down.remove(&addr(2));
         sim.join(&addr(2), &addr(0));
-        sim.run_until(5000, |s| s.all_see(&addr(2), Status::Alive))
-            .unwrap();
+        sim.run_until(5000, |s| s.all_see(&addr(2), Status::Alive)).unwrap();
         let now_inc = sim.nodes[&addr(2)].info().incarnation;
         assert!(now_inc > died_with);
         let events = sim.events_about(&addr(2));
         for a in sim.live().into_iter().filter(|a| *a != addr(2)) {
             assert!(
-                events.iter().any(|(n, e)| *n == a
-                    && e.kind == EventKind::Rejoined
-                    && e.incarnation > died_with),
+                events.iter().any(|(n, e)| *n == a && e.kind == EventKind::Rejoined && e.incarnation > died_with),
                 "{a} sees the restart"
             );
         }
@@ -1117,10 +929,7 @@ mod tests {
         assert!(sim.all_see(&addr(4), Status::Left));
         let events = sim.events_about(&addr(4));
         assert!(!events.iter().any(|(_, e)| e.kind == EventKind::Dead));
-        assert!(sim
-            .live()
-            .iter()
-            .all(|a| !sim.nodes[a].alive().contains(&addr(4))));
+        assert!(sim.live().iter().all(|a| !sim.nodes[a].alive().contains(&addr(4))));
     }
 
     /// Periods until every node holds `n00`'s new metadata.
@@ -1129,18 +938,10 @@ mod tests {
         let mut sim = Sim::new(n, config.clone(), seed);
         sim.run_for(2000);
         let start = sim.now;
-        let busy = Meta {
-            slots: 2,
-            busy: 1,
-            boot: 0,
-        };
+        let busy = Meta { slots: 2, busy: 1, boot: 0 };
         sim.node(&addr(0)).set_meta(busy);
         let done = sim
-            .run_until(30_000, |s| {
-                s.nodes
-                    .values()
-                    .all(|node| node.member(&addr(0)).unwrap().meta == busy)
-            })
+            .run_until(30_000, |s| s.nodes.values().all(|node| node.member(&addr(0)).unwrap().meta == busy))
             .unwrap();
         (done - start).div_ceil(config.probe_interval_ms)
     }
@@ -1148,10 +949,7 @@ mod tests {
     #[test]
     fn gossip_reaches_all_nodes_in_logarithmic_periods() {
         for n in [8, 32, 128] {
-            let worst = (1..=3)
-                .map(|seed| periods_to_spread(n, seed))
-                .max()
-                .unwrap();
+            let worst = (1..=3).map(|seed| periods_to_spread(n, seed)).max().unwrap();
             let log2 = u64::from(usize::BITS - n.leading_zeros() - 1);
             assert!(worst <= log2 + 2, "{n} nodes: {worst} periods");
         }
@@ -1167,10 +965,7 @@ mod tests {
         let limit = retransmit_limit(config.retransmit_mult, 31) as usize;
         let mut sent: BTreeMap<String, usize> = BTreeMap::new();
         for round in 0..200 {
-            let ping = Ping {
-                from: alive(&addr(round % 30), 0),
-                updates: Vec::new(),
-            };
+            let ping = Ping { from: alive(&addr(round % 30), 0), updates: Vec::new() };
             let ack = seed_node.handle_ping(round as u64, ping);
             assert!(ack.updates.len() <= config.max_piggyback);
             for u in ack.updates {
@@ -1183,13 +978,7 @@ mod tests {
 
         // A fresh claim goes out on the very next message.
         seed_node.handle_join(300, alive("new", 0));
-        let ack = seed_node.handle_ping(
-            301,
-            Ping {
-                from: alive(&addr(0), 0),
-                updates: Vec::new(),
-            },
-        );
+        let ack = seed_node.handle_ping(301, Ping { from: alive(&addr(0), 0), updates: Vec::new() });
         assert_eq!(ack.updates[0].address, "new");
     }
 
@@ -1206,10 +995,7 @@ mod tests {
         let expected = 1000.0 / SwimConfig::default().probe_interval_ms as f64;
         for n in [4, 16, 64] {
             let rate = requests_per_node_per_second(n);
-            assert!(
-                (rate - expected).abs() < expected * 0.1,
-                "{n} nodes: {rate} requests/s per node"
-            );
+            assert!((rate - expected).abs() < expected * 0.1, "{n} nodes: {rate} requests/s per node");
         }
     }
 
@@ -1222,14 +1008,8 @@ mod tests {
                 let killed_at = sim.now;
                 let victim = addr(seed as usize % n);
                 sim.down.insert(victim.clone());
-                let done = sim
-                    .run_until(10_000, |s| s.all_see(&victim, Status::Dead))
-                    .unwrap();
-                assert!(
-                    done - killed_at <= 5000,
-                    "{n} nodes, seed {seed}: {} ms",
-                    done - killed_at
-                );
+                let done = sim.run_until(10_000, |s| s.all_see(&victim, Status::Dead)).unwrap();
+                assert!(done - killed_at <= 5000, "{n} nodes, seed {seed}: {} ms", done - killed_at);
             }
         }
     }
@@ -1244,10 +1024,7 @@ mod tests {
             assert_eq!(sim.nodes[&a].alive().len(), 10, "{a} holds everyone alive");
             let events = sim.nodes.get_mut(&a).unwrap().drain_events();
             assert!(!events.iter().any(|e| e.kind == EventKind::Dead));
-            suspicions += events
-                .iter()
-                .filter(|e| e.kind == EventKind::Suspected)
-                .count();
+            suspicions += events.iter().filter(|e| e.kind == EventKind::Suspected).count();
         }
         let refutations: u64 = sim.nodes.values().map(|s| s.stats().refutations).sum();
         assert!(suspicions > 0 && refutations > 0, "the loss was felt");
@@ -1262,17 +1039,11 @@ mod tests {
             sim.cut.insert((isolated.clone(), other.clone()));
             sim.cut.insert((other, isolated.clone()));
         }
-        sim.run_until(10_000, |s| s.all_see(&addr(4), Status::Dead))
-            .unwrap();
-        assert!(
-            sim.nodes[&isolated].alive().len() == 1,
-            "it holds the rest dead"
-        );
+        sim.run_until(10_000, |s| s.all_see(&addr(4), Status::Dead)).unwrap();
+        assert!(sim.nodes[&isolated].alive().len() == 1, "it holds the rest dead");
         sim.cut.clear();
         let healed = sim.now;
-        let done = sim
-            .run_until(30_000, |s| s.nodes.values().all(|n| n.alive().len() == 5))
-            .unwrap();
+        let done = sim.run_until(30_000, |s| s.nodes.values().all(|n| n.alive().len() == 5)).unwrap();
         // Each node tries one dead member a round (Serf's reconnect).
         assert!(done - healed <= 5000, "healed after {} ms", done - healed);
     }
@@ -1281,60 +1052,29 @@ mod tests {
     fn a_node_that_joins_through_a_seed_is_known_everywhere() {
         let mut sim = Sim::new(8, SwimConfig::default(), 11);
         sim.run_for(1000);
-        let mut newcomer = Swim::new(
-            "new",
-            5,
-            Meta {
-                slots: 4,
-                busy: 0,
-                boot: 0,
-            },
-            SwimConfig::default(),
-            12,
-        );
+        let mut newcomer = Swim::new("new", 5, Meta { slots: 4, busy: 0, boot: 0 }, SwimConfig::default(), 12);
         newcomer.tick(sim.now);
         sim.nodes.insert("new".into(), newcomer);
         sim.join("new", &addr(3));
         assert_eq!(sim.nodes["new"].alive().len(), 9, "the seed's list");
-        sim.run_until(5000, |s| s.all_see("new", Status::Alive))
-            .unwrap();
+        sim.run_until(5000, |s| s.all_see("new", Status::Alive)).unwrap();
         let view = sim.nodes[&addr(0)].member("new").unwrap();
         assert_eq!((view.incarnation, view.meta.slots), (5, 4));
         let joined = sim.events_about("new");
-        assert_eq!(
-            joined
-                .iter()
-                .filter(|(_, e)| e.kind == EventKind::Joined)
-                .count(),
-            8
-        );
+        assert_eq!(joined.iter().filter(|(_, e)| e.kind == EventKind::Joined).count(), 8);
     }
 
     #[test]
     fn a_node_told_it_is_dead_outbids_the_claim_in_its_answer() {
         let mut swim = Swim::new("me", 4, meta(), SwimConfig::default(), 13);
-        let ping = Ping {
-            from: alive("peer", 0),
-            updates: vec![MemberInfo {
-                status: Status::Dead,
-                ..alive("me", 4)
-            }],
-        };
+        let ping =
+            Ping { from: alive("peer", 0), updates: vec![MemberInfo { status: Status::Dead, ..alive("me", 4) }] };
         let ack = swim.handle_ping(0, ping);
         assert_eq!((ack.from.status, ack.from.incarnation), (Status::Alive, 5));
         swim.leave();
-        let ping = Ping {
-            from: alive("peer", 0),
-            updates: vec![MemberInfo {
-                status: Status::Suspect,
-                ..alive("me", 5)
-            }],
-        };
+        let ping =
+            Ping { from: alive("peer", 0), updates: vec![MemberInfo { status: Status::Suspect, ..alive("me", 5) }] };
         let ack = swim.handle_ping(1, ping);
-        assert_eq!(
-            (ack.from.status, ack.from.incarnation),
-            (Status::Left, 5),
-            "a leaver does not refute"
-        );
+        assert_eq!((ack.from.status, ack.from.incarnation), (Status::Left, 5), "a leaver does not refute");
     }
 }

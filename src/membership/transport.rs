@@ -12,17 +12,8 @@ use super::model::{Ack, IndirectAck, MemberInfo, Ping, PingReq};
 use crate::peer::{PeerClient, PeerError};
 
 pub trait Transport {
-    fn join(
-        &self,
-        seed: &str,
-        me: MemberInfo,
-    ) -> LocalBoxFuture<'static, Result<Vec<MemberInfo>, PeerError>>;
-    fn ping(
-        &self,
-        target: &str,
-        ping: Ping,
-        timeout: Duration,
-    ) -> LocalBoxFuture<'static, Result<Ack, PeerError>>;
+    fn join(&self, seed: &str, me: MemberInfo) -> LocalBoxFuture<'static, Result<Vec<MemberInfo>, PeerError>>;
+    fn ping(&self, target: &str, ping: Ping, timeout: Duration) -> LocalBoxFuture<'static, Result<Ack, PeerError>>;
     fn ping_req(
         &self,
         via: &str,
@@ -38,34 +29,14 @@ struct Joined {
 }
 
 impl Transport for PeerClient {
-    fn join(
-        &self,
-        seed: &str,
-        me: MemberInfo,
-    ) -> LocalBoxFuture<'static, Result<Vec<MemberInfo>, PeerError>> {
+    fn join(&self, seed: &str, me: MemberInfo) -> LocalBoxFuture<'static, Result<Vec<MemberInfo>, PeerError>> {
         let (client, seed) = (self.clone(), seed.to_owned());
-        async move {
-            client
-                .post::<_, Joined>(&seed, "/join", &me)
-                .await
-                .map(|j| j.members)
-        }
-        .boxed_local()
+        async move { client.post::<_, Joined>(&seed, "/join", &me).await.map(|j| j.members) }.boxed_local()
     }
 
-    fn ping(
-        &self,
-        target: &str,
-        ping: Ping,
-        timeout: Duration,
-    ) -> LocalBoxFuture<'static, Result<Ack, PeerError>> {
+    fn ping(&self, target: &str, ping: Ping, timeout: Duration) -> LocalBoxFuture<'static, Result<Ack, PeerError>> {
         let (client, target) = (self.clone(), target.to_owned());
-        async move {
-            client
-                .post_within(&target, "/mystats", &ping, Some(timeout))
-                .await
-        }
-        .boxed_local()
+        async move { client.post_within(&target, "/mystats", &ping, Some(timeout)).await }.boxed_local()
     }
 
     fn ping_req(
@@ -75,11 +46,6 @@ impl Transport for PeerClient {
         timeout: Duration,
     ) -> LocalBoxFuture<'static, Result<IndirectAck, PeerError>> {
         let (client, via) = (self.clone(), via.to_owned());
-        async move {
-            client
-                .post_within(&via, "/probe", &req, Some(timeout))
-                .await
-        }
-        .boxed_local()
+        async move { client.post_within(&via, "/probe", &req, Some(timeout)).await }.boxed_local()
     }
 }

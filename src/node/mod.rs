@@ -31,10 +31,7 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("cannot prepare data folder {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open the database: {0}")]
     Store(#[from] StoreError),
     #[error("cannot prepare the executor: {0}")]
@@ -79,25 +76,15 @@ impl NodeHandle {
 /// Starts a node on `listener`. Must run inside an actix `System`.
 pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeError> {
     let addr = listener.local_addr().map_err(NodeError::Http)?;
-    let node = config
-        .node
-        .advertise
-        .clone()
-        .unwrap_or_else(|| addr.to_string());
+    let node = config.node.advertise.clone().unwrap_or_else(|| addr.to_string());
     // Absolute, so that paths stored in the database do not depend on the
     // folder the node was started from.
-    let data_dir =
-        std::path::absolute(&config.node.data_dir).map_err(|source| NodeError::DataDir {
-            path: config.node.data_dir.clone(),
-            source,
-        })?;
+    let data_dir = std::path::absolute(&config.node.data_dir)
+        .map_err(|source| NodeError::DataDir { path: config.node.data_dir.clone(), source })?;
     let evaluations_dir = data_dir.join("evaluations");
     let uploads_dir = data_dir.join("uploads");
     for dir in [&data_dir, &evaluations_dir, &uploads_dir] {
-        std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir {
-            path: dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir { path: dir.clone(), source })?;
     }
     clear_leftovers(&evaluations_dir, &uploads_dir);
 
@@ -105,19 +92,10 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     let store = Store::start_in_arbiter(&Arbiter::new().handle(), move |_| store);
 
     let e = &config.executor;
-    let envs = EnvCache::new(
-        &data_dir,
-        &e.python,
-        e.use_uv,
-        Duration::from_secs(e.install_timeout_s),
-        e.output_cap_bytes,
-    );
-    let pytest = Pytest::new(
-        &data_dir,
-        Duration::from_secs(e.collect_timeout_s),
-        e.output_cap_bytes,
-        e.message_cap_bytes,
-    )?;
+    let envs =
+        EnvCache::new(&data_dir, &e.python, e.use_uv, Duration::from_secs(e.install_timeout_s), e.output_cap_bytes);
+    let pytest =
+        Pytest::new(&data_dir, Duration::from_secs(e.collect_timeout_s), e.output_cap_bytes, e.message_cap_bytes)?;
     let runner = Rc::new(PytestRunner::new(envs, pytest));
     let executor = Executor::new(node.clone(), config.node.slots, runner).start();
 
@@ -126,10 +104,8 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     let peers = PeerClient::new(&node, peer_timeout);
     let balancer = LoadBalancer::new(Box::new(LeastConnections::default())).start();
     let blobs_dir = data_dir.join("blobs");
-    let limits = UnpackLimits {
-        max_entries: config.intake.max_entries,
-        max_unpacked_bytes: config.intake.max_unpacked_bytes,
-    };
+    let limits =
+        UnpackLimits { max_entries: config.intake.max_entries, max_unpacked_bytes: config.intake.max_unpacked_bytes };
     let worker = Worker::new(
         WorkerSettings {
             blobs_dir: blobs_dir.clone(),
@@ -176,17 +152,8 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     // incarnation above its dead past self's.
     let incarnation = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
     let slots = u32::try_from(config.node.slots).unwrap_or(u32::MAX);
-    let swim = Swim::new(
-        &node,
-        incarnation,
-        Meta {
-            slots,
-            busy: 0,
-            boot: incarnation,
-        },
-        swim_config.clone(),
-        incarnation,
-    );
+    let swim =
+        Swim::new(&node, incarnation, Meta { slots, busy: 0, boot: incarnation }, swim_config.clone(), incarnation);
     let membership = Membership::new(
         swim,
         MembershipSettings {
@@ -233,11 +200,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     .map_err(NodeError::Http)?
     .run();
     log::info!("node {node} serving on {addr}");
-    Ok(NodeHandle {
-        server,
-        addr,
-        membership,
-    })
+    Ok(NodeHandle { server, addr, membership })
 }
 
 /// Removes what an interrupted intake left: half-unpacked workspaces and
@@ -248,17 +211,10 @@ fn clear_leftovers(evaluations_dir: &std::path::Path, uploads_dir: &std::path::P
         .flatten()
         .flatten()
         .filter(|entry| entry.file_name().to_string_lossy().ends_with(".partial"));
-    let uploads = std::fs::read_dir(uploads_dir)
-        .into_iter()
-        .flatten()
-        .flatten();
+    let uploads = std::fs::read_dir(uploads_dir).into_iter().flatten().flatten();
     for entry in partials.chain(uploads) {
         let path = entry.path();
-        let removed = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
         if let Err(e) = removed {
             log::warn!("cannot remove leftover {}: {e}", path.display());
         }

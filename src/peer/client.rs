@@ -23,14 +23,8 @@ pub struct PeerClient {
 impl PeerClient {
     /// awc clients are bound to the thread that made them: make one per arbiter.
     pub fn new(node: &str, timeout: Duration) -> Self {
-        let client = awc::Client::builder()
-            .timeout(timeout)
-            .disable_redirects()
-            .finish();
-        Self {
-            client,
-            node: node.to_owned(),
-        }
+        let client = awc::Client::builder().timeout(timeout).disable_redirects().finish();
+        Self { client, node: node.to_owned() }
     }
 
     pub fn node(&self) -> &str {
@@ -56,47 +50,30 @@ impl PeerClient {
         timeout: Option<Duration>,
     ) -> Result<R, PeerError> {
         let url = format!("http://{addr}{path}");
-        let mut req = self
-            .client
-            .post(&url)
-            .insert_header((SENDER_HEADER, self.node.as_str()));
+        let mut req = self.client.post(&url).insert_header((SENDER_HEADER, self.node.as_str()));
         if let Some(t) = timeout {
             req = req.timeout(t);
         }
-        let mut res = req.send_json(body).await.map_err(|e| PeerError::Send {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+        let mut res =
+            req.send_json(body).await.map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
         let bytes = res
             .body()
             .limit(MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| PeerError::Read {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| PeerError::Read { url: url.clone(), reason: e.to_string() })?;
         check(&url, res.status(), &bytes)?;
-        serde_json::from_slice(&bytes).map_err(|e| PeerError::Decode {
-            url,
-            reason: e.to_string(),
-        })
+        serde_json::from_slice(&bytes).map_err(|e| PeerError::Decode { url, reason: e.to_string() })
     }
 
     /// GETs a JSON answer.
     pub async fn get<R: DeserializeOwned>(&self, addr: &str, path: &str) -> Result<R, PeerError> {
         let bytes = self.get_bytes(addr, path).await?;
-        serde_json::from_slice(&bytes).map_err(|e| PeerError::Decode {
-            url: format!("http://{addr}{path}"),
-            reason: e.to_string(),
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| PeerError::Decode { url: format!("http://{addr}{path}"), reason: e.to_string() })
     }
 
     /// GETs raw bytes, e.g. a blob.
-    pub async fn get_bytes(
-        &self,
-        addr: &str,
-        path: &str,
-    ) -> Result<actix_web::web::Bytes, PeerError> {
+    pub async fn get_bytes(&self, addr: &str, path: &str) -> Result<actix_web::web::Bytes, PeerError> {
         let url = format!("http://{addr}{path}");
         let mut res = self
             .client
@@ -104,18 +81,12 @@ impl PeerClient {
             .insert_header((SENDER_HEADER, self.node.as_str()))
             .send()
             .await
-            .map_err(|e| PeerError::Send {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
         let bytes = res
             .body()
             .limit(MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| PeerError::Read {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| PeerError::Read { url: url.clone(), reason: e.to_string() })?;
         check(&url, res.status(), &bytes)?;
         Ok(bytes)
     }
@@ -126,9 +97,5 @@ fn check(url: &str, status: StatusCode, body: &[u8]) -> Result<(), PeerError> {
         return Ok(());
     }
     let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-    Err(PeerError::Status {
-        url: url.to_owned(),
-        status: status.as_u16(),
-        body: text,
-    })
+    Err(PeerError::Status { url: url.to_owned(), status: status.as_u16(), body: text })
 }

@@ -17,11 +17,7 @@ pub enum PeerError {
     #[error("{url}: cannot read the answer: {reason}")]
     Read { url: String, reason: String },
     #[error("{url}: answered {status}: {body}")]
-    Status {
-        url: String,
-        status: u16,
-        body: String,
-    },
+    Status { url: String, status: u16, body: String },
     #[error("{url}: unexpected answer: {reason}")]
     Decode { url: String, reason: String },
 }

@@ -31,10 +31,7 @@ pub struct ExecuteModule {
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum TaskSpec {
     Collect,
-    Run {
-        modules: Vec<String>,
-        timeout_ms: u64,
-    },
+    Run { modules: Vec<String>, timeout_ms: u64 },
 }
 
 impl From<&JobKind> for TaskSpec {
@@ -53,13 +50,7 @@ impl From<TaskSpec> for JobKind {
     fn from(spec: TaskSpec) -> Self {
         match spec {
             TaskSpec::Collect => Self::Collect,
-            TaskSpec::Run {
-                modules,
-                timeout_ms,
-            } => Self::Run {
-                modules,
-                timeout: Duration::from_millis(timeout_ms),
-            },
+            TaskSpec::Run { modules, timeout_ms } => Self::Run { modules, timeout: Duration::from_millis(timeout_ms) },
         }
     }
 }
@@ -98,10 +89,7 @@ pub enum Outcome {
 impl From<Result<JobOutput, String>> for Outcome {
     fn from(outcome: Result<JobOutput, String>) -> Self {
         match outcome {
-            Ok(JobOutput::Collected(c)) => Self::Collected {
-                modules: c.modules,
-                errors: c.errors,
-            },
+            Ok(JobOutput::Collected(c)) => Self::Collected { modules: c.modules, errors: c.errors },
             Ok(JobOutput::Ran(results)) => Self::Ran { results },
             Ok(JobOutput::TimedOut { output }) => Self::TimedOut { output },
             Err(error) => Self::Failed { error },
@@ -112,9 +100,7 @@ impl From<Result<JobOutput, String>> for Outcome {
 impl From<Outcome> for Result<JobOutput, String> {
     fn from(outcome: Outcome) -> Self {
         match outcome {
-            Outcome::Collected { modules, errors } => {
-                Ok(JobOutput::Collected(Collected { modules, errors }))
-            }
+            Outcome::Collected { modules, errors } => Ok(JobOutput::Collected(Collected { modules, errors })),
             Outcome::Ran { results } => Ok(JobOutput::Ran(results)),
             Outcome::TimedOut { output } => Ok(JobOutput::TimedOut { output }),
             Outcome::Failed { error } => Err(error),
@@ -142,25 +128,18 @@ mod tests {
 
     #[test]
     fn task_specs_round_trip_through_json_and_job_kinds() {
-        let kind = JobKind::Run {
-            modules: vec!["tests/test_a.py".into()],
-            timeout: Duration::from_millis(1500),
-        };
+        let kind = JobKind::Run { modules: vec!["tests/test_a.py".into()], timeout: Duration::from_millis(1500) };
         let spec = TaskSpec::from(&kind);
         let json = serde_json::to_string(&spec).unwrap();
-        assert_eq!(
-            json,
-            r#"{"kind":"run","modules":["tests/test_a.py"],"timeout_ms":1500}"#
-        );
+        assert_eq!(json, r#"{"kind":"run","modules":["tests/test_a.py"],"timeout_ms":1500}"#);
         let back: TaskSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(JobKind::from(back), kind);
     }
 
     #[test]
     fn unknown_fields_are_refused() {
-        let err = serde_json::from_str::<EvaluationDone>(
-            r#"{"evaluation":"00000000-0000-0000-0000-000000000000","x":1}"#,
-        );
+        let err =
+            serde_json::from_str::<EvaluationDone>(r#"{"evaluation":"00000000-0000-0000-0000-000000000000","x":1}"#);
         assert!(err.is_err());
     }
 }

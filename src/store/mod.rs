@@ -7,12 +7,10 @@ mod schema;
 #[allow(clippy::module_inception)]
 mod store;
 
-pub use model::{
-    EvaluationRecord, EvaluationSummary, EvaluationView, ModuleRow, ProjectRow, Source,
-};
+pub use model::{EvaluationRecord, EvaluationSummary, EvaluationView, ModuleRow, ProjectRow, Source};
 pub use store::{
-    CountByStatus, CreateEvaluation, GetEvaluation, ListEvaluations, ListUnfinished,
-    MarkInputReady, SaveCollected, SaveProjects, SaveResult, SetBlob, SetStatus, Store,
+    CountByStatus, CreateEvaluation, GetEvaluation, ListEvaluations, ListUnfinished, MarkInputReady, SaveCollected,
+    SaveProjects, SaveResult, SetBlob, SetStatus, Store,
 };
 
 /// Errors of the node's database.
@@ -21,10 +19,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("cannot create the database folder {path}: {source}")]
-    Folder {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    Folder { path: std::path::PathBuf, source: std::io::Error },
     #[error("store unreachable: {0}")]
     Unreachable(#[from] actix::MailboxError),
     #[error("stored row is corrupt: {0}")]

@@ -14,14 +14,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
-use super::model::{
-    EvaluationRecord, EvaluationSummary, EvaluationView, ModuleRow, ProjectRow, Source,
-};
+use super::model::{EvaluationRecord, EvaluationSummary, EvaluationView, ModuleRow, ProjectRow, Source};
 use super::schema::SCHEMA;
 use super::StoreError;
-use crate::evaluation::model::{
-    EvaluationStatus, ModuleResult, ModuleStatus, Outcome, Tally, TestCase,
-};
+use crate::evaluation::model::{EvaluationStatus, ModuleResult, ModuleStatus, Outcome, Tally, TestCase};
 
 type Reply<T> = Result<T, StoreError>;
 
@@ -113,10 +109,7 @@ impl Store {
     /// Opens (creating) the database at `path` and applies the schema.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
-                path: dir.to_owned(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder { path: dir.to_owned(), source })?;
         }
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -132,8 +125,7 @@ impl Store {
     }
 
     fn create(&mut self, r: &EvaluationRecord) -> Reply<()> {
-        let source =
-            serde_json::to_string(&r.source).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let source = serde_json::to_string(&r.source).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.conn.execute(
             "INSERT INTO evaluations (id, status, source, supervisor, input_sha256, input_ready, submitted_at, started_at, finished_at, error)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -229,7 +221,17 @@ impl Store {
                 tx.execute(
                     "INSERT INTO tests (evaluation, project, module, seq, name, classname, outcome, duration, message)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![id, m.project, m.module, seq, t.name, t.classname, t.outcome.as_str(), t.duration, t.message],
+                    params![
+                        id,
+                        m.project,
+                        m.module,
+                        seq,
+                        t.name,
+                        t.classname,
+                        t.outcome.as_str(),
+                        t.duration,
+                        t.message
+                    ],
                 )?;
             }
         }
@@ -239,11 +241,7 @@ impl Store {
 
     fn record(&self, id: &str) -> Reply<Option<EvaluationRecord>> {
         self.conn
-            .query_row(
-                &format!("SELECT {RECORD_COLUMNS} FROM evaluations WHERE id = ?1"),
-                [id],
-                read_record,
-            )
+            .query_row(&format!("SELECT {RECORD_COLUMNS} FROM evaluations WHERE id = ?1"), [id], read_record)
             .optional()?
             .transpose()
     }
@@ -253,9 +251,9 @@ impl Store {
         let Some(record) = self.record(&key)? else {
             return Ok(None);
         };
-        let mut stmt = self.conn.prepare(
-            "SELECT name, root, collected, error, blob FROM projects WHERE evaluation = ?1 ORDER BY name",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, root, collected, error, blob FROM projects WHERE evaluation = ?1 ORDER BY name")?;
         let projects = stmt
             .query_map([&key], |row| {
                 Ok(ProjectRow {
@@ -271,9 +269,7 @@ impl Store {
             "SELECT project, module, tests, status, passed, failed, skipped, errors, duration, node, output
              FROM modules WHERE evaluation = ?1 ORDER BY project, module",
         )?;
-        let mut modules = stmt
-            .query_map([&key], read_module)?
-            .collect::<Result<Result<Vec<_>, _>, _>>()??;
+        let mut modules = stmt.query_map([&key], read_module)?.collect::<Result<Result<Vec<_>, _>, _>>()??;
         if with_tests {
             let mut stmt = self.conn.prepare(
                 "SELECT name, classname, outcome, duration, message FROM tests
@@ -281,17 +277,13 @@ impl Store {
             )?;
             for m in modules.iter_mut() {
                 if let Some(result) = m.result.as_mut() {
-                    result.tests = stmt
-                        .query_map(params![key, m.project, m.module], read_test)?
-                        .collect::<Result<Result<Vec<_>, _>, _>>()??;
+                    result.tests =
+                        stmt.query_map(params![key, m.project, m.module], read_test)?
+                            .collect::<Result<Result<Vec<_>, _>, _>>()??;
                 }
             }
         }
-        Ok(Some(EvaluationView {
-            record,
-            projects,
-            modules,
-        }))
+        Ok(Some(EvaluationView { record, projects, modules }))
     }
 
     fn list(&self) -> Reply<Vec<EvaluationSummary>> {
@@ -309,11 +301,7 @@ impl Store {
                     id: parse_uuid(&row.get::<_, String>(0)?)?,
                     status: parse_status(&row.get::<_, String>(1)?)?,
                     submitted_at: parse_time(&row.get::<_, String>(2)?)?,
-                    finished_at: row
-                        .get::<_, Option<String>>(3)?
-                        .as_deref()
-                        .map(parse_time)
-                        .transpose()?,
+                    finished_at: row.get::<_, Option<String>>(3)?.as_deref().map(parse_time).transpose()?,
                     projects: row.get(4)?,
                     tally: Tally {
                         passed: row.get(5)?,
@@ -336,9 +324,7 @@ impl Store {
     }
 
     fn counts(&self) -> Reply<BTreeMap<String, u64>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT status, COUNT(*) FROM evaluations GROUP BY status")?;
+        let mut stmt = self.conn.prepare("SELECT status, COUNT(*) FROM evaluations GROUP BY status")?;
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -363,8 +349,7 @@ fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
 }
 
 fn parse_status(s: &str) -> Result<EvaluationStatus, StoreError> {
-    EvaluationStatus::parse(s)
-        .ok_or_else(|| StoreError::Corrupt(format!("evaluation status {s:?}")))
+    EvaluationStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("evaluation status {s:?}")))
 }
 
 /// Row readers answer a nested result: the outer error is SQLite's, the
@@ -375,22 +360,13 @@ fn read_record(row: &Row) -> rusqlite::Result<Reply<EvaluationRecord>> {
         Ok(EvaluationRecord {
             id: parse_uuid(&row.get::<_, String>(0)?)?,
             status: parse_status(&row.get::<_, String>(1)?)?,
-            source: serde_json::from_str::<Source>(&source)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            source: serde_json::from_str::<Source>(&source).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             supervisor: row.get(3)?,
             input_sha256: row.get(4)?,
             input_ready: row.get(5)?,
             submitted_at: parse_time(&row.get::<_, String>(6)?)?,
-            started_at: row
-                .get::<_, Option<String>>(7)?
-                .as_deref()
-                .map(parse_time)
-                .transpose()?,
-            finished_at: row
-                .get::<_, Option<String>>(8)?
-                .as_deref()
-                .map(parse_time)
-                .transpose()?,
+            started_at: row.get::<_, Option<String>>(7)?.as_deref().map(parse_time).transpose()?,
+            finished_at: row.get::<_, Option<String>>(8)?.as_deref().map(parse_time).transpose()?,
             error: row.get(9)?,
         })
     };
@@ -407,12 +383,7 @@ fn read_module(row: &Row) -> rusqlite::Result<Reply<ModuleRow>> {
             };
             Some(ModuleResult {
                 status,
-                tally: Tally {
-                    passed: row.get(4)?,
-                    failed: row.get(5)?,
-                    skipped: row.get(6)?,
-                    errors: row.get(7)?,
-                },
+                tally: Tally { passed: row.get(4)?, failed: row.get(5)?, skipped: row.get(6)?, errors: row.get(7)? },
                 duration: row.get(8)?,
                 node: row.get::<_, Option<String>>(9)?.unwrap_or_default(),
                 output: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
@@ -420,28 +391,15 @@ fn read_module(row: &Row) -> rusqlite::Result<Reply<ModuleRow>> {
             })
         }
     };
-    Ok(Ok(ModuleRow {
-        project: row.get(0)?,
-        module: row.get(1)?,
-        tests: row.get(2)?,
-        result,
-    }))
+    Ok(Ok(ModuleRow { project: row.get(0)?, module: row.get(1)?, tests: row.get(2)?, result }))
 }
 
 fn read_test(row: &Row) -> rusqlite::Result<Reply<TestCase>> {
     let outcome: String = row.get(2)?;
     let Some(outcome) = Outcome::parse(&outcome) else {
-        return Ok(Err(StoreError::Corrupt(format!(
-            "test outcome {outcome:?}"
-        ))));
+        return Ok(Err(StoreError::Corrupt(format!("test outcome {outcome:?}"))));
     };
-    Ok(Ok(TestCase {
-        name: row.get(0)?,
-        classname: row.get(1)?,
-        outcome,
-        duration: row.get(3)?,
-        message: row.get(4)?,
-    }))
+    Ok(Ok(TestCase { name: row.get(0)?, classname: row.get(1)?, outcome, duration: row.get(3)?, message: row.get(4)? }))
 }
 
 impl Actor for Store {
@@ -463,10 +421,7 @@ macro_rules! handle {
 
 handle!(CreateEvaluation, (), |s, m| s.create(&m.0));
 handle!(MarkInputReady, (), |s, m| {
-    s.conn.execute(
-        "UPDATE evaluations SET input_ready = 1 WHERE id = ?1",
-        [m.0.to_string()],
-    )?;
+    s.conn.execute("UPDATE evaluations SET input_ready = 1 WHERE id = ?1", [m.0.to_string()])?;
     Ok(())
 });
 handle!(SetStatus, (), |s, m| s.set_status(&m));
@@ -480,11 +435,9 @@ handle!(SetBlob, (), |s, m| {
 handle!(SaveProjects, (), |s, m| s.save_projects(&m));
 handle!(SaveCollected, (), |s, m| s.save_collected(&m));
 handle!(SaveResult, bool, |s, m| s.save_result(&m));
-handle!(GetEvaluation, Option<EvaluationView>, |s, m| s
-    .view(m.id, m.with_tests));
+handle!(GetEvaluation, Option<EvaluationView>, |s, m| s.view(m.id, m.with_tests));
 handle!(ListEvaluations, Vec<EvaluationSummary>, |s, _m| s.list());
-handle!(ListUnfinished, Vec<EvaluationRecord>, |s, _m| s
-    .unfinished());
+handle!(ListUnfinished, Vec<EvaluationRecord>, |s, _m| s.unfinished());
 handle!(CountByStatus, BTreeMap<String, u64>, |s, _m| s.counts());
 
 #[cfg(test)]
@@ -495,9 +448,7 @@ mod tests {
         EvaluationRecord {
             id,
             status: EvaluationStatus::Queued,
-            source: Source::Git {
-                repositories: vec!["https://github.com/a/b".into()],
-            },
+            source: Source::Git { repositories: vec!["https://github.com/a/b".into()] },
             supervisor: "127.0.0.1:5001".into(),
             input_sha256: None,
             input_ready: false,
@@ -511,10 +462,7 @@ mod tests {
     fn result(passed: u32) -> ModuleResult {
         ModuleResult {
             status: ModuleStatus::Done,
-            tally: Tally {
-                passed,
-                ..Tally::default()
-            },
+            tally: Tally { passed, ..Tally::default() },
             duration: 1.5,
             node: "n1".into(),
             output: "ok".into(),
@@ -531,63 +479,21 @@ mod tests {
     async fn seeded() -> (Addr<Store>, Uuid) {
         let store = Store::in_memory().unwrap().start();
         let id = Uuid::new_v4();
-        store
-            .send(CreateEvaluation(record(id)))
-            .await
-            .unwrap()
-            .unwrap();
-        let project = ProjectRow {
-            blob: None,
-            name: "p".into(),
-            root: "p".into(),
-            collected: false,
-            error: None,
-        };
-        store
-            .send(SaveProjects {
-                id,
-                projects: vec![project],
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        store.send(CreateEvaluation(record(id))).await.unwrap().unwrap();
+        let project = ProjectRow { blob: None, name: "p".into(), root: "p".into(), collected: false, error: None };
+        store.send(SaveProjects { id, projects: vec![project] }).await.unwrap().unwrap();
         let modules = vec![("tests/test_a.py".into(), 1), ("tests/test_b.py".into(), 2)];
-        store
-            .send(SaveCollected {
-                id,
-                project: "p".into(),
-                modules,
-                error: None,
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        store.send(SaveCollected { id, project: "p".into(), modules, error: None }).await.unwrap().unwrap();
         (store, id)
     }
 
     #[actix::test]
     async fn a_result_is_stored_once() {
         let (store, id) = seeded().await;
-        let save = || SaveResult {
-            id,
-            project: "p".into(),
-            module: "tests/test_a.py".into(),
-            result: result(1),
-        };
+        let save = || SaveResult { id, project: "p".into(), module: "tests/test_a.py".into(), result: result(1) };
         assert!(store.send(save()).await.unwrap().unwrap());
-        assert!(
-            !store.send(save()).await.unwrap().unwrap(),
-            "a duplicate is refused"
-        );
-        let view = store
-            .send(GetEvaluation {
-                id,
-                with_tests: true,
-            })
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        assert!(!store.send(save()).await.unwrap().unwrap(), "a duplicate is refused");
+        let view = store.send(GetEvaluation { id, with_tests: true }).await.unwrap().unwrap().unwrap();
         assert_eq!(view.modules.len(), 2);
         let a = view.modules[0].result.as_ref().unwrap();
         assert_eq!(a.tally.passed, 1);
@@ -599,22 +505,9 @@ mod tests {
     #[actix::test]
     async fn tests_load_only_on_request() {
         let (store, id) = seeded().await;
-        let save = SaveResult {
-            id,
-            project: "p".into(),
-            module: "tests/test_a.py".into(),
-            result: result(1),
-        };
+        let save = SaveResult { id, project: "p".into(), module: "tests/test_a.py".into(), result: result(1) };
         store.send(save).await.unwrap().unwrap();
-        let view = store
-            .send(GetEvaluation {
-                id,
-                with_tests: false,
-            })
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let view = store.send(GetEvaluation { id, with_tests: false }).await.unwrap().unwrap().unwrap();
         assert!(view.modules[0].result.as_ref().unwrap().tests.is_empty());
     }
 
@@ -623,44 +516,12 @@ mod tests {
         let (store, id) = seeded().await;
         assert_eq!(store.send(ListUnfinished).await.unwrap().unwrap().len(), 1);
         let at = Utc::now();
-        store
-            .send(SetStatus {
-                id,
-                status: EvaluationStatus::Running,
-                at,
-                error: None,
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        store
-            .send(SetStatus {
-                id,
-                status: EvaluationStatus::Done,
-                at,
-                error: None,
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        let record = store
-            .send(GetEvaluation {
-                id,
-                with_tests: false,
-            })
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
-            .record;
+        store.send(SetStatus { id, status: EvaluationStatus::Running, at, error: None }).await.unwrap().unwrap();
+        store.send(SetStatus { id, status: EvaluationStatus::Done, at, error: None }).await.unwrap().unwrap();
+        let record = store.send(GetEvaluation { id, with_tests: false }).await.unwrap().unwrap().unwrap().record;
         assert_eq!(record.status, EvaluationStatus::Done);
         assert!(record.started_at.is_some() && record.finished_at.is_some());
-        assert!(store
-            .send(ListUnfinished)
-            .await
-            .unwrap()
-            .unwrap()
-            .is_empty());
+        assert!(store.send(ListUnfinished).await.unwrap().unwrap().is_empty());
         let counts = store.send(CountByStatus).await.unwrap().unwrap();
         assert_eq!(counts.get("done"), Some(&1));
     }
@@ -669,12 +530,7 @@ mod tests {
     async fn summaries_sum_module_counts() {
         let (store, id) = seeded().await;
         for (module, passed) in [("tests/test_a.py", 1), ("tests/test_b.py", 2)] {
-            let save = SaveResult {
-                id,
-                project: "p".into(),
-                module: module.into(),
-                result: result(passed),
-            };
+            let save = SaveResult { id, project: "p".into(), module: module.into(), result: result(passed) };
             store.send(save).await.unwrap().unwrap();
         }
         let list = store.send(ListEvaluations).await.unwrap().unwrap();
@@ -686,14 +542,7 @@ mod tests {
     #[actix::test]
     async fn unknown_evaluation_is_none() {
         let store = Store::in_memory().unwrap().start();
-        let view = store
-            .send(GetEvaluation {
-                id: Uuid::new_v4(),
-                with_tests: false,
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        let view = store.send(GetEvaluation { id: Uuid::new_v4(), with_tests: false }).await.unwrap().unwrap();
         assert_eq!(view, None);
     }
 
@@ -705,10 +554,7 @@ mod tests {
         Store::open(&path).unwrap().create(&record(id)).unwrap();
         let store = Store::open(&path).unwrap();
         assert_eq!(store.record(&id.to_string()).unwrap().unwrap().id, id);
-        let mode: String = store
-            .conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
+        let mode: String = store.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
     }
 }

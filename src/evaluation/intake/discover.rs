@@ -40,14 +40,7 @@ pub struct Project {
 }
 
 const MARKERS: [&str; 3] = ["requirements.txt", "pyproject.toml", "setup.py"];
-const SKIPPED_DIRS: [&str; 6] = [
-    "__pycache__",
-    "__MACOSX",
-    "venv",
-    "env",
-    "node_modules",
-    "site-packages",
-];
+const SKIPPED_DIRS: [&str; 6] = ["__pycache__", "__MACOSX", "venv", "env", "node_modules", "site-packages"];
 
 /// Lists the projects in `workspace`, sorted by name.
 pub fn discover(workspace: &Path, fallback_name: &str) -> io::Result<Vec<Project>> {
@@ -68,11 +61,7 @@ pub fn discover(workspace: &Path, fallback_name: &str) -> io::Result<Vec<Project
             return Ok(projects);
         }
         let root = single_top_folder(&workspace)?.unwrap_or_else(|| workspace.clone());
-        projects.push(Project {
-            name: name_of(&workspace, &root, fallback_name),
-            has_tests: true,
-            root,
-        });
+        projects.push(Project { name: name_of(&workspace, &root, fallback_name), has_tests: true, root });
     } else {
         for root in roots {
             projects.push(Project {
@@ -119,9 +108,7 @@ fn find_roots(workspace: &Path) -> io::Result<Vec<PathBuf>> {
 fn holds_tests(dir: &Path) -> io::Result<bool> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let in_tests_folder = dir
-            .file_name()
-            .is_some_and(|n| n == OsStr::new("tests") || n == OsStr::new("test"));
+        let in_tests_folder = dir.file_name().is_some_and(|n| n == OsStr::new("tests") || n == OsStr::new("test"));
         for entry in fs::read_dir(&dir)? {
             let entry = entry?;
             let file_type = entry.file_type()?;
@@ -171,12 +158,8 @@ fn single_top_folder(workspace: &Path) -> io::Result<Option<PathBuf>> {
 }
 
 fn name_of(workspace: &Path, root: &Path, fallback_name: &str) -> String {
-    let parts: Vec<_> = root
-        .strip_prefix(workspace)
-        .unwrap_or(root)
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect();
+    let parts: Vec<_> =
+        root.strip_prefix(workspace).unwrap_or(root).components().map(|c| c.as_os_str().to_string_lossy()).collect();
     if parts.is_empty() {
         fallback_name.to_string()
     } else {
@@ -210,12 +193,7 @@ mod tests {
             .into_iter()
             .map(|p| {
                 assert!(p.root.is_absolute());
-                let rel = p
-                    .root
-                    .strip_prefix(base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
+                let rel = p.root.strip_prefix(base).unwrap().to_string_lossy().into_owned();
                 (p.name, rel, p.has_tests)
             })
             .collect()
@@ -227,12 +205,7 @@ mod tests {
 
     #[test]
     fn marker_at_workspace_root_uses_fallback_name() {
-        let tmp = workspace(&[
-            "requirements.txt",
-            "app.py",
-            "tests/test_app.py",
-            "sub/pyproject.toml",
-        ]);
+        let tmp = workspace(&["requirements.txt", "app.py", "tests/test_app.py", "sub/pyproject.toml"]);
         assert_eq!(found(&tmp), vec![p("upload", "", true)]);
     }
 
@@ -249,32 +222,19 @@ mod tests {
         ]);
         assert_eq!(
             found(&tmp),
-            vec![
-                p("alpha", "alpha", false),
-                p("group/beta", "group/beta", true),
-                p("zeta", "zeta", true),
-            ]
+            vec![p("alpha", "alpha", false), p("group/beta", "group/beta", true), p("zeta", "zeta", true),]
         );
     }
 
     #[test]
     fn nested_markers_belong_to_the_shallowest_root() {
-        let tmp = workspace(&[
-            "proj/requirements.txt",
-            "proj/lib/setup.py",
-            "proj/lib/tests/test_lib.py",
-        ]);
+        let tmp = workspace(&["proj/requirements.txt", "proj/lib/setup.py", "proj/lib/tests/test_lib.py"]);
         assert_eq!(found(&tmp), vec![p("proj", "proj", true)]);
     }
 
     #[test]
     fn no_markers_with_tests_in_one_top_folder_uses_that_folder() {
-        let tmp = workspace(&[
-            "hw1/solution.py",
-            "hw1/test_solution.py",
-            "__MACOSX/hw1/._solution.py",
-            ".DS_Store",
-        ]);
+        let tmp = workspace(&["hw1/solution.py", "hw1/test_solution.py", "__MACOSX/hw1/._solution.py", ".DS_Store"]);
         assert_eq!(found(&tmp), vec![p("hw1", "hw1", true)]);
     }
 
@@ -317,11 +277,7 @@ mod tests {
         let tmp = workspace(&["proj/requirements.txt", "proj/tests/checks.py"]);
         assert_eq!(found(&tmp), vec![p("proj", "proj", true)]);
 
-        let tmp = workspace(&[
-            "proj/requirements.txt",
-            "proj/tests/data.txt",
-            "proj/testing.py",
-        ]);
+        let tmp = workspace(&["proj/requirements.txt", "proj/tests/data.txt", "proj/testing.py"]);
         assert_eq!(found(&tmp), vec![p("proj", "proj", false)]);
     }
 
@@ -329,18 +285,13 @@ mod tests {
     fn never_follows_symlinks() {
         let outside = workspace(&["evil/requirements.txt", "evil/test_x.py"]);
         let tmp = workspace(&["hw/solution.py"]);
-        std::os::unix::fs::symlink(outside.path().join("evil"), tmp.path().join("hw/linked"))
-            .unwrap();
+        std::os::unix::fs::symlink(outside.path().join("evil"), tmp.path().join("hw/linked")).unwrap();
         std::os::unix::fs::symlink(
             outside.path().join("evil/requirements.txt"),
             tmp.path().join("hw/requirements.txt"),
         )
         .unwrap();
-        std::os::unix::fs::symlink(
-            outside.path().join("evil/test_x.py"),
-            tmp.path().join("hw/test_y.py"),
-        )
-        .unwrap();
+        std::os::unix::fs::symlink(outside.path().join("evil/test_x.py"), tmp.path().join("hw/test_y.py")).unwrap();
         assert_eq!(found(&tmp), vec![]);
     }
 
@@ -350,14 +301,7 @@ mod tests {
         let via = tmp.path().join("via");
         std::os::unix::fs::symlink(tmp.path().join("real"), &via).unwrap();
         let projects = discover(&via, "upload").unwrap();
-        assert_eq!(
-            projects,
-            vec![Project {
-                name: "a".to_string(),
-                root: via.join("a"),
-                has_tests: false,
-            }]
-        );
+        assert_eq!(projects, vec![Project { name: "a".to_string(), root: via.join("a"), has_tests: false }]);
     }
 
     #[test]
@@ -373,13 +317,7 @@ mod tests {
     #[test]
     fn test_file_names_follow_pytest_defaults() {
         let yes = ["test_a.py", "a_test.py", "test_.py"];
-        let no = [
-            "testa.py",
-            "a_test.txt",
-            "conftest.py",
-            "test_a.pyc",
-            "atest.py",
-        ];
+        let no = ["testa.py", "a_test.txt", "conftest.py", "test_a.pyc", "atest.py"];
         for name in yes {
             assert!(is_test_file(OsStr::new(name), false), "{name}");
         }

@@ -42,20 +42,12 @@ const NAME_CAP: usize = 100;
 /// `allowed_schemes` (compared case-insensitively). scp-like
 /// `[user@]host:path` counts as `ssh`, as do `git+ssh://` and `ssh+git://`.
 pub fn validate_url(url: &str, allowed_schemes: &[String]) -> Result<(), IntakeError> {
-    let scheme = scheme_of(url).map_err(|reason| IntakeError::InvalidUrl {
-        url: redact(url),
-        reason: reason.to_string(),
-    })?;
-    if allowed_schemes
-        .iter()
-        .any(|s| s.eq_ignore_ascii_case(&scheme))
-    {
+    let scheme =
+        scheme_of(url).map_err(|reason| IntakeError::InvalidUrl { url: redact(url), reason: reason.to_string() })?;
+    if allowed_schemes.iter().any(|s| s.eq_ignore_ascii_case(&scheme)) {
         Ok(())
     } else {
-        Err(IntakeError::SchemeNotAllowed {
-            url: redact(url),
-            scheme,
-        })
+        Err(IntakeError::SchemeNotAllowed { url: redact(url), scheme })
     }
 }
 
@@ -164,26 +156,14 @@ pub fn repo_names(urls: &[String]) -> Vec<String> {
 }
 
 fn base_name(url: &str) -> String {
-    let path = if url.contains("://") {
-        url.split(['?', '#']).next().unwrap_or_default()
-    } else {
-        url
-    };
+    let path = if url.contains("://") { url.split(['?', '#']).next().unwrap_or_default() } else { url };
     let path = path.trim_end_matches('/');
     let last = path.rsplit('/').next().unwrap_or_default();
     // scp-like `host:repo.git` has no '/' before the repo.
     let last = last.rsplit(':').next().unwrap_or_default();
     let last = last.strip_suffix(".git").unwrap_or(last);
-    let cleaned: String = last
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let cleaned: String =
+        last.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
     let cleaned = cleaned.trim_start_matches(['.', '-']);
     // Only ASCII is left, so any byte index is a char boundary.
     let cleaned = &cleaned[..cleaned.len().min(NAME_CAP)];
@@ -236,10 +216,7 @@ async fn run_clone(
             if let Err(e) = child.kill().await {
                 log::warn!("git clone of {shown:?}: killing after timeout failed: {e}");
             }
-            return Err(IntakeError::CloneTimeout {
-                url: shown,
-                timeout,
-            });
+            return Err(IntakeError::CloneTimeout { url: shown, timeout });
         }
     };
     if status.success() {
@@ -251,34 +228,18 @@ async fn run_clone(
 }
 
 /// Builds the git command and lists the secrets its stderr must not reveal.
-fn command(
-    url: &str,
-    dest: &Path,
-    token: Option<&str>,
-    allowed_schemes: &[String],
-) -> (Command, Vec<String>) {
-    let allowed: Vec<String> = allowed_schemes
-        .iter()
-        .map(|s| s.to_ascii_lowercase())
-        .collect();
+fn command(url: &str, dest: &Path, token: Option<&str>, allowed_schemes: &[String]) -> (Command, Vec<String>) {
+    let allowed: Vec<String> = allowed_schemes.iter().map(|s| s.to_ascii_lowercase()).collect();
     let mut cmd = Command::new("git");
-    cmd.args([
-        "-c",
-        "core.symlinks=false",
-        "clone",
-        "--depth",
-        "1",
-        "--quiet",
-        "--",
-    ])
-    .arg(url)
-    .arg(dest)
-    .env("GIT_TERMINAL_PROMPT", "0")
-    .env("GIT_ALLOW_PROTOCOL", allowed.join(":"))
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
+    cmd.args(["-c", "core.symlinks=false", "clone", "--depth", "1", "--quiet", "--"])
+        .arg(url)
+        .arg(dest)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ALLOW_PROTOCOL", allowed.join(":"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     // An unknown host key would otherwise make ssh ask on the terminal and
     // hang until the timeout; respect an operator's own ssh setup.
     if std::env::var_os("GIT_SSH_COMMAND").is_none() && std::env::var_os("GIT_SSH").is_none() {
@@ -295,10 +256,7 @@ fn command(
             let encoded = STANDARD.encode(format!("x-access-token:{token}"));
             cmd.env("GIT_CONFIG_COUNT", "1")
                 .env("GIT_CONFIG_KEY_0", GITHUB_HEADER_KEY)
-                .env(
-                    "GIT_CONFIG_VALUE_0",
-                    format!("Authorization: Basic {encoded}"),
-                );
+                .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {encoded}"));
             secrets.push(encoded);
         }
     }
@@ -416,39 +374,21 @@ mod tests {
             ("", "url is empty"),
             ("-uhttps://x/y", "url starts with '-'"),
             ("--upload-pack=touch /tmp/x", "url starts with '-'"),
-            (
-                "https://x/a b",
-                "url contains whitespace or control characters",
-            ),
-            (
-                "https://x/a\nb",
-                "url contains whitespace or control characters",
-            ),
-            (
-                "https://x/\u{7f}",
-                "url contains whitespace or control characters",
-            ),
+            ("https://x/a b", "url contains whitespace or control characters"),
+            ("https://x/a\nb", "url contains whitespace or control characters"),
+            ("https://x/\u{7f}", "url contains whitespace or control characters"),
             ("ssh://-oProxyCommand=x/y", "url host starts with '-'"),
             ("ssh://git@-oProxyCommand=x/y", "url host starts with '-'"),
             ("-oProxyCommand=x:y", "url starts with '-'"),
             ("git@-oProxyCommand=x:y", "url host starts with '-'"),
-            (
-                "ext::sh",
-                "transport helper urls (<transport>::<address>) are not allowed",
-            ),
-            (
-                "fd::17",
-                "transport helper urls (<transport>::<address>) are not allowed",
-            ),
+            ("ext::sh", "transport helper urls (<transport>::<address>) are not allowed"),
+            ("fd::17", "transport helper urls (<transport>::<address>) are not allowed"),
             ("1http://x/y", "url scheme is malformed"),
             ("https:///path", "url has no host"),
             ("file://", "url has no path"),
             (":path", "url has no host"),
             ("host:", "url has no path"),
-            (
-                "/srv/git/repo.git",
-                "url has no scheme (local paths are not accepted)",
-            ),
+            ("/srv/git/repo.git", "url has no scheme (local paths are not accepted)"),
             ("./a:b", "url has no scheme (local paths are not accepted)"),
             ("repo", "url has no scheme (local paths are not accepted)"),
         ] {
@@ -459,18 +399,9 @@ mod tests {
     #[test]
     fn errors_hide_url_passwords() {
         let err = validate_url("ftp://me:hunter2@example.com/r", &all_schemes()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "git url \"ftp://me:***@example.com/r\" uses scheme \"ftp\", which is not allowed"
-        );
-        assert_eq!(
-            redact("https://tok@github.com/a"),
-            "https://tok@github.com/a"
-        );
-        assert_eq!(
-            redact("https://github.com/a@b:c"),
-            "https://github.com/a@b:c"
-        );
+        assert_eq!(err.to_string(), "git url \"ftp://me:***@example.com/r\" uses scheme \"ftp\", which is not allowed");
+        assert_eq!(redact("https://tok@github.com/a"), "https://tok@github.com/a");
+        assert_eq!(redact("https://github.com/a@b:c"), "https://github.com/a@b:c");
     }
 
     #[test]
@@ -489,18 +420,7 @@ mod tests {
         ]);
         assert_eq!(
             repo_names(&urls),
-            vec![
-                "a",
-                "a-2",
-                "a-3",
-                "a-2-2",
-                "solo",
-                "we_20ird_name_",
-                "repo",
-                "repo-2",
-                "rf",
-                "hidden",
-            ]
+            vec!["a", "a-2", "a-3", "a-2-2", "solo", "we_20ird_name_", "repo", "repo-2", "rf", "hidden",]
         );
         let long = format!("https://example.com/{}", "x".repeat(300));
         assert_eq!(repo_names(&[long])[0].len(), 100);
@@ -537,32 +457,17 @@ mod tests {
         assert_eq!(env("GIT_TERMINAL_PROMPT").as_deref(), Some("0"));
         assert_eq!(env("GIT_ALLOW_PROTOCOL").as_deref(), Some("https:file"));
         assert_eq!(env("GIT_CONFIG_COUNT").as_deref(), Some("1"));
-        assert_eq!(
-            env("GIT_CONFIG_KEY_0").as_deref(),
-            Some("http.https://github.com/.extraheader")
-        );
-        assert_eq!(
-            env("GIT_CONFIG_VALUE_0").as_deref(),
-            Some("Authorization: Basic eC1hY2Nlc3MtdG9rZW46c2VjcmV0")
-        );
+        assert_eq!(env("GIT_CONFIG_KEY_0").as_deref(), Some("http.https://github.com/.extraheader"));
+        assert_eq!(env("GIT_CONFIG_VALUE_0").as_deref(), Some("Authorization: Basic eC1hY2Nlc3MtdG9rZW46c2VjcmV0"));
         assert_eq!(secrets, ["eC1hY2Nlc3MtdG9rZW46c2VjcmV0", "secret"]);
     }
 
     #[test]
     fn token_is_not_sent_off_github() {
         let dest = Path::new("/tmp/dest");
-        for url in [
-            "https://github.com.evil.example/o/r",
-            "http://github.com/o/r",
-            "https://gitlab.com/o/r",
-        ] {
+        for url in ["https://github.com.evil.example/o/r", "http://github.com/o/r", "https://gitlab.com/o/r"] {
             let (cmd, secrets) = command(url, dest, Some("secret"), &all_schemes());
-            assert!(
-                cmd.as_std()
-                    .get_envs()
-                    .all(|(k, _)| !k.to_string_lossy().starts_with("GIT_CONFIG")),
-                "{url}"
-            );
+            assert!(cmd.as_std().get_envs().all(|(k, _)| !k.to_string_lossy().starts_with("GIT_CONFIG")), "{url}");
             assert_eq!(secrets, ["secret"], "{url}");
         }
         let (_, secrets) = command("https://github.com/o/r", dest, Some(""), &all_schemes());
@@ -571,20 +476,11 @@ mod tests {
 
     #[test]
     fn client_stderr_scrubs_secrets_and_keeps_the_tail() {
-        let secrets = vec![
-            "eC1hY2Nlc3MtdG9rZW46c2VjcmV0".to_string(),
-            "secret".to_string(),
-        ];
+        let secrets = vec!["eC1hY2Nlc3MtdG9rZW46c2VjcmV0".to_string(), "secret".to_string()];
         let failed = ExitStatus::from_raw(128 << 8);
         let raw = b"fatal: header Authorization: Basic eC1hY2Nlc3MtdG9rZW46c2VjcmV0 for secret\n";
-        assert_eq!(
-            client_stderr(raw, &secrets, failed),
-            "fatal: header Authorization: Basic *** for ***"
-        );
-        assert_eq!(
-            client_stderr(b"  \n", &secrets, failed),
-            "git exited with exit status: 128"
-        );
+        assert_eq!(client_stderr(raw, &secrets, failed), "fatal: header Authorization: Basic *** for ***");
+        assert_eq!(client_stderr(b"  \n", &secrets, failed), "git exited with exit status: 128");
 
         let mut long = "é".repeat(3000).into_bytes();
         long.extend_from_slice(b"\nfatal: the end secret");
@@ -603,23 +499,12 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", repo.join("link")).unwrap();
         let git = |args: &[&str]| {
             let out = StdCommand::new("git")
-                .args([
-                    "-c",
-                    "user.name=t",
-                    "-c",
-                    "user.email=t@example.com",
-                    "-c",
-                    "commit.gpgsign=false",
-                ])
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"])
                 .args(args)
                 .current_dir(&repo)
                 .output()
                 .unwrap();
-            assert!(
-                out.status.success(),
-                "git {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         };
         git(&["init", "-q"]);
         git(&["add", "-A"]);
@@ -632,33 +517,12 @@ mod tests {
     async fn clones_a_file_repository_without_symlinks() {
         let (tmp, url) = source_repo();
         let dest = tmp.path().join("dest");
-        clone(
-            &url,
-            &dest,
-            Some("secret"),
-            &schemes(&["file"]),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dest.join("README.md")).unwrap(),
-            "hello\n"
-        );
+        clone(&url, &dest, Some("secret"), &schemes(&["file"]), Duration::from_secs(60)).await.unwrap();
+        assert_eq!(std::fs::read_to_string(dest.join("README.md")).unwrap(), "hello\n");
         let link = std::fs::symlink_metadata(dest.join("link")).unwrap();
-        assert!(
-            link.is_file(),
-            "symlink should be checked out as a plain file"
-        );
-        assert_eq!(
-            std::fs::read_to_string(dest.join("link")).unwrap(),
-            "/etc/passwd"
-        );
-        let log = StdCommand::new("git")
-            .args(["rev-list", "--count", "HEAD"])
-            .current_dir(&dest)
-            .output()
-            .unwrap();
+        assert!(link.is_file(), "symlink should be checked out as a plain file");
+        assert_eq!(std::fs::read_to_string(dest.join("link")).unwrap(), "/etc/passwd");
+        let log = StdCommand::new("git").args(["rev-list", "--count", "HEAD"]).current_dir(&dest).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&log.stdout).trim(), "1");
     }
 
@@ -666,18 +530,9 @@ mod tests {
     async fn refuses_a_disallowed_scheme_without_running_git() {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("dest");
-        let err = clone(
-            "file:///nowhere",
-            &dest,
-            None,
-            &schemes(&["https"]),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap_err();
-        assert!(
-            matches!(err, IntakeError::SchemeNotAllowed { ref scheme, .. } if scheme == "file")
-        );
+        let err =
+            clone("file:///nowhere", &dest, None, &schemes(&["https"]), Duration::from_secs(60)).await.unwrap_err();
+        assert!(matches!(err, IntakeError::SchemeNotAllowed { ref scheme, .. } if scheme == "file"));
         assert!(!dest.exists());
     }
 
@@ -685,15 +540,7 @@ mod tests {
     async fn git_itself_refuses_protocols_outside_the_list() {
         let (tmp, url) = source_repo();
         let dest = tmp.path().join("dest");
-        let err = run_clone(
-            &url,
-            &dest,
-            None,
-            &schemes(&["https"]),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap_err();
+        let err = run_clone(&url, &dest, None, &schemes(&["https"]), Duration::from_secs(60)).await.unwrap_err();
         match err {
             IntakeError::CloneFailed { url: u, stderr } => {
                 assert_eq!(u, url);
@@ -707,23 +554,13 @@ mod tests {
     async fn missing_repository_fails_with_stderr() {
         let tmp = tempfile::tempdir().unwrap();
         let url = format!("file://{}/missing", tmp.path().display());
-        let err = clone(
-            &url,
-            &tmp.path().join("dest"),
-            None,
-            &all_schemes(),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap_err();
+        let err =
+            clone(&url, &tmp.path().join("dest"), None, &all_schemes(), Duration::from_secs(60)).await.unwrap_err();
         assert!(err.is_client_error());
         match err {
             IntakeError::CloneFailed { url: u, stderr } => {
                 assert_eq!(u, url);
-                assert!(
-                    stderr.contains("does not appear to be a git repository"),
-                    "{stderr}"
-                );
+                assert!(stderr.contains("does not appear to be a git repository"), "{stderr}");
                 assert!(stderr.len() <= STDERR_CAP + 3);
             }
             other => panic!("expected CloneFailed, got {other:?}"),
@@ -733,15 +570,7 @@ mod tests {
     #[tokio::test]
     async fn slow_clone_times_out() {
         let (tmp, url) = source_repo();
-        let err = clone(
-            &url,
-            &tmp.path().join("dest"),
-            None,
-            &all_schemes(),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap_err();
+        let err = clone(&url, &tmp.path().join("dest"), None, &all_schemes(), Duration::ZERO).await.unwrap_err();
         match err {
             IntakeError::CloneTimeout { url: u, timeout } => {
                 assert_eq!((u, timeout), (url, Duration::ZERO));

@@ -83,10 +83,7 @@ pub enum IntakeError {
     /// A local file operation failed; `path` is the file or program involved.
     /// This is the server's fault, not the client's.
     #[error("i/o error on {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 impl IntakeError {

@@ -61,27 +61,14 @@ pub fn unpack(archive: &Path, dest: &Path, limits: &UnpackLimits) -> Result<Unpa
     let mut zip = ZipArchive::new(BufReader::new(file)).map_err(|err| match err {
         // A truncated or garbled upload shows up as these kinds; anything
         // else is our own disk failing.
-        ZipError::Io(e)
-            if !matches!(
-                e.kind(),
-                io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
-            ) =>
-        {
-            IntakeError::Io {
-                path: archive.to_path_buf(),
-                source: e,
-            }
+        ZipError::Io(e) if !matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData) => {
+            IntakeError::Io { path: archive.to_path_buf(), source: e }
         }
-        other => IntakeError::NotZip {
-            reason: describe(&other),
-        },
+        other => IntakeError::NotZip { reason: describe(&other) },
     })?;
 
     if zip.len() > limits.max_entries {
-        return Err(IntakeError::TooManyEntries {
-            count: zip.len(),
-            limit: limits.max_entries,
-        });
+        return Err(IntakeError::TooManyEntries { count: zip.len(), limit: limits.max_entries });
     }
 
     let plan = plan(&mut zip, archive)?;
@@ -92,9 +79,7 @@ pub fn unpack(archive: &Path, dest: &Path, limits: &UnpackLimits) -> Result<Unpa
     // are caught by the counting reader below.
     let declared: u128 = plan.iter().map(|p| u128::from(p.declared_size)).sum();
     if declared > u128::from(limits.max_unpacked_bytes) {
-        return Err(IntakeError::TooLarge {
-            limit: limits.max_unpacked_bytes,
-        });
+        return Err(IntakeError::TooLarge { limit: limits.max_unpacked_bytes });
     }
 
     extract(&mut zip, &plan, dest, limits)
@@ -117,23 +102,13 @@ struct Planned {
 }
 
 /// Validates every entry and returns those to write, in archive order.
-fn plan<R: Read + io::Seek>(
-    zip: &mut ZipArchive<R>,
-    archive: &Path,
-) -> Result<Vec<Planned>, IntakeError> {
+fn plan<R: Read + io::Seek>(zip: &mut ZipArchive<R>, archive: &Path) -> Result<Vec<Planned>, IntakeError> {
     let mut planned = Vec::with_capacity(zip.len());
     for index in 0..zip.len() {
-        let label = zip
-            .name_for_index(index)
-            .map_or_else(|| format!("#{index}"), str::to_string);
-        let entry = zip
-            .by_index_raw(index)
-            .map_err(|err| entry_error(err, &label, archive))?;
+        let label = zip.name_for_index(index).map_or_else(|| format!("#{index}"), str::to_string);
+        let entry = zip.by_index_raw(index).map_err(|err| entry_error(err, &label, archive))?;
         let name = entry.name().to_string();
-        let unsafe_entry = |reason: &str| IntakeError::UnsafeEntry {
-            entry: name.clone(),
-            reason: reason.to_string(),
-        };
+        let unsafe_entry = |reason: &str| IntakeError::UnsafeEntry { entry: name.clone(), reason: reason.to_string() };
 
         if entry.name_raw().contains(&0) {
             return Err(unsafe_entry("name contains a nul byte"));
@@ -167,10 +142,7 @@ fn plan<R: Read + io::Seek>(
                     reason: "encrypted entries are not supported".to_string(),
                 });
             }
-            if !matches!(
-                entry.compression(),
-                CompressionMethod::Stored | CompressionMethod::Deflated
-            ) {
+            if !matches!(entry.compression(), CompressionMethod::Stored | CompressionMethod::Deflated) {
                 return Err(IntakeError::UnsupportedEntry {
                     reason: format!(
                         "compression method {} is not supported, only stored and deflate",
@@ -182,13 +154,7 @@ fn plan<R: Read + io::Seek>(
         }
 
         let declared_size = if kind == Kind::File { entry.size() } else { 0 };
-        planned.push(Planned {
-            index,
-            name,
-            rel,
-            kind,
-            declared_size,
-        });
+        planned.push(Planned { index, name, rel, kind, declared_size });
     }
     check_collisions(&planned)?;
     Ok(planned)
@@ -227,9 +193,7 @@ fn relative_path(name: &str) -> Result<Option<PathBuf>, &'static str> {
         match part {
             "" | "." => {}
             ".." => return Err("name contains a '..' component"),
-            _ if part.len() > MAX_COMPONENT_BYTES => {
-                return Err("name has a component longer than 255 bytes")
-            }
+            _ if part.len() > MAX_COMPONENT_BYTES => return Err("name has a component longer than 255 bytes"),
             _ => rel.push(part),
         }
     }
@@ -299,12 +263,9 @@ fn extract<R: Read + io::Seek>(
                     .map_err(IntakeError::io(&path))?;
                 // The umask may have narrowed the mode; the executor relies
                 // on files being readable.
-                out.set_permissions(fs::Permissions::from_mode(FILE_MODE))
-                    .map_err(IntakeError::io(&path))?;
+                out.set_permissions(fs::Permissions::from_mode(FILE_MODE)).map_err(IntakeError::io(&path))?;
 
-                let mut entry = zip
-                    .by_index(p.index)
-                    .map_err(|err| entry_error(err, &p.name, &path))?;
+                let mut entry = zip.by_index(p.index).map_err(|err| entry_error(err, &p.name, &path))?;
                 loop {
                     let n = match entry.read(&mut buf) {
                         Ok(0) => break,
@@ -320,9 +281,7 @@ fn extract<R: Read + io::Seek>(
                     // n is at most the buffer size, so it fits in u64.
                     let total = written.bytes.saturating_add(n as u64);
                     if total > limits.max_unpacked_bytes {
-                        return Err(IntakeError::TooLarge {
-                            limit: limits.max_unpacked_bytes,
-                        });
+                        return Err(IntakeError::TooLarge { limit: limits.max_unpacked_bytes });
                     }
                     out.write_all(&buf[..n]).map_err(IntakeError::io(&path))?;
                     written.bytes = total;
@@ -344,16 +303,14 @@ fn create_dirs(dest: &Path, rel: &Path, created: &mut HashSet<PathBuf>) -> Resul
             continue;
         }
         match fs::DirBuilder::new().mode(DIR_MODE).create(&path) {
-            Ok(()) => fs::set_permissions(&path, fs::Permissions::from_mode(DIR_MODE))
-                .map_err(IntakeError::io(&path))?,
+            Ok(()) => {
+                fs::set_permissions(&path, fs::Permissions::from_mode(DIR_MODE)).map_err(IntakeError::io(&path))?
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let meta = fs::symlink_metadata(&path).map_err(IntakeError::io(&path))?;
                 if !meta.is_dir() {
                     return Err(IntakeError::Io {
-                        source: io::Error::new(
-                            io::ErrorKind::AlreadyExists,
-                            "exists and is not a folder",
-                        ),
+                        source: io::Error::new(io::ErrorKind::AlreadyExists, "exists and is not a folder"),
                         path,
                     });
                 }
@@ -369,26 +326,12 @@ fn create_dirs(dest: &Path, rel: &Path, created: &mut HashSet<PathBuf>) -> Resul
 fn entry_error(err: ZipError, entry: &str, path: &Path) -> IntakeError {
     match err {
         ZipError::UnsupportedArchive(_) | ZipError::InvalidPassword => {
-            IntakeError::UnsupportedEntry {
-                entry: entry.to_string(),
-                reason: describe(&err),
-            }
+            IntakeError::UnsupportedEntry { entry: entry.to_string(), reason: describe(&err) }
         }
-        ZipError::Io(e)
-            if !matches!(
-                e.kind(),
-                io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
-            ) =>
-        {
-            IntakeError::Io {
-                path: path.to_path_buf(),
-                source: e,
-            }
+        ZipError::Io(e) if !matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData) => {
+            IntakeError::Io { path: path.to_path_buf(), source: e }
         }
-        other => IntakeError::CorruptEntry {
-            entry: entry.to_string(),
-            reason: describe(&other),
-        },
+        other => IntakeError::CorruptEntry { entry: entry.to_string(), reason: describe(&other) },
     }
 }
 
@@ -410,10 +353,7 @@ mod tests {
     use ::zip::ZipWriter;
     use std::io::Cursor;
 
-    const LIMITS: UnpackLimits = UnpackLimits {
-        max_entries: 100,
-        max_unpacked_bytes: 1024 * 1024,
-    };
+    const LIMITS: UnpackLimits = UnpackLimits { max_entries: 100, max_unpacked_bytes: 1024 * 1024 };
 
     /// A scratch tree `root/outer/dest`, so an escape of one or two levels
     /// lands inside `root` where the test can see it.
@@ -429,12 +369,7 @@ mod tests {
         let root = tmp.path().join("root");
         let dest = root.join("outer").join("dest");
         fs::create_dir_all(&dest).unwrap();
-        Scratch {
-            archive: tmp.path().join("upload.zip"),
-            root,
-            dest,
-            _tmp: tmp,
-        }
+        Scratch { archive: tmp.path().join("upload.zip"), root, dest, _tmp: tmp }
     }
 
     fn options() -> SimpleFileOptions {
@@ -454,11 +389,7 @@ mod tests {
         w.finish().unwrap().into_inner()
     }
 
-    fn unpack_bytes(
-        s: &Scratch,
-        bytes: &[u8],
-        limits: &UnpackLimits,
-    ) -> Result<Unpacked, IntakeError> {
+    fn unpack_bytes(s: &Scratch, bytes: &[u8], limits: &UnpackLimits) -> Result<Unpacked, IntakeError> {
         fs::write(&s.archive, bytes).unwrap();
         unpack(&s.archive, &s.dest, limits)
     }
@@ -470,12 +401,7 @@ mod tests {
         while let Some(dir) = stack.pop() {
             for entry in fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();
-                out.push(
-                    path.strip_prefix(root)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                );
+                out.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
                 if fs::symlink_metadata(&path).unwrap().is_dir() {
                     stack.push(path);
                 }
@@ -501,30 +427,18 @@ mod tests {
         let s = scratch();
         let mut w = ZipWriter::new(Cursor::new(Vec::new()));
         let loose = options().unix_permissions(0o777);
-        w.add_directory("proj/", options().unix_permissions(0o700))
-            .unwrap();
+        w.add_directory("proj/", options().unix_permissions(0o700)).unwrap();
         w.start_file("proj/requirements.txt", loose).unwrap();
         w.write_all(b"pytest\n").unwrap();
-        w.start_file(
-            "proj/src/pkg/__init__.py",
-            options().unix_permissions(0o600),
-        )
-        .unwrap();
+        w.start_file("proj/src/pkg/__init__.py", options().unix_permissions(0o600)).unwrap();
         w.start_file("proj/tests/test_a.py", loose).unwrap();
         w.write_all(b"def test_a():\n    assert True\n").unwrap();
-        w.start_file("__MACOSX/proj/._requirements.txt", loose)
-            .unwrap();
+        w.start_file("__MACOSX/proj/._requirements.txt", loose).unwrap();
         w.write_all(b"junk").unwrap();
         let bytes = w.finish().unwrap().into_inner();
 
         let got = unpack_bytes(&s, &bytes, &LIMITS).unwrap();
-        assert_eq!(
-            got,
-            Unpacked {
-                files: 3,
-                bytes: 7 + 30
-            }
-        );
+        assert_eq!(got, Unpacked { files: 3, bytes: 7 + 30 });
         assert_eq!(
             tree(&s.dest),
             vec![
@@ -588,40 +502,19 @@ mod tests {
 
     #[test]
     fn relative_path_accepts_plain_names_and_refuses_tricks() {
-        assert_eq!(
-            relative_path("a/./b//c.py"),
-            Ok(Some(PathBuf::from("a/b/c.py")))
-        );
+        assert_eq!(relative_path("a/./b//c.py"), Ok(Some(PathBuf::from("a/b/c.py"))));
         assert_eq!(relative_path("./"), Ok(None));
-        assert_eq!(
-            relative_path("foo..bar/x"),
-            Ok(Some(PathBuf::from("foo..bar/x")))
-        );
+        assert_eq!(relative_path("foo..bar/x"), Ok(Some(PathBuf::from("foo..bar/x"))));
         assert_eq!(relative_path("a/b:c"), Ok(Some(PathBuf::from("a/b:c"))));
-        assert_eq!(
-            relative_path("a/../b"),
-            Err("name contains a '..' component")
-        );
+        assert_eq!(relative_path("a/../b"), Err("name contains a '..' component"));
         assert_eq!(relative_path("a\0b"), Err("name contains a nul byte"));
-        assert_eq!(
-            relative_path("a\nb"),
-            Err("name contains a control character")
-        );
+        assert_eq!(relative_path("a\nb"), Err("name contains a control character"));
         assert_eq!(relative_path("/x"), Err("name is an absolute path"));
-        assert_eq!(
-            relative_path("\\\\server\\x"),
-            Err("name contains a backslash")
-        );
+        assert_eq!(relative_path("\\\\server\\x"), Err("name contains a backslash"));
         assert_eq!(relative_path("D:\\x"), Err("name contains a backslash"));
         let long = "x".repeat(256);
-        assert_eq!(
-            relative_path(&long),
-            Err("name has a component longer than 255 bytes")
-        );
-        assert_eq!(
-            relative_path(&"x/".repeat(600)),
-            Err("name is longer than 1024 bytes")
-        );
+        assert_eq!(relative_path(&long), Err("name has a component longer than 255 bytes"));
+        assert_eq!(relative_path(&"x/".repeat(600)), Err("name is longer than 1024 bytes"));
         let fine = format!("{}/{}", "x".repeat(255), "y".repeat(255));
         assert_eq!(relative_path(&fine), Ok(Some(PathBuf::from(&fine))));
     }
@@ -669,19 +562,13 @@ mod tests {
         let s = scratch();
         let bytes = build(&[("a/b.py", b"1"), ("a//b.py", b"2")]);
         let (entry, reason) = unsafe_reason(unpack_bytes(&s, &bytes, &LIMITS));
-        assert_eq!(
-            (entry.as_str(), reason.as_str()),
-            ("a//b.py", "another entry has the same path")
-        );
+        assert_eq!((entry.as_str(), reason.as_str()), ("a//b.py", "another entry has the same path"));
         assert_nothing_written(&s);
 
         let s = scratch();
         let bytes = build(&[("a", b"1"), ("a/b.py", b"2")]);
         let (entry, reason) = unsafe_reason(unpack_bytes(&s, &bytes, &LIMITS));
-        assert_eq!(
-            (entry.as_str(), reason.as_str()),
-            ("a", "path is used both as a file and as a folder")
-        );
+        assert_eq!((entry.as_str(), reason.as_str()), ("a", "path is used both as a file and as a folder"));
         assert_nothing_written(&s);
     }
 
@@ -720,50 +607,26 @@ mod tests {
         }
         let written = fs::metadata(s.dest.join("bomb.bin")).unwrap().len();
         assert!(written <= 1024 * 1024, "wrote {written} bytes");
-        assert_eq!(
-            tree(&s.root),
-            vec!["outer", "outer/dest", "outer/dest/bomb.bin"]
-        );
+        assert_eq!(tree(&s.root), vec!["outer", "outer/dest", "outer/dest/bomb.bin"]);
     }
 
     #[test]
     fn counts_bytes_across_files_against_the_limit() {
         let s = scratch();
-        let limits = UnpackLimits {
-            max_entries: 10,
-            max_unpacked_bytes: 10,
-        };
+        let limits = UnpackLimits { max_entries: 10, max_unpacked_bytes: 10 };
         let bytes = build(&[("a.py", b"123456"), ("b.py", b"12345")]);
-        assert!(matches!(
-            unpack_bytes(&s, &bytes, &limits),
-            Err(IntakeError::TooLarge { limit: 10 })
-        ));
+        assert!(matches!(unpack_bytes(&s, &bytes, &limits), Err(IntakeError::TooLarge { limit: 10 })));
 
         let s = scratch();
         let bytes = build(&[("a.py", b"12345"), ("b.py", b"12345")]);
-        assert_eq!(
-            unpack_bytes(&s, &bytes, &limits).unwrap(),
-            Unpacked {
-                files: 2,
-                bytes: 10
-            }
-        );
+        assert_eq!(unpack_bytes(&s, &bytes, &limits).unwrap(), Unpacked { files: 2, bytes: 10 });
     }
 
     #[test]
     fn rejects_too_many_entries_before_writing() {
         let s = scratch();
-        let bytes = build(&[
-            ("a/", b""),
-            ("a/1.py", b"1"),
-            ("a/2.py", b"2"),
-            ("a/3.py", b"3"),
-            ("a/4.py", b"4"),
-        ]);
-        let limits = UnpackLimits {
-            max_entries: 4,
-            max_unpacked_bytes: 1024,
-        };
+        let bytes = build(&[("a/", b""), ("a/1.py", b"1"), ("a/2.py", b"2"), ("a/3.py", b"3"), ("a/4.py", b"4")]);
+        let limits = UnpackLimits { max_entries: 4, max_unpacked_bytes: 1024 };
         match unpack_bytes(&s, &bytes, &limits) {
             Err(IntakeError::TooManyEntries { count, limit }) => assert_eq!((count, limit), (5, 4)),
             other => panic!("expected TooManyEntries, got {other:?}"),
@@ -775,18 +638,12 @@ mod tests {
     fn rejects_archive_without_files() {
         let s = scratch();
         let bytes = build(&[]);
-        assert!(matches!(
-            unpack_bytes(&s, &bytes, &LIMITS),
-            Err(IntakeError::EmptyArchive)
-        ));
+        assert!(matches!(unpack_bytes(&s, &bytes, &LIMITS), Err(IntakeError::EmptyArchive)));
         assert_nothing_written(&s);
 
         let s = scratch();
         let bytes = build(&[("a/", b""), ("a/b/", b""), ("__MACOSX/._a", b"junk")]);
-        assert!(matches!(
-            unpack_bytes(&s, &bytes, &LIMITS),
-            Err(IntakeError::EmptyArchive)
-        ));
+        assert!(matches!(unpack_bytes(&s, &bytes, &LIMITS), Err(IntakeError::EmptyArchive)));
         assert_nothing_written(&s);
     }
 
@@ -807,10 +664,7 @@ mod tests {
         let s = scratch();
         let bytes = build(&[("a.py", b"print('hi')")]);
         let cut = &bytes[..bytes.len() - 10];
-        assert!(matches!(
-            unpack_bytes(&s, cut, &LIMITS),
-            Err(IntakeError::NotZip { .. })
-        ));
+        assert!(matches!(unpack_bytes(&s, cut, &LIMITS), Err(IntakeError::NotZip { .. })));
         assert_nothing_written(&s);
     }
 
@@ -827,17 +681,11 @@ mod tests {
 
         match unpack_bytes(&s, &bytes, &LIMITS) {
             Err(IntakeError::CorruptEntry { entry, reason }) => {
-                assert_eq!(
-                    (entry.as_str(), reason.as_str()),
-                    ("a.py", "invalid checksum")
-                );
+                assert_eq!((entry.as_str(), reason.as_str()), ("a.py", "invalid checksum"));
             }
             other => panic!("expected CorruptEntry, got {other:?}"),
         }
-        assert_eq!(
-            tree(&s.root),
-            vec!["outer", "outer/dest", "outer/dest/a.py"]
-        );
+        assert_eq!(tree(&s.root), vec!["outer", "outer/dest", "outer/dest/a.py"]);
     }
 
     #[test]
@@ -851,10 +699,7 @@ mod tests {
         }
         match unpack_bytes(&s, &bytes, &LIMITS) {
             Err(IntakeError::CorruptEntry { entry, reason }) => {
-                assert_eq!(
-                    (entry.as_str(), reason.as_str()),
-                    ("a.py", "corrupt deflate stream")
-                );
+                assert_eq!((entry.as_str(), reason.as_str()), ("a.py", "corrupt deflate stream"));
             }
             other => panic!("expected CorruptEntry, got {other:?}"),
         }
@@ -867,10 +712,7 @@ mod tests {
         assert!(!err.is_client_error());
         assert_eq!(
             err.to_string(),
-            format!(
-                "i/o error on {}: No such file or directory (os error 2)",
-                s.archive.display()
-            )
+            format!("i/o error on {}: No such file or directory (os error 2)", s.archive.display())
         );
     }
 
@@ -880,9 +722,6 @@ mod tests {
             entry: "a\nb".to_string(),
             reason: "name contains a control character".to_string(),
         };
-        assert_eq!(
-            err.to_string(),
-            "zip entry \"a\\nb\" is unsafe: name contains a control character"
-        );
+        assert_eq!(err.to_string(), "zip entry \"a\\nb\" is unsafe: name contains a control character");
     }
 }
