@@ -23,20 +23,15 @@ impl Scope {
         match self.scope.as_deref() {
             None | Some("cluster") => Ok(false),
             Some("local") => Ok(true),
-            Some(other) => Err(ApiError::BadRequest(format!(
-                "unknown scope {other:?}: local or cluster"
-            ))),
+            Some(other) => Err(ApiError::BadRequest(format!("unknown scope {other:?}: local or cluster"))),
         }
     }
 }
 
 /// The live peers of this node, itself excluded.
 pub async fn live_peers(state: &AppState) -> Result<Vec<String>, ApiError> {
-    let members = state
-        .membership
-        .send(GetMembers)
-        .await
-        .map_err(|e| ApiError::internal("membership unreachable", e))?;
+    let members =
+        state.membership.send(GetMembers).await.map_err(|e| ApiError::internal("membership unreachable", e))?;
     Ok(members
         .into_iter()
         .filter(|m| m.status == Status::Alive && m.address != state.node)
@@ -46,9 +41,7 @@ pub async fn live_peers(state: &AppState) -> Result<Vec<String>, ApiError> {
 
 /// GETs `path` from each of `peers` at once; keeps the answers that came.
 pub async fn fan_out(client: &PeerClient, peers: &[String], path: &str) -> Vec<(String, Value)> {
-    let calls = peers
-        .iter()
-        .map(|peer| async move { (peer.clone(), client.get::<Value>(peer, path).await) });
+    let calls = peers.iter().map(|peer| async move { (peer.clone(), client.get::<Value>(peer, path).await) });
     join_all(calls)
         .await
         .into_iter()
@@ -62,12 +55,28 @@ pub async fn fan_out(client: &PeerClient, peers: &[String], path: &str) -> Vec<(
         .collect()
 }
 
+/// `GET /network`: every member this node knows, with its status,
+/// incarnation, when it was last heard of, and its slots and load.
 pub async fn network(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let members = state
-        .membership
-        .send(GetMembers)
-        .await
-        .map_err(|e| ApiError::internal("membership unreachable", e))?;
+    let members = state.membership.send(GetMembers).await.map_err(|e| ApiError::internal("membership unreachable", e))?;
+    // The view's clock is the membership actor's; its own entry is "now".
+    let now_ms = members.first().map_or(0, |me| me.last_seen_ms);
+    let now = chrono::Utc::now();
+    let members: Vec<Value> = members
+        .into_iter()
+        .map(|m| {
+            let ago = now_ms.saturating_sub(m.last_seen_ms);
+            let last_seen = now - chrono::TimeDelta::milliseconds(i64::try_from(ago).unwrap_or(i64::MAX));
+            json!({
+                "address": m.address,
+                "status": m.status,
+                "incarnation": m.incarnation,
+                "last_seen": last_seen.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "slots": m.meta.slots,
+                "load": m.meta.busy,
+            })
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "node": state.node, "members": members })))
 }
 
@@ -106,30 +115,15 @@ pub fn global_stats(nodes: &Map<String, Value>) -> Value {
         if let Some(by_status) = fields.get("evaluations").and_then(Value::as_object) {
             let entry = sums.entry("evaluations").or_insert_with(|| json!({}));
             for (status, n) in by_status {
-                let total = entry.get(status).and_then(Value::as_u64).unwrap_or(0)
-                    + n.as_u64().unwrap_or(0);
+                let total = entry.get(status).and_then(Value::as_u64).unwrap_or(0) + n.as_u64().unwrap_or(0);
                 entry[status] = json!(total);
             }
         }
-        let modules = fields
-            .get("modules_run")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0);
-        weighted_time += modules
-            * fields
-                .get("mean_module_time")
-                .and_then(Value::as_f64)
-                .unwrap_or(0.0);
+        let modules = fields.get("modules_run").and_then(Value::as_f64).unwrap_or(0.0);
+        weighted_time += modules * fields.get("mean_module_time").and_then(Value::as_f64).unwrap_or(0.0);
     }
-    let modules = sums
-        .get("modules_run")
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0);
-    let mean = if modules > 0.0 {
-        crate::evaluation::model::round2(weighted_time / modules)
-    } else {
-        0.0
-    };
+    let modules = sums.get("modules_run").and_then(Value::as_f64).unwrap_or(0.0);
+    let mean = if modules > 0.0 { crate::evaluation::model::round2(weighted_time / modules) } else { 0.0 };
     sums.insert("mean_module_time".into(), json!(mean));
     sums.insert("nodes".into(), json!(nodes.len()));
     Value::Object(sums)
@@ -142,7 +136,10 @@ mod tests {
     #[test]
     fn global_stats_sum_counts_and_weigh_mean_module_time() {
         let mut nodes = Map::new();
-        nodes.insert("a".into(), json!({"slots": 2, "modules_run": 1, "mean_module_time": 1.0, "passed": 3, "evaluations": {"done": 1}}));
+        nodes.insert(
+            "a".into(),
+            json!({"slots": 2, "modules_run": 1, "mean_module_time": 1.0, "passed": 3, "evaluations": {"done": 1}}),
+        );
         nodes.insert("b".into(), json!({"slots": 1, "modules_run": 3, "mean_module_time": 2.0, "passed": 4, "evaluations": {"done": 0, "running": 1}}));
         let g = global_stats(&nodes);
         assert_eq!(g["slots"], json!(3));
