@@ -6,16 +6,19 @@
 #   scripts/cluster.sh status  [-d RUN_DIR]
 #   scripts/cluster.sh stop    [-d RUN_DIR]
 #
-# Node i listens on 127.0.0.1:BASE_PORT+i-1 with its config, data and log in
-# RUN_DIR/node-PORT/; the first node is the seed of the others. nginx is
-# rendered from config/nginx.conf (only its upstream servers and listen port
-# change) into RUN_DIR/nginx/ and listens on 127.0.0.1:PROXY_PORT. The pids
-# are kept in RUN_DIR/pids, which is what `stop` signals.
+# Defaults: 4 nodes on ports 5001 up, 2 slots each, nginx on 8080, files in
+# run/cluster. Node i listens on 127.0.0.1:BASE_PORT+i-1 with its config, data
+# and log in RUN_DIR/node-PORT/; the first node is the seed of the others.
+# nginx is rendered from config/nginx.conf (only its upstream servers and
+# listen port change) into RUN_DIR/nginx/ and listens on 127.0.0.1:PROXY_PORT.
+# The pids are kept in RUN_DIR/pids, which is what `stop` signals. Data stays
+# in RUN_DIR between runs; remove the folder for a fresh cluster.
 #
-# Environment: EVALMESH_BIN (the node binary; default target/release/evalmesh,
-# built with `cargo build --release` when missing), NGINX (default nginx),
+# Environment: EVALMESH_BIN (the node binary; default
+# ${CARGO_TARGET_DIR:-target}/release/evalmesh, built with
+# `cargo build --release` when missing), NGINX (default nginx),
 # CLUSTER_WAIT_S (how long start waits for the cluster, default 60),
-# STOP_GRACE_S (SIGTERM to SIGKILL, default 15).
+# STOP_GRACE_S (from SIGTERM to SIGKILL, default 15).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,7 +33,7 @@ grace_s=${STOP_GRACE_S:-15}
 nginx_bin=${NGINX:-nginx}
 
 usage() {
-    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
 }
 
 die() {
@@ -73,7 +76,8 @@ pids_file=$run_dir/pids
 # still be ours (pids are reused), separated by tabs.
 ours() {
     local pid=$1 config=$2
-    [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$config"
+    # The process may end between two reads: that is "not ours" too.
+    { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$config"
 }
 
 # Prints the lines of the pids file whose process still runs.

@@ -58,7 +58,8 @@ pub async fn fan_out(client: &PeerClient, peers: &[String], path: &str) -> Vec<(
 /// `GET /network`: every member this node knows, with its status,
 /// incarnation, when it was last heard of, and its slots and load.
 pub async fn network(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let members = state.membership.send(GetMembers).await.map_err(|e| ApiError::internal("membership unreachable", e))?;
+    let members =
+        state.membership.send(GetMembers).await.map_err(|e| ApiError::internal("membership unreachable", e))?;
     // The view's clock is the membership actor's; its own entry is "now".
     let now_ms = members.first().map_or(0, |me| me.last_seen_ms);
     let now = chrono::Utc::now();

@@ -68,8 +68,9 @@ impl NodeHandle {
         if let Err(e) = self.membership.send(Leave).await {
             log::warn!("cannot announce leaving: {e}");
         }
-        handle.stop(true).await;
-        server.await
+        // The server future must be polled for the stop to go through.
+        let (_, stopped) = tokio::join!(handle.stop(true), server);
+        stopped
     }
 }
 

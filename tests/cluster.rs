@@ -1,0 +1,221 @@
+//! The mesh with real processes on loopback: evaluations spread over several
+//! nodes, a worker killed with SIGKILL mid-evaluation, a node that joins
+//! mid-evaluation, a node that restarts or leaves, and the cluster-wide
+//! answers. Every node is a real `evalmesh` process on a port it picked.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// Cluster timings shrunk for tests: dead within about a second.
+fn cluster_config(data_dir: &Path, seeds: &[&Node]) -> NodeConfig {
+    let seeds: Vec<String> = seeds.iter().map(|n| toml_string(&n.addr)).collect();
+    NodeConfig::new(data_dir)
+        .set("node", "slots", "1")
+        .set("cluster", "seeds", &format!("[{}]", seeds.join(", ")))
+        .set("cluster", "probe_interval_ms", "100")
+        .set("cluster", "probe_timeout_ms", "80")
+        .set("cluster", "suspicion_timeout_ms", "600")
+        .set("cluster", "dispatch_tick_ms", "100")
+        .set("cluster", "join_retry_ms", "200")
+}
+
+/// Starts `n` nodes, the first the seed of the others, and waits until each
+/// sees all of them alive.
+fn start_cluster(dir: &Path, n: usize) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..n {
+        let data = dir.join(format!("data{i}"));
+        let config = match nodes.first() {
+            None => cluster_config(&data, &[]),
+            Some(seed) => cluster_config(&data, &[seed]),
+        };
+        nodes.push(Node::start(&config, dir, &format!("node{i}")));
+    }
+    for node in &nodes {
+        wait_until(&format!("{} sees {n} members alive", node.addr), Duration::from_secs(20), || {
+            (alive(node).len() == n).then_some(())
+        });
+    }
+    nodes
+}
+
+/// The members `node` holds alive.
+fn alive(node: &Node) -> BTreeSet<String> {
+    let network = node.get("/network").json();
+    network["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["status"] == "alive")
+        .filter_map(|m| m["address"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn status_of(node: &Node, member: &str) -> Option<String> {
+    let network = node.get("/network").json();
+    network["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["address"] == member)
+        .and_then(|m| m["status"].as_str().map(str::to_owned))
+}
+
+/// A project of `modules` modules; module i sleeps `sleep_s` then has one
+/// passing test and, when i is odd, one failing test.
+fn project(modules: usize, sleep_s: f64) -> Vec<u8> {
+    let mut files = vec![("proj/requirements.txt".to_string(), String::new())];
+    for i in 0..modules {
+        let mut source = format!("import time\n\ndef test_pass_{i}():\n    time.sleep({sleep_s})\n");
+        if i % 2 == 1 {
+            source.push_str(&format!("\ndef test_fail_{i}():\n    assert {i} == 0\n"));
+        }
+        files.push((format!("proj/tests/test_m{i:02}.py"), source));
+    }
+    zip_of(&files)
+}
+
+/// Asserts the exact counts `project` promises, and answers the node of each module.
+fn assert_exact(evaluation: &Value, modules: usize) -> BTreeMap<String, String> {
+    assert_eq!(evaluation["status"], "done", "{evaluation:#}");
+    let results = evaluation["module_results"]["proj"].as_object().expect("results of proj");
+    assert_eq!(results.len(), modules, "{evaluation:#}");
+    let mut nodes = BTreeMap::new();
+    for i in 0..modules {
+        let r = &results[&format!("tests/test_m{i:02}.py")];
+        let failed = u64::from(i % 2 == 1);
+        assert_eq!(
+            (r["status"].as_str(), r["passed"].as_u64(), r["failed"].as_u64(), r["errors"].as_u64()),
+            (Some("done"), Some(1), Some(failed), Some(0)),
+            "module {i}: {r:#}"
+        );
+        nodes.insert(format!("tests/test_m{i:02}.py"), r["node"].as_str().unwrap_or_default().to_owned());
+    }
+    let failed = (modules / 2) as u64;
+    let p = &evaluation["projects"]["proj"];
+    assert_eq!((p["passed"].as_u64(), p["failed"].as_u64()), (Some(modules as u64), Some(failed)));
+    assert_eq!(evaluation["_run_info"]["modules_done"], modules);
+    nodes
+}
+
+#[test]
+fn an_evaluation_is_spread_over_the_nodes_and_readable_from_each() {
+    with_timeout(Duration::from_secs(240), || {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = start_cluster(dir.path(), 4);
+        let id = nodes[1].submit_multipart("projects.zip", &project(12, 1.0));
+        let evaluation = nodes[2].wait_finished(&id, Duration::from_secs(180));
+        let placed = assert_exact(&evaluation, 12);
+        let used: BTreeSet<&String> = placed.values().collect();
+        assert!(used.len() >= 3, "modules ran on {used:?}");
+        assert_eq!(evaluation["supervisor"], nodes[1].addr.as_str());
+        for node in &nodes {
+            assert_eq!(node.evaluation(&id, "")["_run_info"], evaluation["_run_info"], "as seen from {}", node.addr);
+            let listed = node.get("/evaluation").json();
+            let ids: Vec<&str> =
+                listed["evaluations"].as_array().unwrap().iter().filter_map(|e| e["id"].as_str()).collect();
+            assert_eq!(ids, vec![id.as_str()]);
+        }
+        let stats = nodes[0].get("/stats").json();
+        assert_eq!(stats["nodes"].as_object().unwrap().len(), 4);
+        assert_eq!(stats["global"]["slots"], 4);
+        assert_eq!(stats["global"]["passed"], 12);
+        assert_eq!(stats["global"]["failed"], 6);
+        let peers = nodes[3].get("/peers").json();
+        let expected: Vec<&str> = {
+            let mut all: Vec<&str> = nodes.iter().map(|n| n.addr.as_str()).collect();
+            all.sort();
+            all
+        };
+        assert_eq!(peers["peers"], serde_json::json!(expected));
+    });
+}
+
+#[test]
+fn a_worker_killed_mid_evaluation_loses_nothing() {
+    with_timeout(Duration::from_secs(240), || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = start_cluster(dir.path(), 3);
+        let id = nodes[0].submit_multipart("projects.zip", &project(9, 2.0));
+        let victim = nodes[2].addr.clone();
+        wait_until("the victim runs a module", Duration::from_secs(120), || {
+            let stats = nodes[2].get("/stats?scope=local").json();
+            (stats["slots_busy"].as_u64() == Some(1)).then_some(())
+        });
+        nodes[2].kill();
+        wait_until("the victim is dead", Duration::from_secs(20), || {
+            (status_of(&nodes[0], &victim).as_deref() == Some("dead")).then_some(())
+        });
+        let evaluation = nodes[0].wait_finished(&id, Duration::from_secs(180));
+        let placed = assert_exact(&evaluation, 9);
+        assert!(placed.values().all(|n| *n != victim), "no result came from the dead node: {placed:?}");
+        assert!(nodes[0].log().contains(&format!("node {victim} lost")), "the supervisor took back its tasks");
+    });
+}
+
+#[test]
+fn a_node_that_joins_mid_evaluation_receives_work() {
+    with_timeout(Duration::from_secs(240), || {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Node::start(&cluster_config(&dir.path().join("data0"), &[]), dir.path(), "node0");
+        let id = first.submit_multipart("projects.zip", &project(10, 1.5));
+        wait_until("a first result", Duration::from_secs(120), || {
+            (first.evaluation(&id, "")["_run_info"]["modules_done"].as_u64() >= Some(1)).then_some(())
+        });
+        let late = Node::start(&cluster_config(&dir.path().join("data1"), &[&first]), dir.path(), "node1");
+        let evaluation = first.wait_finished(&id, Duration::from_secs(180));
+        let placed = assert_exact(&evaluation, 10);
+        assert!(placed.values().any(|n| *n == late.addr), "the late node took no module: {placed:?}");
+    });
+}
+
+#[test]
+fn a_restarted_node_rejoins_under_its_address_with_a_higher_incarnation() {
+    with_timeout(Duration::from_secs(120), || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = start_cluster(dir.path(), 2);
+        let addr = nodes[1].addr.clone();
+        let incarnation = |node: &Node| {
+            let network = node.get("/network").json();
+            network["members"].as_array().unwrap().iter().find(|m| m["address"] == addr.as_str()).unwrap()
+                ["incarnation"]
+                .as_u64()
+                .unwrap()
+        };
+        let before = incarnation(&nodes[0]);
+        nodes[1].kill();
+        wait_until("the node is dead", Duration::from_secs(20), || {
+            (status_of(&nodes[0], &addr).as_deref() == Some("dead")).then_some(())
+        });
+        let config = cluster_config(&dir.path().join("data1"), &[&nodes[0]]).set("node", "listen", &toml_string(&addr));
+        let again = Node::start(&config, dir.path(), "node1-again");
+        assert_eq!(again.addr, addr);
+        wait_until("the node is alive again", Duration::from_secs(20), || {
+            (status_of(&nodes[0], &addr).as_deref() == Some("alive")).then_some(())
+        });
+        assert!(incarnation(&nodes[0]) > before);
+        assert_eq!(alive(&again).len(), 2, "the restarted node sees the cluster");
+    });
+}
+
+#[test]
+fn a_node_stopped_with_sigterm_leaves_and_is_not_declared_dead() {
+    with_timeout(Duration::from_secs(120), || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = start_cluster(dir.path(), 3);
+        let addr = nodes[2].addr.clone();
+        let status = nodes[2].signal_and_wait(libc::SIGTERM);
+        assert!(status.success(), "a node stopped with SIGTERM exits 0: {status:?}");
+        for node in &nodes[..2] {
+            wait_until("the node is left", Duration::from_secs(10), || {
+                (status_of(node, &addr).as_deref() == Some("left")).then_some(())
+            });
+        }
+        assert!(nodes[2].log().contains("leaving the cluster"));
+    });
+}
