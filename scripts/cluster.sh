@@ -94,7 +94,7 @@ running() {
 # SIGTERM to each recorded process still running, SIGKILL to those left
 # after the grace.
 stop_all() {
-    local live name pid log config
+    local live name pid log config i
     live=$(running)
     if [[ -z $live ]]; then
         rm -f "$pids_file"
@@ -174,7 +174,7 @@ write_node_config() {
 # config/nginx.conf with its upstream servers replaced by this cluster's nodes
 # (each keeping the first server line's parameters) and its listen port moved.
 render_nginx() {
-    local out=$1 servers="" port
+    local out=$1 servers="" port i
     for ((i = 0; i < nodes; i++)); do
         port=$((base_port + i))
         servers+="127.0.0.1:$port "
@@ -199,6 +199,11 @@ render_nginx() {
         END { if (!done || !listened) exit 1 }
     ' "$root/config/nginx.conf" >"$out" ||
         die "config/nginx.conf has no 'server 127.0.0.1:PORT' upstream line or 'listen 127.0.0.1:PORT;' line to render"
+}
+
+# Whether something already accepts connections on the loopback port.
+port_taken() {
+    (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 http_ok() {
@@ -248,14 +253,28 @@ start() {
     fi
     command -v curl >/dev/null || die "curl is needed to wait for the nodes"
     command -v "$nginx_bin" >/dev/null || die "$nginx_bin not found: install nginx (apt-get install nginx) or set NGINX"
+    local port
+    for port in $(seq "$base_port" $((base_port + nodes - 1))) "$proxy_port"; do
+        ! port_taken "$port" || die "127.0.0.1:$port is already in use"
+    done
     find_binary
+
+    # nginx's config first: a config nginx refuses should stop us before any
+    # node starts.
+    local ngx=$run_dir/nginx
+    mkdir -p "$ngx/logs" "$ngx/temp"
+    render_nginx "$ngx/nginx.conf"
+    "$nginx_bin" -t -q -c "$ngx/nginx.conf" -p "$ngx/" 2>"$ngx/logs/test.log" || {
+        cat "$ngx/logs/test.log" >&2
+        die "the rendered nginx config $ngx/nginx.conf does not pass nginx -t"
+    }
 
     # One secret per run; every node of the cluster shares it.
     secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
     : >"$pids_file"
     trap 'abort "interrupted"' INT TERM
 
-    local port seed="" dir log
+    local seed="" dir log i
     for ((i = 0; i < nodes; i++)); do
         port=$((base_port + i))
         dir=$run_dir/node-$port
@@ -269,13 +288,6 @@ start() {
         [[ -n $seed ]] || seed=127.0.0.1:$port
     done
 
-    local ngx=$run_dir/nginx
-    mkdir -p "$ngx/logs" "$ngx/temp"
-    render_nginx "$ngx/nginx.conf"
-    "$nginx_bin" -t -q -c "$ngx/nginx.conf" -p "$ngx/" 2>"$ngx/logs/test.log" || {
-        cat "$ngx/logs/test.log" >&2
-        abort "the rendered nginx config $ngx/nginx.conf does not pass nginx -t"
-    }
     nohup "$nginx_bin" -c "$ngx/nginx.conf" -p "$ngx/" >>"$ngx/logs/stdout.log" 2>&1 </dev/null &
     record nginx "$!" "$ngx/logs/error.log" "$ngx/nginx.conf"
     echo "cluster: nginx on 127.0.0.1:$proxy_port started (pid $!, logs $ngx/logs/)"
@@ -303,7 +315,7 @@ start() {
 
     cat <<EOF
 
-evalmesh cluster ready: $nodes nodes, $slots slots each
+evalmesh cluster ready: $nodes nodes, slots per node: $slots
   through nginx   http://127.0.0.1:$proxy_port
   nodes           http://127.0.0.1:$base_port ... http://127.0.0.1:$((base_port + nodes - 1))
   files           $run_dir (node-PORT/node.log, nginx/logs/)
