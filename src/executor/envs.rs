@@ -207,8 +207,15 @@ impl EnvCache {
                     .args(["venv", "--quiet", "--python", &self.python])
                     .arg(dir);
                 let mut install = Command::new(uv);
+                // Bytecode compiled once here, not by every pytest run.
                 install
-                    .args(["pip", "install", "--quiet", "--python"])
+                    .args([
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--compile-bytecode",
+                        "--python",
+                    ])
                     .arg(&python);
                 (create, install)
             }
