@@ -1,0 +1,722 @@
+//! Shared harness of the integration tests: the real `evalmesh` binary run as
+//! a child process on port 0, a small blocking HTTP client over `TcpStream`
+//! (so a test controls every byte it sends: headers, lengths, chunking), zip
+//! and project builders, and `wait_until`.
+//!
+//! Every node is killed when its `Node` is dropped, and also when the test
+//! process dies (`PR_SET_PDEATHSIG`), so a failed or timed-out test leaves no
+//! node behind. Tests share nothing: each builds its own temp dir, data dir
+//! and node.
+
+#![allow(dead_code)] // each test file uses its own part of the harness
+
+use std::collections::BTreeMap;
+use std::io::{Cursor, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Runs `body` on its own thread and fails the test if it has not finished
+/// within `limit`; a panic in `body` is re-raised as is.
+pub fn with_timeout(limit: Duration, body: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = mpsc::channel();
+    let worker = std::thread::Builder::new()
+        .name("test-body".into())
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+            let _ = tx.send(result);
+        })
+        .expect("spawning the test thread");
+    match rx.recv_timeout(limit) {
+        Ok(Ok(())) => {
+            worker.join().expect("test thread ended");
+        }
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("test did not finish within its overall timeout of {limit:?}"),
+    }
+}
+
+/// Polls `probe` every 50 ms until it returns `Some`, or gives up at `timeout`.
+pub fn poll_until<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Like [`poll_until`], but panics naming `what` at the deadline.
+pub fn wait_until<T>(what: &str, timeout: Duration, probe: impl FnMut() -> Option<T>) -> T {
+    poll_until(timeout, probe)
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
+/// A port that was free a moment ago: bound on 127.0.0.1:0, then released.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    listener.local_addr().expect("bound address").port()
+}
+
+/// Makes the child die with the test process (the thread that spawns it must
+/// outlive it, which holds for children owned by a test's body).
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    }
+}
+
+/// A node's TOML config, section by section; values are raw TOML literals.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    sections: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl NodeConfig {
+    /// Listens on a free port and keeps its data in `data_dir`.
+    pub fn new(data_dir: &Path) -> Self {
+        let config = Self {
+            sections: BTreeMap::new(),
+        };
+        config
+            .set("node", "listen", &toml_string("127.0.0.1:0"))
+            .set(
+                "node",
+                "data_dir",
+                &toml_string(&data_dir.to_string_lossy()),
+            )
+    }
+
+    /// Sets `[section] key = value`, `value` written as is (`"3"`, `"[\"file\"]"`).
+    pub fn set(mut self, section: &str, key: &str, value: &str) -> Self {
+        self.sections
+            .entry(section.to_owned())
+            .or_default()
+            .insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        let raw = &self.sections["node"]["data_dir"];
+        PathBuf::from(serde_json::from_str::<String>(raw).expect("data_dir is a quoted string"))
+    }
+
+    pub fn to_toml(&self) -> String {
+        let mut text = String::new();
+        for (section, keys) in &self.sections {
+            text.push_str(&format!("[{section}]\n"));
+            for (key, value) in keys {
+                text.push_str(&format!("{key} = {value}\n"));
+            }
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// A TOML basic string; JSON's escapes are valid TOML escapes.
+pub fn toml_string(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialize")
+}
+
+/// One `evalmesh node` process.
+pub struct Node {
+    child: Child,
+    /// `127.0.0.1:PORT`, as the node logged it.
+    pub addr: String,
+    pub data_dir: PathBuf,
+    /// The node's stderr (env_logger) and stdout.
+    pub log_path: PathBuf,
+}
+
+impl Node {
+    /// Writes `<dir>/<label>.toml`, starts the node with its output in
+    /// `<dir>/<label>.log`, and waits for its `serving on` line.
+    pub fn start(config: &NodeConfig, dir: &Path, label: &str) -> Node {
+        let config_path = dir.join(format!("{label}.toml"));
+        std::fs::write(&config_path, config.to_toml()).expect("writing the node config");
+        let log_path = dir.join(format!("{label}.log"));
+        let log = std::fs::File::create(&log_path).expect("creating the node log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_evalmesh"));
+        cmd.arg("node")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cloning the log handle"))
+            .stderr(log);
+        let child = die_with_parent(&mut cmd)
+            .spawn()
+            .expect("starting evalmesh");
+        let mut node = Node {
+            child,
+            addr: String::new(),
+            data_dir: config.data_dir(),
+            log_path,
+        };
+        let addr = poll_until(Duration::from_secs(30), || {
+            if let Some(status) = node.child.try_wait().expect("polling the node") {
+                panic!(
+                    "node {label} exited with {status} before serving:\n{}",
+                    node.log()
+                );
+            }
+            let log = node.log();
+            let (_, rest) = log.split_once("serving on ")?;
+            let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+            addr.parse::<SocketAddr>().ok().map(|_| addr)
+        });
+        node.addr = addr.unwrap_or_else(|| {
+            panic!(
+                "node {label} did not log `serving on` within 30 s:\n{}",
+                node.log()
+            )
+        });
+        node
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Everything the node has logged so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log_path).unwrap_or_default()).into_owned()
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        http(&self.addr, "GET", path, &[], Body::None)
+    }
+
+    pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Response {
+        http(
+            &self.addr,
+            "POST",
+            path,
+            &[("Content-Type", content_type)],
+            Body::Fixed(body),
+        )
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> Response {
+        http(&self.addr, method, path, headers, body)
+    }
+
+    /// Posts `zip` as curl's `-F file=@<filename>` does and returns the id.
+    pub fn submit_multipart(&self, filename: &str, zip: &[u8]) -> String {
+        let (content_type, body) = multipart(&[Part::file("file", filename, zip)]);
+        self.accepted(self.post("/evaluation", &content_type, &body))
+    }
+
+    /// Posts `zip` as a raw `application/zip` body and returns the id.
+    pub fn submit_raw_zip(&self, zip: &[u8]) -> String {
+        self.accepted(self.post("/evaluation", "application/zip", zip))
+    }
+
+    /// Posts a JSON submission and returns the id.
+    pub fn submit_json(&self, body: &Value) -> String {
+        let body = serde_json::to_vec(body).expect("json serializes");
+        self.accepted(self.post("/evaluation", "application/json", &body))
+    }
+
+    fn accepted(&self, response: Response) -> String {
+        assert_eq!(response.status, 202, "submission refused: {response:?}");
+        let id = response.json()["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("202 without an id: {response:?}"))
+            .to_owned();
+        assert_eq!(
+            response.header("location"),
+            Some(format!("/evaluation/{id}").as_str())
+        );
+        id
+    }
+
+    /// `GET /evaluation/{id}{query}` as JSON, asserting 200.
+    pub fn evaluation(&self, id: &str, query: &str) -> Value {
+        let response = self.get(&format!("/evaluation/{id}{query}"));
+        assert_eq!(response.status, 200, "{response:?}");
+        response.json()
+    }
+
+    /// Polls the evaluation until it is done or failed and returns it.
+    pub fn wait_finished(&self, id: &str, timeout: Duration) -> Value {
+        let mut last = Value::Null;
+        let finished = poll_until(timeout, || {
+            let response = self.get(&format!("/evaluation/{id}"));
+            if response.status != 200 {
+                return None;
+            }
+            last = response.json();
+            matches!(last["status"].as_str(), Some("done" | "failed")).then(|| last.clone())
+        });
+        finished.unwrap_or_else(|| {
+            panic!(
+                "evaluation {id} not finished after {timeout:?}; last seen:\n{}\nnode log:\n{}",
+                serde_json::to_string_pretty(&last).unwrap_or_default(),
+                self.log()
+            )
+        })
+    }
+
+    /// Sends `signal` and reaps the process.
+    pub fn signal_and_wait(&mut self, signal: i32) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on the pid of our own child, not yet reaped.
+        if self.child.try_wait().expect("polling the node").is_none() {
+            unsafe { libc::kill(self.pid(), signal) };
+        }
+        self.child.wait().expect("reaping the node")
+    }
+
+    /// SIGKILL: the node gets no chance to clean up, as in a crash.
+    pub fn kill(&mut self) {
+        self.signal_and_wait(libc::SIGKILL);
+    }
+
+    /// SIGTERM, then SIGKILL if the node is still there after 10 s.
+    pub fn stop(&mut self) {
+        // SAFETY: as in signal_and_wait.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let exited = poll_until(Duration::from_secs(10), || {
+            self.child.try_wait().expect("polling the node")
+        });
+        if exited.is_none() {
+            self.kill();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+        kill_processes_in(&self.data_dir);
+    }
+}
+
+/// SIGKILLs every process whose working folder lies under `dir`: the pytest
+/// runs a node started in its own process groups, which outlive a killed node.
+pub fn kill_processes_in(dir: &Path) {
+    let Ok(dir) = dir.canonicalize() else { return };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&dir)) {
+            // SAFETY: kill(2) on a process running inside this test's data dir.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// A request body: none, with a Content-Length, or chunked.
+#[derive(Debug, Clone, Copy)]
+pub enum Body<'a> {
+    None,
+    Fixed(&'a [u8]),
+    Chunked(&'a [u8]),
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// Header names in lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {self:?}"))
+    }
+
+    /// The `error` text of a JSON error answer; panics if there is none.
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field: {self:?}"))
+            .to_owned()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`). A body
+/// the server stops reading (an early 413) is not an error: the answer is
+/// read all the same.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Body<'_>,
+) -> Response {
+    let mut stream =
+        TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("setting a read timeout");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let mut payload = Vec::new();
+    match body {
+        Body::None => {}
+        Body::Fixed(bytes) => {
+            head.push_str(&format!("Content-Length: {}\r\n", bytes.len()));
+            payload.extend_from_slice(bytes);
+        }
+        Body::Chunked(bytes) => {
+            head.push_str("Transfer-Encoding: chunked\r\n");
+            for chunk in bytes.chunks(16 * 1024) {
+                payload.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                payload.extend_from_slice(chunk);
+                payload.extend_from_slice(b"\r\n");
+            }
+            payload.extend_from_slice(b"0\r\n\r\n");
+        }
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .unwrap_or_else(|e| panic!("sending {method} {path}: {e}"));
+    // The server may answer and close before reading the whole body.
+    let _ = stream.write_all(&payload);
+    // Read until the answer is complete by its own framing, as curl does:
+    // after an early answer the server may hold the connection open for a
+    // while (actix's client_disconnect_timeout) before closing it.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        if is_complete(&raw) {
+            break;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !raw.is_empty() => break,
+            Err(e) => panic!("reading the answer to {method} {path}: {e}"),
+        }
+    }
+    parse_response(&raw).unwrap_or_else(|| {
+        panic!(
+            "malformed answer to {method} {path}: {:?}",
+            String::from_utf8_lossy(&raw)
+        )
+    })
+}
+
+/// Whether `raw` holds a whole answer: its head, then the body its
+/// Content-Length or chunking announces. Without either, only EOF ends it.
+fn is_complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let body = &raw[end + 4..];
+    if head.contains("\r\ntransfer-encoding: chunked") {
+        return dechunk(body).is_some();
+    }
+    head.split("\r\n")
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|len| len.trim().parse::<usize>().ok())
+        .is_some_and(|len| body.len() >= len)
+}
+
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        match headers.iter().find(|(n, _)| n == "content-length") {
+            Some((_, len)) => rest.get(..len.parse::<usize>().ok()?)?.to_vec(),
+            None => rest.to_vec(),
+        }
+    };
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&rest[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(rest.get(..size)?);
+        rest = rest.get(size + 2..)?;
+    }
+}
+
+/// A part of a multipart/form-data body.
+pub struct Part<'a> {
+    pub name: &'a str,
+    pub filename: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub data: &'a [u8],
+}
+
+impl<'a> Part<'a> {
+    /// A file part as curl's `-F name=@filename` sends it.
+    pub fn file(name: &'a str, filename: &'a str, data: &'a [u8]) -> Self {
+        Part {
+            name,
+            filename: Some(filename),
+            content_type: Some("application/octet-stream"),
+            data,
+        }
+    }
+
+    /// A plain field as curl's `-F name=value` sends it.
+    pub fn text(name: &'a str, value: &'a str) -> Self {
+        Part {
+            name,
+            filename: None,
+            content_type: None,
+            data: value.as_bytes(),
+        }
+    }
+}
+
+/// A multipart/form-data body laid out as curl lays it out; returns the
+/// Content-Type header (with the boundary) and the body.
+pub fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
+    let boundary = "------------------------evalmeshQ7x2Lw9Rk3";
+    let mut body = Vec::new();
+    for part in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        let mut disposition = format!("Content-Disposition: form-data; name=\"{}\"", part.name);
+        if let Some(filename) = part.filename {
+            disposition.push_str(&format!("; filename=\"{filename}\""));
+        }
+        body.extend_from_slice(format!("{disposition}\r\n").as_bytes());
+        if let Some(content_type) = part.content_type {
+            body.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(part.data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A zip archive being built; names are written exactly as given, hostile
+/// ones included.
+pub struct ZipBuilder {
+    writer: zip::ZipWriter<Cursor<Vec<u8>>>,
+}
+
+impl Default for ZipBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ZipBuilder {
+    pub fn new() -> Self {
+        Self {
+            writer: zip::ZipWriter::new(Cursor::new(Vec::new())),
+        }
+    }
+
+    fn options() -> zip::write::SimpleFileOptions {
+        zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(0o644)
+    }
+
+    pub fn file(mut self, name: &str, data: impl AsRef<[u8]>) -> Self {
+        self.writer
+            .start_file(name, Self::options())
+            .expect("starting a zip entry");
+        self.writer
+            .write_all(data.as_ref())
+            .expect("writing a zip entry");
+        self
+    }
+
+    pub fn dir(mut self, name: &str) -> Self {
+        self.writer
+            .add_directory(name, Self::options().unix_permissions(0o755))
+            .expect("adding a zip folder");
+        self
+    }
+
+    pub fn symlink(mut self, name: &str, target: &str) -> Self {
+        self.writer
+            .add_symlink(name, target, Self::options())
+            .expect("adding a zip symlink");
+        self
+    }
+
+    /// One entry of `len` zero bytes, written in 1 MiB pieces.
+    pub fn zeros(mut self, name: &str, len: usize) -> Self {
+        self.writer
+            .start_file(name, Self::options().large_file(false))
+            .expect("starting a zip entry");
+        let block = vec![0u8; 1 << 20];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(block.len());
+            self.writer
+                .write_all(&block[..n])
+                .expect("writing a zip entry");
+            left -= n;
+        }
+        self
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.writer
+            .finish()
+            .expect("finishing the zip")
+            .into_inner()
+    }
+}
+
+/// A zip of `(path, content)` files.
+pub fn zip_of<N: AsRef<str>, C: AsRef<[u8]>>(files: &[(N, C)]) -> Vec<u8> {
+    files
+        .iter()
+        .fold(ZipBuilder::new(), |zip, (name, content)| {
+            zip.file(name.as_ref(), content)
+        })
+        .finish()
+}
+
+/// Writes `(path, content)` files under `root`, creating folders.
+pub fn write_files<N: AsRef<str>, C: AsRef<[u8]>>(root: &Path, files: &[(N, C)]) {
+    for (name, content) in files {
+        let path = root.join(name.as_ref());
+        std::fs::create_dir_all(path.parent().expect("a file has a parent"))
+            .expect("creating a project folder");
+        std::fs::write(&path, content).expect("writing a project file");
+    }
+}
+
+/// `files` moved under `prefix/`, to place a project inside an archive.
+pub fn under<C: Clone>(prefix: &str, files: &[(&str, C)]) -> Vec<(String, C)> {
+    files
+        .iter()
+        .map(|(name, content)| (format!("{prefix}/{name}"), content.clone()))
+        .collect()
+}
+
+/// Runs git with a fixed identity, panicking with its output on failure.
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=evalmesh-test",
+            "-c",
+            "user.email=test@evalmesh.invalid",
+        ])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GIT_DIR")
+        .output()
+        .expect("running git");
+    assert!(
+        out.status.success(),
+        "git {args:?} in {} failed: {}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A git repository at `dir` holding `files` in one commit.
+pub fn git_repo<N: AsRef<str>, C: AsRef<[u8]>>(dir: &Path, files: &[(N, C)]) {
+    write_files(dir, files);
+    git(dir, &["init", "-q"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "initial"]);
+}
+
+/// Every regular file under `dir`, symlinks not followed.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
+            if file_type.is_dir() {
+                stack.push(entry.path());
+            } else if file_type.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files
+}
