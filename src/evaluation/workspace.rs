@@ -71,6 +71,11 @@ pub fn find_projects(workspace: &std::path::Path, source: &Source) -> Vec<Projec
                         collected: true,
                         error: Some("no Python project with tests in this repository".into()),
                     }),
+                    // Without a marker file the repository itself is the project,
+                    // whatever its top folder holds.
+                    Ok(projects) if !projects.iter().any(|p| has_marker(&p.root)) => {
+                        rows.push(row(repo.clone(), &dir));
+                    }
                     Ok(projects) => rows.extend(projects.into_iter().map(|p| {
                         let name = if p.name == repo { repo.clone() } else { format!("{repo}/{}", p.name) };
                         row(name, &p.root)
@@ -81,6 +86,10 @@ pub fn find_projects(workspace: &std::path::Path, source: &Source) -> Vec<Projec
         }
     }
     rows
+}
+
+fn has_marker(root: &Path) -> bool {
+    discover::MARKERS.iter().any(|m| root.join(m).is_file())
 }
 
 /// The collection errors that stand for a module of their own: an error in a

@@ -169,7 +169,8 @@ impl EnvCache {
                 let mut create = Command::new(uv);
                 create.args(["venv", "--quiet", "--python", &self.python]).arg(dir);
                 let mut install = Command::new(uv);
-                install.args(["pip", "install", "--quiet", "--python"]).arg(&python);
+                // Bytecode compiled once here, not by every pytest run.
+                install.args(["pip", "install", "--quiet", "--compile-bytecode", "--python"]).arg(&python);
                 (create, install)
             }
             Installer::Pip => {

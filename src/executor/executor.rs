@@ -124,6 +124,10 @@ impl Executor {
         let runner = self.runner.clone();
         let root = job.root.clone();
         let kind = job.kind.clone();
+        let batch = match &kind {
+            JobKind::Run { modules, .. } => modules.len(),
+            JobKind::Collect => 0,
+        };
         let node = self.node.clone();
         let work = async move {
             match kind {
@@ -142,7 +146,7 @@ impl Executor {
         ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| {
             act.busy -= 1;
             if let Ok(output) = &outcome {
-                act.record(output, started.elapsed());
+                act.record(output, batch, started.elapsed());
             }
             let outcome = outcome.map_err(|e| e.to_string());
             if let Err(e) = &outcome {
@@ -158,7 +162,8 @@ impl Executor {
         }));
     }
 
-    fn record(&mut self, output: &JobOutput, elapsed: Duration) {
+    /// Counts what a job produced; `batch` is how many modules it ran.
+    fn record(&mut self, output: &JobOutput, batch: usize, elapsed: Duration) {
         let modules = match output {
             JobOutput::Collected(_) => return,
             JobOutput::Ran(results) => {
@@ -167,11 +172,17 @@ impl Executor {
                 }
                 results.len() as u64
             }
-            JobOutput::TimedOut { .. } => {
+            // A batch that times out runs again module by module: only a
+            // single module's time-out is its result.
+            JobOutput::TimedOut { .. } if batch == 1 => {
                 self.stats.modules_timed_out += 1;
                 1
             }
+            JobOutput::TimedOut { .. } => 0,
         };
+        if modules == 0 {
+            return;
+        }
         self.stats.modules_run += modules;
         self.stats.run_seconds += elapsed.as_secs_f64();
         self.stats.mean_module_time = round2(self.stats.run_seconds / self.stats.modules_run as f64);

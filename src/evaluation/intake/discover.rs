@@ -39,7 +39,7 @@ pub struct Project {
     pub has_tests: bool,
 }
 
-const MARKERS: [&str; 3] = ["requirements.txt", "pyproject.toml", "setup.py"];
+pub const MARKERS: [&str; 3] = ["requirements.txt", "pyproject.toml", "setup.py"];
 const SKIPPED_DIRS: [&str; 6] = ["__pycache__", "__MACOSX", "venv", "env", "node_modules", "site-packages"];
 
 /// Lists the projects in `workspace`, sorted by name.
