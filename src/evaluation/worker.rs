@@ -113,11 +113,18 @@ async fn materialise(
 ) -> Result<(), String> {
     if !blob_path.exists() {
         let bytes = peers.get_bytes(&supervisor, &format!("/blobs/{sha}")).await.map_err(|e| e.to_string())?;
-        let digest = format!("{:x}", Sha256::digest(&bytes));
-        if digest != sha {
-            return Err(format!("blob {sha} from {supervisor} has digest {digest}"));
-        }
-        write_atomically(&blob_path, &bytes).map_err(|e| format!("storing blob {sha}: {e}"))?;
+        // Hashing and writing a large blob would stall this thread's actors,
+        // membership among them, long enough to look dead.
+        let path = blob_path.clone();
+        actix_web::rt::task::spawn_blocking(move || {
+            let digest = format!("{:x}", Sha256::digest(&bytes));
+            if digest != sha {
+                return Err(format!("blob {sha} from {supervisor} has digest {digest}"));
+            }
+            write_atomically(&path, &bytes).map_err(|e| format!("storing blob {sha}: {e}"))
+        })
+        .await
+        .map_err(|e| format!("blob thread: {e}"))??;
     }
     actix_web::rt::task::spawn_blocking(move || unpack_once(&blob_path, &dest, &limits))
         .await
