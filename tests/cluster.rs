@@ -6,7 +6,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -101,6 +103,100 @@ fn assert_exact(evaluation: &Value, modules: usize) -> BTreeMap<String, String> 
     assert_eq!((p["passed"].as_u64(), p["failed"].as_u64()), (Some(modules as u64), Some(failed)));
     assert_eq!(evaluation["_run_info"]["modules_done"], modules);
     nodes
+}
+
+/// Debian's nginx in front of `nodes`, configured from `config/nginx.conf`
+/// with the nodes' addresses and a free port; killed when dropped.
+struct Proxy {
+    child: Child,
+    addr: String,
+}
+
+impl Proxy {
+    fn start(dir: &Path, nodes: &[Node]) -> Proxy {
+        let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/nginx.conf")).unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let servers: String =
+            nodes.iter().map(|n| format!("        server {} max_fails=2 fail_timeout=10s;\n", n.addr)).collect();
+        let mut rendered = String::new();
+        for line in shipped.lines() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("server 127.0.0.1:") {
+                continue;
+            }
+            if trimmed == "listen 127.0.0.1:8080;" {
+                rendered.push_str(&format!("        listen {addr};\n"));
+                continue;
+            }
+            rendered.push_str(line);
+            rendered.push('\n');
+            if trimmed == "least_conn;" {
+                rendered.push_str(&servers);
+            }
+        }
+        let prefix = dir.join("nginx");
+        for sub in ["logs", "temp"] {
+            std::fs::create_dir_all(prefix.join(sub)).unwrap();
+        }
+        let conf = prefix.join("nginx.conf");
+        std::fs::write(&conf, rendered).unwrap();
+        let mut cmd = Command::new("nginx");
+        // Its own process group, so that dropping the proxy also kills the
+        // worker processes nginx forks.
+        cmd.arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(format!("{}/", prefix.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        let child = die_with_parent(&mut cmd).spawn().expect("nginx is installed (.ci/run installs it)");
+        let proxy = Proxy { child, addr };
+        wait_until("nginx accepts", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(&proxy.addr).ok().map(|_| ())
+        });
+        proxy
+    }
+
+    fn get(&self, path: &str) -> Response {
+        http(&self.addr, "GET", path, &[], Body::None)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // SAFETY: killpg(2) on the group our own child leads.
+        unsafe { libc::killpg(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_evaluation_submitted_through_nginx_is_spread_over_the_cluster() {
+    with_timeout(Duration::from_secs(240), || {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = start_cluster(dir.path(), 4);
+        let proxy = Proxy::start(dir.path(), &nodes);
+        let (content_type, body) = multipart(&[Part::file("file", "projects.zip", &project(12, 1.0))]);
+        let submitted =
+            http(&proxy.addr, "POST", "/evaluation", &[("Content-Type", &content_type)], Body::Fixed(&body));
+        assert_eq!(submitted.status, 202, "{submitted:?}");
+        let id = submitted.json()["id"].as_str().unwrap().to_owned();
+        let evaluation = poll_until(Duration::from_secs(180), || {
+            let e = proxy.get(&format!("/evaluation/{id}")).json();
+            (e["status"] == "done").then_some(e)
+        })
+        .expect("the evaluation finishes");
+        let placed = assert_exact(&evaluation, 12);
+        let used: BTreeSet<&String> = placed.values().collect();
+        assert!(used.len() >= 3, "modules ran on {used:?}");
+        // Peer routes are not reachable through the proxy.
+        let peer =
+            http(&proxy.addr, "POST", "/execute_module", &[("Content-Type", "application/json")], Body::Fixed(b"{}"));
+        assert_eq!(peer.status, 404);
+        assert!(peer.json()["error"].is_string());
+    });
 }
 
 #[test]

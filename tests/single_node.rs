@@ -802,7 +802,7 @@ fn stats_and_health_report_the_work_done() {
 
         // The supervisor stops just after it records the end.
         let s = wait_until("the supervisor to stop", Duration::from_secs(10), || {
-            let stats = node.get("/stats");
+            let stats = node.get("/stats?scope=local");
             assert_eq!(stats.status, 200, "{stats:?}");
             let s = stats.json();
             (s["evaluations_supervised"] == json!(0)).then_some(s)
