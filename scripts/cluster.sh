@@ -91,6 +91,15 @@ running() {
     done <"$pids_file"
 }
 
+# Prints the pids of the processes descended from pid.
+descendants() {
+    local child
+    for child in $(pgrep -P "$1" || true); do
+        echo "$child"
+        descendants "$child"
+    done
+}
+
 # SIGTERM to each recorded process still running, SIGKILL to those left
 # after the grace.
 stop_all() {
@@ -114,9 +123,13 @@ stop_all() {
     done
     live=$(running)
     if [[ -n $live ]]; then
+        local tree
         while IFS=$'\t' read -r name pid log config; do
             echo "cluster: $name (pid $pid) still running after ${grace_s}s: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
+            # Its descendants too (nginx's workers, a node's pytest runs),
+            # listed before it dies: they would outlive it otherwise.
+            mapfile -t tree < <(descendants "$pid")
+            kill -KILL "$pid" "${tree[@]}" 2>/dev/null || true
         done <<<"$live"
         sleep 0.2
     fi
