@@ -445,14 +445,20 @@ mod tests {
         members.into_iter().find(|m| m.address == of).map(|m| m.status)
     }
 
+    /// Three nodes joined through "a", a second after they started.
+    async fn three_nodes(net: &Rc<Net>) -> (Node, Node, Node) {
+        let a = start(net, "a", 1, &[]);
+        let b = start(net, "b", 1, &["a"]);
+        let c = start(net, "c", 1, &["a"]);
+        run_for(&[&a, &b, &c], 1000).await;
+        (a, b, c)
+    }
+
     #[actix::test]
     async fn nodes_join_through_a_seed_and_see_each_other() {
         tokio::time::pause();
         let net = Rc::new(Net::default());
-        let a = start(&net, "a", 1, &[]);
-        let b = start(&net, "b", 1, &["a"]);
-        let c = start(&net, "c", 1, &["a"]);
-        run_for(&[&a, &b, &c], 2000).await;
+        let (a, b, c) = three_nodes(&net).await;
         for node in [&a, &b, &c] {
             for other in ["a", "b", "c"] {
                 assert_eq!(status_of(node, other).await, Some(Status::Alive));
@@ -468,10 +474,7 @@ mod tests {
     async fn a_silent_node_is_dead_everywhere_within_five_seconds_and_its_work_is_lost() {
         tokio::time::pause();
         let net = Rc::new(Net::default());
-        let a = start(&net, "a", 1, &[]);
-        let b = start(&net, "b", 1, &["a"]);
-        let c = start(&net, "c", 1, &["a"]);
-        run_for(&[&a, &b, &c], 1000).await;
+        let (a, b, c) = three_nodes(&net).await;
         net.down.borrow_mut().insert("c".into());
         run_for(&[&a, &b], 5000).await;
         for node in [&a, &b] {
@@ -487,10 +490,7 @@ mod tests {
     async fn a_node_that_leaves_is_left_not_dead() {
         tokio::time::pause();
         let net = Rc::new(Net::default());
-        let a = start(&net, "a", 1, &[]);
-        let b = start(&net, "b", 1, &["a"]);
-        let c = start(&net, "c", 1, &["a"]);
-        run_for(&[&a, &b, &c], 1000).await;
+        let (a, b, c) = three_nodes(&net).await;
         c.addr.send(Leave).await.unwrap();
         net.down.borrow_mut().insert("c".into());
         run_for(&[&a, &b], 5000).await;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use actix_web::web::Bytes;
 use awc::http::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -54,14 +55,8 @@ impl PeerClient {
         if let Some(t) = timeout {
             req = req.timeout(t);
         }
-        let mut res =
-            req.send_json(body).await.map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
-        let bytes = res
-            .body()
-            .limit(MAX_ANSWER_BYTES)
-            .await
-            .map_err(|e| PeerError::Read { url: url.clone(), reason: e.to_string() })?;
-        check(&url, res.status(), &bytes)?;
+        let res = req.send_json(body).await.map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
+        let bytes = read(&url, res).await?;
         serde_json::from_slice(&bytes).map_err(|e| PeerError::Decode { url, reason: e.to_string() })
     }
 
@@ -73,23 +68,31 @@ impl PeerClient {
     }
 
     /// GETs raw bytes, e.g. a blob.
-    pub async fn get_bytes(&self, addr: &str, path: &str) -> Result<actix_web::web::Bytes, PeerError> {
+    pub async fn get_bytes(&self, addr: &str, path: &str) -> Result<Bytes, PeerError> {
         let url = format!("http://{addr}{path}");
-        let mut res = self
+        let res = self
             .client
             .get(&url)
             .insert_header((SENDER_HEADER, self.node.as_str()))
             .send()
             .await
             .map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
-        let bytes = res
-            .body()
-            .limit(MAX_ANSWER_BYTES)
-            .await
-            .map_err(|e| PeerError::Read { url: url.clone(), reason: e.to_string() })?;
-        check(&url, res.status(), &bytes)?;
-        Ok(bytes)
+        read(&url, res).await
     }
+}
+
+/// Reads an answer's body, bounded, and turns a non-2xx status into an error.
+async fn read<S>(url: &str, mut res: awc::ClientResponse<S>) -> Result<Bytes, PeerError>
+where
+    S: futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>>,
+{
+    let bytes = res
+        .body()
+        .limit(MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| PeerError::Read { url: url.to_owned(), reason: e.to_string() })?;
+    check(url, res.status(), &bytes)?;
+    Ok(bytes)
 }
 
 fn check(url: &str, status: StatusCode, body: &[u8]) -> Result<(), PeerError> {
