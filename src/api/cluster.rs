@@ -2,6 +2,8 @@
 //! that lets any node answer `GET /stats` and `GET /evaluation[/{id}]` for the
 //! whole cluster. A peer asked with `?scope=local` answers for itself only.
 
+use std::time::Duration;
+
 use actix_web::{web, HttpResponse};
 use futures_util::future::join_all;
 use serde::Deserialize;
@@ -39,16 +41,27 @@ pub async fn live_peers(state: &AppState) -> Result<Vec<String>, ApiError> {
         .collect())
 }
 
+/// A peer that has not answered a fan-out within this is left out of the
+/// answer: it is probably dead and not yet declared so.
+const FAN_OUT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// GETs `path` from each of `peers` at once; keeps the answers that came.
 pub async fn fan_out(client: &PeerClient, peers: &[String], path: &str) -> Vec<(String, Value)> {
-    let calls = peers.iter().map(|peer| async move { (peer.clone(), client.get::<Value>(peer, path).await) });
+    let calls = peers.iter().map(|peer| async move {
+        let answer = tokio::time::timeout(FAN_OUT_TIMEOUT, client.get::<Value>(peer, path)).await;
+        (peer.clone(), answer)
+    });
     join_all(calls)
         .await
         .into_iter()
         .filter_map(|(peer, answer)| match answer {
-            Ok(value) => Some((peer, value)),
-            Err(e) => {
+            Ok(Ok(value)) => Some((peer, value)),
+            Ok(Err(e)) => {
                 log::debug!("fan-out {path}: {e}");
+                None
+            }
+            Err(_) => {
+                log::debug!("fan-out {path}: {peer} did not answer within {FAN_OUT_TIMEOUT:?}");
                 None
             }
         })
