@@ -41,11 +41,7 @@ struct Options {
 
 impl Options {
     fn parse() -> Result<Self, String> {
-        let mut options = Self {
-            reps: 5,
-            warm_reps: 20,
-            pip: true,
-        };
+        let mut options = Self { reps: 5, warm_reps: 20, pip: true };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut count = |name: &str| -> Result<usize, String> {
@@ -87,14 +83,7 @@ impl Case {
 
     fn row(&self) -> String {
         let t = self.sorted();
-        format!(
-            "| {} | {} | {} | {} | {} |",
-            self.label,
-            t.len(),
-            show(t[0]),
-            show(median(&t)),
-            show(t[t.len() - 1])
-        )
+        format!("| {} | {} | {} | {} | {} |", self.label, t.len(), show(t[0]), show(median(&t)), show(t[t.len() - 1]))
     }
 }
 
@@ -135,19 +124,15 @@ fn cache(data_dir: &Path, use_uv: bool) -> EnvCache {
 /// removes the data dir again.
 fn cold(scratch: &Path, project: &Path, use_uv: bool) -> Result<Duration, String> {
     let data_dir = tempfile::tempdir_in(scratch).map_err(|e| e.to_string())?;
-    let env = block_on(cache(data_dir.path(), use_uv).ensure(project))
-        .map_err(|e| format!("cold build failed: {e}"))?;
+    let env =
+        block_on(cache(data_dir.path(), use_uv).ensure(project)).map_err(|e| format!("cold build failed: {e}"))?;
     check(&env, false)?;
     Ok(env.elapsed)
 }
 
 fn check(env: &Env, cached: bool) -> Result<(), String> {
     if env.cached != cached {
-        return Err(format!(
-            "expected cached = {cached}, got {} for {}",
-            env.cached,
-            env.python.display()
-        ));
+        return Err(format!("expected cached = {cached}, got {} for {}", env.cached, env.python.display()));
     }
     if !env.python.exists() {
         return Err(format!("{} does not exist", env.python.display()));
@@ -156,12 +141,7 @@ fn check(env: &Env, cached: bool) -> Result<(), String> {
 }
 
 /// `reps` hits on one `EnvCache`, after one build (not timed) if needed.
-fn warm_same_instance(
-    data_dir: &Path,
-    project: &Path,
-    use_uv: bool,
-    reps: usize,
-) -> Result<Vec<Duration>, String> {
+fn warm_same_instance(data_dir: &Path, project: &Path, use_uv: bool, reps: usize) -> Result<Vec<Duration>, String> {
     block_on(async {
         let c = cache(data_dir, use_uv);
         c.ensure(project).await.map_err(|e| e.to_string())?;
@@ -176,19 +156,11 @@ fn warm_same_instance(
 }
 
 /// `reps` first hits, each on a new `EnvCache` over the built `data_dir`.
-fn warm_new_instance(
-    data_dir: &Path,
-    project: &Path,
-    use_uv: bool,
-    reps: usize,
-) -> Result<Vec<Duration>, String> {
+fn warm_new_instance(data_dir: &Path, project: &Path, use_uv: bool, reps: usize) -> Result<Vec<Duration>, String> {
     block_on(async {
         let mut times = Vec::with_capacity(reps);
         for _ in 0..reps {
-            let env = cache(data_dir, use_uv)
-                .ensure(project)
-                .await
-                .map_err(|e| e.to_string())?;
+            let env = cache(data_dir, use_uv).ensure(project).await.map_err(|e| e.to_string())?;
             check(&env, true)?;
             times.push(env.elapsed);
         }
@@ -211,10 +183,7 @@ fn fresh_dir(scratch: &Path, name: &str) -> Result<PathBuf, String> {
 }
 
 fn run(options: &Options) -> Result<Vec<Case>, String> {
-    let scratch = tempfile::Builder::new()
-        .prefix("evalmesh-bench-envs-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
+    let scratch = tempfile::Builder::new().prefix("evalmesh-bench-envs-").tempdir().map_err(|e| e.to_string())?;
     let scratch = scratch.path();
     let project = fresh_dir(scratch, "project")?;
     std::fs::write(project.join("requirements.txt"), REQUIREMENTS).map_err(|e| e.to_string())?;
@@ -225,18 +194,11 @@ fn run(options: &Options) -> Result<Vec<Case>, String> {
     // uv, every wheel downloaded: a new uv cache per repetition.
     let mut times = Vec::new();
     for i in 0..options.reps {
-        std::env::set_var(
-            "UV_CACHE_DIR",
-            fresh_dir(scratch, &format!("uv-cache-empty-{i}"))?,
-        );
+        std::env::set_var("UV_CACHE_DIR", fresh_dir(scratch, &format!("uv-cache-empty-{i}"))?);
         times.push(cold(scratch, &project, true)?);
         eprintln!("uv cold, empty uv cache #{i}: {}", show(times[i]));
     }
-    cases.push(Case {
-        label: "uv, cold, empty uv cache (download)",
-        times,
-        warm: false,
-    });
+    cases.push(Case { label: "uv, cold, empty uv cache (download)", times, warm: false });
 
     // uv with its cache filled by one build that is not timed.
     std::env::set_var("UV_CACHE_DIR", fresh_dir(scratch, "uv-cache-shared")?);
@@ -246,42 +208,23 @@ fn run(options: &Options) -> Result<Vec<Case>, String> {
         times.push(cold(scratch, &project, true)?);
         eprintln!("uv cold, warm uv cache #{i}: {}", show(times[i]));
     }
-    cases.push(Case {
-        label: "uv, cold, warm uv cache",
-        times,
-        warm: false,
-    });
+    cases.push(Case { label: "uv, cold, warm uv cache", times, warm: false });
 
     let built = fresh_dir(scratch, "data-uv")?;
     let times = warm_same_instance(&built, &project, true, options.warm_reps)?;
-    cases.push(Case {
-        label: "uv, warm, running node (same `EnvCache`)",
-        times,
-        warm: true,
-    });
+    cases.push(Case { label: "uv, warm, running node (same `EnvCache`)", times, warm: true });
     let times = warm_new_instance(&built, &project, true, options.warm_reps)?;
-    cases.push(Case {
-        label: "uv, warm, first call after start (new `EnvCache`)",
-        times,
-        warm: true,
-    });
+    cases.push(Case { label: "uv, warm, first call after start (new `EnvCache`)", times, warm: true });
     eprintln!("uv warm: done");
 
     if options.pip {
         let mut times = Vec::new();
         for i in 0..options.reps {
-            std::env::set_var(
-                "PIP_CACHE_DIR",
-                fresh_dir(scratch, &format!("pip-cache-empty-{i}"))?,
-            );
+            std::env::set_var("PIP_CACHE_DIR", fresh_dir(scratch, &format!("pip-cache-empty-{i}"))?);
             times.push(cold(scratch, &project, false)?);
             eprintln!("pip cold, empty pip cache #{i}: {}", show(times[i]));
         }
-        cases.push(Case {
-            label: "pip, cold, empty pip cache (download)",
-            times,
-            warm: false,
-        });
+        cases.push(Case { label: "pip, cold, empty pip cache (download)", times, warm: false });
 
         std::env::set_var("PIP_CACHE_DIR", fresh_dir(scratch, "pip-cache-shared")?);
         cold(scratch, &project, false)?;
@@ -290,25 +233,13 @@ fn run(options: &Options) -> Result<Vec<Case>, String> {
             times.push(cold(scratch, &project, false)?);
             eprintln!("pip cold, warm pip cache #{i}: {}", show(times[i]));
         }
-        cases.push(Case {
-            label: "pip, cold, warm pip cache",
-            times,
-            warm: false,
-        });
+        cases.push(Case { label: "pip, cold, warm pip cache", times, warm: false });
 
         let built = fresh_dir(scratch, "data-pip")?;
         let times = warm_same_instance(&built, &project, false, options.warm_reps)?;
-        cases.push(Case {
-            label: "pip, warm, running node (same `EnvCache`)",
-            times,
-            warm: true,
-        });
+        cases.push(Case { label: "pip, warm, running node (same `EnvCache`)", times, warm: true });
         let times = warm_new_instance(&built, &project, false, options.warm_reps)?;
-        cases.push(Case {
-            label: "pip, warm, first call after start (new `EnvCache`)",
-            times,
-            warm: true,
-        });
+        cases.push(Case { label: "pip, warm, first call after start (new `EnvCache`)", times, warm: true });
         eprintln!("pip warm: done");
     }
     Ok(cases)
@@ -329,10 +260,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!(
-        "requirements.txt: {}",
-        REQUIREMENTS.trim().replace('\n', ", ")
-    );
+    println!("requirements.txt: {}", REQUIREMENTS.trim().replace('\n', ", "));
     println!("load average at the end (1, 5, 15 min): {}", load_average());
     println!();
     println!("| case | n | min | median | max |");
@@ -340,12 +268,7 @@ fn main() -> ExitCode {
     for case in &cases {
         println!("{}", case.row());
     }
-    let slowest_warm = cases
-        .iter()
-        .filter(|c| c.warm)
-        .map(Case::max)
-        .max()
-        .unwrap_or_default();
+    let slowest_warm = cases.iter().filter(|c| c.warm).map(Case::max).max().unwrap_or_default();
     let met = slowest_warm < WARM_TARGET;
     println!();
     println!(

@@ -474,7 +474,7 @@ mod tests {
     async fn a_silent_node_is_dead_everywhere_within_five_seconds_and_its_work_is_lost() {
         tokio::time::pause();
         let net = Rc::new(Net::default());
-        let (a, b, c) = three_nodes(&net).await;
+        let (a, b, _c) = three_nodes(&net).await;
         net.down.borrow_mut().insert("c".into());
         run_for(&[&a, &b], 5000).await;
         for node in [&a, &b] {
