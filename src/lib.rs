@@ -1,12 +1,17 @@
-//! evalmesh grades Python projects by running their pytest suites.
+//! evalmesh grades Python projects by running their pytest suites, on a
+//! cluster of peer nodes.
 //!
-//! A client posts a zip of projects, or a list of git repositories, to a
-//! node; the node unpacks or clones them, finds each project, builds (or
-//! reuses) its virtual environment, lets pytest collect its test modules, runs
-//! them in its executor slots, and serves per-module and per-project pass
-//! rates and a grade. Everything it accepts and every finished result is in
-//! SQLite, so a node that is killed resumes its evaluations when it starts
-//! again.
+//! A client posts a zip of projects, or a list of git repositories, to any
+//! node; that node supervises the evaluation: it unpacks or clones the
+//! projects, packs each into a content-addressed blob, and hands collection
+//! and test tasks to the live nodes a least-connections balancer picks —
+//! itself included. Workers fetch the blob, build (or reuse) the project's
+//! environment, run pytest and post the results back; the supervisor serves
+//! per-module and per-project pass rates and a grade. Nodes find each other
+//! through seeds and watch each other with SWIM; the tasks of a node that
+//! dies, leaves or restarts are handed out again. Everything a supervisor
+//! accepts and every finished result is in its SQLite database, so a node
+//! that is killed resumes its evaluations when it starts again.
 //!
 //! # The supervisor tree of one node
 //!
@@ -14,8 +19,11 @@
 //! node::run ─────────────── the node root: starts the children, then the HTTP server
 //!  ├── store::Store         SQLite (WAL) on an arbiter thread of its own
 //!  ├── executor::Executor   `slots` pytest jobs at once, the rest queued
+//!  ├── evaluation::Worker   tasks other nodes' supervisors hand this node
+//!  ├── balance::LoadBalancer  least connections weighted by slots
+//!  ├── membership::Membership SWIM probes, suspicion, gossip of members and load
 //!  ├── evaluation::Registry parent of the supervisors; resumes unfinished ones at start
-//!  │    └── evaluation::EvaluationSupervisor   one per evaluation
+//!  │    └── evaluation::EvaluationSupervisor   one per evaluation this node received
 //!  └── api (actix-web)      parse → send to an actor → map the answer
 //! ```
 //!
@@ -25,13 +33,17 @@
 //! | --- | --- |
 //! | [`config`] | the typed config file, its defaults and its validation |
 //! | [`node`] | `run(config, listener)`: the node root |
-//! | [`api`] | routes, handlers, the one `ApiError` |
-//! | [`evaluation`] | the registry and supervisor actors, the pure plan and report, intake (zip, git, discovery) |
+//! | [`api`] | public, cluster-wide and peer routes, the one `ApiError` |
+//! | [`evaluation`] | registry, supervisor and worker actors; the pure plan and report; intake (zip, git, discovery); workspace and blobs |
 //! | [`executor`] | the executor actor; environment cache, pytest command lines, JUnit reader, capped processes |
+//! | [`membership`] | the membership actor, the pure SWIM core and its wire types |
+//! | [`balance`] | the load balancer actor and its policies |
+//! | [`peer`] | the wire types of the evaluation routes and the one awc client |
 //! | [`store`] | the store actor and its rows |
 //!
-//! The guarantees — what is stored when, what a crash loses, what a
-//! duplicated result does — are in `docs/runtime-semantics.md`.
+//! How the parts fit is in `docs/architecture.md`; the guarantees — what is
+//! stored when, what a crash loses, what a duplicated result does — are in
+//! `docs/runtime-semantics.md`.
 
 pub mod api;
 pub mod balance;
