@@ -600,7 +600,7 @@ pub(crate) mod tests {
             module_timeout: Duration::from_secs(7),
             prepare_timeout: Duration::from_secs(60),
             lease_grace: Duration::from_secs(10),
-            tick: Duration::from_secs(3600),
+            tick: Duration::from_secs(1),
             avoid_for: Duration::from_secs(2),
             git_schemes: vec!["file".into()],
             clone_timeout: Duration::from_secs(10),
@@ -850,5 +850,23 @@ pub(crate) mod tests {
         let _supervisor = f.start_with(vec![unreachable, local]).await;
         let jobs = f.jobs(1).await;
         assert_eq!((jobs[0].1.as_str(), &jobs[0].2), ("proj", &JobKind::Collect));
+    }
+
+    #[actix::test]
+    async fn a_task_whose_worker_stays_silent_past_its_lease_is_handed_out_again() {
+        let f = fixture().await;
+        let supervisor = f.start().await;
+        let jobs = f.jobs(1).await;
+        let collected = Collected { modules: BTreeMap::from([("tests/test_a.py".into(), 1)]), errors: BTreeMap::new() };
+        supervisor.send(finished(f.id, jobs[0].0, Ok(JobOutput::Collected(collected)))).await.unwrap();
+        let first = f.jobs(1).await;
+        // The lease of one module: prepare (60 s) + module (7 s) + grace (10 s).
+        tokio::time::pause();
+        tokio::time::advance(Duration::from_secs(76)).await;
+        assert!(f.executor.send(TakeJobs).await.unwrap().is_empty(), "not before the lease runs out");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let second = f.jobs(1).await;
+        assert_ne!(second[0].0, first[0].0);
+        assert_eq!(second[0].2, first[0].2);
     }
 }
