@@ -191,6 +191,9 @@ fn an_evaluation_submitted_through_nginx_is_spread_over_the_cluster() {
         let placed = assert_exact(&evaluation, 12);
         let used: BTreeSet<&String> = placed.values().collect();
         assert!(used.len() >= 3, "modules ran on {used:?}");
+        // A peer route called without a node's headers is refused.
+        let direct = nodes[0].post("/execute_module", "application/json", b"{}");
+        assert_eq!(direct.status, 401, "{direct:?}");
         // Peer routes are not reachable through the proxy.
         let peer =
             http(&proxy.addr, "POST", "/execute_module", &[("Content-Type", "application/json")], Body::Fixed(b"{}"));
@@ -222,6 +225,7 @@ fn an_evaluation_is_spread_over_the_nodes_and_readable_from_each() {
         assert_eq!(stats["global"]["slots"], 4);
         assert_eq!(stats["global"]["passed"], 12);
         assert_eq!(stats["global"]["failed"], 6);
+        assert_causal(&nodes[3].get(&format!("/evaluation/{id}/events")).json());
         let peers = nodes[3].get("/peers").json();
         let expected: Vec<&str> = {
             let mut all: Vec<&str> = nodes.iter().map(|n| n.addr.as_str()).collect();
@@ -230,6 +234,37 @@ fn an_evaluation_is_spread_over_the_nodes_and_readable_from_each() {
         };
         assert_eq!(peers["peers"], serde_json::json!(expected));
     });
+}
+
+/// The event log starts with the submission and ends with the close, is
+/// sorted by Lamport time, and each task that ran is assigned, then started,
+/// then answered, even when a worker on another node ran it.
+fn assert_causal(log: &Value) {
+    let events = log["events"].as_array().expect("events");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"submitted"), "{log:#}");
+    assert_eq!(kinds.last(), Some(&"done"), "{log:#}");
+    let times: Vec<u64> = events.iter().filter_map(|e| e["lamport"].as_u64()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "sorted by Lamport time: {times:?}");
+    let mut tasks: BTreeMap<u64, BTreeMap<&str, u64>> = BTreeMap::new();
+    for e in events {
+        let detail = e["detail"].as_str().unwrap_or_default();
+        let Some(task) = detail.strip_prefix("task ").and_then(|r| r.split([' ', ':']).next()?.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        tasks.entry(task).or_default().insert(e["kind"].as_str().unwrap(), e["lamport"].as_u64().unwrap());
+    }
+    assert!(!tasks.is_empty());
+    // A task placed on a node that died has an assignment and nothing more.
+    for (task, t) in &tasks {
+        let (assigned, started, result) = (t.get("assigned"), t.get("started"), t.get("result"));
+        assert!(assigned.is_some(), "task {task} ran without an assignment: {t:?}\n{log:#}");
+        assert!(started.is_some() == result.is_some(), "task {task}: {t:?}");
+        if let (Some(a), Some(s), Some(r)) = (assigned, started, result) {
+            assert!(a < s && s < r, "task {task}: {t:?}\n{log:#}");
+        }
+    }
 }
 
 #[test]
@@ -251,6 +286,10 @@ fn a_worker_killed_mid_evaluation_loses_nothing() {
         let placed = assert_exact(&evaluation, 9);
         assert!(placed.values().all(|n| *n != victim), "no result came from the dead node: {placed:?}");
         assert!(nodes[0].log().contains(&format!("node {victim} lost")), "the supervisor took back its tasks");
+        let log = nodes[1].get(&format!("/evaluation/{id}/events")).json();
+        assert_causal(&log);
+        let reassigned = log["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "reassigned").count();
+        assert!(reassigned >= 1, "the log shows the tasks taken back: {log:#}");
     });
 }
 

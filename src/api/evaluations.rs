@@ -14,11 +14,13 @@ use super::cluster::{self, Scope};
 use super::upload::{self, Upload};
 use super::{ApiError, AppState};
 use crate::evaluation::intake::{self, IntakeError, UnpackLimits};
-use crate::evaluation::model::EvaluationStatus;
+use crate::evaluation::model::{EvaluationStatus, Event, EventKind};
 use crate::evaluation::registry::StartEvaluation;
 use crate::evaluation::report;
 use crate::peer::PeerClient;
-use crate::store::{CreateEvaluation, EvaluationRecord, GetEvaluation, ListEvaluations, Source};
+use crate::store::{
+    CreateEvaluation, EvaluationRecord, GetEvaluation, GetEvents, ListEvaluations, RecordEvent, Source,
+};
 
 /// The JSON form of a submission: git repositories and an optional token.
 #[derive(Debug, Deserialize)]
@@ -69,6 +71,13 @@ pub async fn submit(
         return Err(ApiError::internal(&format!("evaluation {id}: recording it"), e));
     }
     log::info!("evaluation {id}: accepted ({})", describe(&record.source));
+    let submitted = Event {
+        lamport: state.clock.tick(),
+        node: state.node.clone(),
+        kind: EventKind::Submitted,
+        detail: describe(&record.source),
+    };
+    state.store.do_send(RecordEvent { id, event: submitted });
     state.registry.do_send(StartEvaluation { record, token });
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/evaluation/{id}")))
@@ -236,5 +245,34 @@ pub async fn get(
     let detail = if detail { "&detail=tests" } else { "" };
     let path = format!("/evaluation/{id}?scope=local{detail}");
     let found = cluster::fan_out(&peers, &live, &path).await.into_iter().next();
+    found.map(|(_, v)| HttpResponse::Ok().json(v)).ok_or_else(unknown)
+}
+
+/// `GET /evaluation/{id}/events`: the evaluation's log in causal order, from
+/// the node that holds it.
+pub async fn events(
+    path: web::Path<String>,
+    query: web::Query<Scope>,
+    state: web::Data<AppState>,
+    peers: web::Data<PeerClient>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let unknown = || ApiError::NotFound(format!("no evaluation {raw:?}"));
+    let id = Uuid::parse_str(&raw).map_err(|_| unknown())?;
+    let events = state
+        .store
+        .send(GetEvents(id))
+        .await
+        .map_err(|e| ApiError::internal("store unreachable", e))?
+        .map_err(|e| ApiError::internal(&format!("evaluation {id}: reading its events"), e))?;
+    if let Some(events) = events {
+        return Ok(HttpResponse::Ok().json(json!({ "id": id, "events": events })));
+    }
+    if query.local()? {
+        return Err(unknown());
+    }
+    let live = cluster::live_peers(&state).await?;
+    let found =
+        cluster::fan_out(&peers, &live, &format!("/evaluation/{id}/events?scope=local")).await.into_iter().next();
     found.map(|(_, v)| HttpResponse::Ok().json(v)).ok_or_else(unknown)
 }

@@ -11,6 +11,7 @@ mod peer;
 mod upload;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::Addr;
@@ -23,6 +24,7 @@ use crate::evaluation::registry::Registry;
 use crate::evaluation::worker::Worker;
 use crate::executor::Executor;
 use crate::membership::Membership;
+use crate::peer::LamportClock;
 use crate::store::Store;
 
 /// What the handlers share: the node's actors and the limits from config.
@@ -39,6 +41,8 @@ pub struct AppState {
     pub executor: Addr<Executor>,
     pub worker: Addr<Worker>,
     pub membership: Addr<Membership>,
+    /// This node's Lamport clock, moved by every peer message.
+    pub clock: Arc<LamportClock>,
 }
 
 /// Mounts every route: public, cluster-wide and peer.
@@ -55,6 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/evaluation").route(web::post().to(evaluations::submit)).route(web::get().to(evaluations::list)),
         )
         .service(resource("/evaluation/{id}").route(web::get().to(evaluations::get)))
+        .service(resource("/evaluation/{id}/events").route(web::get().to(evaluations::events)))
         .service(resource("/stats").route(web::get().to(node::stats)))
         .service(resource("/health").route(web::get().to(node::health)))
         .service(resource("/network").route(web::get().to(cluster::network)))

@@ -5,6 +5,7 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -16,7 +17,7 @@ use crate::evaluation::worker::{Execute, Forget};
 use crate::membership::model::{MemberInfo, Ping, PingReq};
 use crate::membership::{HandleJoin, HandlePing, HandlePingReq};
 use crate::peer::model::{EvaluationDone, EvaluationResult, ExecuteModule, ResultAck};
-use crate::peer::SENDER_HEADER;
+use crate::peer::{lamport_of, LAMPORT_HEADER, SENDER_HEADER};
 
 /// Mounts the peer routes, each behind the guard.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -32,16 +33,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(route("/evaluation_done", web::post().to(evaluation_done)));
 }
 
-/// Refuses a caller that does not name itself as a node.
+/// Refuses a caller that does not name itself as a node and give its
+/// Lamport time; moves this node's clock past the caller's, and stamps the
+/// answer with this node's time.
 async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if req.headers().get(SENDER_HEADER).is_none() {
-        log::warn!("peer route {} refused: no {SENDER_HEADER} header", req.path());
-        return Err(ApiError::Unauthorized(format!("peer routes need the {SENDER_HEADER} header")).into());
+    let remote = lamport_of(req.headers());
+    let (Some(_), Some(remote)) = (req.headers().get(SENDER_HEADER), remote) else {
+        log::warn!("peer route {} refused: no {SENDER_HEADER} or {LAMPORT_HEADER} header", req.path());
+        let needed = format!("peer routes need the {SENDER_HEADER} and {LAMPORT_HEADER} headers");
+        return Err(ApiError::Unauthorized(needed).into());
+    };
+    let clock = req.app_data::<web::Data<AppState>>().map(|state| state.clock.clone());
+    if let Some(clock) = &clock {
+        clock.receive(remote);
     }
-    next.call(req).await
+    let mut res = next.call(req).await?;
+    if let Some(clock) = clock {
+        let stamp = HeaderValue::from(clock.tick());
+        res.headers_mut().insert(HeaderName::from_static(LAMPORT_HEADER), stamp);
+    }
+    Ok(res)
 }
 
 async fn join(body: web::Json<MemberInfo>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

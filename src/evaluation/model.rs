@@ -185,6 +185,47 @@ pub struct ModuleResult {
     pub tests: Vec<TestCase>,
 }
 
+/// One step in the life of an evaluation, stamped with the Lamport time of
+/// the node where it happened: sorted by (lamport, node), the log is in an
+/// order that agrees with causality.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub lamport: u64,
+    pub node: String,
+    pub kind: EventKind,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Submitted,
+    Assigned,
+    Started,
+    Result,
+    Reassigned,
+    Done,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submitted => "submitted",
+            Self::Assigned => "assigned",
+            Self::Started => "started",
+            Self::Result => "result",
+            Self::Reassigned => "reassigned",
+            Self::Done => "done",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Submitted, Self::Assigned, Self::Started, Self::Result, Self::Reassigned, Self::Done]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

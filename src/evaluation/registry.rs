@@ -119,6 +119,7 @@ impl Handler<Deliver> for Registry {
             task: result.task,
             project: result.project,
             outcome: result.outcome.into(),
+            stamp: result.stamp,
         });
         true
     }
@@ -224,7 +225,7 @@ mod tests {
             store,
             executor: executor.clone().recipient(),
             balancer,
-            peers: PeerClient::new("n1", Duration::from_secs(1)),
+            peers: PeerClient::new("n1", Duration::from_secs(1), Default::default()),
         })
         .start();
         let mut collects = Vec::new();

@@ -22,7 +22,7 @@ use chrono::Utc;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::model::{EvaluationStatus, ModuleResult};
+use super::model::{EvaluationStatus, Event, EventKind, ModuleResult};
 use super::plan::{Plan, Task, TaskKind, TimeoutAction};
 use super::workspace::{self, collection_errors};
 use crate::balance::{Assign, LoadBalancer, Release};
@@ -31,8 +31,8 @@ use crate::executor::{runner, Job, JobFinished, JobKind, JobOutput, Submit};
 use crate::peer::model::{EvaluationDone, ExecuteModule, TaskSpec};
 use crate::peer::PeerClient;
 use crate::store::{
-    EvaluationRecord, GetEvaluation, MarkInputReady, ProjectRow, SaveCollected, SaveProjects, SaveResult, SetBlob,
-    SetStatus, Source, Store, StoreError,
+    EvaluationRecord, GetEvaluation, MarkInputReady, ProjectRow, RecordEvent, SaveCollected, SaveProjects, SaveResult,
+    SetBlob, SetStatus, Source, Store, StoreError,
 };
 
 /// Sent to the registry when the supervisor stops.
@@ -261,6 +261,11 @@ impl EvaluationSupervisor {
         };
         let deadline = self.now_ms() + u64::try_from(self.lease(&task.kind).as_millis()).unwrap_or(u64::MAX);
         self.plan.place(task.id, &node, deadline);
+        let what = match &task.kind {
+            TaskKind::Collect => "collect".to_owned(),
+            TaskKind::Run(modules) => modules.join(", "),
+        };
+        self.event(EventKind::Assigned, format!("task {} of {} to {node}: {what}", task.id, task.project));
         let kind = match task.kind {
             TaskKind::Collect => JobKind::Collect,
             TaskKind::Run(modules) => JobKind::Run { modules, timeout: self.settings.module_timeout },
@@ -304,8 +309,19 @@ impl EvaluationSupervisor {
     /// Requeues a task and frees its slot at the balancer.
     fn take_back(&mut self, task: u64) {
         if let Some(node) = self.plan.requeue(task) {
+            self.event(EventKind::Reassigned, format!("task {task} taken back from {node}"));
             self.balancer.do_send(Release(node));
         }
+    }
+
+    /// Logs an event of this node, at its next Lamport time.
+    fn event(&self, kind: EventKind, detail: String) {
+        let lamport = self.peers.clock().tick();
+        self.log(Event { lamport, node: self.settings.node.clone(), kind, detail });
+    }
+
+    fn log(&self, event: Event) {
+        self.store.do_send(RecordEvent { id: self.record.id, event });
     }
 
     /// Closes a task that was answered and frees its slot.
@@ -342,6 +358,7 @@ impl EvaluationSupervisor {
 
     fn close(&mut self, status: EvaluationStatus, error: Option<String>, ctx: &mut Context<Self>) {
         self.closing = true;
+        self.event(EventKind::Done, status.as_str().to_owned());
         let (store, id, workspace) = (self.store.clone(), self.record.id, self.workspace());
         let peers = self.peers.clone();
         let workers: Vec<String> =
@@ -489,6 +506,21 @@ impl Handler<JobFinished> for EvaluationSupervisor {
     fn handle(&mut self, msg: JobFinished, ctx: &mut Context<Self>) {
         let node = self.settings.node.clone();
         let project = msg.project;
+        let (stamp, task) = (msg.stamp, msg.task);
+        let summary = match &msg.outcome {
+            Ok(JobOutput::Collected(c)) => format!("{} modules collected", c.modules.len()),
+            Ok(JobOutput::Ran(results)) => results
+                .iter()
+                .map(|(m, r)| format!("{m}: {} passed, {} failed", r.tally.passed, r.tally.failed))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Ok(JobOutput::TimedOut { .. }) => "timed out".to_owned(),
+            Err(e) => format!("failed: {}", e.lines().next().unwrap_or_default()),
+        };
+        let started = format!("task {task}");
+        self.log(Event { lamport: stamp.started, node: stamp.node.clone(), kind: EventKind::Started, detail: started });
+        let result = format!("task {task}: {summary}");
+        self.log(Event { lamport: stamp.finished, node: stamp.node, kind: EventKind::Result, detail: result });
         if let Ok(JobOutput::TimedOut { output }) = &msg.outcome {
             if let Some(worker) = self.plan.node_of(msg.task) {
                 self.balancer.do_send(Release(worker.to_owned()));
@@ -665,7 +697,7 @@ pub(crate) mod tests {
                 store: self.store.clone(),
                 executor: self.executor.clone().recipient(),
                 balancer,
-                peers: PeerClient::new("n1", Duration::from_secs(1)),
+                peers: PeerClient::new("n1", Duration::from_secs(1), Default::default()),
                 on_finished: self.registry.clone().recipient(),
             };
             EvaluationSupervisor::new(record, None, self.settings.clone(), links).start()
@@ -714,7 +746,8 @@ pub(crate) mod tests {
     }
 
     fn finished(id: Uuid, task: u64, outcome: Result<JobOutput, String>) -> JobFinished {
-        JobFinished { evaluation: id, task, project: "proj".into(), outcome }
+        let stamp = crate::executor::RunStamp { node: "n1".into(), started: 0, finished: 0 };
+        JobFinished { evaluation: id, task, project: "proj".into(), outcome, stamp }
     }
 
     #[actix::test]

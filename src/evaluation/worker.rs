@@ -212,7 +212,7 @@ impl Handler<JobFinished> for Worker {
             evaluation: msg.evaluation,
             task: msg.task,
             project: msg.project,
-            node: self.peers.node().to_owned(),
+            stamp: msg.stamp,
             outcome: Outcome::from(msg.outcome),
         };
         self.answer(supervisor, result, ctx);

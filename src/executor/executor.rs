@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -20,6 +21,7 @@ use super::collect::Collected;
 use super::pytest::RunReport;
 use super::runner::{module_results, Runner};
 use crate::evaluation::model::{round2, ModuleResult, Tally};
+use crate::peer::LamportClock;
 
 /// Queues a job.
 #[derive(Message)]
@@ -53,6 +55,15 @@ pub struct JobFinished {
     pub task: u64,
     pub project: String,
     pub outcome: Result<JobOutput, String>,
+    pub stamp: RunStamp,
+}
+
+/// Where a job ran and, in Lamport time, when it started and ended there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RunStamp {
+    pub node: String,
+    pub started: u64,
+    pub finished: u64,
 }
 
 #[derive(Debug)]
@@ -102,11 +113,13 @@ pub struct Executor {
     queue: VecDeque<Job>,
     runner: Rc<dyn Runner>,
     stats: ExecutorStats,
+    /// This node's Lamport clock: each job's start and end are events on it.
+    clock: Arc<LamportClock>,
 }
 
 impl Executor {
-    pub fn new(node: String, slots: usize, runner: Rc<dyn Runner>) -> Self {
-        Self { node, slots, busy: 0, queue: VecDeque::new(), runner, stats: ExecutorStats::default() }
+    pub fn new(node: String, slots: usize, runner: Rc<dyn Runner>, clock: Arc<LamportClock>) -> Self {
+        Self { node, slots, busy: 0, queue: VecDeque::new(), runner, stats: ExecutorStats::default(), clock }
     }
 
     /// Starts queued jobs while slots are free.
@@ -121,6 +134,7 @@ impl Executor {
     }
 
     fn start(&mut self, job: Job, ctx: &mut Context<Self>) {
+        let started_lamport = self.clock.tick();
         let runner = self.runner.clone();
         let root = job.root.clone();
         let kind = job.kind.clone();
@@ -152,11 +166,13 @@ impl Executor {
             if let Err(e) = &outcome {
                 log::warn!("evaluation {}: project {}: job {} failed: {e}", job.evaluation, job.project, job.task);
             }
+            let stamp = RunStamp { node: act.node.clone(), started: started_lamport, finished: act.clock.tick() };
             job.reply_to.do_send(JobFinished {
                 evaluation: job.evaluation,
                 task: job.task,
                 project: job.project,
                 outcome,
+                stamp,
             });
             act.pump(ctx);
         }));
@@ -345,7 +361,7 @@ mod tests {
     #[actix::test]
     async fn runs_at_most_slots_jobs_and_queues_the_rest_in_order() {
         let runner = Scripted::default();
-        let executor = Executor::new("n1".into(), 2, Rc::new(runner.clone())).start();
+        let executor = Executor::new("n1".into(), 2, Rc::new(runner.clone()), Arc::default()).start();
         let probe = Probe::default().start();
         for (task, module) in [(1, "a.py"), (2, "b.py"), (3, "c.py")] {
             executor.send(run_job(task, module, probe.clone().recipient())).await.unwrap();
@@ -372,7 +388,7 @@ mod tests {
     #[actix::test]
     async fn a_module_missing_from_the_report_is_an_error() {
         let runner = Scripted::default();
-        let executor = Executor::new("n1".into(), 1, Rc::new(runner.clone())).start();
+        let executor = Executor::new("n1".into(), 1, Rc::new(runner.clone()), Arc::default()).start();
         let (tx, rx) = oneshot::channel();
         let catcher = Catcher(Some(tx)).start();
         executor.send(run_job(7, "gone.py", catcher.recipient())).await.unwrap();
@@ -390,7 +406,7 @@ mod tests {
     #[actix::test]
     async fn timeouts_and_runner_errors_reach_the_supervisor() {
         let runner = Scripted::default();
-        let executor = Executor::new("n1".into(), 2, Rc::new(runner.clone())).start();
+        let executor = Executor::new("n1".into(), 2, Rc::new(runner.clone()), Arc::default()).start();
         let probe = Probe::default().start();
         executor.send(run_job(1, "hang.py", probe.clone().recipient())).await.unwrap();
         executor.send(run_job(2, "broken.py", probe.clone().recipient())).await.unwrap();

@@ -13,7 +13,7 @@ pub mod pytest;
 pub mod runner;
 
 pub use executor::{
-    Executor, ExecutorStats, GetExecutorStats, GetLoad, Job, JobFinished, JobKind, JobOutput, Load, Submit,
+    Executor, ExecutorStats, GetExecutorStats, GetLoad, Job, JobFinished, JobKind, JobOutput, Load, RunStamp, Submit,
 };
 pub use runner::{PytestRunner, Runner};
 

@@ -6,6 +6,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -24,7 +25,7 @@ use crate::executor::{Executor, ExecutorError, PytestRunner};
 use crate::membership::model::Meta;
 use crate::membership::swim::{Swim, SwimConfig};
 use crate::membership::{Leave, Membership, MembershipLinks, MembershipSettings};
-use crate::peer::PeerClient;
+use crate::peer::{LamportClock, PeerClient};
 use crate::store::{Store, StoreError};
 
 /// Errors starting a node.
@@ -98,11 +99,12 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     let pytest =
         Pytest::new(&data_dir, Duration::from_secs(e.collect_timeout_s), e.output_cap_bytes, e.message_cap_bytes)?;
     let runner = Rc::new(PytestRunner::new(envs, pytest));
-    let executor = Executor::new(node.clone(), config.node.slots, runner).start();
+    let clock = Arc::new(LamportClock::default());
+    let executor = Executor::new(node.clone(), config.node.slots, runner, clock.clone()).start();
 
     let c = &config.cluster;
     let peer_timeout = Duration::from_millis(c.peer_timeout_ms);
-    let peers = PeerClient::new(&node, peer_timeout);
+    let peers = PeerClient::new(&node, peer_timeout, clock.clone());
     let balancer = LoadBalancer::new(Box::new(LeastConnections::default())).start();
     let blobs_dir = data_dir.join("blobs");
     let limits =
@@ -186,12 +188,14 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         executor,
         worker,
         membership: membership.clone(),
+        clock: clock.clone(),
     });
     let server_node = node.clone();
+    let server_clock = clock.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .app_data(web::Data::new(PeerClient::new(&server_node, peer_timeout)))
+            .app_data(web::Data::new(PeerClient::new(&server_node, peer_timeout, server_clock.clone())))
             .configure(api::configure)
             .default_service(web::to(api::not_found))
     })

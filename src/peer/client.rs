@@ -2,6 +2,7 @@
 //! request names its sender in `x-evalmesh-node`, so that the peer guard on
 //! the other side can check it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web::Bytes;
@@ -9,7 +10,8 @@ use awc::http::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{PeerError, SENDER_HEADER};
+use super::lamport::{LamportClock, LAMPORT_HEADER};
+use super::{lamport_of, PeerError, SENDER_HEADER};
 
 /// Largest peer answer read into memory: a project blob or an evaluation.
 const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
@@ -19,17 +21,23 @@ pub struct PeerClient {
     client: awc::Client,
     /// This node's advertised address, sent with every request.
     node: String,
+    /// This node's clock: every request carries its time, every answer moves it.
+    clock: Arc<LamportClock>,
 }
 
 impl PeerClient {
     /// awc clients are bound to the thread that made them: make one per arbiter.
-    pub fn new(node: &str, timeout: Duration) -> Self {
+    pub fn new(node: &str, timeout: Duration, clock: Arc<LamportClock>) -> Self {
         let client = awc::Client::builder().timeout(timeout).disable_redirects().finish();
-        Self { client, node: node.to_owned() }
+        Self { client, node: node.to_owned(), clock }
     }
 
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    pub fn clock(&self) -> &Arc<LamportClock> {
+        &self.clock
     }
 
     /// POSTs `body` as JSON and reads a JSON answer.
@@ -51,12 +59,16 @@ impl PeerClient {
         timeout: Option<Duration>,
     ) -> Result<R, PeerError> {
         let url = format!("http://{addr}{path}");
-        let mut req = self.client.post(&url).insert_header((SENDER_HEADER, self.node.as_str()));
+        let mut req = self
+            .client
+            .post(&url)
+            .insert_header((SENDER_HEADER, self.node.as_str()))
+            .insert_header((LAMPORT_HEADER, self.clock.tick().to_string()));
         if let Some(t) = timeout {
             req = req.timeout(t);
         }
         let res = req.send_json(body).await.map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
-        let bytes = read(&url, res).await?;
+        let bytes = read(&url, res, &self.clock).await?;
         serde_json::from_slice(&bytes).map_err(|e| PeerError::Decode { url, reason: e.to_string() })
     }
 
@@ -74,18 +86,22 @@ impl PeerClient {
             .client
             .get(&url)
             .insert_header((SENDER_HEADER, self.node.as_str()))
+            .insert_header((LAMPORT_HEADER, self.clock.tick().to_string()))
             .send()
             .await
             .map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
-        read(&url, res).await
+        read(&url, res, &self.clock).await
     }
 }
 
 /// Reads an answer's body, bounded, and turns a non-2xx status into an error.
-async fn read<S>(url: &str, mut res: awc::ClientResponse<S>) -> Result<Bytes, PeerError>
+async fn read<S>(url: &str, mut res: awc::ClientResponse<S>, clock: &LamportClock) -> Result<Bytes, PeerError>
 where
     S: futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>>,
 {
+    if let Some(remote) = lamport_of(res.headers()) {
+        clock.receive(remote);
+    }
     let bytes = res
         .body()
         .limit(MAX_ANSWER_BYTES)

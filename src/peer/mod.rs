@@ -1,10 +1,18 @@
-//! Peer-to-peer: the wire types of the routes between nodes and the one awc
-//! client that calls them. The routes themselves are in `api::peer`.
+//! Peer-to-peer: the wire types of the routes between nodes, the one awc
+//! client that calls them, and the Lamport clock every message carries. The
+//! routes themselves are in `api::peer`.
 
 mod client;
+pub mod lamport;
 pub mod model;
 
 pub use client::PeerClient;
+pub use lamport::{LamportClock, LAMPORT_HEADER};
+
+/// The Lamport time a message carries, if it carries a valid one.
+pub fn lamport_of(headers: &actix_web::http::header::HeaderMap) -> Option<u64> {
+    headers.get(LAMPORT_HEADER)?.to_str().ok()?.parse().ok()
+}
 
 /// The header in which a peer names itself.
 pub const SENDER_HEADER: &str = "x-evalmesh-node";

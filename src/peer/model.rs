@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::evaluation::model::ModuleResult;
 use crate::executor::collect::Collected;
-use crate::executor::{JobKind, JobOutput};
+use crate::executor::{JobKind, JobOutput, RunStamp};
 
 /// A task for a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,8 +62,8 @@ pub struct EvaluationResult {
     pub evaluation: Uuid,
     pub task: u64,
     pub project: String,
-    /// The worker that ran it.
-    pub node: String,
+    /// The worker that ran it, and when in its Lamport time.
+    pub stamp: RunStamp,
     pub outcome: Outcome,
 }
 

@@ -9,8 +9,8 @@ mod store;
 
 pub use model::{EvaluationRecord, EvaluationSummary, EvaluationView, ModuleRow, ProjectRow, Source};
 pub use store::{
-    CountByStatus, CreateEvaluation, GetEvaluation, ListEvaluations, ListUnfinished, MarkInputReady, SaveCollected,
-    SaveProjects, SaveResult, SetBlob, SetStatus, Store,
+    CountByStatus, CreateEvaluation, GetEvaluation, GetEvents, ListEvaluations, ListUnfinished, MarkInputReady,
+    RecordEvent, SaveCollected, SaveProjects, SaveResult, SetBlob, SetStatus, Store,
 };
 
 /// Errors of the node's database.

@@ -61,5 +61,15 @@ CREATE TABLE IF NOT EXISTS tests (
     FOREIGN KEY (evaluation, project, module) REFERENCES modules(evaluation, project, module) ON DELETE CASCADE
 );
 
+CREATE TABLE IF NOT EXISTS events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    evaluation  TEXT NOT NULL REFERENCES evaluations(id) ON DELETE CASCADE,
+    lamport     INTEGER NOT NULL,
+    node        TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    detail      TEXT NOT NULL
+);
+
 CREATE INDEX IF NOT EXISTS evaluations_by_status ON evaluations(status);
+CREATE INDEX IF NOT EXISTS events_by_evaluation ON events(evaluation, lamport);
 ";

@@ -17,7 +17,9 @@ use uuid::Uuid;
 use super::model::{EvaluationRecord, EvaluationSummary, EvaluationView, ModuleRow, ProjectRow, Source};
 use super::schema::SCHEMA;
 use super::StoreError;
-use crate::evaluation::model::{EvaluationStatus, ModuleResult, ModuleStatus, Outcome, Tally, TestCase};
+use crate::evaluation::model::{
+    EvaluationStatus, Event, EventKind, ModuleResult, ModuleStatus, Outcome, Tally, TestCase,
+};
 
 type Reply<T> = Result<T, StoreError>;
 
@@ -90,6 +92,19 @@ pub struct GetEvaluation {
 #[derive(Message)]
 #[rtype(result = "Reply<Vec<EvaluationSummary>>")]
 pub struct ListEvaluations;
+
+/// Appends an event to an evaluation's log.
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct RecordEvent {
+    pub id: Uuid,
+    pub event: Event,
+}
+
+/// An evaluation's log in causal order; `None` when the evaluation is not here.
+#[derive(Message)]
+#[rtype(result = "Reply<Option<Vec<Event>>>")]
+pub struct GetEvents(pub Uuid);
 
 /// Evaluations that are queued or running: the work a restarted node resumes.
 #[derive(Message)]
@@ -323,6 +338,28 @@ impl Store {
         rows.collect::<Result<Result<Vec<_>, _>, _>>()?
     }
 
+    fn events(&self, id: Uuid) -> Reply<Option<Vec<Event>>> {
+        let key = id.to_string();
+        if self.record(&key)?.is_none() {
+            return Ok(None);
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT lamport, node, kind, detail FROM events WHERE evaluation = ?1 ORDER BY lamport, node, seq",
+        )?;
+        let rows = stmt.query_map([&key], |row| {
+            let kind: String = row.get(2)?;
+            Ok(EventKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("event kind {kind:?}")))
+                .map(|kind| (row.get(0), row.get(1), kind, row.get(3))))
+        })?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (lamport, node, kind, detail) = row??;
+            events.push(Event { lamport: lamport?, node: node?, kind, detail: detail? });
+        }
+        Ok(Some(events))
+    }
+
     fn counts(&self) -> Reply<BTreeMap<String, u64>> {
         let mut stmt = self.conn.prepare("SELECT status, COUNT(*) FROM evaluations GROUP BY status")?;
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
@@ -438,6 +475,15 @@ handle!(SaveResult, bool, |s, m| s.save_result(&m));
 handle!(GetEvaluation, Option<EvaluationView>, |s, m| s.view(m.id, m.with_tests));
 handle!(ListEvaluations, Vec<EvaluationSummary>, |s, _m| s.list());
 handle!(ListUnfinished, Vec<EvaluationRecord>, |s, _m| s.unfinished());
+handle!(RecordEvent, (), |s, m| {
+    let e = &m.event;
+    s.conn.execute(
+        "INSERT INTO events (evaluation, lamport, node, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![m.id.to_string(), e.lamport, e.node, e.kind.as_str(), e.detail],
+    )?;
+    Ok(())
+});
+handle!(GetEvents, Option<Vec<Event>>, |s, m| s.events(m.0));
 handle!(CountByStatus, BTreeMap<String, u64>, |s, _m| s.counts());
 
 #[cfg(test)]
@@ -556,5 +602,19 @@ mod tests {
         assert_eq!(store.record(&id.to_string()).unwrap().unwrap().id, id);
         let mode: String = store.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[actix::test]
+    async fn events_come_back_in_lamport_order_and_only_for_known_evaluations() {
+        let (store, id) = seeded().await;
+        let event = |lamport, node: &str, kind| Event { lamport, node: node.into(), kind, detail: String::new() };
+        for e in [event(7, "b", EventKind::Result), event(2, "a", EventKind::Assigned), event(7, "a", EventKind::Done)]
+        {
+            store.send(RecordEvent { id, event: e }).await.unwrap().unwrap();
+        }
+        let events = store.send(GetEvents(id)).await.unwrap().unwrap().unwrap();
+        let order: Vec<_> = events.iter().map(|e| (e.lamport, e.node.as_str(), e.kind)).collect();
+        assert_eq!(order, vec![(2, "a", EventKind::Assigned), (7, "a", EventKind::Done), (7, "b", EventKind::Result)]);
+        assert_eq!(store.send(GetEvents(Uuid::new_v4())).await.unwrap().unwrap(), None);
     }
 }
