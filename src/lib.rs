@@ -22,6 +22,7 @@
 //!  ├── evaluation::Worker   tasks other nodes' supervisors hand this node
 //!  ├── balance::LoadBalancer  least connections weighted by slots
 //!  ├── membership::Membership SWIM probes, suspicion, gossip of members and load
+//!  ├── coordination::Coordination  the bully election of the coordinator
 //!  ├── evaluation::Registry parent of the supervisors; resumes unfinished ones at start
 //!  │    └── evaluation::EvaluationSupervisor   one per evaluation this node received
 //!  └── api (actix-web)      parse → send to an actor → map the answer
@@ -38,6 +39,7 @@
 //! | [`executor`] | the executor actor; environment cache, pytest command lines, JUnit reader, capped processes |
 //! | [`membership`] | the membership actor, the pure SWIM core and its wire types |
 //! | [`balance`] | the load balancer actor and its policies |
+//! | [`coordination`] | the coordination actor and the pure bully election |
 //! | [`peer`] | the wire types of the evaluation routes and the one awc client |
 //! | [`store`] | the store actor and its rows |
 //!
@@ -48,6 +50,7 @@
 pub mod api;
 pub mod balance;
 pub mod config;
+pub mod coordination;
 pub mod evaluation;
 pub mod executor;
 pub mod membership;

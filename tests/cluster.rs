@@ -354,3 +354,35 @@ fn a_node_stopped_with_sigterm_leaves_and_is_not_declared_dead() {
         assert!(nodes[2].log().contains("leaving the cluster"));
     });
 }
+
+fn coordinator_of(node: &Node) -> Option<String> {
+    node.get("/network").json()["coordinator"].as_str().map(str::to_owned)
+}
+
+/// The node of highest address, the one the bully election must choose.
+fn highest<'a>(nodes: impl Iterator<Item = &'a Node>) -> String {
+    nodes.map(|n| n.addr.parse::<std::net::SocketAddr>().unwrap()).max().unwrap().to_string()
+}
+
+#[test]
+fn the_nodes_elect_the_highest_and_elect_again_when_it_dies() {
+    with_timeout(Duration::from_secs(120), || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = start_cluster(dir.path(), 3);
+        let first = highest(nodes.iter());
+        for node in &nodes {
+            wait_until("every node knows the coordinator", Duration::from_secs(20), || {
+                (coordinator_of(node).as_deref() == Some(first.as_str())).then_some(())
+            });
+        }
+        let victim = nodes.iter().position(|n| n.addr == first).unwrap();
+        nodes[victim].kill();
+        let survivors: Vec<&Node> = nodes.iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, n)| n).collect();
+        let next = highest(survivors.iter().copied());
+        for node in &survivors {
+            wait_until("the survivors elect the next highest", Duration::from_secs(20), || {
+                (coordinator_of(node).as_deref() == Some(next.as_str())).then_some(())
+            });
+        }
+    });
+}

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{ApiError, AppState};
+use crate::coordination::GetCoordinator;
 use crate::membership::{GetMembers, Status};
 use crate::peer::PeerClient;
 
@@ -91,7 +92,9 @@ pub async fn network(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
             })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "node": state.node, "members": members })))
+    let coordinator =
+        state.coordination.send(GetCoordinator).await.map_err(|e| ApiError::internal("coordination unreachable", e))?;
+    Ok(HttpResponse::Ok().json(json!({ "node": state.node, "coordinator": coordinator, "members": members })))
 }
 
 pub async fn peers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -20,6 +20,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 pub use error::ApiError;
 
 use crate::config::Config;
+use crate::coordination::Coordination;
 use crate::evaluation::registry::Registry;
 use crate::evaluation::worker::Worker;
 use crate::executor::Executor;
@@ -41,6 +42,7 @@ pub struct AppState {
     pub executor: Addr<Executor>,
     pub worker: Addr<Worker>,
     pub membership: Addr<Membership>,
+    pub coordination: Addr<Coordination>,
     /// This node's Lamport clock, moved by every peer message.
     pub clock: Arc<LamportClock>,
 }

@@ -11,6 +11,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::{not_allowed, ApiError, AppState};
+use crate::coordination::{ElectionAnswer, ElectionMessage, HandleCoordinator, HandleElection};
 use crate::evaluation::blobs;
 use crate::evaluation::registry::Deliver;
 use crate::evaluation::worker::{Execute, Forget};
@@ -27,6 +28,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(route("/join", web::post().to(join)))
         .service(route("/mystats", web::post().to(mystats)))
         .service(route("/probe", web::post().to(probe)))
+        .service(route("/election", web::post().to(election)))
+        .service(route("/coordinator", web::post().to(coordinator)))
         .service(route("/execute_module", web::post().to(execute_module)))
         .service(route("/blobs/{sha256}", web::get().to(blob)))
         .service(route("/evaluation_result", web::post().to(evaluation_result)))
@@ -84,6 +87,25 @@ async fn probe(body: web::Json<PingReq>, state: web::Data<AppState>) -> Result<H
         .await
         .map_err(|e| ApiError::internal("membership unreachable", e))?;
     Ok(HttpResponse::Ok().json(ack))
+}
+
+async fn election(body: web::Json<ElectionMessage>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let answer = state
+        .coordination
+        .send(HandleElection(body.into_inner().from))
+        .await
+        .map_err(|e| ApiError::internal("coordination unreachable", e))?;
+    Ok(HttpResponse::Ok().json(ElectionAnswer { answer }))
+}
+
+async fn coordinator(body: web::Json<ElectionMessage>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let from = body.into_inner().from;
+    state
+        .coordination
+        .send(HandleCoordinator(from.clone()))
+        .await
+        .map_err(|e| ApiError::internal("coordination unreachable", e))?;
+    Ok(HttpResponse::Ok().json(json!({ "coordinator": from })))
 }
 
 async fn execute_module(body: web::Json<ExecuteModule>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

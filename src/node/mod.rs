@@ -15,6 +15,8 @@ use actix_web::{web, App, HttpServer};
 use crate::api::{self, AppState};
 use crate::balance::{LeastConnections, LoadBalancer};
 use crate::config::Config;
+use crate::coordination::bully::{Bully, BullyConfig};
+use crate::coordination::Coordination;
 use crate::evaluation::intake::UnpackLimits;
 use crate::evaluation::registry::{Registry, Shared};
 use crate::evaluation::supervisor::SupervisorSettings;
@@ -176,6 +178,24 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     )
     .start();
 
+    // An election waits for answers as long as an indirect probe, and for an
+    // announcement as long as a suspicion: the timings of the same network.
+    let bully = Bully::new(
+        &node,
+        BullyConfig {
+            answer_timeout_ms: swim_config.indirect_timeout_ms(),
+            coordinator_timeout_ms: c.suspicion_timeout_ms,
+        },
+    );
+    let coordination = Coordination::new(
+        &node,
+        bully,
+        Rc::new(peers.clone()),
+        membership.clone().recipient(),
+        Some(Duration::from_millis((c.probe_interval_ms / 3).max(10))),
+    )
+    .start();
+
     let state = web::Data::new(AppState {
         config,
         node: node.clone(),
@@ -188,6 +208,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         executor,
         worker,
         membership: membership.clone(),
+        coordination,
         clock: clock.clone(),
     });
     let server_node = node.clone();
