@@ -102,23 +102,29 @@ impl Bully {
         if !live_coordinator {
             return self.call(now_ms, alive);
         }
-        // A higher node is alive but not coordinating: it has just come
-        // back, and an election makes it the coordinator.
+        // A node above the coordinator is alive: it has just come back or
+        // joined, and an election makes it the coordinator.
         let coordinator = self.coordinator.clone().unwrap_or_default();
-        if coordinator == self.me && !self.higher(alive).is_empty() {
+        if alive.iter().any(|n| rank(n) > rank(&coordinator)) {
             return self.call(now_ms, alive);
         }
         Vec::new()
     }
 
     /// A lower node called an election: this node answers (the caller's
-    /// transport carries the answer back) and calls its own.
+    /// transport carries the answer back) and calls its own. A node that is
+    /// or becomes coordinator tells the caller at once, even when its view
+    /// of the live members does not hold the caller yet.
     pub fn on_election(&mut self, now_ms: u64, from: &str, alive: &[String]) -> (bool, Vec<Outgoing>) {
         if rank(from) >= rank(&self.me) {
             return (false, Vec::new());
         }
-        let calls = if self.election.is_some() { Vec::new() } else { self.call(now_ms, alive) };
-        (true, calls)
+        let mut out = if self.election.is_some() { Vec::new() } else { self.call(now_ms, alive) };
+        let tell = Outgoing::Coordinator { to: from.to_owned() };
+        if self.coordinator.as_deref() == Some(self.me.as_str()) && !out.contains(&tell) {
+            out.push(tell);
+        }
+        (true, out)
     }
 
     /// A higher node answered this node's call: it waits for the announcement.
@@ -243,6 +249,23 @@ mod tests {
         c.nodes.insert(addr(4), Bully::new(&addr(4), CONFIG));
         c.run(2000);
         assert_eq!(c.coordinators(), BTreeSet::from([Some(addr(4))]));
+    }
+
+    #[test]
+    fn a_coordinator_that_does_not_know_the_caller_yet_still_tells_it() {
+        let mut high = Bully::new(&addr(3), CONFIG);
+        let (answered, out) = high.on_election(0, &addr(1), &[]);
+        assert!(answered);
+        assert_eq!(out, vec![Outgoing::Coordinator { to: addr(1) }]);
+    }
+
+    #[test]
+    fn a_node_that_missed_the_announcement_calls_when_it_sees_a_higher_node() {
+        // 1 follows 2; 3 won alone before it knew anyone, and told nobody.
+        let mut low = Bully::new(&addr(1), CONFIG);
+        low.on_coordinator(0, &addr(2), &[addr(1), addr(2)]);
+        let out = low.tick(100, &[addr(1), addr(2), addr(3)]);
+        assert_eq!(out, vec![Outgoing::Election { to: addr(2) }, Outgoing::Election { to: addr(3) }]);
     }
 
     #[test]

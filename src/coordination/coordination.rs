@@ -260,7 +260,10 @@ mod tests {
     async fn run_for(net: &Net, ms: u64) {
         for _ in 0..ms / 100 {
             tokio::time::advance(Duration::from_millis(100)).await;
-            let nodes: Vec<_> = net.nodes.borrow().values().cloned().collect();
+            // A dead node is not ticked: it sends nothing any more.
+            let alive = net.alive.borrow().clone();
+            let nodes: Vec<_> =
+                net.nodes.borrow().iter().filter(|(a, _)| alive.contains(*a)).map(|(_, n)| n.clone()).collect();
             for node in nodes {
                 node.send(Tick).await.unwrap();
             }
