@@ -220,8 +220,7 @@ pub async fn get(
     peers: web::Data<PeerClient>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
-    let unknown = || ApiError::NotFound(format!("no evaluation {raw:?}"));
-    let id = Uuid::parse_str(&raw).map_err(|_| unknown())?;
+    let id = evaluation_id(&raw)?;
     let detail = match query.detail.as_deref() {
         None => false,
         Some("tests") => true,
@@ -238,14 +237,10 @@ pub async fn get(
         return Ok(HttpResponse::Ok().json(report::evaluation(&view, state.config.grading.grade_scale, now, detail)));
     }
     if query.local()? {
-        return Err(unknown());
+        return Err(unknown(&raw));
     }
-    // Not supervised here: ask the other nodes.
-    let live = cluster::live_peers(&state).await?;
     let detail = if detail { "&detail=tests" } else { "" };
-    let path = format!("/evaluation/{id}?scope=local{detail}");
-    let found = cluster::fan_out(&peers, &live, &path).await.into_iter().next();
-    found.map(|(_, v)| HttpResponse::Ok().json(v)).ok_or_else(unknown)
+    from_peers(&state, &peers, &format!("/evaluation/{id}?scope=local{detail}"), &raw).await
 }
 
 /// `GET /evaluation/{id}/events`: the evaluation's log in causal order, from
@@ -257,8 +252,7 @@ pub async fn events(
     peers: web::Data<PeerClient>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
-    let unknown = || ApiError::NotFound(format!("no evaluation {raw:?}"));
-    let id = Uuid::parse_str(&raw).map_err(|_| unknown())?;
+    let id = evaluation_id(&raw)?;
     let events = state
         .store
         .send(GetEvents(id))
@@ -269,10 +263,23 @@ pub async fn events(
         return Ok(HttpResponse::Ok().json(json!({ "id": id, "events": events })));
     }
     if query.local()? {
-        return Err(unknown());
+        return Err(unknown(&raw));
     }
-    let live = cluster::live_peers(&state).await?;
-    let found =
-        cluster::fan_out(&peers, &live, &format!("/evaluation/{id}/events?scope=local")).await.into_iter().next();
-    found.map(|(_, v)| HttpResponse::Ok().json(v)).ok_or_else(unknown)
+    from_peers(&state, &peers, &format!("/evaluation/{id}/events?scope=local"), &raw).await
+}
+
+/// A malformed id is as unknown as a missing one.
+fn evaluation_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| unknown(raw))
+}
+
+fn unknown(raw: &str) -> ApiError {
+    ApiError::NotFound(format!("no evaluation {raw:?}"))
+}
+
+/// The evaluation is not held here: the first live peer that holds it answers.
+async fn from_peers(state: &AppState, peers: &PeerClient, path: &str, raw: &str) -> Result<HttpResponse, ApiError> {
+    let live = cluster::live_peers(state).await?;
+    let found = cluster::fan_out(peers, &live, path).await.into_iter().next();
+    found.map(|(_, v)| HttpResponse::Ok().json(v)).ok_or_else(|| unknown(raw))
 }
