@@ -160,38 +160,9 @@ mod tests {
     use super::*;
     use crate::balance::{LeastConnections, NodeLoad, SetMembers};
     use crate::evaluation::model::EvaluationStatus;
+    use crate::evaluation::supervisor::tests::{ProbeExecutor, TakeJobs};
     use crate::executor::JobKind;
     use crate::store::{CreateEvaluation, ProjectRow, SaveProjects, Source};
-
-    /// Counts the collection jobs it is handed.
-    #[derive(Default)]
-    struct ProbeExecutor {
-        collects: Vec<String>,
-    }
-
-    impl Actor for ProbeExecutor {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<Submit> for ProbeExecutor {
-        type Result = ();
-        fn handle(&mut self, Submit(job): Submit, _: &mut Context<Self>) {
-            if job.kind == JobKind::Collect {
-                self.collects.push(job.project);
-            }
-        }
-    }
-
-    #[derive(Message)]
-    #[rtype(result = "Vec<String>")]
-    struct GetCollects;
-
-    impl Handler<GetCollects> for ProbeExecutor {
-        type Result = MessageResult<GetCollects>;
-        fn handle(&mut self, _: GetCollects, _: &mut Context<Self>) -> Self::Result {
-            MessageResult(self.collects.clone())
-        }
-    }
 
     #[actix::test]
     async fn resumes_unfinished_evaluations_at_start() {
@@ -228,16 +199,17 @@ mod tests {
             peers: PeerClient::new("n1", Duration::from_secs(1), Default::default()),
         })
         .start();
-        let mut collects = Vec::new();
+        let mut jobs = Vec::new();
         for _ in 0..2500 {
-            collects = executor.send(GetCollects).await.unwrap();
-            if !collects.is_empty() {
+            jobs = executor.send(TakeJobs).await.unwrap();
+            if !jobs.is_empty() {
                 break;
             }
             // Packing runs on a blocking thread: poll in real time, bounded.
             actix_rt::time::sleep(Duration::from_millis(2)).await;
         }
-        assert_eq!(collects, vec!["p".to_string()]);
+        let collects: Vec<_> = jobs.into_iter().map(|(_, project, kind, _)| (project, kind)).collect();
+        assert_eq!(collects, vec![("p".to_string(), JobKind::Collect)]);
         assert_eq!(registry.send(GetActive).await.unwrap(), 1);
     }
 }

@@ -567,7 +567,7 @@ pub(crate) mod tests {
 
     /// Stands in for the executor: keeps every job it is handed.
     #[derive(Default)]
-    struct ProbeExecutor {
+    pub(crate) struct ProbeExecutor {
         jobs: Vec<Job>,
     }
 
@@ -585,7 +585,7 @@ pub(crate) mod tests {
     /// Hands over the jobs received so far.
     #[derive(Message)]
     #[rtype(result = "Vec<(u64, String, JobKind, Recipient<JobFinished>)>")]
-    struct TakeJobs;
+    pub(crate) struct TakeJobs;
 
     impl Handler<TakeJobs> for ProbeExecutor {
         type Result = MessageResult<TakeJobs>;
