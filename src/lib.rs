@@ -56,4 +56,5 @@ pub mod executor;
 pub mod membership;
 pub mod node;
 pub mod peer;
+pub mod replication;
 pub mod store;

@@ -166,6 +166,7 @@ fn new_record(id: Uuid, source: Source, node: &str, sha: Option<String>, ready: 
         status: EvaluationStatus::Queued,
         source,
         supervisor: node.to_owned(),
+        epoch: 0,
         input_sha256: sha,
         input_ready: ready,
         submitted_at: Utc::now(),

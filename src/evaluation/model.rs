@@ -204,6 +204,10 @@ pub enum EventKind {
     Started,
     Result,
     Reassigned,
+    /// A node noticed that the supervisor died and is about to adopt.
+    SupervisorLost,
+    /// A node became the evaluation's supervisor in a new term.
+    Adopted,
     Done,
 }
 
@@ -215,14 +219,25 @@ impl EventKind {
             Self::Started => "started",
             Self::Result => "result",
             Self::Reassigned => "reassigned",
+            Self::SupervisorLost => "supervisor_lost",
+            Self::Adopted => "adopted",
             Self::Done => "done",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Submitted, Self::Assigned, Self::Started, Self::Result, Self::Reassigned, Self::Done]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            Self::Submitted,
+            Self::Assigned,
+            Self::Started,
+            Self::Result,
+            Self::Reassigned,
+            Self::SupervisorLost,
+            Self::Adopted,
+            Self::Done,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 

@@ -175,6 +175,7 @@ mod tests {
             status: EvaluationStatus::Running,
             source: Source::Zip { name: "z".into() },
             supervisor: "n1".into(),
+            epoch: 0,
             input_sha256: None,
             input_ready: true,
             submitted_at: Utc::now(),

@@ -140,6 +140,7 @@ mod tests {
                 status: EvaluationStatus::Done,
                 source: Source::Zip { name: "x".into() },
                 supervisor: "127.0.0.1:5001".into(),
+                epoch: 0,
                 input_sha256: None,
                 input_ready: true,
                 submitted_at: t0,

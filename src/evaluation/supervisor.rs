@@ -662,6 +662,7 @@ pub(crate) mod tests {
             status: EvaluationStatus::Queued,
             source: Source::Zip { name: "upload".into() },
             supervisor: "n1".into(),
+            epoch: 0,
             input_sha256: None,
             input_ready: true,
             submitted_at: Utc::now(),

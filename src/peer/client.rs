@@ -79,6 +79,27 @@ impl PeerClient {
             .map_err(|e| PeerError::Decode { url: format!("http://{addr}{path}"), reason: e.to_string() })
     }
 
+    /// Asks whether `path` exists on the peer (`HEAD`): true on 2xx, false
+    /// on 404.
+    pub async fn has(&self, addr: &str, path: &str) -> Result<bool, PeerError> {
+        let url = format!("http://{addr}{path}");
+        let res = self
+            .client
+            .head(&url)
+            .insert_header((SENDER_HEADER, self.node.as_str()))
+            .insert_header((LAMPORT_HEADER, self.clock.tick().to_string()))
+            .send()
+            .await
+            .map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
+        if res.status() == StatusCode::NOT_FOUND {
+            if let Some(remote) = lamport_of(res.headers()) {
+                self.clock.receive(remote);
+            }
+            return Ok(false);
+        }
+        read(&url, res, &self.clock).await.map(|_| true)
+    }
+
     /// GETs raw bytes, e.g. a blob.
     pub async fn get_bytes(&self, addr: &str, path: &str) -> Result<Bytes, PeerError> {
         let url = format!("http://{addr}{path}");

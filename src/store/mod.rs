@@ -2,12 +2,14 @@
 //! the rows it reads and writes.
 
 mod model;
+mod replica;
 mod schema;
 // Each actor lives in a file named after it, as the house style asks.
 #[allow(clippy::module_inception)]
 mod store;
 
 pub use model::{EvaluationRecord, EvaluationSummary, EvaluationView, ModuleRow, ProjectRow, Source};
+pub use replica::{ApplyReplica, GetSnapshot, GetSummary, SetSupervisor};
 pub use store::{
     CountByStatus, CreateEvaluation, GetEvaluation, GetEvents, ListEvaluations, ListUnfinished, MarkInputReady,
     RecordEvent, SaveCollected, SaveProjects, SaveResult, SetBlob, SetStatus, Store,

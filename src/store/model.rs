@@ -14,13 +14,17 @@ pub enum Source {
     Git { repositories: Vec<String> },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EvaluationRecord {
     pub id: Uuid,
     pub status: EvaluationStatus,
     pub source: Source,
     /// The node that supervises it.
     pub supervisor: String,
+    /// The supervision's term: 0 for the node that took the submission, one
+    /// more at each adoption. A replica refuses the writes of a lower term.
+    pub epoch: u64,
     pub input_sha256: Option<String>,
     /// The workspace holds every project (unpacked or cloned).
     pub input_ready: bool,
@@ -30,7 +34,8 @@ pub struct EvaluationRecord {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProjectRow {
     pub name: String,
     /// Relative to the evaluation's workspace, '/' separators, "" for the workspace itself.

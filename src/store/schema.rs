@@ -1,5 +1,6 @@
 //! The database schema, applied at open. Results are written once per module
-//! (`status IS NULL` until then), which is what makes a duplicated result
+//! (`status IS NULL` until then) and events once per node and time, which is
+//! what makes a duplicated result or a replicated write applied twice
 //! harmless.
 
 pub const SCHEMA: &str = "
@@ -12,6 +13,7 @@ CREATE TABLE IF NOT EXISTS evaluations (
     status        TEXT NOT NULL,
     source        TEXT NOT NULL,
     supervisor    TEXT NOT NULL,
+    epoch         INTEGER NOT NULL DEFAULT 0,
     input_sha256  TEXT,
     input_ready   INTEGER NOT NULL,
     submitted_at  TEXT NOT NULL,
@@ -70,6 +72,17 @@ CREATE TABLE IF NOT EXISTS events (
     detail      TEXT NOT NULL
 );
 
+-- On a replica: how far it has applied the journal of an evaluation's
+-- supervisor; a supervisor that starts again sends a new journal id.
+CREATE TABLE IF NOT EXISTS replicas (
+    evaluation  TEXT PRIMARY KEY REFERENCES evaluations(id) ON DELETE CASCADE,
+    journal     TEXT NOT NULL,
+    seq         INTEGER NOT NULL
+);
+
 CREATE INDEX IF NOT EXISTS evaluations_by_status ON evaluations(status);
 CREATE INDEX IF NOT EXISTS events_by_evaluation ON events(evaluation, lamport);
+-- A node stamps each of its events with a time of its own: the same event
+-- replicated twice is one row.
+CREATE UNIQUE INDEX IF NOT EXISTS events_once ON events(evaluation, node, lamport, kind);
 ";

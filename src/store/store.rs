@@ -117,7 +117,7 @@ pub struct CountByStatus;
 
 pub struct Store {
     /// The only connection: one writer keeps every commit in message order.
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 impl Store {
@@ -139,11 +139,11 @@ impl Store {
         Ok(Self { conn })
     }
 
-    fn create(&mut self, r: &EvaluationRecord) -> Reply<()> {
+    pub(super) fn create(&mut self, r: &EvaluationRecord) -> Reply<()> {
         let source = serde_json::to_string(&r.source).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.conn.execute(
-            "INSERT INTO evaluations (id, status, source, supervisor, input_sha256, input_ready, submitted_at, started_at, finished_at, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO evaluations (id, status, source, supervisor, input_sha256, input_ready, submitted_at, started_at, finished_at, error, epoch)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 r.id.to_string(),
                 r.status.as_str(),
@@ -155,12 +155,13 @@ impl Store {
                 r.started_at.map(stamp),
                 r.finished_at.map(stamp),
                 r.error,
+                r.epoch,
             ],
         )?;
         Ok(())
     }
 
-    fn set_status(&mut self, m: &SetStatus) -> Reply<()> {
+    pub(super) fn set_status(&mut self, m: &SetStatus) -> Reply<()> {
         let at = stamp(m.at);
         let id = m.id.to_string();
         match m.status {
@@ -180,7 +181,7 @@ impl Store {
         Ok(())
     }
 
-    fn save_projects(&mut self, m: &SaveProjects) -> Reply<()> {
+    pub(super) fn save_projects(&mut self, m: &SaveProjects) -> Reply<()> {
         let tx = self.conn.transaction()?;
         for p in &m.projects {
             tx.execute(
@@ -193,75 +194,27 @@ impl Store {
     }
 
     fn save_collected(&mut self, m: &SaveCollected) -> Reply<()> {
-        let id = m.id.to_string();
         let tx = self.conn.transaction()?;
-        for (module, tests) in &m.modules {
-            tx.execute(
-                "INSERT OR IGNORE INTO modules (evaluation, project, module, tests) VALUES (?1, ?2, ?3, ?4)",
-                params![id, m.project, module, tests],
-            )?;
-        }
-        tx.execute(
-            "UPDATE projects SET collected = 1, error = ?3 WHERE evaluation = ?1 AND name = ?2",
-            params![id, m.project, m.error],
-        )?;
+        write_collected(&tx, m.id, &m.project, &m.modules, m.error.as_deref())?;
         tx.commit()?;
         Ok(())
     }
 
     fn save_result(&mut self, m: &SaveResult) -> Reply<bool> {
-        let id = m.id.to_string();
-        let r = &m.result;
         let tx = self.conn.transaction()?;
-        let changed = tx.execute(
-            "UPDATE modules SET status = ?4, passed = ?5, failed = ?6, skipped = ?7, errors = ?8,
-             duration = ?9, node = ?10, output = ?11
-             WHERE evaluation = ?1 AND project = ?2 AND module = ?3 AND status IS NULL",
-            params![
-                id,
-                m.project,
-                m.module,
-                r.status.as_str(),
-                r.tally.passed,
-                r.tally.failed,
-                r.tally.skipped,
-                r.tally.errors,
-                r.duration,
-                r.node,
-                r.output,
-            ],
-        )?;
-        if changed == 1 {
-            for (seq, t) in r.tests.iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO tests (evaluation, project, module, seq, name, classname, outcome, duration, message)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![
-                        id,
-                        m.project,
-                        m.module,
-                        seq,
-                        t.name,
-                        t.classname,
-                        t.outcome.as_str(),
-                        t.duration,
-                        t.message
-                    ],
-                )?;
-            }
-        }
+        let saved = write_result(&tx, m.id, &m.project, &m.module, &m.result)?;
         tx.commit()?;
-        Ok(changed == 1)
+        Ok(saved)
     }
 
-    fn record(&self, id: &str) -> Reply<Option<EvaluationRecord>> {
+    pub(super) fn record(&self, id: &str) -> Reply<Option<EvaluationRecord>> {
         self.conn
             .query_row(&format!("SELECT {RECORD_COLUMNS} FROM evaluations WHERE id = ?1"), [id], read_record)
             .optional()?
             .transpose()
     }
 
-    fn view(&self, id: Uuid, with_tests: bool) -> Reply<Option<EvaluationView>> {
+    pub(super) fn view(&self, id: Uuid, with_tests: bool) -> Reply<Option<EvaluationView>> {
         let key = id.to_string();
         let Some(record) = self.record(&key)? else {
             return Ok(None);
@@ -338,7 +291,7 @@ impl Store {
         rows.collect::<Result<Result<Vec<_>, _>, _>>()?
     }
 
-    fn events(&self, id: Uuid) -> Reply<Option<Vec<Event>>> {
+    pub(super) fn events(&self, id: Uuid) -> Reply<Option<Vec<Event>>> {
         let key = id.to_string();
         if self.record(&key)?.is_none() {
             return Ok(None);
@@ -367,11 +320,75 @@ impl Store {
     }
 }
 
-const RECORD_COLUMNS: &str =
-    "id, status, source, supervisor, input_sha256, input_ready, submitted_at, started_at, finished_at, error";
+/// Records a project's modules; modules already known are kept as they are.
+pub(super) fn write_collected(
+    conn: &Connection,
+    id: Uuid,
+    project: &str,
+    modules: &[(String, u32)],
+    error: Option<&str>,
+) -> Reply<()> {
+    let id = id.to_string();
+    for (module, tests) in modules {
+        conn.execute(
+            "INSERT OR IGNORE INTO modules (evaluation, project, module, tests) VALUES (?1, ?2, ?3, ?4)",
+            params![id, project, module, tests],
+        )?;
+    }
+    conn.execute(
+        "UPDATE projects SET collected = 1, error = ?3 WHERE evaluation = ?1 AND name = ?2",
+        params![id, project, error],
+    )?;
+    Ok(())
+}
+
+/// Records a module's result unless it has one; answers whether it was written.
+pub(super) fn write_result(conn: &Connection, id: Uuid, project: &str, module: &str, r: &ModuleResult) -> Reply<bool> {
+    let id = id.to_string();
+    let changed = conn.execute(
+        "UPDATE modules SET status = ?4, passed = ?5, failed = ?6, skipped = ?7, errors = ?8,
+         duration = ?9, node = ?10, output = ?11
+         WHERE evaluation = ?1 AND project = ?2 AND module = ?3 AND status IS NULL",
+        params![
+            id,
+            project,
+            module,
+            r.status.as_str(),
+            r.tally.passed,
+            r.tally.failed,
+            r.tally.skipped,
+            r.tally.errors,
+            r.duration,
+            r.node,
+            r.output,
+        ],
+    )?;
+    if changed == 1 {
+        for (seq, t) in r.tests.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO tests (evaluation, project, module, seq, name, classname, outcome, duration, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![id, project, module, seq, t.name, t.classname, t.outcome.as_str(), t.duration, t.message],
+            )?;
+        }
+    }
+    Ok(changed == 1)
+}
+
+/// Appends an event unless the log has it already.
+pub(super) fn write_event(conn: &Connection, id: Uuid, e: &Event) -> Reply<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO events (evaluation, lamport, node, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id.to_string(), e.lamport, e.node, e.kind.as_str(), e.detail],
+    )?;
+    Ok(())
+}
+
+pub(super) const RECORD_COLUMNS: &str =
+    "id, status, source, supervisor, input_sha256, input_ready, submitted_at, started_at, finished_at, error, epoch";
 
 /// Stamps keep milliseconds: `eval_time` is computed from them.
-fn stamp(t: DateTime<Utc>) -> String {
+pub(super) fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -391,7 +408,7 @@ fn parse_status(s: &str) -> Result<EvaluationStatus, StoreError> {
 
 /// Row readers answer a nested result: the outer error is SQLite's, the
 /// inner one a value that does not parse.
-fn read_record(row: &Row) -> rusqlite::Result<Reply<EvaluationRecord>> {
+pub(super) fn read_record(row: &Row) -> rusqlite::Result<Reply<EvaluationRecord>> {
     let get = |row: &Row| -> Reply<EvaluationRecord> {
         let source: String = row.get(2)?;
         Ok(EvaluationRecord {
@@ -405,6 +422,7 @@ fn read_record(row: &Row) -> rusqlite::Result<Reply<EvaluationRecord>> {
             started_at: row.get::<_, Option<String>>(7)?.as_deref().map(parse_time).transpose()?,
             finished_at: row.get::<_, Option<String>>(8)?.as_deref().map(parse_time).transpose()?,
             error: row.get(9)?,
+            epoch: row.get(10)?,
         })
     };
     Ok(get(row))
@@ -475,14 +493,7 @@ handle!(SaveResult, bool, |s, m| s.save_result(&m));
 handle!(GetEvaluation, Option<EvaluationView>, |s, m| s.view(m.id, m.with_tests));
 handle!(ListEvaluations, Vec<EvaluationSummary>, |s, _m| s.list());
 handle!(ListUnfinished, Vec<EvaluationRecord>, |s, _m| s.unfinished());
-handle!(RecordEvent, (), |s, m| {
-    let e = &m.event;
-    s.conn.execute(
-        "INSERT INTO events (evaluation, lamport, node, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![m.id.to_string(), e.lamport, e.node, e.kind.as_str(), e.detail],
-    )?;
-    Ok(())
-});
+handle!(RecordEvent, (), |s, m| write_event(&s.conn, m.id, &m.event));
 handle!(GetEvents, Option<Vec<Event>>, |s, m| s.events(m.0));
 handle!(CountByStatus, BTreeMap<String, u64>, |s, _m| s.counts());
 
@@ -496,6 +507,7 @@ mod tests {
             status: EvaluationStatus::Queued,
             source: Source::Git { repositories: vec!["https://github.com/a/b".into()] },
             supervisor: "127.0.0.1:5001".into(),
+            epoch: 0,
             input_sha256: None,
             input_ready: false,
             submitted_at: Utc::now(),

@@ -1,0 +1,99 @@
+//! The wire types of replication: a supervisor sends its evaluation's journal
+//! to its replicas (`POST /replicate`), and a node asks a peer what it holds
+//! of an evaluation (`GET /replica/{id}`) and for all of it
+//! (`GET /replica/{id}/snapshot`), to catch up or to decide an adoption.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::evaluation::model::{EvaluationStatus, Event, ModuleResult};
+use crate::store::{EvaluationRecord, ProjectRow};
+
+/// One write of a supervisor, as a replica applies it. Applying an operation
+/// twice changes nothing: records are overwritten, projects and modules are
+/// kept as first written, results and events are stored once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ReplicaOp {
+    /// The evaluation's record as the supervisor now has it.
+    Record {
+        record: EvaluationRecord,
+    },
+    /// Projects and the blobs that hold them: the replica fetches each blob
+    /// before it acknowledges.
+    Projects {
+        projects: Vec<ProjectRow>,
+    },
+    /// A project's modules, or why it has none.
+    Collected {
+        project: String,
+        modules: Vec<(String, u32)>,
+        error: Option<String>,
+    },
+    Result {
+        project: String,
+        module: String,
+        result: ModuleResult,
+    },
+    Event {
+        event: Event,
+    },
+}
+
+impl ReplicaOp {
+    /// The blobs a replica must hold before it applies this operation.
+    pub fn blobs(&self) -> impl Iterator<Item = &str> {
+        let projects = match self {
+            Self::Projects { projects } => projects.as_slice(),
+            _ => &[],
+        };
+        projects.iter().filter_map(|p| p.blob.as_deref())
+    }
+}
+
+/// `POST /replicate`: the entries `from..from + ops.len()` of a supervisor's
+/// journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replicate {
+    pub evaluation: Uuid,
+    /// Names the journal: a supervisor that starts again begins a new one.
+    pub journal: Uuid,
+    /// The sender's term; a replica that knows a higher one refuses.
+    pub epoch: u64,
+    pub supervisor: String,
+    pub from: u64,
+    pub ops: Vec<ReplicaOp>,
+}
+
+/// The answer of `POST /replicate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ReplicateAnswer {
+    /// The replica holds the journal up to `have`: below `from` when it
+    /// missed entries, which the supervisor then sends again.
+    Applied { have: u64 },
+    /// The replica knows a later supervisor of this evaluation.
+    Superseded { epoch: u64, supervisor: String },
+}
+
+/// `GET /replica/{id}`: what a node holds of an evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaSummary {
+    pub epoch: u64,
+    pub supervisor: String,
+    pub status: EvaluationStatus,
+    /// Modules with a result.
+    pub finished: u64,
+    /// The answering node runs the evaluation's supervisor now.
+    pub supervising: bool,
+}
+
+impl ReplicaSummary {
+    /// Which of two copies knows more: a later term, then a closed
+    /// evaluation, then more results.
+    pub fn rank(&self) -> (u64, bool, u64) {
+        (self.epoch, self.status.is_finished(), self.finished)
+    }
+}

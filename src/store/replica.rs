@@ -1,0 +1,226 @@
+//! The `Store`'s replication messages: a replica applies a supervisor's
+//! journal (`ApplyReplica`), and any node answers what it holds of an
+//! evaluation (`GetSummary`) and all of it (`GetSnapshot`), and records an
+//! adoption (`SetSupervisor`). Each of them commits in one transaction, so a
+//! crash leaves a replica at a journal position it can report truthfully.
+
+use actix::prelude::*;
+use rusqlite::{params, Connection, OptionalExtension};
+use uuid::Uuid;
+
+use super::store::{read_record, stamp, write_collected, write_event, write_result, RECORD_COLUMNS};
+use super::{EvaluationRecord, Store, StoreError};
+use crate::replication::model::{ReplicaOp, ReplicaSummary, Replicate, ReplicateAnswer};
+
+type Reply<T> = Result<T, StoreError>;
+
+/// Applies the entries of a journal this replica does not hold yet.
+#[derive(Message)]
+#[rtype(result = "Reply<ReplicateAnswer>")]
+pub struct ApplyReplica(pub Replicate);
+
+/// What this node holds of an evaluation; `supervising` is left false, the
+/// registry knows better.
+#[derive(Message)]
+#[rtype(result = "Reply<Option<ReplicaSummary>>")]
+pub struct GetSummary(pub Uuid);
+
+/// Everything this node holds of an evaluation, as a journal that rebuilds it.
+#[derive(Message)]
+#[rtype(result = "Reply<Option<Vec<ReplicaOp>>>")]
+pub struct GetSnapshot(pub Uuid);
+
+/// This node adopts the evaluation in term `epoch`.
+#[derive(Message)]
+#[rtype(result = "Reply<EvaluationRecord>")]
+pub struct SetSupervisor {
+    pub id: Uuid,
+    pub supervisor: String,
+    pub epoch: u64,
+}
+
+/// Whether a write of term (`epoch`, `supervisor`) must give way to what the
+/// replica knows: a later term, or the same term under a higher node. Two
+/// supervisors in one term means the lock failed somewhere; the order on
+/// names still settles it the same way on every replica.
+fn outranked(local: &EvaluationRecord, epoch: u64, supervisor: &str) -> bool {
+    (local.epoch, local.supervisor.as_str()) > (epoch, supervisor)
+}
+
+fn load(conn: &Connection, id: Uuid) -> Reply<Option<EvaluationRecord>> {
+    conn.query_row(&format!("SELECT {RECORD_COLUMNS} FROM evaluations WHERE id = ?1"), [id.to_string()], read_record)
+        .optional()?
+        .transpose()
+}
+
+fn write_record(conn: &Connection, r: &EvaluationRecord) -> Reply<()> {
+    let source = serde_json::to_string(&r.source).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    conn.execute(
+        "INSERT INTO evaluations (id, status, source, supervisor, input_sha256, input_ready, submitted_at,
+                                  started_at, finished_at, error, epoch)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT(id) DO UPDATE SET status = excluded.status, supervisor = excluded.supervisor,
+             input_ready = excluded.input_ready, started_at = excluded.started_at,
+             finished_at = excluded.finished_at, error = excluded.error, epoch = excluded.epoch",
+        params![
+            r.id.to_string(),
+            r.status.as_str(),
+            source,
+            r.supervisor,
+            r.input_sha256,
+            r.input_ready,
+            stamp(r.submitted_at),
+            r.started_at.map(stamp),
+            r.finished_at.map(stamp),
+            r.error,
+            r.epoch,
+        ],
+    )?;
+    Ok(())
+}
+
+fn apply_op(conn: &Connection, id: Uuid, op: &ReplicaOp) -> Reply<()> {
+    match op {
+        ReplicaOp::Record { record } => write_record(conn, record),
+        ReplicaOp::Projects { projects } => {
+            for p in projects {
+                conn.execute(
+                    "INSERT INTO projects (evaluation, name, root, collected, error, blob)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(evaluation, name) DO UPDATE SET blob = COALESCE(projects.blob, excluded.blob)",
+                    params![id.to_string(), p.name, p.root, p.collected, p.error, p.blob],
+                )?;
+            }
+            Ok(())
+        }
+        ReplicaOp::Collected { project, modules, error } => {
+            write_collected(conn, id, project, modules, error.as_deref())
+        }
+        ReplicaOp::Result { project, module, result } => write_result(conn, id, project, module, result).map(|_| ()),
+        ReplicaOp::Event { event } => write_event(conn, id, event),
+    }
+}
+
+impl Store {
+    fn apply_replica(&mut self, m: &Replicate) -> Reply<ReplicateAnswer> {
+        let tx = self.conn.transaction()?;
+        if let Some(local) = load(&tx, m.evaluation)? {
+            if outranked(&local, m.epoch, &m.supervisor) {
+                return Ok(ReplicateAnswer::Superseded { epoch: local.epoch, supervisor: local.supervisor });
+            }
+        }
+        let key = m.evaluation.to_string();
+        let position: Option<(String, u64)> = tx
+            .query_row("SELECT journal, seq FROM replicas WHERE evaluation = ?1", [&key], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let have = match position {
+            Some((journal, seq)) if journal == m.journal.to_string() => seq,
+            _ => 0,
+        };
+        if m.from > have {
+            return Ok(ReplicateAnswer::Applied { have });
+        }
+        let skip = usize::try_from(have - m.from).unwrap_or(usize::MAX);
+        for op in m.ops.iter().skip(skip) {
+            apply_op(&tx, m.evaluation, op)?;
+        }
+        let have = have.max(m.from + m.ops.len() as u64);
+        // The row needs the evaluation: an empty journal that starts nowhere
+        // leaves no position behind.
+        if load(&tx, m.evaluation)?.is_some() {
+            tx.execute(
+                "INSERT INTO replicas (evaluation, journal, seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(evaluation) DO UPDATE SET journal = excluded.journal, seq = excluded.seq",
+                params![key, m.journal.to_string(), have],
+            )?;
+        }
+        tx.commit()?;
+        Ok(ReplicateAnswer::Applied { have })
+    }
+
+    fn summary(&self, id: Uuid) -> Reply<Option<ReplicaSummary>> {
+        let Some(record) = load(&self.conn, id)? else {
+            return Ok(None);
+        };
+        let finished: u64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM modules WHERE evaluation = ?1 AND status IS NOT NULL",
+            [id.to_string()],
+            |r| r.get(0),
+        )?;
+        Ok(Some(ReplicaSummary {
+            epoch: record.epoch,
+            supervisor: record.supervisor,
+            status: record.status,
+            finished,
+            supervising: false,
+        }))
+    }
+
+    fn snapshot(&self, id: Uuid) -> Reply<Option<Vec<ReplicaOp>>> {
+        let Some(view) = self.view(id, true)? else {
+            return Ok(None);
+        };
+        let mut ops =
+            vec![ReplicaOp::Record { record: view.record }, ReplicaOp::Projects { projects: view.projects.clone() }];
+        for project in view.projects.iter().filter(|p| p.collected) {
+            let modules = view
+                .modules
+                .iter()
+                .filter(|m| m.project == project.name)
+                .map(|m| (m.module.clone(), m.tests))
+                .collect();
+            ops.push(ReplicaOp::Collected { project: project.name.clone(), modules, error: project.error.clone() });
+        }
+        for m in view.modules {
+            if let Some(result) = m.result {
+                ops.push(ReplicaOp::Result { project: m.project, module: m.module, result });
+            }
+        }
+        let events = self.events(id)?.unwrap_or_default();
+        ops.extend(events.into_iter().map(|event| ReplicaOp::Event { event }));
+        Ok(Some(ops))
+    }
+
+    fn set_supervisor(&mut self, m: &SetSupervisor) -> Reply<EvaluationRecord> {
+        let key = m.id.to_string();
+        self.conn.execute(
+            "UPDATE evaluations SET supervisor = ?2, epoch = ?3 WHERE id = ?1",
+            params![key, m.supervisor, m.epoch],
+        )?;
+        load(&self.conn, m.id)?.ok_or_else(|| StoreError::Corrupt(format!("evaluation {} vanished", m.id)))
+    }
+}
+
+impl Handler<ApplyReplica> for Store {
+    type Result = Reply<ReplicateAnswer>;
+
+    fn handle(&mut self, m: ApplyReplica, _: &mut Context<Self>) -> Self::Result {
+        self.apply_replica(&m.0)
+    }
+}
+
+impl Handler<GetSummary> for Store {
+    type Result = Reply<Option<ReplicaSummary>>;
+
+    fn handle(&mut self, m: GetSummary, _: &mut Context<Self>) -> Self::Result {
+        self.summary(m.0)
+    }
+}
+
+impl Handler<GetSnapshot> for Store {
+    type Result = Reply<Option<Vec<ReplicaOp>>>;
+
+    fn handle(&mut self, m: GetSnapshot, _: &mut Context<Self>) -> Self::Result {
+        self.snapshot(m.0)
+    }
+}
+
+impl Handler<SetSupervisor> for Store {
+    type Result = Reply<EvaluationRecord>;
+
+    fn handle(&mut self, m: SetSupervisor, _: &mut Context<Self>) -> Self::Result {
+        self.set_supervisor(&m)
+    }
+}
