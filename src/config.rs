@@ -70,6 +70,8 @@ pub struct ClusterConfig {
     pub lease_grace_s: u64,
     /// How often a node that has not joined yet retries its seeds.
     pub join_retry_ms: u64,
+    /// How many other nodes hold a copy of each evaluation (R).
+    pub replicas: usize,
 }
 
 impl Default for ClusterConfig {
@@ -85,6 +87,7 @@ impl Default for ClusterConfig {
             dispatch_tick_ms: 250,
             lease_grace_s: 60,
             join_retry_ms: 1000,
+            replicas: 2,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `POST /evaluation`, `GET /evaluation` and `GET /evaluation/{id}`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::Path;
 
 use actix_web::http::header;
@@ -198,18 +198,21 @@ pub async fn list(
     let mut list: Vec<Value> = summaries.iter().map(|s| report::summary(s, scale)).collect();
     if !query.local()? {
         let live = cluster::live_peers(&state).await?;
-        let mut seen: HashSet<Value> = list.iter().map(|e| e["id"].clone()).collect();
-        for (_, answer) in cluster::fan_out(&peers, &live, "/evaluation?scope=local").await {
-            let Some(theirs) = answer["evaluations"].as_array() else {
-                continue;
-            };
-            for e in theirs {
-                if seen.insert(e["id"].clone()) {
-                    list.push(e.clone());
-                }
+        // Replicas hold copies: of the lines for one evaluation, the most
+        // advanced one stands.
+        let mut best: HashMap<String, Value> = HashMap::new();
+        let answers = cluster::fan_out(&peers, &live, "/evaluation?scope=local").await;
+        let theirs = answers.iter().filter_map(|(_, a)| a["evaluations"].as_array()).flatten();
+        for e in list.drain(..).chain(theirs.cloned()) {
+            let id = e["id"].as_str().unwrap_or_default().to_owned();
+            if best.get(&id).is_none_or(|kept| progress(&e) > progress(kept)) {
+                best.insert(id, e);
             }
         }
-        list.sort_by(|a, b| a["submitted_at"].as_str().cmp(&b["submitted_at"].as_str()));
+        list = best.into_values().collect();
+        list.sort_by(|a, b| {
+            (a["submitted_at"].as_str(), a["id"].as_str()).cmp(&(b["submitted_at"].as_str(), b["id"].as_str()))
+        });
     }
     Ok(HttpResponse::Ok().json(json!({ "evaluations": list })))
 }
@@ -233,15 +236,41 @@ pub async fn get(
         .await
         .map_err(|e| ApiError::internal("store unreachable", e))?
         .map_err(|e| ApiError::internal(&format!("evaluation {id}: reading it"), e))?;
+    let local = query.local()?;
+    let detail_query = if detail { "&detail=tests" } else { "" };
+    let path = format!("/evaluation/{id}?scope=local{detail_query}");
     if let Some(view) = view {
-        let now = Utc::now();
-        return Ok(HttpResponse::Ok().json(report::evaluation(&view, state.config.grading.grade_scale, now, detail)));
+        let report = report::evaluation(&view, state.config.grading.grade_scale, Utc::now(), detail);
+        return Ok(HttpResponse::Ok().json(fresher(&state, &peers, local, &view.record, &path, report).await));
     }
-    if query.local()? {
+    if local {
         return Err(unknown(&raw));
     }
-    let detail = if detail { "&detail=tests" } else { "" };
-    from_peers(&state, &peers, &format!("/evaluation/{id}?scope=local{detail}"), &raw).await
+    from_peers(&state, &peers, &path, &raw).await
+}
+
+/// A running evaluation's copy on a replica lags its supervisor's by a
+/// replication round: the supervisor's answer is fresher while it answers.
+async fn fresher(
+    state: &AppState,
+    peers: &PeerClient,
+    local: bool,
+    record: &EvaluationRecord,
+    path: &str,
+    mine: Value,
+) -> Value {
+    if local || record.status.is_finished() || record.supervisor == state.node {
+        return mine;
+    }
+    let theirs = cluster::fan_out(peers, std::slice::from_ref(&record.supervisor), path).await;
+    theirs.into_iter().next().map_or(mine, |(_, v)| v)
+}
+
+/// How far an answer about an evaluation has got: closed first, then the
+/// most modules with a result.
+fn progress(answer: &Value) -> (bool, u64) {
+    let finished = matches!(answer["status"].as_str(), Some("done" | "failed"));
+    (finished, answer["_run_info"]["modules_done"].as_u64().unwrap_or(0))
 }
 
 /// `GET /evaluation/{id}/events`: the evaluation's log in causal order, from
@@ -260,13 +289,20 @@ pub async fn events(
         .await
         .map_err(|e| ApiError::internal("store unreachable", e))?
         .map_err(|e| ApiError::internal(&format!("evaluation {id}: reading its events"), e))?;
+    let local = query.local()?;
+    let path = format!("/evaluation/{id}/events?scope=local");
     if let Some(events) = events {
-        return Ok(HttpResponse::Ok().json(json!({ "id": id, "events": events })));
+        let mine = json!({ "id": id, "events": events });
+        let record = state.store.send(GetEvaluation { id, with_tests: false }).await;
+        let Ok(Ok(Some(view))) = record else {
+            return Ok(HttpResponse::Ok().json(mine));
+        };
+        return Ok(HttpResponse::Ok().json(fresher(&state, &peers, local, &view.record, &path, mine).await));
     }
-    if query.local()? {
+    if local {
         return Err(unknown(&raw));
     }
-    from_peers(&state, &peers, &format!("/evaluation/{id}/events?scope=local"), &raw).await
+    from_peers(&state, &peers, &path, &raw).await
 }
 
 /// A malformed id is as unknown as a missing one.
@@ -278,9 +314,14 @@ fn unknown(raw: &str) -> ApiError {
     ApiError::NotFound(format!("no evaluation {raw:?}"))
 }
 
-/// The evaluation is not held here: the first live peer that holds it answers.
+/// The evaluation is not held here: of the live peers that hold it, the
+/// supervisor answers, or else the copy that got furthest.
 async fn from_peers(state: &AppState, peers: &PeerClient, path: &str, raw: &str) -> Result<HttpResponse, ApiError> {
     let live = cluster::live_peers(state).await?;
-    let found = cluster::fan_out(peers, &live, path).await.into_iter().next();
-    found.map(|(_, v)| HttpResponse::Ok().json(v)).ok_or_else(|| unknown(raw))
+    let answers = cluster::fan_out(peers, &live, path).await;
+    let best = answers.into_iter().max_by_key(|(node, v)| {
+        let supervising = v["supervisor"].as_str() == Some(node.as_str());
+        (progress(v).0, supervising, progress(v).1)
+    });
+    best.map(|(_, v)| HttpResponse::Ok().json(v)).ok_or_else(|| unknown(raw))
 }

@@ -1,6 +1,8 @@
 //! The routes between nodes: joining and liveness (`/join`, `/mystats`,
-//! `/probe`), tasks (`/execute_module`, `/blobs/{sha256}`,
-//! `/evaluation_result`, `/evaluation_done`). Every one of them sits behind
+//! `/probe`), election (`/election`, `/coordinator`), tasks
+//! (`/execute_module`, `/blobs/{sha256}`, `/evaluation_result`,
+//! `/evaluation_done`), replication (`/replicate`, `/replica/{id}`,
+//! `/replica/{id}/snapshot`). Every one of them sits behind
 //! `guard`, the one place that decides whether a caller may speak as a node.
 
 use actix_web::body::MessageBody;
@@ -9,16 +11,20 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpResponse};
 use serde_json::json;
+use uuid::Uuid;
 
-use super::{not_allowed, ApiError, AppState};
+use super::{cluster, not_allowed, ApiError, AppState};
 use crate::coordination::{ElectionAnswer, ElectionMessage, HandleCoordinator, HandleElection};
 use crate::evaluation::blobs;
-use crate::evaluation::registry::Deliver;
+use crate::evaluation::registry::{Deliver, IsSupervising};
 use crate::evaluation::worker::{Execute, Forget};
 use crate::membership::model::{MemberInfo, Ping, PingReq};
 use crate::membership::{HandleJoin, HandlePing, HandlePingReq};
 use crate::peer::model::{EvaluationDone, EvaluationResult, ExecuteModule, ResultAck};
-use crate::peer::{lamport_of, LAMPORT_HEADER, SENDER_HEADER};
+use crate::peer::{lamport_of, PeerClient, LAMPORT_HEADER, SENDER_HEADER};
+use crate::replication::model::Replicate;
+use crate::replication::receive::{receive, ReceiveError};
+use crate::store::{GetSnapshot, GetSummary};
 
 /// Mounts the peer routes, each behind the guard.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -31,9 +37,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(route("/election", web::post().to(election)))
         .service(route("/coordinator", web::post().to(coordinator)))
         .service(route("/execute_module", web::post().to(execute_module)))
-        .service(route("/blobs/{sha256}", web::get().to(blob)))
+        .service(route("/blobs/{sha256}", web::get().to(blob)).route(web::head().to(has_blob)))
         .service(route("/evaluation_result", web::post().to(evaluation_result)))
-        .service(route("/evaluation_done", web::post().to(evaluation_done)));
+        .service(route("/evaluation_done", web::post().to(evaluation_done)))
+        .service(route("/replicate", web::post().to(replicate)))
+        .service(route("/replica/{id}", web::get().to(replica)))
+        .service(route("/replica/{id}/snapshot", web::get().to(snapshot)));
 }
 
 /// Refuses a caller that does not name itself as a node and give its
@@ -131,6 +140,57 @@ async fn blob(path: web::Path<String>, state: web::Data<AppState>) -> Result<Htt
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
         Err(e) => Err(ApiError::internal(&format!("reading blob {sha}"), e)),
     }
+}
+
+/// Whether this node holds a blob: how a node finds content among its peers.
+async fn has_blob(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    let sha = path.into_inner();
+    let held =
+        blobs::is_sha256(&sha) && tokio::fs::try_exists(blobs::path(&state.blobs_dir, &sha)).await.unwrap_or(false);
+    if held {
+        HttpResponse::Ok().finish()
+    } else {
+        HttpResponse::NotFound().finish()
+    }
+}
+
+async fn replicate(
+    body: web::Json<Replicate>,
+    state: web::Data<AppState>,
+    peers: web::Data<PeerClient>,
+) -> Result<HttpResponse, ApiError> {
+    let replicate = body.into_inner();
+    let (id, sender) = (replicate.evaluation, replicate.supervisor.clone());
+    let others: Vec<String> = cluster::live_peers(&state).await?.into_iter().filter(|p| *p != sender).collect();
+    match receive(&state.store, &peers, &state.blobs_dir, &sender, &others, replicate).await {
+        Ok(answer) => Ok(HttpResponse::Ok().json(answer)),
+        Err(ReceiveError::Invalid(e)) => Err(ApiError::BadRequest(format!("evaluation {id}: {e}"))),
+        Err(ReceiveError::Blob(e)) => Err(ApiError::Unavailable(format!("evaluation {id}: {e}"))),
+        Err(ReceiveError::Store(e)) => Err(ApiError::internal(&format!("evaluation {id}: applying writes"), e)),
+    }
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(format!("no evaluation {raw:?}")))
+}
+
+/// What this node holds of an evaluation, and whether it supervises it now.
+async fn replica(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let summary = state.store.send(GetSummary(id)).await.map_err(|e| ApiError::internal("store unreachable", e))?;
+    let summary = summary.map_err(|e| ApiError::internal(&format!("evaluation {id}: reading it"), e))?;
+    let mut summary = summary.ok_or_else(|| ApiError::NotFound(format!("no evaluation {id}")))?;
+    summary.supervising =
+        state.registry.send(IsSupervising(id)).await.map_err(|e| ApiError::internal("registry unreachable", e))?;
+    Ok(HttpResponse::Ok().json(summary))
+}
+
+/// Everything this node holds of an evaluation, as a journal.
+async fn snapshot(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let ops = state.store.send(GetSnapshot(id)).await.map_err(|e| ApiError::internal("store unreachable", e))?;
+    let ops = ops.map_err(|e| ApiError::internal(&format!("evaluation {id}: reading it"), e))?;
+    Ok(HttpResponse::Ok().json(ops.ok_or_else(|| ApiError::NotFound(format!("no evaluation {id}")))?))
 }
 
 async fn evaluation_result(

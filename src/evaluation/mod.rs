@@ -7,6 +7,7 @@ pub mod blobs;
 pub mod intake;
 pub mod model;
 pub mod plan;
+mod prepare;
 pub mod registry;
 pub mod report;
 pub mod supervisor;

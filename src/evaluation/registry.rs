@@ -37,6 +37,11 @@ pub struct StartEvaluation {
 #[rtype(result = "bool")]
 pub struct Deliver(pub EvaluationResult);
 
+/// Whether this node runs the supervisor of an evaluation now.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsSupervising(pub Uuid);
+
 /// How many evaluations this node supervises now.
 #[derive(Message)]
 #[rtype(result = "usize")]
@@ -140,6 +145,14 @@ impl Handler<EvaluationFinished> for Registry {
 
     fn handle(&mut self, EvaluationFinished(id): EvaluationFinished, _: &mut Context<Self>) {
         self.supervisors.remove(&id);
+    }
+}
+
+impl Handler<IsSupervising> for Registry {
+    type Result = bool;
+
+    fn handle(&mut self, IsSupervising(id): IsSupervising, _: &mut Context<Self>) -> bool {
+        self.supervisors.contains_key(&id)
     }
 }
 

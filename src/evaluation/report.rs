@@ -51,6 +51,7 @@ pub fn evaluation(view: &EvaluationView, grade_scale: f64, now: DateTime<Utc>, d
         "id": r.id,
         "status": r.status,
         "supervisor": r.supervisor,
+        "epoch": r.epoch,
         "submitted_at": r.submitted_at,
         "started_at": r.started_at,
         "finished_at": r.finished_at,

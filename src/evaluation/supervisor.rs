@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -22,18 +23,25 @@ use chrono::Utc;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::intake::UnpackLimits;
 use super::model::{EvaluationStatus, Event, EventKind, ModuleResult};
 use super::plan::{Plan, Task, TaskKind, TimeoutAction};
+use super::prepare::{self, PrepareError};
 use super::workspace::{self, collection_errors};
 use crate::balance::{Assign, LoadBalancer, Release};
 use crate::executor::collect::Collected;
 use crate::executor::{runner, Job, JobFinished, JobKind, JobOutput, Submit};
 use crate::peer::model::{EvaluationDone, ExecuteModule, TaskSpec};
 use crate::peer::PeerClient;
+use crate::replication::model::ReplicaOp;
+use crate::replication::{Append, Flush, Replicator, ReplicatorSettings, Superseded};
 use crate::store::{
-    EvaluationRecord, GetEvaluation, MarkInputReady, ProjectRow, RecordEvent, SaveCollected, SaveProjects, SaveResult,
-    SetBlob, SetStatus, Source, Store, StoreError,
+    EvaluationRecord, GetEvaluation, GetSnapshot, ProjectRow, RecordEvent, SaveCollected, SaveResult, SetStatus, Store,
+    StoreError,
 };
+
+/// Most journal entries in one replication request.
+const REPLICATION_BATCH: usize = 256;
 
 /// Sent to the registry when the supervisor stops.
 #[derive(Message)]
@@ -69,6 +77,12 @@ pub struct SupervisorSettings {
     pub avoid_for: Duration,
     pub git_schemes: Vec<String>,
     pub clone_timeout: Duration,
+    /// Bounds of the blobs an adopted evaluation is unpacked from.
+    pub limits: UnpackLimits,
+    /// How many other nodes hold a copy of the evaluation.
+    pub replicas: usize,
+    /// How long closing waits for the replicas to hold the final state.
+    pub flush_timeout: Duration,
 }
 
 pub struct EvaluationSupervisor {
@@ -91,14 +105,13 @@ pub struct EvaluationSupervisor {
     avoid: HashMap<String, Instant>,
     /// Origin of the plan's milliseconds.
     clock: Instant,
+    /// Keeps the replicas up to date; started once the input is prepared.
+    replicator: Option<Addr<Replicator>>,
     /// The plan is ready and the supervisor hands out work.
     ready: bool,
     dispatching: bool,
     closing: bool,
 }
-
-/// Project rows and module rows as the store holds them at start.
-type Loaded = (Vec<ProjectRow>, Vec<(String, String, u32, bool)>);
 
 /// The collaborators of a supervisor.
 pub struct Links {
@@ -125,6 +138,7 @@ impl EvaluationSupervisor {
             on_finished: links.on_finished,
             avoid: HashMap::new(),
             clock: Instant::now(),
+            replicator: None,
             ready: false,
             dispatching: false,
             closing: false,
@@ -137,70 +151,6 @@ impl EvaluationSupervisor {
 
     fn now_ms(&self) -> u64 {
         u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Clones what is missing, finds and packs the projects, and loads what
-    /// the store already knows of them.
-    async fn prepare(
-        record: EvaluationRecord,
-        token: Option<String>,
-        workspace: PathBuf,
-        settings: SupervisorSettings,
-        store: Addr<Store>,
-    ) -> Result<Loaded, StoreError> {
-        let id = record.id;
-        store.send(SetStatus { id, status: EvaluationStatus::Running, at: Utc::now(), error: None }).await??;
-        let known = store.send(GetEvaluation { id, with_tests: false }).await??;
-        let known_projects = known.map(|v| v.projects).unwrap_or_default();
-        if known_projects.is_empty() {
-            let mut rows = Vec::new();
-            if let Source::Git { repositories } = &record.source {
-                if !record.input_ready {
-                    rows = workspace::clone_all(
-                        repositories,
-                        token.as_deref(),
-                        &workspace,
-                        &settings.git_schemes,
-                        settings.clone_timeout,
-                    )
-                    .await;
-                }
-            }
-            let (ws, blobs, source) = (workspace.clone(), settings.blobs_dir.clone(), record.source.clone());
-            let found = actix_web::rt::task::spawn_blocking(move || {
-                let mut found = workspace::find_projects(&ws, &source);
-                workspace::pack_all(&ws, &mut found, &blobs);
-                found
-            })
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("packing thread: {e}")))?;
-            rows.extend(found);
-            store.send(SaveProjects { id, projects: rows }).await??;
-            store.send(MarkInputReady(id)).await??;
-        } else {
-            // A resumed evaluation: blobs lost with a data folder are packed again.
-            let (ws, blobs) = (workspace.clone(), settings.blobs_dir.clone());
-            let before = known_projects.clone();
-            let after = actix_web::rt::task::spawn_blocking(move || {
-                let mut rows = before;
-                workspace::pack_all(&ws, &mut rows, &blobs);
-                rows
-            })
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("packing thread: {e}")))?;
-            for (old, new) in known_projects.iter().zip(after) {
-                if new.error.is_some() && old.error.is_none() {
-                    let msg = SaveCollected { id, project: new.name, modules: Vec::new(), error: new.error };
-                    store.send(msg).await??;
-                } else if let Some(blob) = new.blob.filter(|b| old.blob.as_ref() != Some(b)) {
-                    store.send(SetBlob { id, project: new.name, blob }).await??;
-                }
-            }
-        }
-        let view = store.send(GetEvaluation { id, with_tests: false }).await??;
-        let view = view.ok_or_else(|| StoreError::Corrupt(format!("evaluation {id} vanished")))?;
-        let modules = view.modules.into_iter().map(|m| (m.project, m.module, m.tests, m.result.is_some())).collect();
-        Ok((view.projects, modules))
     }
 
     /// Hands out what can start now, each task to the node the balancer picks.
@@ -321,7 +271,47 @@ impl EvaluationSupervisor {
     }
 
     fn log(&self, event: Event) {
+        self.replicate(vec![ReplicaOp::Event { event: event.clone() }]);
         self.store.do_send(RecordEvent { id: self.record.id, event });
+    }
+
+    /// Hands writes, once stored, to the replicas.
+    fn replicate(&self, ops: Vec<ReplicaOp>) {
+        if let Some(replicator) = &self.replicator {
+            replicator.do_send(Append(ops));
+        }
+    }
+
+    /// Starts the replicator from what the store holds now, then hands out work.
+    fn start_replicating(&mut self, ctx: &mut Context<Self>) {
+        let snapshot = self.store.send(GetSnapshot(self.record.id));
+        ctx.wait(snapshot.into_actor(self).map(|snapshot, act, ctx| {
+            let snapshot = match snapshot {
+                Ok(Ok(Some(ops))) => ops,
+                Ok(Ok(None)) => return act.abandon(StoreError::Corrupt("evaluation vanished".into()), ctx),
+                Ok(Err(e)) => return act.abandon(e, ctx),
+                Err(e) => return act.abandon(e.into(), ctx),
+            };
+            let settings = ReplicatorSettings {
+                evaluation: act.record.id,
+                me: act.settings.node.clone(),
+                epoch: act.record.epoch,
+                want: act.settings.replicas,
+                batch: REPLICATION_BATCH,
+                tick: Some(act.settings.tick),
+            };
+            let replicator = Replicator::new(
+                settings,
+                snapshot,
+                act.balancer.clone().recipient(),
+                Rc::new(act.peers.clone()),
+                ctx.address().recipient(),
+            );
+            act.replicator = Some(replicator.start());
+            act.ready = true;
+            ctx.run_interval(act.settings.tick, |_, ctx| ctx.notify(Tick));
+            act.dispatch(ctx);
+        }));
     }
 
     /// Closes a task that was answered and frees its slot.
@@ -338,18 +328,21 @@ impl EvaluationSupervisor {
         let write = async move {
             let mut saved = Vec::new();
             for (module, result) in results {
-                let msg = SaveResult { id, project: project.clone(), module: module.clone(), result };
+                let msg = SaveResult { id, project: project.clone(), module: module.clone(), result: result.clone() };
                 if store.send(msg).await?? {
-                    saved.push((project.clone(), module));
+                    saved.push(ReplicaOp::Result { project: project.clone(), module, result });
                 }
             }
             Ok::<_, StoreError>(saved)
         };
         ctx.wait(write.into_actor(self).map(|saved, act, ctx| match saved {
             Ok(saved) => {
-                for (project, module) in saved {
-                    act.plan.finish(&project, &module);
+                for op in &saved {
+                    if let ReplicaOp::Result { project, module, .. } = op {
+                        act.plan.finish(project, module);
+                    }
                 }
+                act.replicate(saved);
                 act.dispatch(ctx);
             }
             Err(e) => act.abandon(e, ctx),
@@ -363,8 +356,20 @@ impl EvaluationSupervisor {
         let peers = self.peers.clone();
         let workers: Vec<String> =
             self.plan.nodes_used().iter().filter(|n| **n != self.settings.node).cloned().collect();
+        let (replicator, flush_timeout) = (self.replicator.clone(), self.settings.flush_timeout);
         let finish = async move {
             store.send(SetStatus { id, status, at: Utc::now(), error }).await??;
+            let view = store.send(GetEvaluation { id, with_tests: false }).await??;
+            if let (Some(replicator), Some(view)) = (replicator, view) {
+                replicator.do_send(Append(vec![ReplicaOp::Record { record: view.record }]));
+                // The client may read the result from any node: wait, bounded,
+                // until the replicas hold it.
+                match tokio::time::timeout(flush_timeout, replicator.send(Flush)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => log::warn!("evaluation {id}: replicator gone before the end: {e}"),
+                    Err(_) => log::warn!("evaluation {id}: replicas not all up to date at the end"),
+                }
+            }
             if let Err(e) = tokio::fs::remove_dir_all(&workspace).await {
                 log::warn!("evaluation {id}: cannot remove workspace {}: {e}", workspace.display());
             }
@@ -413,6 +418,8 @@ impl EvaluationSupervisor {
         ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
             Ok(()) => {
                 act.plan.collected(&project, &modules);
+                let op = ReplicaOp::Collected { project: project.clone(), modules: modules.clone(), error: None };
+                act.replicate(vec![op]);
                 // Modules that failed to collect get their result now; the
                 // wait keeps them from being dispatched before it is stored.
                 act.save_results(project, errors, ctx);
@@ -427,11 +434,16 @@ impl EvaluationSupervisor {
         }
         log::warn!("evaluation {}: project {project} failed: {error}", self.record.id);
         let (store, id) = (self.store.clone(), self.record.id);
-        let msg = SaveCollected { id, project: project.clone(), modules: Vec::new(), error: Some(error) };
+        let msg = SaveCollected { id, project: project.clone(), modules: Vec::new(), error: Some(error.clone()) };
         let write = async move { store.send(msg).await? };
         ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
             Ok(()) => {
                 act.plan.project_failed(&project);
+                act.replicate(vec![ReplicaOp::Collected {
+                    project: project.clone(),
+                    modules: Vec::new(),
+                    error: Some(error),
+                }]);
                 act.dispatch(ctx);
             }
             Err(e) => act.abandon(e, ctx),
@@ -443,7 +455,7 @@ impl Actor for EvaluationSupervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let prepare = Self::prepare(
+        let prepare = prepare::prepare(
             self.record.clone(),
             self.token.take(),
             self.workspace(),
@@ -459,11 +471,12 @@ impl Actor for EvaluationSupervisor {
                 for (project, module, tests, finished) in modules {
                     act.plan.add_module(&project, &module, tests, finished);
                 }
-                act.ready = true;
-                ctx.run_interval(act.settings.tick, |_, ctx| ctx.notify(Tick));
-                act.dispatch(ctx);
+                act.start_replicating(ctx);
             }
-            Err(e) => act.abandon(e, ctx),
+            Err(PrepareError::InputLost) => {
+                act.close(EvaluationStatus::Failed, Some(PrepareError::InputLost.to_string()), ctx);
+            }
+            Err(PrepareError::Store(e)) => act.abandon(e, ctx),
         }));
     }
 
@@ -488,6 +501,9 @@ impl Handler<NodeLost> for EvaluationSupervisor {
     type Result = ();
 
     fn handle(&mut self, NodeLost(node): NodeLost, ctx: &mut Context<Self>) {
+        if let Some(replicator) = &self.replicator {
+            replicator.do_send(NodeLost(node.clone()));
+        }
         let tasks = self.plan.tasks_on(&node);
         if tasks.is_empty() {
             return;
@@ -497,6 +513,25 @@ impl Handler<NodeLost> for EvaluationSupervisor {
             self.take_back(task);
         }
         self.dispatch(ctx);
+    }
+}
+
+impl Handler<Superseded> for EvaluationSupervisor {
+    type Result = ();
+
+    /// Another node adopted this evaluation while this one still ran it (it
+    /// was thought dead): the later term wins, this supervisor steps down
+    /// without closing anything.
+    fn handle(&mut self, msg: Superseded, ctx: &mut Context<Self>) {
+        log::warn!(
+            "evaluation {}: {} supervises it in term {}; stepping down from term {}",
+            self.record.id,
+            msg.supervisor,
+            msg.epoch,
+            self.record.epoch
+        );
+        self.closing = true;
+        ctx.stop();
     }
 }
 
@@ -563,7 +598,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::balance::{LeastConnections, NodeLoad, SetMembers};
     use crate::evaluation::model::{ModuleStatus, Tally};
-    use crate::store::ListUnfinished;
+    use crate::store::{ListUnfinished, SaveProjects, Source};
 
     /// Stands in for the executor: keeps every job it is handed.
     #[derive(Default)]
@@ -636,6 +671,9 @@ pub(crate) mod tests {
             avoid_for: Duration::from_secs(2),
             git_schemes: vec!["file".into()],
             clone_timeout: Duration::from_secs(10),
+            limits: UnpackLimits { max_entries: 1000, max_unpacked_bytes: 1 << 20 },
+            replicas: 2,
+            flush_timeout: Duration::from_secs(5),
         }
     }
 

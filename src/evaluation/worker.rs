@@ -2,7 +2,8 @@
 //! hand it. A child of the node root.
 //!
 //! Takes `Execute` (from `POST /execute_module`): it fetches the project's
-//! blob from the supervisor unless it has it, unpacks it once per evaluation,
+//! blob unless it has it — from the supervisor, or from any live peer that
+//! holds it when the supervisor does not answer — unpacks it once per evaluation,
 //! and submits the job to the executor; when the executor answers it posts
 //! the result back (`POST /evaluation_result`), retrying while the supervisor
 //! does not answer. Takes `Forget` (from `POST /evaluation_done`) and removes
@@ -11,18 +12,19 @@
 //! lease runs out.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use actix::prelude::*;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::blobs;
-use super::intake::{self, UnpackLimits};
+use super::intake::UnpackLimits;
+use super::{blobs, workspace};
+use crate::balance::GetBalance;
 use crate::executor::{Job, JobFinished, Submit};
 use crate::peer::model::{EvaluationResult, ExecuteModule, Outcome, ResultAck};
 use crate::peer::PeerClient;
+use crate::replication::content;
 
 /// Takes a task for another node's supervisor: answers once the project is
 /// here and the job is queued, or why it cannot take it.
@@ -50,13 +52,21 @@ pub struct Worker {
     peers: PeerClient,
     /// This node's executor.
     executor: Recipient<Submit>,
+    /// The load balancer, asked for the live peers when a blob is not at its
+    /// supervisor.
+    members: Recipient<GetBalance>,
     /// Where each running task's answer goes: (evaluation, task) → supervisor.
     running: HashMap<(Uuid, u64), String>,
 }
 
 impl Worker {
-    pub fn new(settings: WorkerSettings, peers: PeerClient, executor: Recipient<Submit>) -> Self {
-        Self { settings, peers, executor, running: HashMap::new() }
+    pub fn new(
+        settings: WorkerSettings,
+        peers: PeerClient,
+        executor: Recipient<Submit>,
+        members: Recipient<GetBalance>,
+    ) -> Self {
+        Self { settings, peers, executor, members, running: HashMap::new() }
     }
 
     fn project_dir(&self, evaluation: Uuid, blob: &str) -> PathBuf {
@@ -102,62 +112,25 @@ impl Worker {
     }
 }
 
-/// Fetches the blob unless it is here, checks its digest, and unpacks it.
+/// Fetches the blob unless it is here — from the supervisor, else from any
+/// live peer that holds it — and unpacks it.
 async fn materialise(
     peers: PeerClient,
+    members: Recipient<GetBalance>,
     supervisor: String,
     sha: String,
-    blob_path: PathBuf,
+    blobs_dir: PathBuf,
     dest: PathBuf,
     limits: UnpackLimits,
 ) -> Result<(), String> {
-    if !blob_path.exists() {
-        let bytes = peers.get_bytes(&supervisor, &format!("/blobs/{sha}")).await.map_err(|e| e.to_string())?;
-        // Hashing and writing a large blob would stall this thread's actors,
-        // membership among them, long enough to look dead.
-        let path = blob_path.clone();
-        actix_web::rt::task::spawn_blocking(move || {
-            let digest = format!("{:x}", Sha256::digest(&bytes));
-            if digest != sha {
-                return Err(format!("blob {sha} from {supervisor} has digest {digest}"));
-            }
-            write_atomically(&path, &bytes).map_err(|e| format!("storing blob {sha}: {e}"))
-        })
-        .await
-        .map_err(|e| format!("blob thread: {e}"))??;
-    }
-    actix_web::rt::task::spawn_blocking(move || unpack_once(&blob_path, &dest, &limits))
+    let live = members.send(GetBalance).await.unwrap_or_default();
+    let others: Vec<String> =
+        live.into_iter().map(|m| m.addr).filter(|a| *a != supervisor && a != peers.node()).collect();
+    content::ensure(&peers, &[supervisor], &others, &sha, &blobs_dir).await?;
+    let blob = blobs::path(&blobs_dir, &sha);
+    actix_web::rt::task::spawn_blocking(move || workspace::unpack_once(&blob, &dest, &limits))
         .await
         .map_err(|e| format!("unpacking thread: {e}"))?
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("blob path has no folder"))?;
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// Unpacks into a fresh folder beside `dest` and renames it into place, so
-/// that two tasks of one project arriving together cannot see half a project.
-fn unpack_once(blob: &Path, dest: &Path, limits: &UnpackLimits) -> Result<(), String> {
-    if dest.exists() {
-        return Ok(());
-    }
-    let parent = dest.parent().ok_or("project folder has no parent")?;
-    std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
-    let partial = tempfile::Builder::new()
-        .prefix(".partial-")
-        .tempdir_in(parent)
-        .map_err(|e| format!("creating a folder in {}: {e}", parent.display()))?;
-    intake::unpack(blob, partial.path(), limits).map_err(|e| format!("unpacking blob: {e}"))?;
-    match std::fs::rename(partial.path(), dest) {
-        Ok(()) => Ok(()),
-        Err(_) if dest.exists() => Ok(()),
-        Err(e) => Err(format!("placing {}: {e}", dest.display())),
-    }
 }
 
 impl Actor for Worker {
@@ -171,9 +144,10 @@ impl Handler<Execute> for Worker {
         let dest = self.project_dir(task.evaluation, &task.blob);
         let prepare = materialise(
             self.peers.clone(),
+            self.members.clone(),
             task.supervisor.clone(),
             task.blob.clone(),
-            blobs::path(&self.settings.blobs_dir, &task.blob),
+            self.settings.blobs_dir.clone(),
             dest.clone(),
             self.settings.limits.clone(),
         );

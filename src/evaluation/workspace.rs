@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::blobs;
-use super::intake::{discover, git};
+use super::intake::{self, discover, git, UnpackLimits};
 use crate::executor::collect::Collected;
 use crate::store::{ProjectRow, Source};
 
@@ -139,6 +139,44 @@ pub fn pack_all(workspace: &Path, rows: &mut [ProjectRow], blobs_dir: &Path) {
                 row.error = Some(format!("cannot pack the project: {e}"));
                 row.collected = true;
             }
+        }
+    }
+}
+
+/// Unpacks into a fresh folder beside `dest` and renames it into place, so
+/// that two tasks of one project arriving together cannot see half a project.
+pub fn unpack_once(blob: &Path, dest: &Path, limits: &UnpackLimits) -> Result<(), String> {
+    if dest.exists() {
+        return Ok(());
+    }
+    let parent = dest.parent().ok_or("project folder has no parent")?;
+    std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    let partial = tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempdir_in(parent)
+        .map_err(|e| format!("creating a folder in {}: {e}", parent.display()))?;
+    intake::unpack(blob, partial.path(), limits).map_err(|e| format!("unpacking blob: {e}"))?;
+    match std::fs::rename(partial.path(), dest) {
+        Ok(()) => Ok(()),
+        Err(_) if dest.exists() => Ok(()),
+        Err(e) => Err(format!("placing {}: {e}", dest.display())),
+    }
+}
+
+/// Unpacks, from its blob, every project whose folder is missing: an adopted
+/// evaluation arrives as blobs. A project with neither is left to `pack_all`,
+/// which fails it.
+pub fn unpack_missing(workspace: &Path, rows: &mut [ProjectRow], blobs_dir: &Path, limits: &UnpackLimits) {
+    for row in rows.iter_mut().filter(|r| r.error.is_none()) {
+        let dir = project_dir(workspace, &row.root);
+        let Some(sha) = row.blob.as_deref() else { continue };
+        let blob = blobs::path(blobs_dir, sha);
+        if dir.exists() || !blob.exists() {
+            continue;
+        }
+        if let Err(e) = unpack_once(&blob, &dir, limits) {
+            row.error = Some(format!("cannot unpack the project: {e}"));
+            row.collected = true;
         }
     }
 }

@@ -115,12 +115,13 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         WorkerSettings {
             blobs_dir: blobs_dir.clone(),
             work_dir: data_dir.join("work"),
-            limits,
+            limits: limits.clone(),
             result_attempts: RESULT_ATTEMPTS,
             result_backoff: Duration::from_millis(c.probe_interval_ms),
         },
         peers.clone(),
         executor.clone().recipient(),
+        balancer.clone().recipient(),
     )
     .start();
 
@@ -136,6 +137,9 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         avoid_for: Duration::from_millis(c.suspicion_timeout_ms),
         git_schemes: config.intake.git_schemes.clone(),
         clone_timeout: Duration::from_secs(config.intake.clone_timeout_s),
+        limits: limits.clone(),
+        replicas: c.replicas,
+        flush_timeout: peer_timeout,
     };
     let registry = Registry::new(Shared {
         settings,

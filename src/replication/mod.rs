@@ -8,6 +8,7 @@
 pub mod content;
 pub mod model;
 pub mod placement;
+pub mod receive;
 mod replicator;
 
 pub use replicator::{Append, Flush, GetReplicas, Replicator, ReplicatorSettings, Superseded, Tick, Transport};

@@ -3,9 +3,12 @@
 //! of an evaluation (`GET /replica/{id}`) and for all of it
 //! (`GET /replica/{id}/snapshot`), to catch up or to decide an adoption.
 
+use std::path::{Component, Path};
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::evaluation::blobs;
 use crate::evaluation::model::{EvaluationStatus, Event, ModuleResult};
 use crate::store::{EvaluationRecord, ProjectRow};
 
@@ -41,14 +44,33 @@ pub enum ReplicaOp {
 }
 
 impl ReplicaOp {
+    fn projects(&self) -> &[ProjectRow] {
+        match self {
+            Self::Projects { projects } => projects,
+            _ => &[],
+        }
+    }
+
     /// The blobs a replica must hold before it applies this operation.
     pub fn blobs(&self) -> impl Iterator<Item = &str> {
-        let projects = match self {
-            Self::Projects { projects } => projects.as_slice(),
-            _ => &[],
-        };
-        projects.iter().filter_map(|p| p.blob.as_deref())
+        self.projects().iter().filter_map(|p| p.blob.as_deref())
     }
+}
+
+/// Checks what a replica will later use as a file name: each blob is a
+/// SHA-256 digest and each project root a relative path that stays inside
+/// the workspace.
+pub fn check(ops: &[ReplicaOp]) -> Result<(), String> {
+    for project in ops.iter().flat_map(ReplicaOp::projects) {
+        if let Some(blob) = project.blob.as_deref().filter(|b| !blobs::is_sha256(b)) {
+            return Err(format!("project {:?}: blob {blob:?} is not a SHA-256 digest", project.name));
+        }
+        let inside = Path::new(&project.root).components().all(|c| matches!(c, Component::Normal(_)));
+        if !inside {
+            return Err(format!("project {:?}: root {:?} leaves the workspace", project.name, project.root));
+        }
+    }
+    Ok(())
 }
 
 /// `POST /replicate`: the entries `from..from + ops.len()` of a supervisor's
@@ -95,5 +117,40 @@ impl ReplicaSummary {
     /// evaluation, then more results.
     pub fn rank(&self) -> (u64, bool, u64) {
         (self.epoch, self.status.is_finished(), self.finished)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(root: &str, blob: Option<&str>) -> ReplicaOp {
+        let row = ProjectRow {
+            name: "p".into(),
+            root: root.into(),
+            collected: false,
+            error: None,
+            blob: blob.map(str::to_owned),
+        };
+        ReplicaOp::Projects { projects: vec![row] }
+    }
+
+    #[test]
+    fn project_roots_must_stay_inside_the_workspace_and_blobs_be_digests() {
+        let sha = "a".repeat(64);
+        assert_eq!(check(&[project("p", Some(&sha)), project("", None), project("a/b", None)]), Ok(()));
+        for bad in ["../x", "/etc", "a/../../b", "./a"] {
+            assert!(check(&[project(bad, None)]).is_err(), "{bad}");
+        }
+        assert!(check(&[project("p", Some("../../etc/passwd"))]).is_err());
+    }
+
+    #[test]
+    fn ops_round_trip_and_unknown_fields_are_refused() {
+        let op = project("p", None);
+        let json = serde_json::to_string(&op).unwrap();
+        assert_eq!(serde_json::from_str::<ReplicaOp>(&json).unwrap(), op);
+        let extra = r#"{"op":"collected","project":"p","modules":[],"error":null,"x":1}"#;
+        assert!(serde_json::from_str::<ReplicaOp>(extra).is_err());
     }
 }
