@@ -2,7 +2,7 @@
 //! default, unknown keys refused, validated once at start so that a bad value
 //! stops the node before it serves anything.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -24,6 +24,7 @@ pub enum ConfigError {
 pub struct Config {
     pub node: NodeConfig,
     pub cluster: ClusterConfig,
+    pub discovery: DiscoveryConfig,
     pub executor: ExecutorConfig,
     pub intake: IntakeConfig,
     pub grading: GradingConfig,
@@ -88,6 +89,36 @@ impl Default for ClusterConfig {
             lease_grace_s: 60,
             join_retry_ms: 1000,
             replicas: 2,
+        }
+    }
+}
+
+/// Multicast discovery: nodes of one network segment find each other without
+/// seeds. Off unless asked for, since it sends on the network by itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// Announce this node and listen for the others' announcements.
+    pub multicast: bool,
+    /// The IPv4 multicast group the announcements go to.
+    pub group: Ipv4Addr,
+    /// The UDP port of the group, shared by every node of the segment.
+    pub port: u16,
+    /// The address of the interface to announce and listen on; `0.0.0.0`
+    /// lets the routing table choose.
+    pub interface: Ipv4Addr,
+    /// How often this node announces itself.
+    pub interval_ms: u64,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            multicast: false,
+            group: Ipv4Addr::new(239, 255, 77, 77),
+            port: 7477,
+            interface: Ipv4Addr::UNSPECIFIED,
+            interval_ms: 1000,
         }
     }
 }
@@ -231,6 +262,25 @@ impl Config {
         if c.probe_timeout_ms >= c.probe_interval_ms {
             return invalid("cluster.probe_timeout_ms", "must be shorter than probe_interval_ms");
         }
+        let d = &self.discovery;
+        if !d.group.is_multicast() {
+            return invalid("discovery.group", "expected an IPv4 multicast address, 224.0.0.0 to 239.255.255.255");
+        }
+        if d.port == 0 {
+            return invalid("discovery.port", "must be a fixed port, shared by every node");
+        }
+        if d.interface.is_multicast() || d.interface.is_broadcast() {
+            return invalid("discovery.interface", "expected the address of one of this host's interfaces, or 0.0.0.0");
+        }
+        if d.interval_ms == 0 {
+            return invalid("discovery.interval_ms", "must be at least 1 ms");
+        }
+        // What a node announces is where the others join it: an unspecified
+        // address would send them to themselves.
+        let advertised_ip = self.advertise().parse::<SocketAddr>().map(|a| a.ip());
+        if d.multicast && advertised_ip.is_ok_and(|ip| ip.is_unspecified()) {
+            return invalid("node.advertise", "multicast discovery needs an address peers can reach, not 0.0.0.0");
+        }
         let e = &self.executor;
         if e.module_timeout_s == 0 || e.install_timeout_s == 0 || e.collect_timeout_s == 0 {
             return invalid("executor", "module_timeout_s, install_timeout_s and collect_timeout_s must be at least 1");
@@ -279,6 +329,10 @@ mod tests {
         assert_eq!(c.executor.module_timeout_s, 300);
         assert_eq!(c.intake.git_schemes, vec!["https".to_string()]);
         assert_eq!(c.grading.grade_scale, 20.0);
+        assert!(!c.discovery.multicast);
+        assert_eq!((c.discovery.group, c.discovery.port), (Ipv4Addr::new(239, 255, 77, 77), 7477));
+        assert_eq!(c.discovery.interface, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(c.discovery.interval_ms, 1000);
     }
 
     #[test]
@@ -320,6 +374,35 @@ mod tests {
     fn unknown_git_scheme_is_refused() {
         let err = Config::parse("[intake]\ngit_schemes = [\"ftp\"]\n").unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { key: "intake.git_schemes", .. }));
+    }
+
+    #[test]
+    fn discovery_group_must_be_multicast() {
+        let err = Config::parse("[discovery]\ngroup = \"10.0.0.1\"\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "discovery.group", .. }), "{err}");
+    }
+
+    #[test]
+    fn discovery_group_that_is_not_an_address_is_named_with_its_line() {
+        let err = Config::parse("[discovery]\nmulticast = true\ngroup = \"239.255.77\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 3") && text.contains("group"), "{text}");
+    }
+
+    #[test]
+    fn discovery_port_zero_and_multicast_interface_are_refused() {
+        let err = Config::parse("[discovery]\nport = 0\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "discovery.port", .. }), "{err}");
+        let err = Config::parse("[discovery]\ninterface = \"239.1.2.3\"\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "discovery.interface", .. }), "{err}");
+    }
+
+    #[test]
+    fn multicast_discovery_needs_a_reachable_advertised_address() {
+        let err = Config::parse("[node]\nlisten = \"0.0.0.0:5001\"\n[discovery]\nmulticast = true\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "node.advertise", .. }), "{err}");
+        let text = "[node]\nlisten = \"0.0.0.0:5001\"\nadvertise = \"10.1.2.3:5001\"\n[discovery]\nmulticast = true\n";
+        assert!(Config::parse(text).is_ok());
     }
 
     #[test]

@@ -8,10 +8,11 @@
 //! itself included. Workers fetch the blob, build (or reuse) the project's
 //! environment, run pytest and post the results back; the supervisor serves
 //! per-module and per-project pass rates and a grade. Nodes find each other
-//! through seeds and watch each other with SWIM; the tasks of a node that
-//! dies, leaves or restarts are handed out again. Everything a supervisor
-//! accepts and every finished result is in its SQLite database, so a node
-//! that is killed resumes its evaluations when it starts again.
+//! through seeds, or by multicast on one network segment, and watch each
+//! other with SWIM; the tasks of a node that dies, leaves or restarts are
+//! handed out again. Everything a supervisor accepts and every finished
+//! result is in its SQLite database, so a node that is killed resumes its
+//! evaluations when it starts again.
 //!
 //! # The supervisor tree of one node
 //!
@@ -23,6 +24,7 @@
 //!  ├── balance::LoadBalancer  least connections weighted by slots
 //!  ├── membership::Membership SWIM probes, suspicion, gossip of members and load
 //!  ├── coordination::Coordination  the bully election of the coordinator
+//!  ├── discovery::Announcer multicast announcements; only with `[discovery] multicast`
 //!  ├── evaluation::Registry parent of the supervisors; resumes unfinished ones at start
 //!  │    └── evaluation::EvaluationSupervisor   one per evaluation this node received
 //!  └── api (actix-web)      parse → send to an actor → map the answer
@@ -40,6 +42,7 @@
 //! | [`membership`] | the membership actor, the pure SWIM core and its wire types |
 //! | [`balance`] | the load balancer actor and its policies |
 //! | [`coordination`] | the coordination actor and the pure bully election |
+//! | [`discovery`] | the announcer actor, the pure announcement datagram, the multicast socket |
 //! | [`peer`] | the wire types of the evaluation routes and the one awc client |
 //! | [`store`] | the store actor and its rows |
 //!
@@ -51,6 +54,7 @@ pub mod api;
 pub mod balance;
 pub mod config;
 pub mod coordination;
+pub mod discovery;
 pub mod evaluation;
 pub mod executor;
 pub mod membership;

@@ -47,18 +47,6 @@ fn start_cluster(dir: &Path, n: usize) -> Vec<Node> {
     nodes
 }
 
-/// The members `node` holds alive.
-fn alive(node: &Node) -> BTreeSet<String> {
-    let network = node.get("/network").json();
-    network["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["status"] == "alive")
-        .filter_map(|m| m["address"].as_str().map(str::to_owned))
-        .collect()
-}
-
 fn status_of(node: &Node, member: &str) -> Option<String> {
     let network = node.get("/network").json();
     network["members"]

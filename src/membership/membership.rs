@@ -2,14 +2,16 @@
 //! node root. A thin shell around the pure SWIM core (`swim.rs`): it feeds the
 //! core its clock on every `Tick`, carries out the requests the core asks for
 //! through its `Transport`, and answers the peer routes (`/join`, `/mystats`,
-//! `/probe`).
+//! `/probe`). It joins through its seeds, and through the nodes multicast
+//! discovery hears of (`Discovered`), when discovery is on.
 //!
 //! Sends the live members and their load to the load balancer (`SetMembers`)
 //! and tells the registry `NodeLost` when a member dies, leaves or comes back
 //! as a new incarnation, so that supervisors take back its tasks. If it dies,
 //! this node stops answering probes and the others declare it dead; its view
-//! is rebuilt from the seeds when it is restarted.
+//! is rebuilt from the seeds, or from discovery, when it is restarted.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -44,6 +46,14 @@ pub struct HandlePingReq(pub PingReq);
 #[rtype(result = "Vec<MemberInfo>")]
 pub struct HandleJoin(pub MemberInfo);
 
+/// A node that multicast discovery heard announce itself. It is joined as a
+/// seed is, unless this node already knows it — alive, suspect, or as a
+/// tombstone, which SWIM's reconnect probes and the restarted node's own join
+/// take care of — or tried it within `join_retry`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Discovered(pub String);
+
 /// Every member this node knows, itself first.
 #[derive(Message)]
 #[rtype(result = "Vec<MemberView>")]
@@ -58,6 +68,19 @@ pub struct Leave;
 #[derive(Message)]
 #[rtype(result = "()")]
 struct LoadRead(Load);
+
+/// The most nodes heard through discovery that are tried within one
+/// `join_retry`: announcements are not authenticated, and a flood of made-up
+/// addresses must not turn into a flood of joins. Far more than a segment's
+/// newcomers in one retry period, whose first joins bring in the others.
+const MAX_DISCOVERING: usize = 64;
+
+/// Where the nodes a join asks come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Seeds,
+    Discovery,
+}
 
 /// Timings of the shell around the core.
 #[derive(Debug, Clone)]
@@ -88,6 +111,11 @@ pub struct Membership {
     clock: Instant,
     joined: bool,
     last_join_try: Option<Instant>,
+    /// Nodes heard through discovery and when they were last tried: an
+    /// unreachable one announces itself every interval and must not be joined
+    /// that often. Entries older than `join_retry` are dropped; at most
+    /// `MAX_DISCOVERING` stay.
+    discovering: HashMap<String, Instant>,
 }
 
 /// The collaborators of the membership actor.
@@ -111,6 +139,7 @@ impl Membership {
             clock: Instant::now(),
             joined,
             last_join_try: None,
+            discovering: HashMap::new(),
         }
     }
 
@@ -156,20 +185,30 @@ impl Membership {
             return;
         }
         self.last_join_try = Some(now);
+        let seeds = self.settings.seeds.clone();
+        self.join(&seeds, Via::Seeds, ctx);
+    }
+
+    /// `POST /join`s each of `targets` and takes in every answer's member list.
+    fn join(&mut self, targets: &[String], via: Via, ctx: &mut Context<Self>) {
         let me = self.swim.info();
-        let calls: Vec<_> = self.settings.seeds.iter().map(|seed| self.transport.join(seed, me.clone())).collect();
-        ctx.spawn(join_all(calls).into_actor(self).map(|answers, act, _| {
+        let calls: Vec<_> = targets.iter().map(|target| self.transport.join(target, me.clone())).collect();
+        ctx.spawn(join_all(calls).into_actor(self).map(move |answers, act, _| {
             let now = act.now_ms();
+            let mut answered = false;
             for answer in answers {
                 match answer {
                     Ok(members) => {
                         act.swim.joined(now, members);
-                        act.joined = true;
+                        answered = true;
                     }
                     Err(e) => log::warn!("join: {e}"),
                 }
             }
-            if act.joined {
+            if answered {
+                // Only a seed's answer ends the retries: a node found by
+                // discovery may belong to another cluster than the seeds.
+                act.joined |= via == Via::Seeds;
                 log::info!("node {} joined: {} members alive", act.swim.info().address, act.swim.alive().len());
             }
         }));
@@ -267,6 +306,30 @@ impl Handler<HandleJoin> for Membership {
     }
 }
 
+impl Handler<Discovered> for Membership {
+    type Result = ();
+
+    fn handle(&mut self, Discovered(address): Discovered, ctx: &mut Context<Self>) {
+        // A node that has left joins no one: its claim would read as leaving.
+        if self.swim.info().status == Status::Left || self.swim.member(&address).is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let retry = self.settings.join_retry;
+        self.discovering.retain(|_, tried| now - *tried < retry);
+        if self.discovering.contains_key(&address) {
+            return;
+        }
+        if self.discovering.len() >= MAX_DISCOVERING {
+            log::debug!("discovered {address}: not joined, {MAX_DISCOVERING} others tried within the join retry");
+            return;
+        }
+        log::info!("discovered {address}: joining it");
+        self.discovering.insert(address.clone(), now);
+        self.join(&[address], Via::Discovery, ctx);
+    }
+}
+
 impl Handler<GetMembers> for Membership {
     type Result = MessageResult<GetMembers>;
 
@@ -308,11 +371,13 @@ mod tests {
     use crate::peer::PeerError;
 
     /// An in-memory network: each address is a membership actor, and a
-    /// node in `down` answers nothing, as a killed process would.
+    /// node in `down` answers nothing, as a killed process would. `joins`
+    /// records the target of every join sent, reached or not.
     #[derive(Default)]
     struct Net {
         nodes: RefCell<HashMap<String, Addr<Membership>>>,
         down: RefCell<HashSet<String>>,
+        joins: RefCell<Vec<String>>,
     }
 
     struct Link(Rc<Net>);
@@ -333,6 +398,7 @@ mod tests {
 
     impl Transport for Link {
         fn join(&self, seed: &str, me: MemberInfo) -> LocalBoxFuture<'static, Result<Vec<MemberInfo>, PeerError>> {
+            self.0.joins.borrow_mut().push(seed.to_owned());
             let target = self.reach(seed);
             async move { target?.send(HandleJoin(me)).await.map_err(lost) }.boxed_local()
         }
@@ -518,5 +584,71 @@ mod tests {
         assert!(b_view.incarnation >= 50);
         assert_eq!(b_view.meta.boot, 50);
         drop(b);
+    }
+
+    #[actix::test]
+    async fn nodes_without_seeds_join_a_discovered_node_and_see_each_other() {
+        tokio::time::pause();
+        let net = Rc::new(Net::default());
+        let a = start(&net, "a", 1, &[]);
+        let b = start(&net, "b", 1, &[]);
+        run_for(&[&a, &b], 1000).await;
+        assert_eq!(status_of(&a, "b").await, None, "no seeds, no discovery: alone");
+        a.addr.send(Discovered("b".into())).await.unwrap();
+        run_for(&[&a, &b], 1000).await;
+        for node in [&a, &b] {
+            for other in ["a", "b"] {
+                assert_eq!(status_of(node, other).await, Some(Status::Alive));
+            }
+            let (mut live, _) = node.recorder.send(Seen).await.unwrap();
+            live.sort();
+            assert_eq!(live, vec!["a", "b"]);
+        }
+    }
+
+    #[actix::test]
+    async fn discovering_itself_or_a_known_member_sends_no_join() {
+        tokio::time::pause();
+        let net = Rc::new(Net::default());
+        let (a, b, c) = three_nodes(&net).await;
+        let before = net.joins.borrow().len();
+        for heard in ["a", "b", "c"] {
+            a.addr.send(Discovered(heard.into())).await.unwrap();
+        }
+        run_for(&[&a, &b, &c], 500).await;
+        assert_eq!(net.joins.borrow().len(), before);
+    }
+
+    #[actix::test]
+    async fn an_unreachable_discovered_node_is_tried_again_only_after_join_retry() {
+        tokio::time::pause();
+        let net = Rc::new(Net::default());
+        let a = start(&net, "a", 1, &[]);
+        for _ in 0..5 {
+            a.addr.send(Discovered("ghost".into())).await.unwrap();
+            run_for(&[&a], 50).await;
+        }
+        assert_eq!(*net.joins.borrow(), vec!["ghost"], "announced five times within join_retry: tried once");
+        run_for(&[&a], 500).await;
+        a.addr.send(Discovered("ghost".into())).await.unwrap();
+        settle().await;
+        assert_eq!(*net.joins.borrow(), vec!["ghost", "ghost"]);
+        assert_eq!(status_of(&a, "ghost").await, None, "a failed join adds no member");
+    }
+
+    #[actix::test]
+    async fn a_flood_of_discovered_addresses_is_joined_only_up_to_the_bound() {
+        tokio::time::pause();
+        let net = Rc::new(Net::default());
+        let a = start(&net, "a", 1, &[]);
+        for i in 0..MAX_DISCOVERING + 100 {
+            a.addr.send(Discovered(format!("ghost-{i}"))).await.unwrap();
+        }
+        settle().await;
+        assert_eq!(net.joins.borrow().len(), MAX_DISCOVERING);
+        run_for(&[&a], 500).await;
+        a.addr.send(Discovered("ghost-late".into())).await.unwrap();
+        settle().await;
+        assert_eq!(net.joins.borrow().last().map(String::as_str), Some("ghost-late"), "room again after join_retry");
     }
 }

@@ -9,7 +9,8 @@ pub mod swim;
 mod transport;
 
 pub use membership::{
-    GetMembers, HandleJoin, HandlePing, HandlePingReq, Leave, Membership, MembershipLinks, MembershipSettings, Tick,
+    Discovered, GetMembers, HandleJoin, HandlePing, HandlePingReq, Leave, Membership, MembershipLinks,
+    MembershipSettings, Tick,
 };
 pub use model::{MemberView, Status};
 pub use transport::Transport;

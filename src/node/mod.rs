@@ -1,9 +1,10 @@
 //! The node root: `run` starts this node's actors — the `Store`, the
 //! `Executor`, the `Worker`, the `LoadBalancer`, the `Registry` of evaluation
-//! supervisors and the `Membership` — and the HTTP server on a listener the
+//! supervisors, the `Membership`, the `Coordination` and, when multicast
+//! discovery is on, the `Announcer` — and the HTTP server on a listener the
 //! caller has already bound, and hands back a `NodeHandle`.
 
-use std::net::TcpListener;
+use std::net::{SocketAddrV4, TcpListener};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::balance::{LeastConnections, LoadBalancer};
 use crate::config::Config;
 use crate::coordination::bully::{Bully, BullyConfig};
 use crate::coordination::Coordination;
+use crate::discovery::{self, Announcer, DiscoveryError};
 use crate::evaluation::intake::UnpackLimits;
 use crate::evaluation::registry::{Registry, Shared};
 use crate::evaluation::supervisor::SupervisorSettings;
@@ -41,6 +43,8 @@ pub enum NodeError {
     Executor(#[from] ExecutorError),
     #[error("cannot start the HTTP server: {0}")]
     Http(std::io::Error),
+    #[error("cannot start multicast discovery: {0}")]
+    Discovery(#[from] DiscoveryError),
 }
 
 /// How often a worker offers a result to a supervisor that does not answer,
@@ -81,6 +85,10 @@ impl NodeHandle {
 pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeError> {
     let addr = listener.local_addr().map_err(NodeError::Http)?;
     let node = config.node.advertise.clone().unwrap_or_else(|| addr.to_string());
+    // Opened before anything starts: a node asked to discover its peers that
+    // cannot would otherwise serve alone, with nothing to show it is cut off.
+    let d = &config.discovery;
+    let discovery_socket = d.multicast.then(|| discovery::open(d.group, d.port, d.interface)).transpose()?;
     // Absolute, so that paths stored in the database do not depend on the
     // folder the node was started from.
     let data_dir = std::path::absolute(&config.node.data_dir)
@@ -181,6 +189,12 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         },
     )
     .start();
+
+    if let Some(socket) = discovery_socket {
+        let group = SocketAddrV4::new(d.group, d.port);
+        let every = Duration::from_millis(d.interval_ms);
+        Announcer::new(node.clone(), socket, group, every, membership.clone().recipient()).start();
+    }
 
     // An election waits for answers as long as an indirect probe, and for an
     // announcement as long as a suspicion: the timings of the same network.

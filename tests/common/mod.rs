@@ -10,7 +10,7 @@
 
 #![allow(dead_code)] // each test file uses its own part of the harness
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Cursor, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -290,6 +290,18 @@ pub fn kill_processes_in(dir: &Path) {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
+}
+
+/// The members `node` holds alive, by `GET /network`.
+pub fn alive(node: &Node) -> BTreeSet<String> {
+    let network = node.get("/network").json();
+    network["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["status"] == "alive")
+        .filter_map(|m| m["address"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// A request body: none, with a Content-Length, or chunked.
