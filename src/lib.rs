@@ -40,7 +40,7 @@
 //! | [`membership`] | the membership actor, the pure SWIM core and its wire types |
 //! | [`balance`] | the load balancer actor and its policies |
 //! | [`coordination`] | the coordination actor and the pure bully election |
-//! | [`locks`] | the pure lock table and the wire types of the lock routes |
+//! | [`locks`] | the pure lock table and claims, the wire types of the lock routes |
 //! | [`peer`] | the wire types of the evaluation routes and the one awc client |
 //! | [`store`] | the store actor and its rows |
 //!
