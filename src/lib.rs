@@ -23,6 +23,7 @@
 //!  ├── balance::LoadBalancer  least connections weighted by slots
 //!  ├── membership::Membership SWIM probes, suspicion, gossip of members and load
 //!  ├── coordination::Coordination  the bully election of the coordinator
+//!  ├── locks::Locks         named locks: asks the coordinator for them; the lock table when coordinator
 //!  ├── evaluation::Registry parent of the supervisors; resumes unfinished ones at start
 //!  │    └── evaluation::EvaluationSupervisor   one per evaluation this node received
 //!  └── api (actix-web)      parse → send to an actor → map the answer
@@ -40,7 +41,7 @@
 //! | [`membership`] | the membership actor, the pure SWIM core and its wire types |
 //! | [`balance`] | the load balancer actor and its policies |
 //! | [`coordination`] | the coordination actor and the pure bully election |
-//! | [`locks`] | the pure lock table and claims, the wire types of the lock routes |
+//! | [`locks`] | the locks actor, the pure lock table and claims, the wire types of the lock routes |
 //! | [`peer`] | the wire types of the evaluation routes and the one awc client |
 //! | [`store`] | the store actor and its rows |
 //!
