@@ -73,6 +73,9 @@ pub struct ClusterConfig {
     pub join_retry_ms: u64,
     /// How many other nodes hold a copy of each evaluation (R).
     pub replicas: usize,
+    /// A cluster lock whose holder has not renewed it within this is taken
+    /// back by the coordinator; holders renew three times a lease.
+    pub lock_lease_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -89,6 +92,7 @@ impl Default for ClusterConfig {
             lease_grace_s: 60,
             join_retry_ms: 1000,
             replicas: 2,
+            lock_lease_ms: 3000,
         }
     }
 }
@@ -259,6 +263,9 @@ impl Config {
         {
             return invalid("cluster", "intervals and time-outs must be at least 1 ms");
         }
+        if c.lock_lease_ms == 0 {
+            return invalid("cluster.lock_lease_ms", "must be at least 1 ms");
+        }
         if c.probe_timeout_ms >= c.probe_interval_ms {
             return invalid("cluster.probe_timeout_ms", "must be shorter than probe_interval_ms");
         }
@@ -327,6 +334,7 @@ mod tests {
         assert_eq!(c.advertise(), "127.0.0.1:5001");
         assert_eq!(c.node.slots, 2);
         assert_eq!(c.executor.module_timeout_s, 300);
+        assert_eq!(c.cluster.lock_lease_ms, 3000);
         assert_eq!(c.intake.git_schemes, vec!["https".to_string()]);
         assert_eq!(c.grading.grade_scale, 20.0);
         assert!(!c.discovery.multicast);
@@ -368,6 +376,12 @@ mod tests {
     fn zero_slots_is_refused() {
         let err = Config::parse("[node]\nslots = 0\n").unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { key: "node.slots", .. }));
+    }
+
+    #[test]
+    fn zero_lock_lease_is_refused() {
+        let err = Config::parse("[cluster]\nlock_lease_ms = 0\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "cluster.lock_lease_ms", .. }));
     }
 
     #[test]

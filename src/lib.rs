@@ -25,6 +25,7 @@
 //!  ├── membership::Membership SWIM probes, suspicion, gossip of members and load
 //!  ├── coordination::Coordination  the bully election of the coordinator
 //!  ├── discovery::Announcer multicast announcements; only with `[discovery] multicast`
+//!  ├── locks::Locks         named locks: asks the coordinator for them; the lock table when coordinator
 //!  ├── evaluation::Registry parent of the supervisors; resumes unfinished ones at start
 //!  │    └── evaluation::EvaluationSupervisor   one per evaluation this node received
 //!  └── api (actix-web)      parse → send to an actor → map the answer
@@ -43,6 +44,7 @@
 //! | [`balance`] | the load balancer actor and its policies |
 //! | [`coordination`] | the coordination actor and the pure bully election |
 //! | [`discovery`] | the announcer actor, the pure announcement datagram, the multicast socket |
+//! | [`locks`] | the locks actor, the pure lock table and claims, the wire types of the lock routes |
 //! | [`peer`] | the wire types of the evaluation routes and the one awc client |
 //! | [`store`] | the store actor and its rows |
 //!
@@ -57,6 +59,7 @@ pub mod coordination;
 pub mod discovery;
 pub mod evaluation;
 pub mod executor;
+pub mod locks;
 pub mod membership;
 pub mod node;
 pub mod peer;

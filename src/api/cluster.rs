@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::{ApiError, AppState};
 use crate::coordination::GetCoordinator;
+use crate::locks::GetLocks;
 use crate::membership::{GetMembers, Status};
 use crate::peer::PeerClient;
 
@@ -70,8 +71,14 @@ pub async fn fan_out(client: &PeerClient, peers: &[String], path: &str) -> Vec<(
 }
 
 /// `GET /network`: every member this node knows, with its status,
-/// incarnation, when it was last heard of, and its slots and load.
-pub async fn network(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// incarnation, when it was last heard of, and its slots and load; the
+/// coordinator, and its lock table.
+pub async fn network(
+    state: web::Data<AppState>,
+    peers: web::Data<PeerClient>,
+    query: web::Query<Scope>,
+) -> Result<HttpResponse, ApiError> {
+    let local = query.local()?;
     let members =
         state.membership.send(GetMembers).await.map_err(|e| ApiError::internal("membership unreachable", e))?;
     // The view's clock is the membership actor's; its own entry is "now".
@@ -94,7 +101,23 @@ pub async fn network(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         .collect();
     let coordinator =
         state.coordination.send(GetCoordinator).await.map_err(|e| ApiError::internal("coordination unreachable", e))?;
-    Ok(HttpResponse::Ok().json(json!({ "node": state.node, "coordinator": coordinator, "members": members })))
+    let locks = match coordinator.as_deref() {
+        Some(other) if other != state.node && !local => coordinator_locks(&peers, other).await,
+        _ => json!(state.locks.send(GetLocks).await.map_err(|e| ApiError::internal("locks unreachable", e))?),
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "node": state.node,
+        "coordinator": coordinator,
+        "members": members,
+        "locks": locks,
+    })))
+}
+
+/// The lock table of another node that is coordinator, from its own
+/// `GET /network`; `null` when it does not answer.
+async fn coordinator_locks(peers: &PeerClient, coordinator: &str) -> Value {
+    let answer = fan_out(peers, &[coordinator.to_owned()], "/network?scope=local").await.into_iter().next();
+    answer.and_then(|(_, mut network)| network.get_mut("locks").map(Value::take)).unwrap_or(Value::Null)
 }
 
 pub async fn peers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

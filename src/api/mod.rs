@@ -24,6 +24,7 @@ use crate::coordination::Coordination;
 use crate::evaluation::registry::Registry;
 use crate::evaluation::worker::Worker;
 use crate::executor::Executor;
+use crate::locks::Locks;
 use crate::membership::Membership;
 use crate::peer::LamportClock;
 use crate::store::Store;
@@ -43,6 +44,7 @@ pub struct AppState {
     pub worker: Addr<Worker>,
     pub membership: Addr<Membership>,
     pub coordination: Addr<Coordination>,
+    pub locks: Addr<Locks>,
     /// This node's Lamport clock, moved by every peer message.
     pub clock: Arc<LamportClock>,
 }

@@ -1,9 +1,10 @@
 //! The routes between nodes: joining and liveness (`/join`, `/mystats`,
-//! `/probe`), election (`/election`, `/coordinator`), tasks
+//! `/probe`), the election (`/election`, `/coordinator`), cluster locks
+//! (`/lock/acquire`, `/lock/release`, `/lock/holdings`), tasks
 //! (`/execute_module`, `/blobs/{sha256}`, `/evaluation_result`,
 //! `/evaluation_done`), replication (`/replicate`, `/replica/{id}`,
-//! `/replica/{id}/snapshot`). Every one of them sits behind
-//! `guard`, the one place that decides whether a caller may speak as a node.
+//! `/replica/{id}/snapshot`). Every one of them sits behind `guard`, the one
+//! place that decides whether a caller may speak as a node.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -18,6 +19,8 @@ use crate::coordination::{ElectionAnswer, ElectionMessage, HandleCoordinator, Ha
 use crate::evaluation::blobs;
 use crate::evaluation::registry::{Deliver, IsSupervising};
 use crate::evaluation::worker::{Execute, Forget};
+use crate::locks::model::{AcquireRequest, HoldingsRequest, ReleaseRequest};
+use crate::locks::{HandleAcquire, HandleHoldings, HandleRelease};
 use crate::membership::model::{MemberInfo, Ping, PingReq};
 use crate::membership::{HandleJoin, HandlePing, HandlePingReq};
 use crate::peer::model::{EvaluationDone, EvaluationResult, ExecuteModule, ResultAck};
@@ -36,6 +39,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(route("/probe", web::post().to(probe)))
         .service(route("/election", web::post().to(election)))
         .service(route("/coordinator", web::post().to(coordinator)))
+        .service(route("/lock/acquire", web::post().to(lock_acquire)))
+        .service(route("/lock/release", web::post().to(lock_release)))
+        .service(route("/lock/holdings", web::post().to(lock_holdings)))
         .service(route("/execute_module", web::post().to(execute_module)))
         .service(route("/blobs/{sha256}", web::get().to(blob)).route(web::head().to(has_blob)))
         .service(route("/evaluation_result", web::post().to(evaluation_result)))
@@ -115,6 +121,33 @@ async fn coordinator(body: web::Json<ElectionMessage>, state: web::Data<AppState
         .await
         .map_err(|e| ApiError::internal("coordination unreachable", e))?;
     Ok(HttpResponse::Ok().json(json!({ "coordinator": from })))
+}
+
+async fn lock_acquire(body: web::Json<AcquireRequest>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let answer = state
+        .locks
+        .send(HandleAcquire(body.into_inner()))
+        .await
+        .map_err(|e| ApiError::internal("locks unreachable", e))?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+async fn lock_release(body: web::Json<ReleaseRequest>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let answer = state
+        .locks
+        .send(HandleRelease(body.into_inner()))
+        .await
+        .map_err(|e| ApiError::internal("locks unreachable", e))?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+async fn lock_holdings(body: web::Json<HoldingsRequest>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let holdings = state
+        .locks
+        .send(HandleHoldings(body.into_inner()))
+        .await
+        .map_err(|e| ApiError::internal("locks unreachable", e))?;
+    Ok(HttpResponse::Ok().json(holdings))
 }
 
 async fn execute_module(body: web::Json<ExecuteModule>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -1,8 +1,8 @@
 //! The node root: `run` starts this node's actors — the `Store`, the
 //! `Executor`, the `Worker`, the `LoadBalancer`, the `Registry` of evaluation
-//! supervisors, the `Membership`, the `Coordination` and, when multicast
-//! discovery is on, the `Announcer` — and the HTTP server on a listener the
-//! caller has already bound, and hands back a `NodeHandle`.
+//! supervisors, the `Membership`, the `Coordination`, the `Locks` and, when
+//! multicast discovery is on, the `Announcer` — and the HTTP server on a
+//! listener the caller has already bound, and hands back a `NodeHandle`.
 
 use std::net::{SocketAddrV4, TcpListener};
 use std::path::PathBuf;
@@ -26,6 +26,7 @@ use crate::evaluation::worker::{Worker, WorkerSettings};
 use crate::executor::envs::EnvCache;
 use crate::executor::pytest::Pytest;
 use crate::executor::{Executor, ExecutorError, PytestRunner};
+use crate::locks::{Locks, LocksLinks};
 use crate::membership::model::Meta;
 use crate::membership::swim::{Swim, SwimConfig};
 use crate::membership::{Leave, Membership, MembershipLinks, MembershipSettings};
@@ -214,6 +215,20 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     )
     .start();
 
+    // Three asks a lease: a holder renews in time even when one ask is lost.
+    let locks = Locks::new(
+        &node,
+        Duration::from_millis(c.lock_lease_ms),
+        LocksLinks {
+            transport: Rc::new(peers.clone()),
+            coordination: coordination.clone().recipient(),
+            members: membership.clone().recipient(),
+            clock: clock.clone(),
+        },
+        Some(Duration::from_millis((c.lock_lease_ms / 3).max(1))),
+    )
+    .start();
+
     let state = web::Data::new(AppState {
         config,
         node: node.clone(),
@@ -227,6 +242,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         worker,
         membership: membership.clone(),
         coordination,
+        locks,
         clock: clock.clone(),
     });
     let server_node = node.clone();
