@@ -11,8 +11,9 @@
 //! through seeds, or by multicast on one network segment, and watch each
 //! other with SWIM; the tasks of a node that dies, leaves or restarts are
 //! handed out again. Everything a supervisor accepts and every finished
-//! result is in its SQLite database, so a node that is killed resumes its
-//! evaluations when it starts again.
+//! result is in its SQLite database and replicated to other nodes; when a
+//! supervisor dies, a replica takes the cluster lock of the evaluation from
+//! the elected coordinator and adopts it, keeping every finished result.
 //!
 //! # The supervisor tree of one node
 //!
@@ -26,8 +27,9 @@
 //!  ├── coordination::Coordination  the bully election of the coordinator
 //!  ├── discovery::Announcer multicast announcements; only with `[discovery] multicast`
 //!  ├── locks::Locks         named locks: asks the coordinator for them; the lock table when coordinator
-//!  ├── evaluation::Registry parent of the supervisors; resumes unfinished ones at start
-//!  │    └── evaluation::EvaluationSupervisor   one per evaluation this node received
+//!  ├── evaluation::Registry parent of the supervisors; adopts evaluations whose supervisor is gone
+//!  │    └── evaluation::EvaluationSupervisor   one per evaluation this node supervises
+//!  │         └── replication::Replicator       keeps R other nodes holding the evaluation
 //!  └── api (actix-web)      parse → send to an actor → map the answer
 //! ```
 //!
@@ -46,6 +48,7 @@
 //! | [`discovery`] | the announcer actor, the pure announcement datagram, the multicast socket |
 //! | [`locks`] | the locks actor, the pure lock table and claims, the wire types of the lock routes |
 //! | [`peer`] | the wire types of the evaluation routes and the one awc client |
+//! | [`replication`] | the replicator actor, its wire types, replica placement, finding blobs among peers |
 //! | [`store`] | the store actor and its rows |
 //!
 //! How the parts fit is in `docs/architecture.md`; the guarantees — what is

@@ -3,6 +3,7 @@
 //! plan (task bookkeeping), the report (the JSON a client reads), intake (zip,
 //! git, project discovery) and the shared model types.
 
+mod adoption;
 pub mod blobs;
 pub mod intake;
 pub mod model;

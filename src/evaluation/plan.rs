@@ -81,10 +81,13 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(modules_per_task: usize) -> Self {
+    /// A plan whose task ids start at `first_task`: each supervision term
+    /// numbers its tasks apart, so that a late answer to a task of an earlier
+    /// term is never taken for one of this term.
+    pub fn new(modules_per_task: usize, first_task: u64) -> Self {
         Self {
             modules_per_task: modules_per_task.max(1),
-            next_task: 1,
+            next_task: first_task.max(1),
             projects: BTreeMap::new(),
             tasks: BTreeMap::new(),
             nodes_used: BTreeSet::new(),
@@ -304,7 +307,7 @@ mod tests {
 
     #[test]
     fn collects_first_then_runs_modules_in_batches() {
-        let mut plan = Plan::new(2);
+        let mut plan = Plan::new(2, 1);
         plan.add_project("a", false, false);
         let tasks = plan.next_tasks();
         assert_eq!(tasks, vec![Task { id: 1, project: "a".into(), kind: TaskKind::Collect }]);
@@ -323,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_duplicate_result_is_refused() {
-        let mut plan = Plan::new(1);
+        let mut plan = Plan::new(1, 1);
         plan.add_project("a", true, false);
         plan.add_module("a", "m", 1, false);
         assert!(plan.finish("a", "m"));
@@ -333,7 +336,7 @@ mod tests {
 
     #[test]
     fn a_timed_out_batch_runs_again_one_module_at_a_time() {
-        let mut plan = Plan::new(3);
+        let mut plan = Plan::new(3, 1);
         plan.add_project("a", true, false);
         for m in ["m1", "m2", "m3"] {
             plan.add_module("a", m, 4, false);
@@ -351,7 +354,7 @@ mod tests {
 
     #[test]
     fn resumed_plan_runs_only_unfinished_modules() {
-        let mut plan = Plan::new(10);
+        let mut plan = Plan::new(10, 1);
         plan.add_project("a", true, false);
         plan.add_module("a", "done.py", 1, true);
         plan.add_module("a", "todo.py", 1, false);
@@ -366,7 +369,7 @@ mod tests {
 
     #[test]
     fn a_requeued_task_is_handed_out_again() {
-        let mut plan = Plan::new(2);
+        let mut plan = Plan::new(2, 1);
         plan.add_project("a", true, false);
         for m in ["m1", "m2", "m3"] {
             plan.add_module("a", m, 1, false);
@@ -388,7 +391,7 @@ mod tests {
 
     #[test]
     fn a_late_result_of_a_requeued_task_still_finishes_its_module_once() {
-        let mut plan = Plan::new(1);
+        let mut plan = Plan::new(1, 1);
         plan.add_project("a", true, false);
         plan.add_module("a", "m", 1, false);
         let first = plan.next_tasks();
@@ -402,7 +405,7 @@ mod tests {
 
     #[test]
     fn a_requeued_collection_is_handed_out_again() {
-        let mut plan = Plan::new(1);
+        let mut plan = Plan::new(1, 1);
         plan.add_project("a", false, false);
         let t = plan.next_tasks();
         plan.place(t[0].id, "n1", 10);
@@ -412,7 +415,7 @@ mod tests {
 
     #[test]
     fn failed_projects_do_not_hold_completion() {
-        let mut plan = Plan::new(1);
+        let mut plan = Plan::new(1, 1);
         plan.add_project("a", false, false);
         plan.next_tasks();
         assert!(!plan.is_complete());

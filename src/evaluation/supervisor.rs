@@ -124,7 +124,7 @@ pub struct Links {
 
 impl EvaluationSupervisor {
     pub fn new(record: EvaluationRecord, token: Option<String>, settings: SupervisorSettings, links: Links) -> Self {
-        let plan = Plan::new(settings.modules_per_task);
+        let plan = Plan::new(settings.modules_per_task, record.epoch << 32);
         Self {
             record,
             token,

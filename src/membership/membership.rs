@@ -64,6 +64,12 @@ pub struct GetMembers;
 #[rtype(result = "()")]
 pub struct Leave;
 
+/// Whether this node has joined the cluster: a seed answered, or it has no
+/// seeds. Until then it sees itself alone and must not act on that view.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct GetJoined;
+
 /// This node's load, read from the executor on every tick.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -335,6 +341,14 @@ impl Handler<GetMembers> for Membership {
 
     fn handle(&mut self, _: GetMembers, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.swim.members())
+    }
+}
+
+impl Handler<GetJoined> for Membership {
+    type Result = bool;
+
+    fn handle(&mut self, _: GetJoined, _: &mut Context<Self>) -> bool {
+        self.joined
     }
 }
 

@@ -9,7 +9,7 @@ pub mod swim;
 mod transport;
 
 pub use membership::{
-    Discovered, GetMembers, HandleJoin, HandlePing, HandlePingReq, Leave, Membership, MembershipLinks,
+    Discovered, GetJoined, GetMembers, HandleJoin, HandlePing, HandlePingReq, Leave, Membership, MembershipLinks,
     MembershipSettings, Tick,
 };
 pub use model::{MemberView, Status};

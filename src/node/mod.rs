@@ -150,14 +150,10 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         replicas: c.replicas,
         flush_timeout: peer_timeout,
     };
-    let registry = Registry::new(Shared {
-        settings,
-        store: store.clone(),
-        executor: executor.clone().recipient(),
-        balancer: balancer.clone(),
-        peers: peers.clone(),
-    })
-    .start();
+    // Membership tells the registry of lost nodes, and the registry needs the
+    // locks, which need membership: the registry's address comes first.
+    let registry_context = Context::<Registry>::new();
+    let registry = registry_context.address();
 
     let swim_config = SwimConfig {
         probe_interval_ms: c.probe_interval_ms,
@@ -228,6 +224,18 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         Some(Duration::from_millis((c.lock_lease_ms / 3).max(1))),
     )
     .start();
+
+    registry_context.run(Registry::new(Shared {
+        settings,
+        store: store.clone(),
+        executor: executor.clone().recipient(),
+        balancer: balancer.clone(),
+        peers: peers.clone(),
+        lock: locks.clone().recipient(),
+        unlock: locks.clone().recipient(),
+        joined: membership.clone().recipient(),
+        reconcile: Duration::from_millis(c.suspicion_timeout_ms),
+    }));
 
     let state = web::Data::new(AppState {
         config,

@@ -10,6 +10,8 @@
 
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+pub mod cluster;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Cursor, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
