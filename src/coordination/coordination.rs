@@ -283,13 +283,12 @@ mod tests {
         seen
     }
 
-    #[actix::test]
-    async fn the_actors_elect_the_highest_and_again_when_it_dies() {
-        tokio::time::pause();
+    /// Starts `n` coordination actors, all alive, on one in-memory network.
+    fn cluster(n: u16) -> Rc<Net> {
         let net = Rc::new(Net::default());
         let members = Members(net.clone()).start();
         let config = BullyConfig { answer_timeout_ms: 300, coordinator_timeout_ms: 1000 };
-        for i in 1..=3 {
+        for i in 1..=n {
             let me = addr(i);
             let actor = Coordination::new(
                 &me,
@@ -302,10 +301,42 @@ mod tests {
             net.nodes.borrow_mut().insert(me.clone(), actor);
             net.alive.borrow_mut().insert(me);
         }
+        net
+    }
+
+    #[actix::test]
+    async fn the_actors_elect_the_highest_and_again_when_it_dies() {
+        tokio::time::pause();
+        let net = cluster(3);
         run_for(&net, 1000).await;
         assert_eq!(coordinators(&net).await, BTreeSet::from([Some(addr(3))]));
         net.alive.borrow_mut().remove(&addr(3));
         run_for(&net, 1500).await;
         assert_eq!(coordinators(&net).await, BTreeSet::from([Some(addr(2))]));
+    }
+
+    #[actix::test]
+    async fn when_several_die_at_once_the_highest_survivor_is_elected() {
+        tokio::time::pause();
+        let net = cluster(5);
+        run_for(&net, 1000).await;
+        assert_eq!(coordinators(&net).await, BTreeSet::from([Some(addr(5))]));
+        for dead in [5, 4, 2] {
+            net.alive.borrow_mut().remove(&addr(dead));
+        }
+        run_for(&net, 2000).await;
+        assert_eq!(coordinators(&net).await, BTreeSet::from([Some(addr(3))]));
+    }
+
+    #[actix::test]
+    async fn a_higher_node_that_rejoins_takes_over() {
+        tokio::time::pause();
+        let net = cluster(3);
+        net.alive.borrow_mut().remove(&addr(3));
+        run_for(&net, 1500).await;
+        assert_eq!(coordinators(&net).await, BTreeSet::from([Some(addr(2))]));
+        net.alive.borrow_mut().insert(addr(3));
+        run_for(&net, 1500).await;
+        assert_eq!(coordinators(&net).await, BTreeSet::from([Some(addr(3))]));
     }
 }
