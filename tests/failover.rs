@@ -193,3 +193,45 @@ fn two_evaluations_complete_while_two_nodes_die_one_after_the_other() {
         }
     });
 }
+
+/// The blobs in a node's data folder, by SHA-256.
+fn blobs_of(node: &Node) -> Vec<String> {
+    let names = std::fs::read_dir(node.data_dir.join("blobs")).into_iter().flatten().flatten();
+    names.filter_map(|e| e.file_name().to_str()?.strip_suffix(".zip").map(str::to_owned)).collect()
+}
+
+#[test]
+fn a_worker_whose_supervisor_is_gone_fetches_the_blob_from_a_peer_that_holds_it() {
+    with_timeout(Duration::from_secs(240), || {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = start_cluster(dir.path(), 2);
+        let id = nodes[0].submit_multipart("projects.zip", &project(2, 0.1));
+        assert_exact(&nodes[0].wait_finished(&id, Duration::from_secs(120)), 2);
+        let held = blobs_of(&nodes[0]);
+        assert_eq!(held.len(), 1, "one project, one blob");
+
+        // A third node that never saw the evaluation gets a task from a
+        // supervisor that does not answer (a closed port).
+        let late = Node::start(&cluster_config(&dir.path().join("late"), &[&nodes[0]]), dir.path(), "late");
+        wait_until("the late node sees 3 members", Duration::from_secs(20), || (alive(&late).len() == 3).then_some(()));
+        let gone = format!("127.0.0.1:{}", free_port());
+        let task = serde_json::json!({
+            "evaluation": id, "task": 1, "supervisor": gone, "project": "proj", "blob": held[0],
+            "kind": { "kind": "collect" },
+        });
+        // Until the late node's balancer lists its peers it knows no one to
+        // ask, and refuses the task as a real supervisor would see it: 503.
+        wait_until("the late node takes the task", Duration::from_secs(20), || {
+            let answer = late.request(
+                "POST",
+                "/execute_module",
+                &[("Content-Type", "application/json"), ("x-evalmesh-node", &gone), ("x-evalmesh-lamport", "1")],
+                Body::Fixed(task.to_string().as_bytes()),
+            );
+            assert!(matches!(answer.status, 202 | 503), "{answer:?}");
+            (answer.status == 202).then_some(())
+        });
+        assert_eq!(blobs_of(&late), held);
+        assert!(late.log().contains(&format!("blob {}: found on", held[0])), "{}", late.log());
+    });
+}

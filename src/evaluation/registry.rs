@@ -2,9 +2,10 @@
 //! node, a child of the node root. It starts a supervisor for each accepted
 //! evaluation, and adopts evaluations whose supervisor is gone: on every
 //! `Reconcile` (its timer, and each `NodeLost`) it looks in the store for
-//! unfinished evaluations whose supervisor is not alive — or is this node,
-//! restarted — takes the lock `adopt/<id>`, decides (`adoption::decide`) and
-//! starts a supervisor in a new term, holding the lock until it closes.
+//! unfinished evaluations whose supervisor membership holds dead, left or
+//! unknown — or is this node, restarted — takes the lock `adopt/<id>`,
+//! decides (`adoption::decide`) and starts a supervisor in a new term,
+//! holding the lock until it closes.
 //!
 //! Takes `StartEvaluation` from the API, `Deliver` (a worker's result, from
 //! `POST /evaluation_result`), `NodeLost` from membership, which it passes to
@@ -26,7 +27,7 @@ use super::supervisor::{EvaluationFinished, EvaluationSupervisor, Links, NodeLos
 use crate::balance::{GetBalance, LoadBalancer};
 use crate::executor::{JobFinished, Submit};
 use crate::locks::{Acquire, LockError, Release};
-use crate::membership::GetJoined;
+use crate::membership::{GetJoined, GetMembers, Status};
 use crate::peer::model::EvaluationResult;
 use crate::peer::PeerClient;
 use crate::store::{EvaluationRecord, ListUnfinished, Store};
@@ -73,8 +74,10 @@ pub struct Shared {
     /// The cluster lock: `adopt/<id>` is taken before deciding an adoption.
     pub lock: Recipient<Acquire>,
     pub unlock: Recipient<Release>,
-    /// Membership: nothing is adopted before this node has joined.
+    /// Membership: nothing is adopted before this node has joined, and only
+    /// from a supervisor it holds dead, left or does not know.
     pub joined: Recipient<GetJoined>,
+    pub members: Recipient<GetMembers>,
     /// How often the store is searched for evaluations to adopt.
     pub reconcile: Duration,
 }
@@ -184,20 +187,27 @@ impl Handler<Reconcile> for Registry {
     type Result = ();
 
     fn handle(&mut self, _: Reconcile, ctx: &mut Context<Self>) {
-        let (joined, store, balancer) = (
+        let (joined, store, members) = (
             self.shared.joined.send(GetJoined),
             self.shared.store.send(ListUnfinished),
-            self.shared.balancer.send(GetBalance),
+            self.shared.members.send(GetMembers),
         );
-        let look = async move { (joined.await, store.await, balancer.await) };
-        ctx.spawn(look.into_actor(self).map(|(joined, unfinished, live), act, ctx| {
+        let look = async move { (joined.await, store.await, members.await) };
+        ctx.spawn(look.into_actor(self).map(|(joined, unfinished, members), act, ctx| {
             if !matches!(joined, Ok(true)) {
                 return;
             }
-            let (Ok(Ok(unfinished)), Ok(live)) = (unfinished, live) else {
-                log::warn!("cannot look for evaluations to adopt: store or balancer unreachable");
+            let (Ok(Ok(unfinished)), Ok(members)) = (unfinished, members) else {
+                log::warn!("cannot look for evaluations to adopt: store or membership unreachable");
                 return;
             };
+            // A suspect may still refute: only a death, a departure, or an
+            // address no one knows any more makes a supervisor gone.
+            let present: HashSet<String> = members
+                .into_iter()
+                .filter(|m| matches!(m.status, Status::Alive | Status::Suspect))
+                .map(|m| m.address)
+                .collect();
             let me = act.shared.settings.node.clone();
             for record in unfinished {
                 let id = record.id;
@@ -205,7 +215,7 @@ impl Handler<Reconcile> for Registry {
                     continue;
                 }
                 let left_by_past_run = record.supervisor == me && record.submitted_at < act.boot;
-                let gone = left_by_past_run || !live.iter().any(|m| m.addr == record.supervisor);
+                let gone = left_by_past_run || !present.contains(&record.supervisor);
                 if gone {
                     log::info!("evaluation {id}: supervisor {} is gone, asking to adopt it", record.supervisor);
                     act.adopt(id, ctx);
@@ -320,6 +330,13 @@ mod tests {
         }
     }
 
+    impl Handler<GetMembers> for ProbeLocks {
+        type Result = MessageResult<GetMembers>;
+        fn handle(&mut self, _: GetMembers, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(Vec::new())
+        }
+    }
+
     impl Handler<GetJoined> for ProbeLocks {
         type Result = bool;
         fn handle(&mut self, _: GetJoined, _: &mut Context<Self>) -> bool {
@@ -376,6 +393,7 @@ mod tests {
             lock: locks.clone().recipient(),
             unlock: locks.clone().recipient(),
             joined: locks.clone().recipient(),
+            members: locks.clone().recipient(),
             reconcile: Duration::from_secs(3600),
         })
         .start();

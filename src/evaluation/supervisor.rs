@@ -34,7 +34,7 @@ use crate::executor::{runner, Job, JobFinished, JobKind, JobOutput, Submit};
 use crate::peer::model::{EvaluationDone, ExecuteModule, TaskSpec};
 use crate::peer::PeerClient;
 use crate::replication::model::ReplicaOp;
-use crate::replication::{Append, Flush, Replicator, ReplicatorSettings, Superseded};
+use crate::replication::{Append, Flush, Replicator, ReplicatorSettings, Stop, Superseded};
 use crate::store::{
     EvaluationRecord, GetEvaluation, GetSnapshot, ProjectRow, RecordEvent, SaveCollected, SaveResult, SetStatus, Store,
     StoreError,
@@ -481,6 +481,9 @@ impl Actor for EvaluationSupervisor {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(replicator) = &self.replicator {
+            replicator.do_send(Stop);
+        }
         self.on_finished.do_send(EvaluationFinished(self.record.id));
     }
 }

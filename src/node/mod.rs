@@ -234,6 +234,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         lock: locks.clone().recipient(),
         unlock: locks.clone().recipient(),
         joined: membership.clone().recipient(),
+        members: membership.clone().recipient(),
         reconcile: Duration::from_millis(c.suspicion_timeout_ms),
     }));
 

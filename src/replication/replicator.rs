@@ -5,8 +5,8 @@
 //! all of it: each tick it sends every replica the entries it has not
 //! acknowledged, in order and in batches, and replaces replicas that died.
 //!
-//! Takes `Append` and `Flush` from its supervisor, `NodeLost` (forwarded by
-//! the supervisor) and its own `Tick`; sends `POST /replicate` and tells the
+//! Takes `Append`, `Flush` and `Stop` from its supervisor, `NodeLost`
+//! (forwarded by the supervisor) and its own `Tick`; sends `POST /replicate` and tells the
 //! supervisor `Superseded` when a replica knows a later supervisor. If it
 //! dies, the replicas stop getting writes; the supervisor's store still has
 //! them all, and a new replicator sends them again from a new journal.
@@ -42,6 +42,11 @@ pub struct Flush;
 #[derive(Message)]
 #[rtype(result = "Vec<(String, u64)>")]
 pub struct GetReplicas;
+
+/// The supervisor has stopped: so does its replicator.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
 
 /// Refreshes the replica set and sends what each replica lacks.
 #[derive(Message)]
@@ -256,6 +261,14 @@ impl Handler<NodeLost> for Replicator {
         if self.replicas.remove(&node).is_some() {
             ctx.notify(Tick);
         }
+    }
+}
+
+impl Handler<Stop> for Replicator {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 
@@ -525,5 +538,15 @@ mod tests {
         let replicator = cluster.replicator(0, snapshot(cluster.id, 0));
         replicator.send(Tick).await.unwrap();
         assert_eq!(flush(&replicator, 5).await, Some(false));
+    }
+
+    #[actix::test]
+    async fn a_stopped_replicator_sends_nothing_more() {
+        tokio::time::pause();
+        let cluster = Cluster::new(2).await;
+        let replicator = cluster.replicator(0, snapshot(cluster.id, 0));
+        replicator.send(Stop).await.unwrap();
+        assert!(replicator.send(Tick).await.is_err(), "the actor is gone");
+        assert_eq!(cluster.summary("n1").await, None);
     }
 }
