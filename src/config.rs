@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::executor::sandbox::SandboxKind;
+
 /// Errors loading or validating a configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -22,6 +24,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The file this config was read from, hidden from test runs.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
     pub node: NodeConfig,
     pub cluster: ClusterConfig,
     pub discovery: DiscoveryConfig,
@@ -146,6 +151,18 @@ pub struct ExecutorConfig {
     pub collect_timeout_s: u64,
     /// Use `uv` to build environments when it is on PATH or can be installed.
     pub use_uv: bool,
+    /// How test runs are isolated: `bwrap` (bubblewrap) or, explicitly, `none`.
+    pub sandbox: SandboxKind,
+    /// The first user id of test runs, one per slot; also their group id.
+    pub sandbox_uid_base: u32,
+    /// CPU seconds one process of a run may use (RLIMIT_CPU).
+    pub cpu_limit_s: u64,
+    /// Address space one process of a run may map (RLIMIT_AS).
+    pub memory_limit_bytes: u64,
+    /// Processes one run may have at once (RLIMIT_NPROC, per run user id).
+    pub process_limit: u64,
+    /// Largest file a run may write (RLIMIT_FSIZE).
+    pub file_size_limit_bytes: u64,
 }
 
 impl Default for ExecutorConfig {
@@ -159,6 +176,12 @@ impl Default for ExecutorConfig {
             install_timeout_s: 900,
             collect_timeout_s: 120,
             use_uv: true,
+            sandbox: SandboxKind::Bwrap,
+            sandbox_uid_base: 61_000,
+            cpu_limit_s: 300,
+            memory_limit_bytes: 4 << 30,
+            process_limit: 256,
+            file_size_limit_bytes: 1 << 30,
         }
     }
 }
@@ -213,10 +236,12 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Self::parse(&text).map_err(|e| match e {
+        let mut config = Self::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
             other => other,
-        })
+        })?;
+        config.source = Some(std::path::absolute(path).unwrap_or_else(|_| path.to_owned()));
+        Ok(config)
     }
 
     /// Parses and validates TOML text.
@@ -291,6 +316,18 @@ impl Config {
         let e = &self.executor;
         if e.module_timeout_s == 0 || e.install_timeout_s == 0 || e.collect_timeout_s == 0 {
             return invalid("executor", "module_timeout_s, install_timeout_s and collect_timeout_s must be at least 1");
+        }
+        if e.sandbox_uid_base == 0
+            || e.sandbox_uid_base.checked_add(u32::try_from(self.node.slots).unwrap_or(u32::MAX)).is_none()
+        {
+            return invalid("executor.sandbox_uid_base", "must be above 0 (root) and leave room for one id per slot");
+        }
+        if e.cpu_limit_s == 0 || e.memory_limit_bytes < 64 << 20 || e.process_limit < 8 || e.file_size_limit_bytes == 0
+        {
+            return invalid(
+                "executor",
+                "cpu_limit_s and file_size_limit_bytes must be at least 1, memory_limit_bytes at least 64 MiB, process_limit at least 8",
+            );
         }
         if e.python.trim().is_empty() {
             return invalid("executor.python", "must name an interpreter");

@@ -41,7 +41,7 @@
 //! | [`node`] | `run(config, listener)`: the node root |
 //! | [`api`] | public, cluster-wide and peer routes, the one `ApiError` |
 //! | [`evaluation`] | registry, supervisor and worker actors; the pure plan and report; intake (zip, git, discovery); workspace and blobs |
-//! | [`executor`] | the executor actor; environment cache, pytest command lines, JUnit reader, capped processes |
+//! | [`executor`] | the executor actor; environment cache, pytest command lines, the bwrap sandbox, JUnit reader, capped processes |
 //! | [`membership`] | the membership actor, the pure SWIM core and its wire types |
 //! | [`balance`] | the load balancer actor and its policies |
 //! | [`coordination`] | the coordination actor and the pure bully election |

@@ -11,6 +11,7 @@ pub mod junit;
 pub mod process;
 pub mod pytest;
 pub mod runner;
+pub mod sandbox;
 
 pub use executor::{
     Executor, ExecutorStats, GetExecutorStats, GetLoad, Job, JobFinished, JobKind, JobOutput, Load, RunStamp, Submit,
@@ -32,6 +33,8 @@ pub enum ExecutorError {
     Collect(String),
     #[error("cannot read pytest's report: {0}")]
     Report(String),
+    #[error("sandbox: {0}")]
+    Sandbox(String),
 }
 
 impl ExecutorError {

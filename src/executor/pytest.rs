@@ -2,13 +2,16 @@
 //! of them with a JUnit report. Pure helper of the executor, no actix inside.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::process::Command;
 
 use super::collect::{self, Collected};
 use super::junit::{self, ModuleReport};
+use super::sandbox::{Lease, Mounts, Sandbox};
 use super::{process, ExecutorError};
 
 /// What one pytest run over some modules produced.
@@ -34,6 +37,11 @@ pub struct Pytest {
     collect_timeout: Duration,
     output_cap: usize,
     message_cap: usize,
+    /// Every run happens inside it.
+    sandbox: Arc<Sandbox>,
+    /// What the interpreter needs to be read inside the sandbox: its
+    /// installation, which may sit in a hidden home folder.
+    interpreter: Vec<PathBuf>,
 }
 
 impl Pytest {
@@ -43,6 +51,8 @@ impl Pytest {
         collect_timeout: Duration,
         output_cap: usize,
         message_cap: usize,
+        sandbox: Arc<Sandbox>,
+        interpreter: Vec<PathBuf>,
     ) -> Result<Self, ExecutorError> {
         let plugin_dir = data_dir.join("plugins");
         let scratch = data_dir.join("tmp");
@@ -51,7 +61,7 @@ impl Pytest {
         }
         std::fs::write(plugin_dir.join(format!("{}.py", collect::PLUGIN_MODULE)), collect::PLUGIN_SOURCE)
             .map_err(|e| ExecutorError::io("writing the collection plugin", e))?;
-        Ok(Self { plugin_dir, scratch, collect_timeout, output_cap, message_cap })
+        Ok(Self { plugin_dir, scratch, collect_timeout, output_cap, message_cap, sandbox, interpreter })
     }
 
     /// Lists the project's test modules as pytest itself collects them, so that
@@ -59,10 +69,16 @@ impl Pytest {
     pub async fn collect(&self, python: &Path, root: &Path) -> Result<Collected, ExecutorError> {
         let scratch = self.scratch_dir()?;
         let report = scratch.path().join("collected.json");
-        let mut cmd = base_command(python, root);
-        cmd.args(["--collect-only", "-q", "--continue-on-collection-errors", "-p", collect::PLUGIN_MODULE])
-            .env("PYTHONPATH", &self.plugin_dir)
-            .env(collect::OUTPUT_ENV, &report);
+        let mut args = base_args(root);
+        args.extend(
+            ["--collect-only", "-q", "--continue-on-collection-errors", "-p", collect::PLUGIN_MODULE]
+                .map(OsString::from),
+        );
+        let env = [
+            ("PYTHONPATH", self.plugin_dir.clone().into_os_string()),
+            (collect::OUTPUT_ENV, report.clone().into_os_string()),
+        ];
+        let (cmd, _lease) = self.command(python, root, scratch.path(), &args, &env)?;
         let out = process::run(cmd, self.collect_timeout, self.output_cap)
             .await
             .map_err(|e| ExecutorError::io("starting pytest", e))?;
@@ -85,8 +101,12 @@ impl Pytest {
     ) -> Result<RunReport, ExecutorError> {
         let scratch = self.scratch_dir()?;
         let xml_path = scratch.path().join("junit.xml");
-        let mut cmd = base_command(python, root);
-        cmd.args(["-q", "-o", "junit_family=xunit1", "--junitxml"]).arg(&xml_path).arg("--").args(modules);
+        let mut args = base_args(root);
+        args.extend(["-q", "-o", "junit_family=xunit1", "--junitxml"].map(OsString::from));
+        args.push(xml_path.clone().into_os_string());
+        args.push(OsString::from("--"));
+        args.extend(modules.iter().map(OsString::from));
+        let (cmd, _lease) = self.command(python, root, scratch.path(), &args, &[])?;
         let out =
             process::run(cmd, timeout, self.output_cap).await.map_err(|e| ExecutorError::io("starting pytest", e))?;
         if out.timed_out() {
@@ -103,6 +123,30 @@ impl Pytest {
         Ok(RunReport::Completed { reports, exit_code: out.code(), output: out.output, elapsed: out.elapsed })
     }
 
+    /// `python args` in the project root, inside the sandbox: the
+    /// environment and the plugin readable, the project and the scratch
+    /// folder writable. The lease holds the run's user id until it ends.
+    fn command(
+        &self,
+        python: &Path,
+        root: &Path,
+        scratch: &Path,
+        args: &[OsString],
+        env: &[(&str, OsString)],
+    ) -> Result<(Command, Lease), ExecutorError> {
+        let env_dir = python.parent().and_then(Path::parent).unwrap_or(python).to_owned();
+        let mut readable = vec![env_dir, self.plugin_dir.clone()];
+        readable.extend(self.interpreter.iter().cloned());
+        let mounts = Mounts { readable, writable: vec![root.to_owned(), scratch.to_owned()] };
+        let mut env = env.to_vec();
+        env.push(("PYTHONDONTWRITEBYTECODE", OsString::from("1")));
+        let (cmd, lease) = self
+            .sandbox
+            .command(python, args, root, &env, &mounts)
+            .map_err(|e| ExecutorError::Sandbox(e.to_string()))?;
+        Ok((Command::from(cmd), lease))
+    }
+
     fn scratch_dir(&self) -> Result<tempfile::TempDir, ExecutorError> {
         tempfile::Builder::new()
             .prefix("pytest-")
@@ -111,17 +155,16 @@ impl Pytest {
     }
 }
 
-/// `python -m pytest` in the project root: the root lands on sys.path as a
-/// student running pytest there would expect, and the cache stays out of it.
-fn base_command(python: &Path, root: &Path) -> Command {
-    let mut cmd = Command::new(python);
-    cmd.current_dir(root)
-        // A project's `addopts = -x` would stop at the first broken module.
-        .args(["-m", "pytest", "-p", "no:cacheprovider", "--continue-on-collection-errors", "--maxfail=0"])
-        .arg("--rootdir")
-        .arg(root)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env_remove("PYTEST_ADDOPTS")
-        .env_remove("PYTHONPATH");
-    cmd
+/// `python -m pytest` arguments for a run in the project root: the root
+/// lands on sys.path as a student running pytest there would expect, and the
+/// cache stays out of it. The sandbox's environment is clean, so no
+/// `PYTEST_ADDOPTS` of the node's reaches the run.
+fn base_args(root: &Path) -> Vec<OsString> {
+    // A project's `addopts = -x` would stop at the first broken module.
+    let mut args: Vec<OsString> =
+        ["-m", "pytest", "-p", "no:cacheprovider", "--continue-on-collection-errors", "--maxfail=0", "--rootdir"]
+            .map(OsString::from)
+            .to_vec();
+    args.push(root.as_os_str().to_owned());
+    args
 }

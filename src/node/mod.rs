@@ -5,7 +5,7 @@
 //! listener the caller has already bound, and hands back a `NodeHandle`.
 
 use std::net::{SocketAddrV4, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use crate::evaluation::supervisor::SupervisorSettings;
 use crate::evaluation::worker::{Worker, WorkerSettings};
 use crate::executor::envs::EnvCache;
 use crate::executor::pytest::Pytest;
+use crate::executor::sandbox::{RunLimits, Sandbox, SandboxError, SandboxKind, SandboxSettings};
 use crate::executor::{Executor, ExecutorError, PytestRunner};
 use crate::locks::{Locks, LocksLinks};
 use crate::membership::model::Meta;
@@ -44,6 +45,8 @@ pub enum NodeError {
     Executor(#[from] ExecutorError),
     #[error("cannot start the HTTP server: {0}")]
     Http(std::io::Error),
+    #[error("cannot isolate tests: {0}")]
+    Sandbox(#[from] SandboxError),
     #[error("cannot start multicast discovery: {0}")]
     Discovery(#[from] DiscoveryError),
 }
@@ -107,8 +110,35 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     let e = &config.executor;
     let envs =
         EnvCache::new(&data_dir, &e.python, e.use_uv, Duration::from_secs(e.install_timeout_s), e.output_cap_bytes);
-    let pytest =
-        Pytest::new(&data_dir, Duration::from_secs(e.collect_timeout_s), e.output_cap_bytes, e.message_cap_bytes)?;
+    let sandbox = Arc::new(Sandbox::new(SandboxSettings {
+        kind: e.sandbox,
+        // What a student's test must not read: every evaluation, the
+        // database, the blobs, the config with the cluster secret, homes.
+        hidden: vec![data_dir.clone(), PathBuf::from("/root"), PathBuf::from("/home")],
+        masked: config.source.iter().cloned().collect(),
+        empty: empty_file(&data_dir)?,
+        uid_base: e.sandbox_uid_base,
+        slots: config.node.slots,
+        limits: RunLimits {
+            cpu_s: e.cpu_limit_s,
+            memory_bytes: e.memory_limit_bytes,
+            processes: e.process_limit,
+            file_bytes: e.file_size_limit_bytes,
+        },
+    }));
+    let (executable, interpreter) = resolve_interpreter(&e.python);
+    sandbox.check(&executable, interpreter.clone())?;
+    if e.sandbox == SandboxKind::None {
+        log::warn!("executor.sandbox = \"none\": student code runs without isolation, as this node's user");
+    }
+    let pytest = Pytest::new(
+        &data_dir,
+        Duration::from_secs(e.collect_timeout_s),
+        e.output_cap_bytes,
+        e.message_cap_bytes,
+        sandbox,
+        interpreter,
+    )?;
     let runner = Rc::new(PytestRunner::new(envs, pytest));
     let clock = Arc::new(LamportClock::default());
     let executor = Executor::new(node.clone(), config.node.slots, runner, clock.clone()).start();
@@ -270,6 +300,35 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     .run();
     log::info!("node {node} serving on {addr}");
     Ok(NodeHandle { server, addr, membership })
+}
+
+/// An empty file, readable by all, to mount over what runs must not read.
+fn empty_file(data_dir: &Path) -> Result<PathBuf, NodeError> {
+    let path = data_dir.join("empty");
+    std::fs::write(&path, b"").map_err(|source| NodeError::DataDir { path: path.clone(), source })?;
+    Ok(path)
+}
+
+/// The interpreter's real executable and where it is installed, resolved
+/// through symbolic links and pyenv-style shims: test runs must be able to
+/// read it even when it lies in a home folder the sandbox hides. When the
+/// interpreter does not run, the name as configured and nothing to show;
+/// the sandbox check then says what fails.
+fn resolve_interpreter(python: &str) -> (PathBuf, Vec<PathBuf>) {
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import os, sys; print(os.path.realpath(sys.executable)); print(os.path.realpath(sys.base_prefix))",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output();
+    if let Some(out) = out.ok().filter(|out| out.status.success()) {
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some((executable, prefix)) = text.trim().split_once('\n') {
+            return (PathBuf::from(executable), vec![PathBuf::from(prefix)]);
+        }
+    }
+    (PathBuf::from(python), Vec::new())
 }
 
 /// Removes what an interrupted intake left: half-unpacked workspaces and

@@ -1,0 +1,180 @@
+//! Hostile projects against a real node with its default sandbox (bwrap):
+//! each module below does one thing a student's test must not be able to do
+//! to the node. Every one must end with the evaluation `done`, the module
+//! reported as it truly behaved, and the node still serving.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const ESCAPE_MARKER: &str = "/tmp/evalmesh_escape_marker";
+
+/// The node's resident memory, from /proc.
+fn rss_kib(node: &Node) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The hostile project: one module per attack. `port` is a port the host
+/// listens on; `data_dir` and `config` are the node's own.
+fn hostile_project(port: u16, data_dir: &Path, config: &Path) -> Vec<u8> {
+    let sleep = "import time\n\ndef test_sleeps_forever():\n    time.sleep(3600)\n";
+    let network = format!(
+        "import socket\n\ndef test_connects_to_the_host():\n    \
+         socket.create_connection(('127.0.0.1', {port}), timeout=5).close()\n"
+    );
+    let escape = format!(
+        "def test_writes_tmp():\n    \
+         with open('{ESCAPE_MARKER}', 'w') as f:\n        f.write('escaped')\n"
+    );
+    // It fails, so that pytest prints the 50 MB it captured.
+    let output = "import sys\n\ndef test_prints_50_mb():\n    \
+                  chunk = 'x' * (1 << 20)\n    for _ in range(50):\n        sys.stdout.write(chunk)\n    \
+                  assert False, 'printed 50 MB'\n";
+    let fork = "import os, time\n\ndef test_forks_without_end():\n    \
+                children = 0\n    try:\n        while children < 100000:\n            \
+                if os.fork() == 0:\n                time.sleep(30)\n                os._exit(0)\n            \
+                children += 1\n    except OSError:\n        pass\n    \
+                assert children < 100, f'{children} processes: not limited'\n";
+    let reads = format!(
+        "import os\n\ndef test_reads_the_node():\n    \
+         assert not os.path.exists('{data}/evalmesh.sqlite3')\n    \
+         assert not os.path.exists('{data}/blobs')\n    \
+         assert sorted(os.listdir('{data}')) == ['envs', 'evaluations', 'plugins', 'tmp']\n    \
+         assert len(os.listdir('{data}/envs')) == 1\n    \
+         with open('{config}') as f:\n        assert f.read() == ''\n",
+        data = data_dir.display(),
+        config = config.display()
+    );
+    zip_of(&[
+        ("hostile/requirements.txt", String::new()),
+        ("hostile/tests/test_sleep.py", sleep.to_owned()),
+        ("hostile/tests/test_network.py", network),
+        ("hostile/tests/test_escape.py", escape),
+        ("hostile/tests/test_output.py", output.to_owned()),
+        ("hostile/tests/test_fork.py", fork.to_owned()),
+        ("hostile/tests/test_reads.py", reads),
+    ])
+}
+
+fn module<'a>(evaluation: &'a Value, name: &str) -> &'a Value {
+    &evaluation["module_results"]["hostile"][format!("tests/test_{name}.py")]
+}
+
+fn outcome(m: &Value) -> [u64; 4] {
+    ["passed", "failed", "skipped", "errors"].map(|k| m[k].as_u64().unwrap_or(u64::MAX))
+}
+
+#[test]
+fn hostile_modules_are_contained_and_reported_as_they_behaved() {
+    with_timeout(Duration::from_secs(300), || {
+        let dir = tempfile::tempdir().unwrap();
+        let _ = std::fs::remove_file(ESCAPE_MARKER);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config = NodeConfig::new(&dir.path().join("data"))
+            .set("node", "slots", "2")
+            // User ids of its own, so that no other test's runs share them.
+            .set("executor", "sandbox_uid_base", "62000")
+            .set("executor", "module_timeout_s", "8")
+            .set("executor", "process_limit", "64")
+            .set("executor", "output_cap_bytes", "65536");
+        let node = Node::start(&config, dir.path(), "node");
+        let data_dir = std::fs::canonicalize(node.data_dir.clone()).unwrap();
+        let config_file = std::fs::canonicalize(dir.path().join("node.toml")).unwrap();
+        let before = rss_kib(&node);
+
+        let id = node.submit_multipart("hostile.zip", &hostile_project(port, &data_dir, &config_file));
+        node.wait_finished(&id, Duration::from_secs(240));
+        let e = node.evaluation(&id, "?detail=tests");
+        assert_eq!(e["status"], json!("done"), "{e:#}");
+        assert_eq!(e["_run_info"]["modules_done"], json!(6), "{e:#}");
+
+        let sleeper = module(&e, "sleep");
+        assert_eq!((sleeper["status"].as_str(), outcome(sleeper)), (Some("timeout"), [0, 0, 0, 1]), "{sleeper:#}");
+
+        let network = module(&e, "network");
+        assert_eq!(outcome(network), [0, 1, 0, 0], "{network:#}");
+        let message = network["tests"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("Connection refused"), "{network:#}");
+        let mut accepted = listener.accept();
+        assert!(accepted.as_mut().is_err(), "the host's port was reached");
+
+        assert_eq!(outcome(module(&e, "escape")), [1, 0, 0, 0], "writing its own /tmp is allowed");
+        assert!(!Path::new(ESCAPE_MARKER).exists(), "the run wrote the host's /tmp");
+
+        let output = module(&e, "output");
+        assert_eq!(outcome(output), [0, 1, 0, 0], "{}", output["status"]);
+        let kept = output["output"].as_str().unwrap();
+        assert!(kept.len() < 70_000, "output kept: {} bytes", kept.len());
+        assert!(kept.contains("more bytes of output dropped"), "the cap says what it dropped");
+
+        let fork = module(&e, "fork");
+        assert_eq!(outcome(fork), [1, 0, 0, 0], "the fork bomb ran into the process limit: {fork:#}");
+
+        let reads = module(&e, "reads");
+        assert_eq!(outcome(reads), [1, 0, 0, 0], "the node's data and config are not visible: {reads:#}");
+
+        let after = rss_kib(&node);
+        assert!(after < before + 40 * 1024, "node memory grew from {before} KiB to {after} KiB");
+        let health = node.get("/health");
+        assert_eq!(health.status, 200);
+        // No process of the runs outlives them.
+        let leftovers = std::process::Command::new("pgrep").args(["-u", "62000,62001"]).output().unwrap();
+        let mut pids = String::new();
+        leftovers.stdout.as_slice().read_to_string(&mut pids).unwrap();
+        assert_eq!(pids.trim(), "", "processes of the sandbox users are still running");
+    });
+}
+
+/// Starts the binary with `config` and a PATH that holds no bwrap; answers
+/// whether it exited, and its stderr.
+fn start_without_bwrap(dir: &Path, config: &NodeConfig) -> (bool, String) {
+    let path = dir.join("node.toml");
+    std::fs::write(&path, config.to_toml()).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_evalmesh"))
+        .args(["node", "--config"])
+        .arg(&path)
+        .env("PATH", "/nonexistent")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = poll_until(Duration::from_secs(10), || child.try_wait().unwrap()).is_some();
+    if !exited {
+        child.kill().unwrap();
+    }
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child.wait().unwrap();
+    (exited, stderr)
+}
+
+#[test]
+fn without_bwrap_a_node_refuses_to_start_unless_told_to_run_tests_unsandboxed() {
+    with_timeout(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        // An absolute interpreter, so that only bwrap is missing from PATH.
+        let python =
+            std::process::Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().unwrap();
+        let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
+        let config = NodeConfig::new(&dir.path().join("data")).set("executor", "python", &toml_string(&python));
+        let (exited, stderr) = start_without_bwrap(dir.path(), &config);
+        assert!(exited, "the node started without a sandbox: {stderr}");
+        assert!(stderr.contains("cannot isolate tests"), "{stderr}");
+        assert!(stderr.contains("executor.sandbox = \"none\""), "the error names the way out: {stderr}");
+
+        let unsandboxed = config.set("executor", "sandbox", "\"none\"");
+        let (exited, stderr) = start_without_bwrap(dir.path(), &unsandboxed);
+        assert!(!exited, "with sandbox = none the node serves: {stderr}");
+        assert!(stderr.contains("student code runs without isolation"), "{stderr}");
+    });
+}
