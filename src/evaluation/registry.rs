@@ -47,7 +47,8 @@ pub struct StartEvaluation {
 #[rtype(result = "bool")]
 pub struct Deliver(pub EvaluationResult);
 
-/// Whether this node runs the supervisor of an evaluation now.
+/// Whether this node runs the supervisor of an evaluation now, or is
+/// deciding to adopt it under its lock.
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct IsSupervising(pub Uuid);
@@ -88,6 +89,9 @@ pub struct Registry {
     supervisors: HashMap<Uuid, Addr<EvaluationSupervisor>>,
     /// Evaluations whose lock is asked for or whose adoption is being decided.
     adopting: HashSet<Uuid>,
+    /// Evaluations whose lock this node was granted and whose adoption it is
+    /// deciding: to peers, as good as supervised here.
+    deciding: HashSet<Uuid>,
     /// Adopted evaluations: their lock is held until their supervisor stops.
     held: HashSet<Uuid>,
     /// When this registry started: an evaluation this node took before then
@@ -97,7 +101,14 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(shared: Shared) -> Self {
-        Self { shared, supervisors: HashMap::new(), adopting: HashSet::new(), held: HashSet::new(), boot: Utc::now() }
+        Self {
+            shared,
+            supervisors: HashMap::new(),
+            adopting: HashSet::new(),
+            deciding: HashSet::new(),
+            held: HashSet::new(),
+            boot: Utc::now(),
+        }
     }
 
     /// Takes the lock, decides, and adopts or stands down.
@@ -108,8 +119,8 @@ impl Registry {
             (self.shared.store.clone(), self.shared.peers.clone(), self.shared.balancer.clone());
         let (me, blobs_dir): (String, PathBuf) =
             (self.shared.settings.node.clone(), self.shared.settings.blobs_dir.clone());
+        let granted = async move { lock.await.map_err(Refused::Mailbox)?.map_err(Refused::Lock) };
         let decide = async move {
-            lock.await.map_err(Refused::Mailbox)?.map_err(Refused::Lock)?;
             let live: Vec<String> = balancer
                 .send(GetBalance)
                 .await
@@ -121,8 +132,22 @@ impl Registry {
             let cx = adoption::Context { me: &me, store: &store, peers: &peers, blobs_dir: &blobs_dir, live: &live };
             adoption::decide(id, &cx).await.map_err(Refused::Adoption)
         };
-        ctx.spawn(decide.into_actor(self).map(move |decision, act, ctx| {
+        let decided = granted.into_actor(self).then(move |granted, act, _| {
+            let decision: ResponseActFuture<Self, _> = match granted {
+                // From here until it adopts or stands down, this node answers
+                // that it supervises the evaluation: a candidate granted the
+                // lock after this one's lease ran out must not adopt too.
+                Ok(()) => {
+                    act.deciding.insert(id);
+                    Box::pin(decide.into_actor(act))
+                }
+                Err(e) => Box::pin(fut::ready(Err(e))),
+            };
+            decision
+        });
+        ctx.spawn(decided.map(move |decision, act, ctx| {
             act.adopting.remove(&id);
+            act.deciding.remove(&id);
             match decision {
                 Ok(Decision::Adopt(record)) if act.supervisors.contains_key(&id) => {
                     log::warn!("evaluation {id}: adopted in term {} but already supervised here", record.epoch);
@@ -277,7 +302,7 @@ impl Handler<IsSupervising> for Registry {
     type Result = bool;
 
     fn handle(&mut self, IsSupervising(id): IsSupervising, _: &mut Context<Self>) -> bool {
-        self.supervisors.contains_key(&id)
+        self.supervisors.contains_key(&id) || self.deciding.contains(&id)
     }
 }
 

@@ -21,7 +21,7 @@ pub fn cluster_config(data_dir: &Path, seeds: &[&Node]) -> NodeConfig {
         .set("cluster", "suspicion_timeout_ms", "600")
         .set("cluster", "dispatch_tick_ms", "100")
         .set("cluster", "join_retry_ms", "200")
-        .set("cluster", "lock_lease_ms", "900")
+        .set("cluster", "lock_lease_ms", "2000")
 }
 
 /// Starts `n` nodes, the first the seed of the others, and waits until each
