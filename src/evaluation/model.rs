@@ -112,7 +112,9 @@ pub struct TestCase {
     pub message: Option<String>,
 }
 
-/// Test counts, summed at any level: module, project, evaluation.
+/// Test counts, summed at any level: module, project, evaluation. Sums
+/// saturate at `u32::MAX`: counts come from peers too, and a peer's absurd
+/// count must not crash the report of a whole evaluation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
     pub passed: u32,
@@ -123,24 +125,25 @@ pub struct Tally {
 
 impl Tally {
     pub fn add(&mut self, other: &Tally) {
-        self.passed += other.passed;
-        self.failed += other.failed;
-        self.skipped += other.skipped;
-        self.errors += other.errors;
+        self.passed = self.passed.saturating_add(other.passed);
+        self.failed = self.failed.saturating_add(other.failed);
+        self.skipped = self.skipped.saturating_add(other.skipped);
+        self.errors = self.errors.saturating_add(other.errors);
     }
 
     pub fn count(&mut self, outcome: Outcome) {
+        let one = |n: &mut u32| *n = n.saturating_add(1);
         match outcome {
-            Outcome::Passed => self.passed += 1,
-            Outcome::Failed => self.failed += 1,
-            Outcome::Skipped => self.skipped += 1,
-            Outcome::Error => self.errors += 1,
+            Outcome::Passed => one(&mut self.passed),
+            Outcome::Failed => one(&mut self.failed),
+            Outcome::Skipped => one(&mut self.skipped),
+            Outcome::Error => one(&mut self.errors),
         }
     }
 
     /// Tests that count towards the grade: skips count for nothing.
     pub fn graded(&self) -> u32 {
-        self.passed + self.failed + self.errors
+        self.passed.saturating_add(self.failed).saturating_add(self.errors)
     }
 
     /// `passed / (passed + failed + errors) × 100`, 0 when nothing was graded.
@@ -155,7 +158,7 @@ impl Tally {
     pub fn percent_failed(&self) -> f64 {
         match self.graded() {
             0 => 0.0,
-            n => round2(f64::from(self.failed + self.errors) * 100.0 / f64::from(n)),
+            n => round2(f64::from(self.failed.saturating_add(self.errors)) * 100.0 / f64::from(n)),
         }
     }
 
@@ -259,6 +262,20 @@ mod tests {
         assert_eq!(t.percent_passed(), 0.0);
         assert_eq!(t.percent_failed(), 0.0);
         assert_eq!(t.grade(20.0), 0.0);
+    }
+
+    /// Found by `tests/fuzz`: a peer's result with counts near
+    /// `u32::MAX` overflowed the sums of the report.
+    #[test]
+    fn counts_from_peers_saturate_instead_of_overflowing() {
+        let mut t = Tally { passed: u32::MAX, failed: 1, skipped: u32::MAX, errors: 0 };
+        assert_eq!(t.graded(), u32::MAX);
+        t.add(&Tally { passed: 1, failed: u32::MAX, skipped: 1, errors: u32::MAX });
+        assert_eq!(t, Tally { passed: u32::MAX, failed: u32::MAX, skipped: u32::MAX, errors: u32::MAX });
+        t.count(Outcome::Error);
+        assert_eq!(t.errors, u32::MAX);
+        assert_eq!(t.percent_passed(), 100.0);
+        assert_eq!(t.percent_failed(), 100.0);
     }
 
     #[test]

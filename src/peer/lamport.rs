@@ -4,6 +4,12 @@
 //! `x-evalmesh-lamport`; a node that receives it moves past it. Events logged
 //! with these times are in an order that agrees with causality: if one event
 //! could have influenced another, it has the smaller time.
+//!
+//! Times stop at [`LamportClock::MAX`], the largest integer SQLite stores:
+//! a peer that sends a larger one is refused (`peer::lamport_of` does not
+//! read it), so that no message can wrap the clock back to zero or stamp
+//! events the store cannot hold. Counting one a message, a cluster never
+//! gets there honestly.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,6 +20,10 @@ pub const LAMPORT_HEADER: &str = "x-evalmesh-lamport";
 pub struct LamportClock(AtomicU64);
 
 impl LamportClock {
+    /// The latest time a clock reaches and a message may carry: `i64::MAX`,
+    /// what the store can hold.
+    pub const MAX: u64 = i64::MAX as u64;
+
     /// The time of the last event, without making a new one.
     pub fn now(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
@@ -21,15 +31,20 @@ impl LamportClock {
 
     /// A local event, or a send: the clock advances by one.
     pub fn tick(&self) -> u64 {
-        self.0.fetch_add(1, Ordering::SeqCst) + 1
+        self.advance(|current| current)
     }
 
     /// A message stamped `remote` arrives: the clock moves past both its own
     /// time and the sender's.
     pub fn receive(&self, remote: u64) -> u64 {
+        self.advance(|current| current.max(remote))
+    }
+
+    /// Moves the clock one past `from(current)`, stopping at `MAX`.
+    fn advance(&self, from: impl Fn(u64) -> u64) -> u64 {
         let mut current = self.0.load(Ordering::SeqCst);
         loop {
-            let next = current.max(remote).saturating_add(1);
+            let next = from(current).saturating_add(1).min(Self::MAX);
             match self.0.compare_exchange_weak(current, next, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => return next,
                 Err(seen) => current = seen,
@@ -68,6 +83,15 @@ mod tests {
         assert!(received > sent);
         let reply = b.tick();
         assert!(a.receive(reply) > reply);
+    }
+
+    #[test]
+    fn a_time_past_the_store_stops_the_clock_at_its_limit_instead_of_wrapping() {
+        let c = LamportClock::default();
+        assert_eq!(c.receive(u64::MAX), LamportClock::MAX);
+        assert_eq!(c.tick(), LamportClock::MAX, "a tick at the limit stays there");
+        assert_eq!(c.receive(LamportClock::MAX - 1), LamportClock::MAX);
+        assert_eq!(c.now(), LamportClock::MAX);
     }
 
     #[test]

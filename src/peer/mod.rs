@@ -9,9 +9,10 @@ pub mod model;
 pub use client::PeerClient;
 pub use lamport::{LamportClock, LAMPORT_HEADER};
 
-/// The Lamport time a message carries, if it carries a valid one.
+/// The Lamport time a message carries, if it carries a valid one: a
+/// number up to [`LamportClock::MAX`].
 pub fn lamport_of(headers: &actix_web::http::header::HeaderMap) -> Option<u64> {
-    headers.get(LAMPORT_HEADER)?.to_str().ok()?.parse().ok()
+    headers.get(LAMPORT_HEADER)?.to_str().ok()?.parse().ok().filter(|t| *t <= LamportClock::MAX)
 }
 
 /// The header in which a peer names itself.
@@ -34,5 +35,27 @@ impl PeerError {
     /// The peer answered and said no: retrying the same call will not help.
     pub fn is_refusal(&self) -> bool {
         matches!(self, Self::Status { status, .. } if (400..500).contains(status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+
+    use super::*;
+
+    fn carrying(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(HeaderName::from_static(LAMPORT_HEADER), HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_lamport_time_past_what_the_store_holds_is_not_read() {
+        assert_eq!(lamport_of(&carrying("9223372036854775807")), Some(LamportClock::MAX));
+        for bad in ["9223372036854775808", "18446744073709551615", "-1", "0x10", ""] {
+            assert_eq!(lamport_of(&carrying(bad)), None, "{bad:?}");
+        }
+        assert_eq!(lamport_of(&HeaderMap::new()), None);
     }
 }

@@ -57,11 +57,35 @@ impl ReplicaOp {
     }
 }
 
-/// Checks what a replica will later use as a file name: each blob is a
-/// SHA-256 digest and each project root a relative path that stays inside
-/// the workspace.
-pub fn check(ops: &[ReplicaOp]) -> Result<(), String> {
-    for project in ops.iter().flat_map(ReplicaOp::projects) {
+/// The largest integer SQLite stores. Epochs stay below it, so that an
+/// adoption's next term still fits.
+const MAX_STORED: u64 = i64::MAX as u64;
+
+/// Checks a journal before a replica applies any of it: a record is of the
+/// journal's evaluation (the replica checked that evaluation's term, not
+/// another's), every number fits in the store, each blob is a SHA-256
+/// digest and each project root a relative path that stays inside the
+/// workspace.
+pub fn check(replicate: &Replicate) -> Result<(), String> {
+    let end = replicate.from.checked_add(replicate.ops.len() as u64);
+    if end.is_none_or(|end| end > MAX_STORED) {
+        return Err(format!("journal position {} is past what a replica stores", replicate.from));
+    }
+    for op in &replicate.ops {
+        match op {
+            ReplicaOp::Record { record } if record.id != replicate.evaluation => {
+                return Err(format!("a record of evaluation {} in the journal of {}", record.id, replicate.evaluation));
+            }
+            ReplicaOp::Record { record } if record.epoch >= MAX_STORED => {
+                return Err(format!("epoch {} is past what a replica stores", record.epoch));
+            }
+            ReplicaOp::Event { event } if event.lamport > MAX_STORED => {
+                return Err(format!("event time {} is past what a replica stores", event.lamport));
+            }
+            _ => {}
+        }
+    }
+    for project in replicate.ops.iter().flat_map(ReplicaOp::projects) {
         if let Some(blob) = project.blob.as_deref().filter(|b| !blobs::is_sha256(b)) {
             return Err(format!("project {:?}: blob {blob:?} is not a SHA-256 digest", project.name));
         }
@@ -135,14 +159,67 @@ mod tests {
         ReplicaOp::Projects { projects: vec![row] }
     }
 
+    const ID: Uuid = Uuid::from_u128(7);
+
+    fn journal(ops: Vec<ReplicaOp>) -> Replicate {
+        Replicate { evaluation: ID, journal: Uuid::from_u128(1), epoch: 0, supervisor: "n1".into(), from: 0, ops }
+    }
+
+    fn record(id: Uuid, epoch: u64) -> ReplicaOp {
+        let record = EvaluationRecord {
+            id,
+            status: EvaluationStatus::Queued,
+            source: crate::store::Source::Zip { name: "p".into() },
+            supervisor: "n1".into(),
+            epoch,
+            input_sha256: None,
+            input_ready: true,
+            submitted_at: chrono::DateTime::UNIX_EPOCH,
+            started_at: None,
+            finished_at: None,
+            error: None,
+        };
+        ReplicaOp::Record { record }
+    }
+
     #[test]
     fn project_roots_must_stay_inside_the_workspace_and_blobs_be_digests() {
         let sha = "a".repeat(64);
-        assert_eq!(check(&[project("p", Some(&sha)), project("", None), project("a/b", None)]), Ok(()));
+        assert_eq!(check(&journal(vec![project("p", Some(&sha)), project("", None), project("a/b", None)])), Ok(()));
         for bad in ["../x", "/etc", "a/../../b", "./a"] {
-            assert!(check(&[project(bad, None)]).is_err(), "{bad}");
+            assert!(check(&journal(vec![project(bad, None)])).is_err(), "{bad}");
         }
-        assert!(check(&[project("p", Some("../../etc/passwd"))]).is_err());
+        assert!(check(&journal(vec![project("p", Some("../../etc/passwd"))])).is_err());
+    }
+
+    /// Found by `tests/fuzz`: these reached SQLite, which cannot hold
+    /// them, and the replica answered 500.
+    #[test]
+    fn numbers_past_what_the_store_holds_are_refused() {
+        assert_eq!(check(&journal(vec![record(ID, MAX_STORED - 1)])), Ok(()));
+        assert!(check(&journal(vec![record(ID, MAX_STORED)])).is_err(), "no room left for an adoption's term");
+        assert!(check(&journal(vec![record(ID, u64::MAX)])).is_err());
+        let event = |lamport| ReplicaOp::Event {
+            event: Event {
+                lamport,
+                node: "n1".into(),
+                kind: crate::evaluation::model::EventKind::Done,
+                detail: "".into(),
+            },
+        };
+        assert_eq!(check(&journal(vec![event(MAX_STORED)])), Ok(()));
+        assert!(check(&journal(vec![event(MAX_STORED + 1)])).is_err());
+        let far = Replicate { from: MAX_STORED, ..journal(vec![event(1)]) };
+        assert!(check(&far).is_err(), "the position after the journal would not fit");
+        assert!(check(&Replicate { from: u64::MAX, ..journal(vec![event(1)]) }).is_err());
+    }
+
+    /// Found by `tests/fuzz`: the record was written although the replica
+    /// had checked the term of the journal's evaluation, not of this one.
+    #[test]
+    fn a_record_of_another_evaluation_is_refused() {
+        assert_eq!(check(&journal(vec![record(ID, 1)])), Ok(()));
+        assert!(check(&journal(vec![record(Uuid::from_u128(8), 1)])).is_err());
     }
 
     #[test]

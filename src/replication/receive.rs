@@ -14,7 +14,8 @@ use crate::store::{ApplyReplica, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiveError {
-    /// The operations name something a replica must not use.
+    /// The operations name something a replica must not use, or contradict
+    /// each other or what the replica holds.
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -32,10 +33,13 @@ pub async fn receive(
     others: &[String],
     replicate: Replicate,
 ) -> Result<ReplicateAnswer, ReceiveError> {
-    model::check(&replicate.ops).map_err(ReceiveError::Invalid)?;
+    model::check(&replicate).map_err(ReceiveError::Invalid)?;
     let expected = [sender.to_owned()];
     for sha in replicate.ops.iter().flat_map(|op| op.blobs()) {
         content::ensure(peers, &expected, others, sha, blobs_dir).await.map_err(ReceiveError::Blob)?;
     }
-    Ok(store.send(ApplyReplica(replicate)).await.map_err(StoreError::from)??)
+    match store.send(ApplyReplica(replicate)).await.map_err(StoreError::from)? {
+        Err(StoreError::Inconsistent(reason)) => Err(ReceiveError::Invalid(reason)),
+        applied => Ok(applied?),
+    }
 }

@@ -26,4 +26,9 @@ pub enum StoreError {
     Unreachable(#[from] actix::MailboxError),
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
+    /// A replicated journal breaks a constraint of the schema (a module of a
+    /// project it never sent, an evaluation it never recorded): the sender's
+    /// fault, and nothing of it is applied.
+    #[error("journal does not apply: {0}")]
+    Inconsistent(String),
 }

@@ -101,6 +101,19 @@ fn apply_op(conn: &Connection, id: Uuid, op: &ReplicaOp) -> Reply<()> {
     }
 }
 
+/// A constraint an operation breaks is the journal's fault, not the store's;
+/// the transaction is dropped, so nothing of the journal stays.
+fn inconsistent(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, detail))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Inconsistent(detail.unwrap_or_else(|| f.to_string()).to_lowercase())
+        }
+        other => other,
+    }
+}
+
 impl Store {
     fn apply_replica(&mut self, m: &Replicate) -> Reply<ReplicateAnswer> {
         let tx = self.conn.transaction()?;
@@ -124,7 +137,7 @@ impl Store {
         }
         let skip = usize::try_from(have - m.from).unwrap_or(usize::MAX);
         for op in m.ops.iter().skip(skip) {
-            apply_op(&tx, m.evaluation, op)?;
+            apply_op(&tx, m.evaluation, op).map_err(inconsistent)?;
         }
         let have = have.max(m.from + m.ops.len() as u64);
         // The row needs the evaluation: an empty journal that starts nowhere
@@ -222,5 +235,37 @@ impl Handler<SetSupervisor> for Store {
 
     fn handle(&mut self, m: SetSupervisor, _: &mut Context<Self>) -> Self::Result {
         self.set_supervisor(&m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::GetEvaluation;
+
+    fn journal(ops: Vec<ReplicaOp>) -> Replicate {
+        Replicate {
+            evaluation: Uuid::from_u128(7),
+            journal: Uuid::from_u128(1),
+            epoch: 0,
+            supervisor: "n1".into(),
+            from: 0,
+            ops,
+        }
+    }
+
+    /// Found by `tests/fuzz`: the foreign key failure came back as a
+    /// database error, and the replica answered 500.
+    #[actix::test]
+    async fn a_journal_about_a_project_it_never_sent_is_refused_whole() {
+        let store = Store::in_memory().unwrap().start();
+        let collected = ReplicaOp::Collected { project: "p".into(), modules: vec![("t.py".into(), 1)], error: None };
+        let answer = store.send(ApplyReplica(journal(vec![collected]))).await.unwrap();
+        match answer {
+            Err(StoreError::Inconsistent(reason)) => assert_eq!(reason, "foreign key constraint failed"),
+            other => panic!("expected Inconsistent, got {other:?}"),
+        }
+        let view = store.send(GetEvaluation { id: Uuid::from_u128(7), with_tests: false }).await.unwrap().unwrap();
+        assert!(view.is_none());
     }
 }

@@ -272,10 +272,10 @@ impl Store {
                     finished_at: row.get::<_, Option<String>>(3)?.as_deref().map(parse_time).transpose()?,
                     projects: row.get(4)?,
                     tally: Tally {
-                        passed: row.get(5)?,
-                        failed: row.get(6)?,
-                        skipped: row.get(7)?,
-                        errors: row.get(8)?,
+                        passed: count(row.get(5)?),
+                        failed: count(row.get(6)?),
+                        skipped: count(row.get(7)?),
+                        errors: count(row.get(8)?),
                     },
                 })
             })())
@@ -396,6 +396,12 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
+}
+
+/// A sum of module counts, saturated as `Tally` saturates: the counts of
+/// several modules can add up past `u32::MAX`.
+fn count(sum: i64) -> u32 {
+    u32::try_from(sum.max(0)).unwrap_or(u32::MAX)
 }
 
 fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
@@ -582,6 +588,20 @@ mod tests {
         assert!(store.send(ListUnfinished).await.unwrap().unwrap().is_empty());
         let counts = store.send(CountByStatus).await.unwrap().unwrap();
         assert_eq!(counts.get("done"), Some(&1));
+    }
+
+    /// Found by `tests/fuzz`: two replicated results of `u32::MAX` passed
+    /// tests made the summed column overflow `u32`, and `GET /evaluation`
+    /// answered 500 for every evaluation.
+    #[actix::test]
+    async fn summaries_saturate_counts_past_u32() {
+        let (store, id) = seeded().await;
+        for module in ["tests/test_a.py", "tests/test_b.py"] {
+            let save = SaveResult { id, project: "p".into(), module: module.into(), result: result(u32::MAX) };
+            store.send(save).await.unwrap().unwrap();
+        }
+        let list = store.send(ListEvaluations).await.unwrap().unwrap();
+        assert_eq!(list[0].tally.passed, u32::MAX);
     }
 
     #[actix::test]

@@ -345,7 +345,20 @@ impl Response {
 /// the server stops reading (an early 413) is not an error: the answer is
 /// read all the same.
 pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Body<'_>) -> Response {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    try_http(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// As [`http`], but a connection that fails or closes without a whole
+/// answer is an error rather than a panic, for tests that probe a node with
+/// hostile requests and report what it did.
+pub fn try_http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Body<'_>,
+) -> Result<Response, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connecting to {addr}: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(60))).expect("setting a read timeout");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
@@ -369,7 +382,7 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
         }
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap_or_else(|e| panic!("sending {method} {path}: {e}"));
+    stream.write_all(head.as_bytes()).map_err(|e| format!("sending {method} {path}: {e}"))?;
     // The server may answer and close before reading the whole body.
     let _ = stream.write_all(&payload);
     // Read until the answer is complete by its own framing, as curl does:
@@ -377,8 +390,10 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
     // while (actix's client_disconnect_timeout) before closing it.
     let mut raw = Vec::new();
     let mut buf = [0u8; 64 * 1024];
+    // The answer to a HEAD announces a body it does not send.
+    let head_only = method == "HEAD";
     loop {
-        if is_complete(&raw) {
+        if is_complete(&raw, head_only) {
             break;
         }
         match stream.read(&mut buf) {
@@ -386,19 +401,22 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
             Ok(n) => raw.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !raw.is_empty() => break,
-            Err(e) => panic!("reading the answer to {method} {path}: {e}"),
+            Err(e) => return Err(format!("reading the answer to {method} {path}: {e}")),
         }
     }
-    parse_response(&raw)
-        .unwrap_or_else(|| panic!("malformed answer to {method} {path}: {:?}", String::from_utf8_lossy(&raw)))
+    parse_response(&raw, head_only)
+        .ok_or_else(|| format!("malformed answer to {method} {path}: {:?}", String::from_utf8_lossy(&raw)))
 }
 
 /// Whether `raw` holds a whole answer: its head, then the body its
 /// Content-Length or chunking announces. Without either, only EOF ends it.
-fn is_complete(raw: &[u8]) -> bool {
+fn is_complete(raw: &[u8], head_only: bool) -> bool {
     let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         return false;
     };
+    if head_only {
+        return true;
+    }
     let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
     let body = &raw[end + 4..];
     if head.contains("\r\ntransfer-encoding: chunked") {
@@ -410,7 +428,7 @@ fn is_complete(raw: &[u8]) -> bool {
         .is_some_and(|len| body.len() >= len)
 }
 
-fn parse_response(raw: &[u8]) -> Option<Response> {
+fn parse_response(raw: &[u8], head_only: bool) -> Option<Response> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
     let mut lines = head.split("\r\n");
@@ -421,7 +439,9 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
         .collect();
     let rest = &raw[end + 4..];
     let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
+    let body = if head_only {
+        Vec::new()
+    } else if chunked {
         dechunk(rest)?
     } else {
         match headers.iter().find(|(n, _)| n == "content-length") {
