@@ -803,7 +803,7 @@ fn stats_and_health_report_the_work_done() {
             let stats = node.get("/stats?scope=local");
             assert_eq!(stats.status, 200, "{stats:?}");
             let s = stats.json();
-            (s["evaluations_supervised"] == json!(0)).then_some(s)
+            (s["evaluations_running"] == json!(0)).then_some(s)
         });
         assert_eq!(s["node"], json!(node.addr), "{s}");
         assert_eq!(s["slots"], json!(3), "{s}");

@@ -266,6 +266,8 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         joined: membership.clone().recipient(),
         members: membership.clone().recipient(),
         reconcile: Duration::from_millis(c.suspicion_timeout_ms),
+        max_running: config.admission.max_running_evaluations,
+        max_queued: config.admission.max_queued_evaluations,
     }));
 
     let state = web::Data::new(AppState {
