@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    die_with_parent, files_under, free_port, git_repo, multipart, under, wait_until, with_timeout, zip_of, Body, Node,
-    NodeConfig, Part, ZipBuilder,
+    die_with_parent, files_under, free_port, git_repo, multipart, noise, under, wait_until, with_timeout, zip_of, Body,
+    Node, NodeConfig, Part, ZipBuilder,
 };
 use serde_json::{json, Value};
 
@@ -559,19 +559,6 @@ fn failing_install_fails_only_its_project() {
         assert_eq!(info["projects"], json!(2), "{info}");
         assert_eq!(info["modules_total"], json!(1), "{info}");
     });
-}
-
-/// A deterministic stream of bytes that is no zip.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 #[test]
