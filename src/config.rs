@@ -32,6 +32,7 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     pub executor: ExecutorConfig,
     pub intake: IntakeConfig,
+    pub admission: AdmissionConfig,
     pub grading: GradingConfig,
 }
 
@@ -186,11 +187,15 @@ impl Default for ExecutorConfig {
     }
 }
 
+/// Bounds on one submission: what a client may send and what its input may
+/// grow to on disk.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IntakeConfig {
-    /// Largest accepted upload (zip) or JSON body; past it the answer is 413.
+    /// Largest accepted upload (zip); past it the answer is 413.
     pub max_upload_bytes: u64,
+    /// Largest JSON submission body (git urls and a token); past it the answer is 413.
+    pub max_json_bytes: u64,
     /// Most entries one archive may hold.
     pub max_entries: usize,
     /// Most bytes one archive may unpack to.
@@ -201,18 +206,41 @@ pub struct IntakeConfig {
     pub max_repositories: usize,
     /// One shallow clone may take this long.
     pub clone_timeout_s: u64,
+    /// One clone (its `.git` and checkout) may grow to this many bytes on disk.
+    pub max_clone_bytes: u64,
 }
 
 impl Default for IntakeConfig {
     fn default() -> Self {
         Self {
             max_upload_bytes: 100 * 1024 * 1024,
+            max_json_bytes: 1024 * 1024,
             max_entries: 20_000,
             max_unpacked_bytes: 512 * 1024 * 1024,
             git_schemes: vec!["https".into()],
             max_repositories: 500,
             clone_timeout_s: 120,
+            max_clone_bytes: 200 * 1024 * 1024,
         }
+    }
+}
+
+/// Bounds on the work one node takes at once: evaluations whose supervisor
+/// runs, and accepted evaluations that wait for a place.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionConfig {
+    /// Evaluations this node supervises at once.
+    pub max_running_evaluations: usize,
+    /// Accepted evaluations waiting for a running place; past it a submission gets 503.
+    pub max_queued_evaluations: usize,
+    /// The `Retry-After` of that 503, in seconds.
+    pub retry_after_s: u64,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self { max_running_evaluations: 4, max_queued_evaluations: 64, retry_after_s: 30 }
     }
 }
 
@@ -342,11 +370,22 @@ impl Config {
         if i.max_upload_bytes == 0 || i.max_entries == 0 || i.max_unpacked_bytes == 0 {
             return invalid("intake", "max_upload_bytes, max_entries and max_unpacked_bytes must be at least 1");
         }
+        // The smallest useful body: `{"projects": ["<url>"]}` with a short url.
+        if i.max_json_bytes < 256 {
+            return invalid("intake.max_json_bytes", "must be at least 256");
+        }
         if let Some(bad) = i.git_schemes.iter().find(|s| !GIT_SCHEMES.contains(&s.as_str())) {
             return invalid("intake.git_schemes", &format!("unknown scheme {bad:?}, expected some of {GIT_SCHEMES:?}"));
         }
-        if i.max_repositories == 0 || i.clone_timeout_s == 0 {
-            return invalid("intake", "max_repositories and clone_timeout_s must be at least 1");
+        if i.max_repositories == 0 || i.clone_timeout_s == 0 || i.max_clone_bytes == 0 {
+            return invalid("intake", "max_repositories, clone_timeout_s and max_clone_bytes must be at least 1");
+        }
+        let a = &self.admission;
+        if a.max_running_evaluations == 0 {
+            return invalid("admission.max_running_evaluations", "must be at least 1");
+        }
+        if a.retry_after_s == 0 {
+            return invalid("admission.retry_after_s", "must be at least 1");
         }
         if !(self.grading.grade_scale.is_finite() && self.grading.grade_scale > 0.0) {
             return invalid("grading.grade_scale", "must be a positive number");
@@ -378,6 +417,9 @@ mod tests {
         assert_eq!((c.discovery.group, c.discovery.port), (Ipv4Addr::new(239, 255, 77, 77), 7477));
         assert_eq!(c.discovery.interface, Ipv4Addr::UNSPECIFIED);
         assert_eq!(c.discovery.interval_ms, 1000);
+        assert_eq!((c.intake.max_json_bytes, c.intake.max_clone_bytes), (1 << 20, 200 << 20));
+        let a = &c.admission;
+        assert_eq!((a.max_running_evaluations, a.max_queued_evaluations, a.retry_after_s), (4, 64, 30));
     }
 
     #[test]
@@ -419,6 +461,24 @@ mod tests {
     fn zero_lock_lease_is_refused() {
         let err = Config::parse("[cluster]\nlock_lease_ms = 0\n").unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { key: "cluster.lock_lease_ms", .. }));
+    }
+
+    #[test]
+    fn admission_needs_a_running_place_and_a_retry_time_but_may_queue_nothing() {
+        let err = Config::parse("[admission]\nmax_running_evaluations = 0\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "admission.max_running_evaluations", .. }), "{err}");
+        let err = Config::parse("[admission]\nretry_after_s = 0\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "admission.retry_after_s", .. }), "{err}");
+        let c = Config::parse("[admission]\nmax_queued_evaluations = 0\n").unwrap();
+        assert_eq!(c.admission.max_queued_evaluations, 0);
+    }
+
+    #[test]
+    fn intake_size_bounds_are_refused_when_unusable() {
+        let err = Config::parse("[intake]\nmax_clone_bytes = 0\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "intake", .. }), "{err}");
+        let err = Config::parse("[intake]\nmax_json_bytes = 10\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "intake.max_json_bytes", .. }), "{err}");
     }
 
     #[test]

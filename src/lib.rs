@@ -27,7 +27,7 @@
 //!  ├── coordination::Coordination  the bully election of the coordinator
 //!  ├── discovery::Announcer multicast announcements; only with `[discovery] multicast`
 //!  ├── locks::Locks         named locks: asks the coordinator for them; the lock table when coordinator
-//!  ├── evaluation::Registry parent of the supervisors; adopts evaluations whose supervisor is gone
+//!  ├── evaluation::Registry parent of the supervisors; admits evaluations; adopts those whose supervisor is gone
 //!  │    └── evaluation::EvaluationSupervisor   one per evaluation this node supervises
 //!  │         └── replication::Replicator       keeps R other nodes holding the evaluation
 //!  └── api (actix-web)      parse → send to an actor → map the answer
@@ -40,7 +40,7 @@
 //! | [`config`] | the typed config file, its defaults and its validation |
 //! | [`node`] | `run(config, listener)`: the node root |
 //! | [`api`] | public, cluster-wide and peer routes, the one `ApiError` |
-//! | [`evaluation`] | registry, supervisor and worker actors; the pure plan and report; intake (zip, git, discovery); workspace and blobs |
+//! | [`evaluation`] | registry, supervisor and worker actors; the pure admission, plan and report; intake (zip, git, discovery); workspace and blobs |
 //! | [`executor`] | the executor actor; environment cache, pytest command lines, the bwrap sandbox, JUnit reader, capped processes |
 //! | [`membership`] | the membership actor, the pure SWIM core and its wire types |
 //! | [`balance`] | the load balancer actor and its policies |
@@ -53,7 +53,8 @@
 //!
 //! How the parts fit is in `docs/architecture.md`; the guarantees — what is
 //! stored when, what a crash loses, what a duplicated result does — are in
-//! `docs/runtime-semantics.md`.
+//! `docs/runtime-semantics.md`; what stops hostile code and hostile clients —
+//! the sandbox of test runs, the limits of a node — is in `docs/security.md`.
 
 pub mod api;
 pub mod balance;

@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    die_with_parent, files_under, free_port, git_repo, multipart, under, wait_until, with_timeout, zip_of, Body, Node,
-    NodeConfig, Part, ZipBuilder,
+    die_with_parent, files_under, free_port, git_repo, multipart, noise, under, wait_until, with_timeout, zip_of, Body,
+    Node, NodeConfig, Part, ZipBuilder,
 };
 use serde_json::{json, Value};
 
@@ -561,19 +561,6 @@ fn failing_install_fails_only_its_project() {
     });
 }
 
-/// A deterministic stream of bytes that is no zip.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 #[test]
 fn refuses_bad_input_and_keeps_nothing_of_it() {
     const MARKER: &str = "evalmesh_zipslip_marker";
@@ -803,7 +790,7 @@ fn stats_and_health_report_the_work_done() {
             let stats = node.get("/stats?scope=local");
             assert_eq!(stats.status, 200, "{stats:?}");
             let s = stats.json();
-            (s["evaluations_supervised"] == json!(0)).then_some(s)
+            (s["evaluations_running"] == json!(0)).then_some(s)
         });
         assert_eq!(s["node"], json!(node.addr), "{s}");
         assert_eq!(s["slots"], json!(3), "{s}");

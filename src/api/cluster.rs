@@ -140,6 +140,9 @@ pub fn global_stats(nodes: &Map<String, Value>) -> Value {
             "slots",
             "slots_busy",
             "jobs_queued",
+            "evaluations_running",
+            "evaluations_queued",
+            "submissions_receiving",
             "modules_run",
             "modules_timed_out",
             "tests_run",
@@ -180,7 +183,11 @@ mod tests {
             "a".into(),
             json!({"slots": 2, "modules_run": 1, "mean_module_time": 1.0, "passed": 3, "evaluations": {"done": 1}}),
         );
-        nodes.insert("b".into(), json!({"slots": 1, "modules_run": 3, "mean_module_time": 2.0, "passed": 4, "evaluations": {"done": 0, "running": 1}}));
+        nodes.insert(
+            "b".into(),
+            json!({"slots": 1, "modules_run": 3, "mean_module_time": 2.0, "passed": 4,
+                   "evaluations": {"done": 0, "running": 1}, "evaluations_running": 1, "evaluations_queued": 2}),
+        );
         let g = global_stats(&nodes);
         assert_eq!(g["slots"], json!(3));
         assert_eq!(g["passed"], json!(7));
@@ -188,5 +195,6 @@ mod tests {
         assert_eq!(g["mean_module_time"], json!(1.75));
         assert_eq!(g["evaluations"], json!({"done": 1, "running": 1}));
         assert_eq!(g["nodes"], json!(2));
+        assert_eq!((&g["evaluations_running"], &g["evaluations_queued"]), (&json!(1), &json!(2)));
     }
 }

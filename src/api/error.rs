@@ -1,7 +1,7 @@
 //! `ApiError`: the one error type the HTTP layer answers with, always as JSON
 //! `{"error": "..."}` with its status code.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
@@ -25,6 +25,9 @@ pub enum ApiError {
     // Server errors.
     #[error("{0}")]
     Unavailable(String),
+    /// The node takes no more work now; the answer says when to try again.
+    #[error("{reason}: retry after {retry_after_s} s")]
+    Busy { reason: String, retry_after_s: u64 },
     // Internal errors: logged where they happen, answered without server detail.
     #[error("internal error: {0}")]
     Internal(String),
@@ -44,7 +47,7 @@ impl ResponseError for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } | Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -53,6 +56,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(json!({ "error": self.to_string() }))
+        let mut response = HttpResponse::build(self.status_code());
+        if let Self::Busy { retry_after_s, .. } = self {
+            response.insert_header((header::RETRY_AFTER, retry_after_s.to_string()));
+        }
+        response.json(json!({ "error": self.to_string() }))
     }
 }

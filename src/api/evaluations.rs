@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use actix::Addr;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -13,9 +14,10 @@ use uuid::Uuid;
 use super::cluster::{self, Scope};
 use super::upload::{self, Upload};
 use super::{ApiError, AppState};
+use crate::evaluation::admission::Ticket;
 use crate::evaluation::intake::{self, IntakeError, UnpackLimits};
 use crate::evaluation::model::{EvaluationStatus, Event, EventKind};
-use crate::evaluation::registry::StartEvaluation;
+use crate::evaluation::registry::{CancelReservation, Registry, Reserve, StartEvaluation};
 use crate::evaluation::report;
 use crate::peer::PeerClient;
 use crate::store::{
@@ -31,17 +33,54 @@ struct GitSubmission {
     auth_token: Option<String>,
 }
 
+/// What a submission's content type says its body holds.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Multipart,
+    Zip,
+    Git,
+}
+
+/// A place in this node's admission, held while a submission is received
+/// and recorded; given back when dropped unredeemed — the submission was
+/// refused, failed, or its client went away.
+struct Place {
+    ticket: Option<Ticket>,
+    registry: Addr<Registry>,
+}
+
+impl Place {
+    /// Asks the registry for a place; a full node answers 503.
+    async fn reserve(state: &AppState) -> Result<Self, ApiError> {
+        let answer = state.registry.send(Reserve).await.map_err(|e| ApiError::internal("registry unreachable", e))?;
+        match answer {
+            Ok(ticket) => Ok(Self { ticket: Some(ticket), registry: state.registry.clone() }),
+            Err(full) => {
+                log::info!("submission refused: {full}");
+                Err(ApiError::Busy { reason: full.to_string(), retry_after_s: state.config.admission.retry_after_s })
+            }
+        }
+    }
+
+    /// Hands the place over to the accepted evaluation.
+    fn redeem(mut self) -> Ticket {
+        self.ticket.take().expect("a place is redeemed once, by value, and given back only on drop")
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.registry.do_send(CancelReservation(ticket));
+        }
+    }
+}
+
 pub async fn submit(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = state.config.intake.max_upload_bytes;
-    let declared =
-        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
     let mime = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -52,18 +91,33 @@ pub async fn submit(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
+    let kind = match mime.as_str() {
+        "multipart/form-data" => Kind::Multipart,
+        "application/zip" | "application/x-zip-compressed" | "application/octet-stream" => Kind::Zip,
+        "application/json" => Kind::Git,
+        other => return Err(ApiError::UnsupportedMediaType(other.to_owned())),
+    };
+    let intake_cfg = &state.config.intake;
+    let limit = if kind == Kind::Git { intake_cfg.max_json_bytes } else { intake_cfg.max_upload_bytes };
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    // Before a byte of the body is read or written: a full node refuses with
+    // nothing to undo, and two submissions at the bound cannot both pass.
+    let place = Place::reserve(&state).await?;
     let id = Uuid::new_v4();
-    let (record, token) = match mime.as_str() {
-        "multipart/form-data" => {
+    let (record, token) = match kind {
+        Kind::Multipart => {
             let upload = upload::multipart(&req, payload, &state.uploads_dir, limit).await?;
             (accept_zip(id, upload, &state).await?, None)
         }
-        "application/zip" | "application/x-zip-compressed" | "application/octet-stream" => {
+        Kind::Zip => {
             let upload = upload::raw(payload, &state.uploads_dir, limit).await?;
             (accept_zip(id, upload, &state).await?, None)
         }
-        "application/json" => accept_git(id, upload::json_body(payload).await?, &state)?,
-        other => return Err(ApiError::UnsupportedMediaType(other.to_owned())),
+        Kind::Git => accept_git(id, upload::json_body(payload, limit).await?, &state)?,
     };
     let created = state.store.send(CreateEvaluation(record.clone())).await;
     if let Err(e) = created.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
@@ -78,7 +132,7 @@ pub async fn submit(
         detail: describe(&record.source),
     };
     state.store.do_send(RecordEvent { id, event: submitted });
-    state.registry.do_send(StartEvaluation { record, token });
+    state.registry.do_send(StartEvaluation { record, token, ticket: place.redeem() });
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/evaluation/{id}")))
         .json(json!({ "id": id })))

@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::cluster::{self, Scope};
 use super::{ApiError, AppState};
-use crate::evaluation::registry::GetActive;
+use crate::evaluation::registry::GetAdmission;
 use crate::executor::{GetExecutorStats, GetLoad};
 use crate::peer::PeerClient;
 use crate::store::CountByStatus;
@@ -35,7 +35,8 @@ async fn local_stats(state: &AppState) -> Result<Value, ApiError> {
     let load = state.executor.send(GetLoad).await.map_err(|e| ApiError::internal("executor unreachable", e))?;
     let done =
         state.executor.send(GetExecutorStats).await.map_err(|e| ApiError::internal("executor unreachable", e))?;
-    let active = state.registry.send(GetActive).await.map_err(|e| ApiError::internal("registry unreachable", e))?;
+    let admission =
+        state.registry.send(GetAdmission).await.map_err(|e| ApiError::internal("registry unreachable", e))?;
     let mut by_status = state
         .store
         .send(CountByStatus)
@@ -52,7 +53,9 @@ async fn local_stats(state: &AppState) -> Result<Value, ApiError> {
         "slots_busy": load.busy,
         "jobs_queued": load.queued,
         "evaluations": by_status,
-        "evaluations_supervised": active,
+        "evaluations_running": admission.running,
+        "evaluations_queued": admission.queued,
+        "submissions_receiving": admission.receiving,
         "modules_run": done.modules_run,
         "modules_timed_out": done.modules_timed_out,
         "tests_run": done.tests.passed + done.tests.failed + done.tests.skipped + done.tests.errors,

@@ -12,9 +12,6 @@ use tokio::io::AsyncWriteExt;
 
 use super::ApiError;
 
-/// JSON bodies are small: a list of urls and a token.
-const MAX_JSON_BYTES: usize = 1024 * 1024;
-
 /// A zip received to disk; the file is removed when this is dropped.
 pub struct Upload {
     pub path: TempPath,
@@ -59,13 +56,13 @@ pub async fn raw(payload: web::Payload, dir: &Path, limit: u64) -> Result<Upload
     to_file(stream, dir, limit).await
 }
 
-/// Reads a JSON body into memory.
-pub async fn json_body(mut payload: web::Payload) -> Result<web::BytesMut, ApiError> {
+/// Reads a JSON body of at most `limit` bytes into memory.
+pub async fn json_body(mut payload: web::Payload, limit: u64) -> Result<web::BytesMut, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read request body: {e}")))?;
-        if body.len() + chunk.len() > MAX_JSON_BYTES {
-            return Err(ApiError::PayloadTooLarge { limit: MAX_JSON_BYTES as u64 });
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
         }
         body.extend_from_slice(&chunk);
     }

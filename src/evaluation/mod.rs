@@ -1,8 +1,10 @@
 //! The evaluation subsystem: the `Registry` of this node's evaluations, one
 //! `EvaluationSupervisor` per evaluation, and the plain parts they use — the
-//! plan (task bookkeeping), the report (the JSON a client reads), intake (zip,
-//! git, project discovery) and the shared model types.
+//! admission (which evaluations run and wait), the plan (task bookkeeping),
+//! the report (the JSON a client reads), intake (zip, git, project discovery)
+//! and the shared model types.
 
+pub mod admission;
 mod adoption;
 pub mod blobs;
 pub mod intake;

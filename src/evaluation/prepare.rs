@@ -60,7 +60,7 @@ pub async fn prepare(
                     token.as_deref(),
                     &workspace,
                     &settings.git_schemes,
-                    settings.clone_timeout,
+                    &settings.clone_limits,
                 )
                 .await;
             }

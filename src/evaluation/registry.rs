@@ -1,16 +1,20 @@
 //! The `Registry` actor: the parent of every `EvaluationSupervisor` of this
-//! node, a child of the node root. It starts a supervisor for each accepted
-//! evaluation, and adopts evaluations whose supervisor is gone: on every
+//! node, a child of the node root. It admits submissions (`admission`): a
+//! submission reserves a place before its body is read, or is refused; an
+//! accepted evaluation starts its supervisor when one of
+//! `max_running_evaluations` places is free, the oldest submission first.
+//! It also adopts evaluations whose supervisor is gone: on every
 //! `Reconcile` (its timer, and each `NodeLost`) it looks in the store for
 //! unfinished evaluations whose supervisor membership holds dead, left or
 //! unknown — or is this node, restarted — takes the lock `adopt/<id>`,
-//! decides (`adoption::decide`) and starts a supervisor in a new term,
-//! holding the lock until it closes.
+//! decides (`adoption::decide`) and queues it to run in a new term, holding
+//! the lock until it closes.
 //!
-//! Takes `StartEvaluation` from the API, `Deliver` (a worker's result, from
-//! `POST /evaluation_result`), `NodeLost` from membership, which it passes to
-//! every supervisor, and `EvaluationFinished` from its supervisors. If it
-//! dies, running supervisors go on but new evaluations cannot start, remote
+//! Takes `Reserve`, `CancelReservation` and `StartEvaluation` from the API,
+//! `Deliver` (a worker's result, from `POST /evaluation_result`), `NodeLost`
+//! from membership, which it passes to every supervisor, and
+//! `EvaluationFinished` from its supervisors. If it dies, running supervisors
+//! go on but new evaluations cannot start, waiting ones stay `queued`, remote
 //! results cannot reach them and nothing is adopted here; the store keeps
 //! everything for the next start.
 
@@ -22,6 +26,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::admission::{Admission, Figures, Full, Ticket};
 use super::adoption::{self, AdoptionError, Decision};
 use super::supervisor::{EvaluationFinished, EvaluationSupervisor, Links, NodeLost, SupervisorSettings};
 use crate::balance::{GetBalance, LoadBalancer};
@@ -32,13 +37,25 @@ use crate::peer::model::EvaluationResult;
 use crate::peer::PeerClient;
 use crate::store::{EvaluationRecord, ListUnfinished, Store};
 
-/// Starts the supervisor of an evaluation already recorded in the store.
+/// Takes a place for a submission about to be received, or refuses it.
+#[derive(Message)]
+#[rtype(result = "Result<Ticket, Full>")]
+pub struct Reserve;
+
+/// Gives back the place of a submission that was not accepted.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelReservation(pub Ticket);
+
+/// Starts the supervisor of an evaluation already recorded in the store, at
+/// once or when a running place frees; redeems the submission's place.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StartEvaluation {
     pub record: EvaluationRecord,
     /// Credentials for the clones, held in memory only.
     pub token: Option<String>,
+    pub ticket: Ticket,
 }
 
 /// Hands a worker's result to its evaluation's supervisor; false when this
@@ -47,8 +64,9 @@ pub struct StartEvaluation {
 #[rtype(result = "bool")]
 pub struct Deliver(pub EvaluationResult);
 
-/// Whether this node runs the supervisor of an evaluation now, or is
-/// deciding to adopt it under its lock.
+/// Whether this node supervises an evaluation now: runs its supervisor,
+/// holds it waiting for a running place, or is deciding to adopt it under
+/// its lock.
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct IsSupervising(pub Uuid);
@@ -58,12 +76,13 @@ pub struct IsSupervising(pub Uuid);
 #[rtype(result = "()")]
 pub struct Reconcile;
 
-/// How many evaluations this node supervises now.
+/// How many evaluations run, wait, and are being received here.
 #[derive(Message)]
-#[rtype(result = "usize")]
-pub struct GetActive;
+#[rtype(result = "Figures")]
+pub struct GetAdmission;
 
-/// What every supervisor of this node is handed.
+/// What the registry is handed: its own bounds, and what it hands every
+/// supervisor of this node.
 pub struct Shared {
     pub settings: SupervisorSettings,
     pub store: Addr<Store>,
@@ -81,10 +100,23 @@ pub struct Shared {
     pub members: Recipient<GetMembers>,
     /// How often the store is searched for evaluations to adopt.
     pub reconcile: Duration,
+    /// Supervisors running at once.
+    pub max_running: usize,
+    /// Accepted evaluations that may wait for a running place.
+    pub max_queued: usize,
+}
+
+/// An evaluation waiting for a running place.
+struct Pending {
+    record: EvaluationRecord,
+    token: Option<String>,
 }
 
 pub struct Registry {
     shared: Shared,
+    /// Which evaluations run and wait here, and the places of submissions
+    /// being received; the API reserves them.
+    admission: Admission<Pending>,
     /// The live supervisors, by evaluation.
     supervisors: HashMap<Uuid, Addr<EvaluationSupervisor>>,
     /// Evaluations whose lock is asked for or whose adoption is being decided.
@@ -102,12 +134,38 @@ pub struct Registry {
 impl Registry {
     pub fn new(shared: Shared) -> Self {
         Self {
+            admission: Admission::new(shared.max_running, shared.max_queued),
             shared,
             supervisors: HashMap::new(),
             adopting: HashSet::new(),
             deciding: HashSet::new(),
             held: HashSet::new(),
             boot: Utc::now(),
+        }
+    }
+
+    /// Queues an evaluation, then starts whatever has a running place.
+    fn enqueue(
+        &mut self,
+        ticket: Option<Ticket>,
+        record: EvaluationRecord,
+        token: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let (id, submitted_at) = (record.id, record.submitted_at);
+        if !self.admission.enqueue(ticket, id, submitted_at, Pending { record, token }) {
+            return;
+        }
+        self.admit(ctx);
+        if !self.supervisors.contains_key(&id) {
+            log::info!("evaluation {id}: queued, {} waiting for a running place", self.admission.figures().queued);
+        }
+    }
+
+    /// Starts the oldest waiting evaluations while running places are free.
+    fn admit(&mut self, ctx: &mut Context<Self>) {
+        while let Some(Pending { record, token }) = self.admission.next_to_start() {
+            self.start_supervisor(record, token, ctx);
         }
     }
 
@@ -149,14 +207,16 @@ impl Registry {
             act.adopting.remove(&id);
             act.deciding.remove(&id);
             match decision {
-                Ok(Decision::Adopt(record)) if act.supervisors.contains_key(&id) => {
+                Ok(Decision::Adopt(record)) if act.admission.holds(id) => {
                     log::warn!("evaluation {id}: adopted in term {} but already supervised here", record.epoch);
                     act.shared.unlock.do_send(Release(adoption::lock_name(id)));
                 }
                 Ok(Decision::Adopt(record)) => {
                     log::info!("evaluation {id}: adopted in term {}", record.epoch);
                     act.held.insert(id);
-                    act.start_supervisor(record, None, ctx);
+                    // Accepted by the cluster long ago: never refused, but it
+                    // waits for a running place like any other.
+                    act.enqueue(None, record, None, ctx);
                 }
                 Ok(Decision::StandDown(why)) => {
                     log::info!("evaluation {id}: not adopted: {why}");
@@ -236,7 +296,7 @@ impl Handler<Reconcile> for Registry {
             let me = act.shared.settings.node.clone();
             for record in unfinished {
                 let id = record.id;
-                if act.supervisors.contains_key(&id) || act.adopting.contains(&id) {
+                if act.admission.holds(id) || act.adopting.contains(&id) {
                     continue;
                 }
                 let left_by_past_run = record.supervisor == me && record.submitted_at < act.boot;
@@ -254,7 +314,23 @@ impl Handler<StartEvaluation> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: StartEvaluation, ctx: &mut Context<Self>) {
-        self.start_supervisor(msg.record, msg.token, ctx);
+        self.enqueue(Some(msg.ticket), msg.record, msg.token, ctx);
+    }
+}
+
+impl Handler<Reserve> for Registry {
+    type Result = Result<Ticket, Full>;
+
+    fn handle(&mut self, _: Reserve, _: &mut Context<Self>) -> Self::Result {
+        self.admission.reserve()
+    }
+}
+
+impl Handler<CancelReservation> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, CancelReservation(ticket): CancelReservation, _: &mut Context<Self>) {
+        self.admission.cancel(ticket);
     }
 }
 
@@ -290,27 +366,31 @@ impl Handler<NodeLost> for Registry {
 impl Handler<EvaluationFinished> for Registry {
     type Result = ();
 
-    fn handle(&mut self, EvaluationFinished(id): EvaluationFinished, _: &mut Context<Self>) {
+    fn handle(&mut self, EvaluationFinished(id): EvaluationFinished, ctx: &mut Context<Self>) {
         self.supervisors.remove(&id);
+        self.admission.finished(id);
         if self.held.remove(&id) {
             self.shared.unlock.do_send(Release(adoption::lock_name(id)));
         }
+        self.admit(ctx);
     }
 }
 
 impl Handler<IsSupervising> for Registry {
     type Result = bool;
 
+    /// A waiting evaluation counts: this node answers for it, and no other
+    /// node may adopt it.
     fn handle(&mut self, IsSupervising(id): IsSupervising, _: &mut Context<Self>) -> bool {
-        self.supervisors.contains_key(&id) || self.deciding.contains(&id)
+        self.admission.holds(id) || self.deciding.contains(&id)
     }
 }
 
-impl Handler<GetActive> for Registry {
-    type Result = usize;
+impl Handler<GetAdmission> for Registry {
+    type Result = MessageResult<GetAdmission>;
 
-    fn handle(&mut self, _: GetActive, _: &mut Context<Self>) -> usize {
-        self.supervisors.len()
+    fn handle(&mut self, _: GetAdmission, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.admission.figures())
     }
 }
 
@@ -325,7 +405,7 @@ mod tests {
     use crate::evaluation::model::EvaluationStatus;
     use crate::evaluation::model::EventKind;
     use crate::evaluation::supervisor::tests::{ProbeExecutor, TakeJobs};
-    use crate::executor::JobKind;
+    use crate::executor::{JobKind, RunStamp};
     use crate::store::{CreateEvaluation, GetEvaluation, GetEvents, ProjectRow, SaveProjects, Source};
 
     /// Stands in for the lock service and membership: grants every lock at
@@ -380,29 +460,19 @@ mod tests {
         }
     }
 
-    #[actix::test]
-    async fn adopts_what_a_past_run_of_this_node_left_unfinished_under_the_lock() {
+    /// A registry on node "n1", alone in its cluster, with a probe executor
+    /// and probe locks.
+    struct Bench {
+        dir: tempfile::TempDir,
+        store: Addr<Store>,
+        executor: Addr<ProbeExecutor>,
+        locks: Addr<ProbeLocks>,
+        registry: Addr<Registry>,
+    }
+
+    async fn bench(max_running: usize, max_queued: usize) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::in_memory().unwrap().start();
-        let id = Uuid::new_v4();
-        std::fs::create_dir_all(dir.path().join(id.to_string()).join("p")).unwrap();
-        let record = EvaluationRecord {
-            id,
-            status: EvaluationStatus::Running,
-            source: Source::Zip { name: "z".into() },
-            supervisor: "n1".into(),
-            epoch: 0,
-            input_sha256: None,
-            input_ready: true,
-            submitted_at: Utc::now(),
-            started_at: Some(Utc::now()),
-            finished_at: None,
-            error: None,
-        };
-        store.send(CreateEvaluation(record)).await.unwrap().unwrap();
-        let project = ProjectRow { blob: None, name: "p".into(), root: "p".into(), collected: false, error: None };
-        store.send(SaveProjects { id, projects: vec![project] }).await.unwrap().unwrap();
-
         let executor = ProbeExecutor::default().start();
         let settings = crate::evaluation::supervisor::tests::test_settings(dir.path());
         let balancer = LoadBalancer::new(Box::new(LeastConnections::default())).start();
@@ -420,26 +490,197 @@ mod tests {
             joined: locks.clone().recipient(),
             members: locks.clone().recipient(),
             reconcile: Duration::from_secs(3600),
+            max_running,
+            max_queued,
         })
         .start();
-        let mut jobs = Vec::new();
-        for _ in 0..2500 {
-            jobs = executor.send(TakeJobs).await.unwrap();
-            if !jobs.is_empty() {
-                break;
+        Bench { dir, store, executor, locks, registry }
+    }
+
+    impl Bench {
+        /// Records an evaluation of one project `p` on "n1", its workspace
+        /// unpacked; `known` also stores the project, as a copy to adopt has it.
+        async fn record(&self, submitted_at: DateTime<Utc>, status: EvaluationStatus, known: bool) -> EvaluationRecord {
+            let id = Uuid::new_v4();
+            let project = self.dir.path().join(id.to_string()).join("p");
+            std::fs::create_dir_all(project.join("tests")).unwrap();
+            std::fs::write(project.join("requirements.txt"), "").unwrap();
+            std::fs::write(project.join("tests/test_a.py"), "def test_a(): pass\n").unwrap();
+            let record = EvaluationRecord {
+                id,
+                status,
+                source: Source::Zip { name: "z".into() },
+                supervisor: "n1".into(),
+                epoch: 0,
+                input_sha256: None,
+                input_ready: true,
+                submitted_at,
+                started_at: None,
+                finished_at: None,
+                error: None,
+            };
+            self.store.send(CreateEvaluation(record.clone())).await.unwrap().unwrap();
+            if known {
+                let row = ProjectRow { blob: None, name: "p".into(), root: "p".into(), collected: false, error: None };
+                self.store.send(SaveProjects { id, projects: vec![row] }).await.unwrap().unwrap();
             }
-            // Packing runs on a blocking thread: poll in real time, bounded.
-            actix_rt::time::sleep(Duration::from_millis(2)).await;
+            record
         }
+
+        /// Waits, polling, until the executor was handed `n` more jobs.
+        async fn jobs(&self, n: usize) -> Vec<(u64, String, JobKind, Recipient<JobFinished>)> {
+            let mut jobs = Vec::new();
+            for _ in 0..2500 {
+                jobs.extend(self.executor.send(TakeJobs).await.unwrap());
+                if jobs.len() >= n {
+                    break;
+                }
+                // Packing runs on a blocking thread: poll in real time, bounded.
+                actix_rt::time::sleep(Duration::from_millis(2)).await;
+            }
+            assert_eq!(jobs.len(), n, "jobs handed out");
+            jobs
+        }
+
+        async fn status(&self, id: Uuid) -> EvaluationStatus {
+            self.store.send(GetEvaluation { id, with_tests: false }).await.unwrap().unwrap().unwrap().record.status
+        }
+
+        async fn figures(&self) -> Figures {
+            self.registry.send(GetAdmission).await.unwrap()
+        }
+
+        /// Fails the collection `job` answers for, which closes its evaluation.
+        async fn fail(&self, id: Uuid, job: &(u64, String, JobKind, Recipient<JobFinished>)) {
+            let stamp = RunStamp { node: "n1".into(), started: 0, finished: 0 };
+            let outcome = Err("pytest collected nothing".to_owned());
+            let finished = JobFinished { evaluation: id, task: job.0, project: job.1.clone(), outcome, stamp };
+            job.3.send(finished).await.unwrap();
+        }
+
+        /// Waits, polling, until the evaluation is closed.
+        async fn until_done(&self, id: Uuid) {
+            for _ in 0..2500 {
+                if self.status(id).await.is_finished() {
+                    return;
+                }
+                actix_rt::time::sleep(Duration::from_millis(2)).await;
+            }
+            panic!("evaluation {id} did not close");
+        }
+    }
+
+    #[actix::test]
+    async fn adopts_what_a_past_run_of_this_node_left_unfinished_under_the_lock() {
+        let b = bench(4, 4).await;
+        let record = b.record(Utc::now() - chrono::Duration::hours(1), EvaluationStatus::Running, true).await;
+        let id = record.id;
+        b.registry.send(Reconcile).await.unwrap();
+        let jobs = b.jobs(1).await;
         let collects: Vec<_> = jobs.into_iter().map(|(_, project, kind, _)| (project, kind)).collect();
         assert_eq!(collects, vec![("p".to_string(), JobKind::Collect)]);
-        assert_eq!(registry.send(GetActive).await.unwrap(), 1);
-        let (asked, released) = locks.send(GetAsked).await.unwrap();
+        assert_eq!(b.figures().await.running, 1);
+        let (asked, released) = b.locks.send(GetAsked).await.unwrap();
         assert_eq!((asked, released), (vec![format!("adopt/{id}")], vec![]), "held while it supervises");
-        let record = store.send(GetEvaluation { id, with_tests: false }).await.unwrap().unwrap().unwrap().record;
+        let record = b.store.send(GetEvaluation { id, with_tests: false }).await.unwrap().unwrap().unwrap().record;
         assert_eq!((record.supervisor.as_str(), record.epoch), ("n1", 1));
-        let events = store.send(GetEvents(id)).await.unwrap().unwrap().unwrap();
+        let events = b.store.send(GetEvents(id)).await.unwrap().unwrap().unwrap();
         let kinds: Vec<EventKind> = events.into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds, vec![EventKind::SupervisorLost, EventKind::Adopted, EventKind::Assigned]);
+    }
+
+    #[actix::test]
+    async fn runs_at_most_max_running_and_starts_the_queue_in_order_of_submission() {
+        let b = bench(1, 2).await;
+        let mut tickets = Vec::new();
+        for _ in 0..3 {
+            tickets.push(b.registry.send(Reserve).await.unwrap().expect("a place is free"));
+        }
+        let refused = b.registry.send(Reserve).await.unwrap();
+        assert_eq!(refused, Err(Full { running: 0, waiting: 3 }), "places are taken before bodies are read");
+        assert_eq!(b.figures().await, Figures { running: 0, queued: 0, receiving: 3 });
+
+        // Recorded in another order than submitted: `third` was submitted before `second`.
+        let now = Utc::now();
+        let first = b.record(now, EvaluationStatus::Queued, false).await;
+        let second = b.record(now + chrono::Duration::seconds(2), EvaluationStatus::Queued, false).await;
+        let third = b.record(now + chrono::Duration::seconds(1), EvaluationStatus::Queued, false).await;
+        let ids = [first.id, second.id, third.id];
+        for (record, ticket) in [first, second, third].into_iter().zip(tickets) {
+            b.registry.send(StartEvaluation { record, token: None, ticket }).await.unwrap();
+        }
+        let job = b.jobs(1).await.remove(0);
+        assert_eq!(b.figures().await, Figures { running: 1, queued: 2, receiving: 0 });
+        assert_eq!(b.status(ids[0]).await, EvaluationStatus::Running);
+        for waiting in &ids[1..] {
+            assert_eq!(b.status(*waiting).await, EvaluationStatus::Queued, "waits in the store as queued");
+        }
+        assert!(b.registry.send(IsSupervising(ids[1])).await.unwrap(), "a waiting evaluation is this node's");
+        assert_eq!(b.registry.send(Reserve).await.unwrap(), Err(Full { running: 1, waiting: 2 }));
+
+        b.fail(ids[0], &job).await;
+        b.until_done(ids[0]).await;
+        let job = b.jobs(1).await.remove(0);
+        assert_eq!(b.status(ids[2]).await, EvaluationStatus::Running, "the older submission starts first");
+        assert_eq!(b.status(ids[1]).await, EvaluationStatus::Queued);
+        assert_eq!(b.figures().await, Figures { running: 1, queued: 1, receiving: 0 });
+
+        b.fail(ids[2], &job).await;
+        b.until_done(ids[2]).await;
+        let job = b.jobs(1).await.remove(0);
+        assert_eq!(b.status(ids[1]).await, EvaluationStatus::Running);
+        b.fail(ids[1], &job).await;
+        b.until_done(ids[1]).await;
+        // The supervisor stops just after it records the end.
+        for _ in 0..2500 {
+            if b.figures().await == Figures::default() {
+                return;
+            }
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("the last supervisor did not stop: {:?}", b.figures().await);
+    }
+
+    #[actix::test]
+    async fn a_cancelled_reservation_frees_its_place() {
+        let b = bench(1, 0).await;
+        let ticket = b.registry.send(Reserve).await.unwrap().unwrap();
+        assert!(b.registry.send(Reserve).await.unwrap().is_err());
+        b.registry.send(CancelReservation(ticket)).await.unwrap();
+        assert_eq!(b.figures().await, Figures::default());
+        assert!(b.registry.send(Reserve).await.unwrap().is_ok());
+    }
+
+    #[actix::test]
+    async fn an_adopted_evaluation_is_never_refused_but_waits_for_a_running_place() {
+        let b = bench(1, 0).await;
+        let ticket = b.registry.send(Reserve).await.unwrap().unwrap();
+        let running = b.record(Utc::now(), EvaluationStatus::Queued, false).await;
+        let running_id = running.id;
+        b.registry.send(StartEvaluation { record: running, token: None, ticket }).await.unwrap();
+        let job = b.jobs(1).await.remove(0);
+
+        let left = b.record(Utc::now() - chrono::Duration::hours(1), EvaluationStatus::Running, true).await;
+        b.registry.send(Reconcile).await.unwrap();
+        for _ in 0..2500 {
+            if b.figures().await.queued == 1 {
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(b.figures().await, Figures { running: 1, queued: 1, receiving: 0 }, "adopted past max_queued");
+        let (asked, _) = b.locks.send(GetAsked).await.unwrap();
+        assert_eq!(asked, vec![format!("adopt/{}", left.id)], "the lock is held while it waits");
+        assert!(b.executor.send(TakeJobs).await.unwrap().is_empty(), "it does not start yet");
+        assert_eq!(b.registry.send(Reserve).await.unwrap(), Err(Full { running: 1, waiting: 1 }));
+
+        b.fail(running_id, &job).await;
+        b.until_done(running_id).await;
+        let jobs = b.jobs(1).await;
+        assert_eq!((jobs[0].1.as_str(), &jobs[0].2), ("p", &JobKind::Collect));
+        assert_eq!(b.status(left.id).await, EvaluationStatus::Running);
+        let record = b.store.send(GetEvaluation { id: left.id, with_tests: false }).await.unwrap().unwrap().unwrap();
+        assert_eq!(record.record.epoch, 1, "adopted in a new term");
+        assert_eq!(b.figures().await, Figures { running: 1, queued: 0, receiving: 0 });
     }
 }

@@ -23,7 +23,7 @@ use chrono::Utc;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::intake::UnpackLimits;
+use super::intake::{CloneLimits, UnpackLimits};
 use super::model::{EvaluationStatus, Event, EventKind, ModuleResult};
 use super::plan::{Plan, Task, TaskKind, TimeoutAction};
 use super::prepare::{self, PrepareError};
@@ -76,7 +76,8 @@ pub struct SupervisorSettings {
     /// A node that refused a task is not offered another for this long.
     pub avoid_for: Duration,
     pub git_schemes: Vec<String>,
-    pub clone_timeout: Duration,
+    /// How long one clone may take and how large it may grow.
+    pub clone_limits: CloneLimits,
     /// Bounds of the blobs an adopted evaluation is unpacked from.
     pub limits: UnpackLimits,
     /// How many other nodes hold a copy of the evaluation.
@@ -673,7 +674,7 @@ pub(crate) mod tests {
             tick: Duration::from_secs(1),
             avoid_for: Duration::from_secs(2),
             git_schemes: vec!["file".into()],
-            clone_timeout: Duration::from_secs(10),
+            clone_limits: CloneLimits { timeout: Duration::from_secs(10), max_bytes: 1 << 20 },
             limits: UnpackLimits { max_entries: 1000, max_unpacked_bytes: 1 << 20 },
             replicas: 2,
             flush_timeout: Duration::from_secs(5),

@@ -3,21 +3,20 @@
 //! collection errors. Plain helpers of the `EvaluationSupervisor`.
 
 use std::path::Path;
-use std::time::Duration;
 
 use super::blobs;
-use super::intake::{self, discover, git, UnpackLimits};
+use super::intake::{self, discover, git, CloneLimits, UnpackLimits};
 use crate::executor::collect::Collected;
 use crate::store::{ProjectRow, Source};
 
-/// Clones every repository into the workspace; a clone that fails becomes a
-/// failed project carrying git's error.
+/// Clones every repository into the workspace; a clone that fails, or runs
+/// past its limits, becomes a failed project carrying the reason.
 pub async fn clone_all(
     repositories: &[String],
     token: Option<&str>,
     workspace: &std::path::Path,
     schemes: &[String],
-    clone_timeout: Duration,
+    limits: &CloneLimits,
 ) -> Vec<ProjectRow> {
     // A half-done clone from before a crash would make git refuse the folder.
     let _ = tokio::fs::remove_dir_all(workspace).await;
@@ -27,7 +26,7 @@ pub async fn clone_all(
     }
     for (url, name) in repositories.iter().zip(git::repo_names(repositories)) {
         let dest = workspace.join(&name);
-        if let Err(e) = git::clone(url, &dest, token, schemes, clone_timeout).await {
+        if let Err(e) = git::clone(url, &dest, token, schemes, limits).await {
             let _ = tokio::fs::remove_dir_all(&dest).await;
             failed.push(ProjectRow {
                 blob: None,

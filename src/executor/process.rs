@@ -71,7 +71,7 @@ pub async fn run(mut cmd: Command, timeout: Duration, cap: usize) -> std::io::Re
 }
 
 /// Sends SIGKILL to the process group `pgid`, if there is one.
-fn kill_group(pgid: Option<u32>) {
+pub(crate) fn kill_group(pgid: Option<u32>) {
     let Some(pgid) = pgid.and_then(|p| libc::pid_t::try_from(p).ok()) else {
         return;
     };

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::coordination::bully::{Bully, BullyConfig};
 use crate::coordination::Coordination;
 use crate::discovery::{self, Announcer, DiscoveryError};
-use crate::evaluation::intake::UnpackLimits;
+use crate::evaluation::intake::{CloneLimits, UnpackLimits};
 use crate::evaluation::registry::{Registry, Shared};
 use crate::evaluation::supervisor::SupervisorSettings;
 use crate::evaluation::worker::{Worker, WorkerSettings};
@@ -175,7 +175,10 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         tick: Duration::from_millis(c.dispatch_tick_ms),
         avoid_for: Duration::from_millis(c.suspicion_timeout_ms),
         git_schemes: config.intake.git_schemes.clone(),
-        clone_timeout: Duration::from_secs(config.intake.clone_timeout_s),
+        clone_limits: CloneLimits {
+            timeout: Duration::from_secs(config.intake.clone_timeout_s),
+            max_bytes: config.intake.max_clone_bytes,
+        },
         limits: limits.clone(),
         replicas: c.replicas,
         flush_timeout: peer_timeout,
@@ -266,6 +269,8 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         joined: membership.clone().recipient(),
         members: membership.clone().recipient(),
         reconcile: Duration::from_millis(c.suspicion_timeout_ms),
+        max_running: config.admission.max_running_evaluations,
+        max_queued: config.admission.max_queued_evaluations,
     }));
 
     let state = web::Data::new(AppState {

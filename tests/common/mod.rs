@@ -572,6 +572,20 @@ pub fn zip_of<N: AsRef<str>, C: AsRef<[u8]>>(files: &[(N, C)]) -> Vec<u8> {
     files.iter().fold(ZipBuilder::new(), |zip, (name, content)| zip.file(name.as_ref(), content)).finish()
 }
 
+/// A deterministic stream of bytes that is no zip and that no compression
+/// shrinks (xorshift).
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 /// Writes `(path, content)` files under `root`, creating folders.
 pub fn write_files<N: AsRef<str>, C: AsRef<[u8]>>(root: &Path, files: &[(N, C)]) {
     for (name, content) in files {

@@ -9,6 +9,14 @@
 //! submodule urls. Checked-out symlinks become plain files
 //! (`core.symlinks=false`), matching what the zip intake allows.
 //!
+//! git has no bound of its own on what a clone downloads (`receive.maxInputSize`
+//! bounds pushes only, and `--filter` needs the server's consent), so
+//! [`clone`] measures the destination folder while git runs — the incoming
+//! pack and the checkout both land there — and kills the clone past
+//! [`CloneLimits::max_bytes`]. git runs in a process group of its own: at a
+//! limit, and after it exits, the whole group is killed, so a remote helper
+//! (`git remote-https`) waiting on a silent server dies with it.
+//!
 //! A GitHub token travels only in the environment (`GIT_CONFIG_*`, scoped to
 //! `https://github.com/`), never in argv where `ps` would show it, and is
 //! scrubbed, raw and base64-encoded, from the stderr returned to the client.
@@ -24,6 +32,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{ChildStderr, Command};
 
 use super::IntakeError;
+use crate::executor::process::kill_group;
 
 /// Only clones of this prefix receive the token, so a url on another host
 /// (or a redirect to one) never sees it.
@@ -37,6 +46,18 @@ const STDERR_CAP: usize = 2 * 1024;
 const STDERR_WINDOW: usize = 64 * 1024;
 /// Longest folder name [`repo_names`] produces before de-duplication.
 const NAME_CAP: usize = 100;
+/// How often a clone's folder is measured while git runs: a clone may
+/// overshoot its limit by what git writes in this long.
+const SIZE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What one clone may use.
+#[derive(Debug, Clone)]
+pub struct CloneLimits {
+    /// git, and every process it started, is killed past this.
+    pub timeout: Duration,
+    /// The clone's folder, `.git` and checkout, may hold this many bytes.
+    pub max_bytes: u64,
+}
 
 /// Checks that `url` is a well-formed git url whose scheme is in
 /// `allowed_schemes` (compared case-insensitively). scp-like
@@ -175,7 +196,8 @@ fn base_name(url: &str) -> String {
 }
 
 /// Shallow-clones `url` into `dest` (which must not exist, or be an empty
-/// folder; its parent must exist). The caller removes `dest` on error.
+/// folder; its parent must exist) within `limits`. The caller removes `dest`
+/// on error.
 ///
 /// `token`, when given and the url starts with `https://github.com/`, is sent
 /// as an `Authorization` header through the environment. The url is
@@ -185,10 +207,10 @@ pub async fn clone(
     dest: &Path,
     token: Option<&str>,
     allowed_schemes: &[String],
-    timeout: Duration,
+    limits: &CloneLimits,
 ) -> Result<(), IntakeError> {
     validate_url(url, allowed_schemes)?;
-    run_clone(url, dest, token, allowed_schemes, timeout).await
+    run_clone(url, dest, token, allowed_schemes, limits).await
 }
 
 async fn run_clone(
@@ -196,35 +218,113 @@ async fn run_clone(
     dest: &Path,
     token: Option<&str>,
     allowed_schemes: &[String],
-    timeout: Duration,
+    limits: &CloneLimits,
 ) -> Result<(), IntakeError> {
     let shown = redact(url);
-    let (mut cmd, secrets) = command(url, dest, token, allowed_schemes);
+    let (cmd, secrets) = command(url, dest, token, allowed_schemes);
     log::debug!("git clone of {shown:?} into {} starting", dest.display());
+    supervise(cmd, dest, limits, &shown, &secrets).await
+}
 
+/// How a clone's process ended.
+enum Ended {
+    Exited(std::io::Result<ExitStatus>, Vec<u8>),
+    TimedOut,
+    TooLarge,
+}
+
+/// Kills a clone's process group when dropped: at a limit, after git exits
+/// (a remote helper may outlive it), and when the clone is abandoned.
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        kill_group(self.0);
+    }
+}
+
+/// Runs the clone command in a process group of its own until it exits, runs
+/// past the time-out, or `dest` grows past the size limit.
+async fn supervise(
+    mut cmd: Command,
+    dest: &Path,
+    limits: &CloneLimits,
+    shown: &str,
+    secrets: &[String],
+) -> Result<(), IntakeError> {
+    cmd.process_group(0);
     let mut child = cmd.spawn().map_err(IntakeError::io("git"))?;
+    let group = Group(child.id());
     let stderr = child.stderr.take();
-    let finished = tokio::time::timeout(timeout, async {
-        let (captured, status) = tokio::join!(read_tail(stderr), child.wait());
-        status.map(|status| (status, captured))
-    })
-    .await;
-    let (status, captured) = match finished {
-        Ok(result) => result.map_err(IntakeError::io("git"))?,
-        Err(_elapsed) => {
+    let ended = tokio::select! {
+        (captured, status) = async { tokio::join!(read_tail(stderr), child.wait()) } => Ended::Exited(status, captured),
+        () = grows_past(dest, limits.max_bytes) => Ended::TooLarge,
+        () = tokio::time::sleep(limits.timeout) => Ended::TimedOut,
+    };
+    drop(group);
+    let (status, captured) = match ended {
+        Ended::Exited(status, captured) => (status.map_err(IntakeError::io("git"))?, captured),
+        Ended::TimedOut | Ended::TooLarge => {
             // Reap it now rather than leave kill_on_drop to do it unseen.
-            if let Err(e) = child.kill().await {
-                log::warn!("git clone of {shown:?}: killing after timeout failed: {e}");
+            if let Err(e) = child.wait().await {
+                log::warn!("git clone of {shown:?}: reaping after it was killed failed: {e}");
             }
-            return Err(IntakeError::CloneTimeout { url: shown, timeout });
+            return Err(match ended {
+                Ended::TimedOut => IntakeError::CloneTimeout { url: shown.to_owned(), timeout: limits.timeout },
+                _ => IntakeError::CloneTooLarge { url: shown.to_owned(), limit: limits.max_bytes },
+            });
         }
     };
-    if status.success() {
-        return Ok(());
+    if !status.success() {
+        let stderr = client_stderr(&captured, secrets, status);
+        log::debug!("git clone of {shown:?} failed: {stderr}");
+        return Err(IntakeError::CloneFailed { url: shown.to_owned(), stderr });
     }
-    let stderr = client_stderr(&captured, &secrets, status);
-    log::debug!("git clone of {shown:?} failed: {stderr}");
-    Err(IntakeError::CloneFailed { url: shown, stderr })
+    // git may have written its last bytes after the last measure.
+    let dir = dest.to_owned();
+    let size = tokio::task::spawn_blocking(move || folder_size(&dir)).await.unwrap_or(0);
+    if size > limits.max_bytes {
+        return Err(IntakeError::CloneTooLarge { url: shown.to_owned(), limit: limits.max_bytes });
+    }
+    Ok(())
+}
+
+/// Resolves once the folder at `dest` holds more than `max` bytes; never
+/// otherwise.
+async fn grows_past(dest: &Path, max: u64) {
+    loop {
+        tokio::time::sleep(SIZE_CHECK_INTERVAL).await;
+        let dir = dest.to_owned();
+        // A walk that panicked measured nothing; the measure after git exits decides.
+        let size = tokio::task::spawn_blocking(move || folder_size(&dir)).await.unwrap_or(0);
+        if size > max {
+            return;
+        }
+    }
+}
+
+/// Bytes of the regular files under `dir`, symlinks not followed; a file
+/// that vanishes during the walk (git renames its temporary files) counts
+/// for nothing.
+fn folder_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    total
 }
 
 /// Builds the git command and lists the secrets its stderr must not reveal.
@@ -323,6 +423,11 @@ mod tests {
 
     fn all_schemes() -> Vec<String> {
         schemes(&["https", "http", "git", "ssh", "file"])
+    }
+
+    /// Limits no clone here reaches.
+    fn roomy() -> CloneLimits {
+        CloneLimits { timeout: Duration::from_secs(60), max_bytes: 1 << 30 }
     }
 
     fn invalid_reason(url: &str) -> String {
@@ -492,11 +597,18 @@ mod tests {
 
     /// A file:// repository with one commit holding a file and a symlink.
     fn source_repo() -> (tempfile::TempDir, String) {
+        repo_with(|repo| {
+            std::fs::write(repo.join("README.md"), "hello\n").unwrap();
+            std::os::unix::fs::symlink("/etc/passwd", repo.join("link")).unwrap();
+        })
+    }
+
+    /// A file:// repository with one commit holding what `fill` writes.
+    fn repo_with(fill: impl FnOnce(&Path)) -> (tempfile::TempDir, String) {
         let tmp = tempfile::tempdir().unwrap();
         let repo = tmp.path().join("srcrepo");
         std::fs::create_dir(&repo).unwrap();
-        std::fs::write(repo.join("README.md"), "hello\n").unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", repo.join("link")).unwrap();
+        fill(&repo);
         let git = |args: &[&str]| {
             let out = StdCommand::new("git")
                 .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"])
@@ -517,7 +629,7 @@ mod tests {
     async fn clones_a_file_repository_without_symlinks() {
         let (tmp, url) = source_repo();
         let dest = tmp.path().join("dest");
-        clone(&url, &dest, Some("secret"), &schemes(&["file"]), Duration::from_secs(60)).await.unwrap();
+        clone(&url, &dest, Some("secret"), &schemes(&["file"]), &roomy()).await.unwrap();
         assert_eq!(std::fs::read_to_string(dest.join("README.md")).unwrap(), "hello\n");
         let link = std::fs::symlink_metadata(dest.join("link")).unwrap();
         assert!(link.is_file(), "symlink should be checked out as a plain file");
@@ -530,8 +642,7 @@ mod tests {
     async fn refuses_a_disallowed_scheme_without_running_git() {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("dest");
-        let err =
-            clone("file:///nowhere", &dest, None, &schemes(&["https"]), Duration::from_secs(60)).await.unwrap_err();
+        let err = clone("file:///nowhere", &dest, None, &schemes(&["https"]), &roomy()).await.unwrap_err();
         assert!(matches!(err, IntakeError::SchemeNotAllowed { ref scheme, .. } if scheme == "file"));
         assert!(!dest.exists());
     }
@@ -540,7 +651,7 @@ mod tests {
     async fn git_itself_refuses_protocols_outside_the_list() {
         let (tmp, url) = source_repo();
         let dest = tmp.path().join("dest");
-        let err = run_clone(&url, &dest, None, &schemes(&["https"]), Duration::from_secs(60)).await.unwrap_err();
+        let err = run_clone(&url, &dest, None, &schemes(&["https"]), &roomy()).await.unwrap_err();
         match err {
             IntakeError::CloneFailed { url: u, stderr } => {
                 assert_eq!(u, url);
@@ -554,8 +665,7 @@ mod tests {
     async fn missing_repository_fails_with_stderr() {
         let tmp = tempfile::tempdir().unwrap();
         let url = format!("file://{}/missing", tmp.path().display());
-        let err =
-            clone(&url, &tmp.path().join("dest"), None, &all_schemes(), Duration::from_secs(60)).await.unwrap_err();
+        let err = clone(&url, &tmp.path().join("dest"), None, &all_schemes(), &roomy()).await.unwrap_err();
         assert!(err.is_client_error());
         match err {
             IntakeError::CloneFailed { url: u, stderr } => {
@@ -570,12 +680,109 @@ mod tests {
     #[tokio::test]
     async fn slow_clone_times_out() {
         let (tmp, url) = source_repo();
-        let err = clone(&url, &tmp.path().join("dest"), None, &all_schemes(), Duration::ZERO).await.unwrap_err();
+        let err = clone(
+            &url,
+            &tmp.path().join("dest"),
+            None,
+            &all_schemes(),
+            &CloneLimits { timeout: Duration::ZERO, ..roomy() },
+        )
+        .await
+        .unwrap_err();
         match err {
             IntakeError::CloneTimeout { url: u, timeout } => {
                 assert_eq!((u, timeout), (url, Duration::ZERO));
             }
             other => panic!("expected CloneTimeout, got {other:?}"),
         }
+    }
+
+    /// `len` bytes that no compression shrinks (xorshift).
+    fn noise(len: usize) -> Vec<u8> {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_clone_larger_than_its_limit_is_refused() {
+        let (tmp, url) = repo_with(|repo| std::fs::write(repo.join("big.bin"), noise(3 << 20)).unwrap());
+        let limits = CloneLimits { max_bytes: 1 << 20, ..roomy() };
+        let err = clone(&url, &tmp.path().join("dest"), None, &all_schemes(), &limits).await.unwrap_err();
+        assert!(err.is_client_error());
+        assert_eq!(err.to_string(), format!("git clone of {url:?} grew past the limit of 1048576 bytes"));
+        let roomy_dest = tmp.path().join("roomy");
+        clone(&url, &roomy_dest, None, &all_schemes(), &roomy()).await.unwrap();
+        assert!(folder_size(&roomy_dest) > 3 << 20, "the measure counts the checkout and .git");
+    }
+
+    #[tokio::test]
+    async fn a_clone_that_keeps_growing_is_killed_at_its_limit_while_it_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        // Stands in for a git that keeps writing: 64 MiB over 10 s at most,
+        // should the kill fail.
+        let mut cmd = Command::new("sh");
+        let script = r#"for i in $(seq 1000); do head -c 65536 /dev/zero >> "$0/pack"; sleep 0.01; done"#;
+        cmd.arg("-c").arg(script).arg(&dest);
+        cmd.stderr(Stdio::piped()).kill_on_drop(true);
+        let limits = CloneLimits { max_bytes: 1 << 20, ..roomy() };
+        let started = std::time::Instant::now();
+        let err = supervise(cmd, &dest, &limits, "writer", &[]).await.unwrap_err();
+        assert!(matches!(err, IntakeError::CloneTooLarge { limit: 1_048_576, .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(30), "killed while it ran, not at the time-out");
+        let size = folder_size(&dest);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(folder_size(&dest), size, "nothing writes after the kill");
+    }
+
+    /// Live (not zombie) processes whose command line contains `needle`.
+    fn processes_naming(needle: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            if !stat.contains(") Z ") && String::from_utf8_lossy(&cmdline).contains(needle) {
+                found.push(format!("{pid}: {}", String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+            }
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_clone_leaves_no_process_behind() {
+        // A server that takes the connection and never answers: git starts
+        // `git remote-http`, which waits on it and would outlive a killed git.
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hangs.git", server.local_addr().unwrap());
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let connection = server.accept();
+            let _ = stopped.recv();
+            drop(connection);
+        });
+        let tmp = tempfile::tempdir().unwrap();
+        let limits = CloneLimits { timeout: Duration::from_secs(1), ..roomy() };
+        let err = clone(&url, &tmp.path().join("dest"), None, &all_schemes(), &limits).await.unwrap_err();
+        assert!(matches!(err, IntakeError::CloneTimeout { .. }), "{err:?}");
+        let mut left = processes_naming(&url);
+        for _ in 0..100 {
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            left = processes_naming(&url);
+        }
+        let _ = stop.send(());
+        holder.join().unwrap();
+        assert!(left.is_empty(), "processes of the clone outlived it: {left:?}");
     }
 }

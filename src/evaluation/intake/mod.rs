@@ -6,7 +6,8 @@
 //!   path tricks, symlinks, special files and zip bombs before they touch disk.
 //! - [`git::validate_url`], [`git::repo_names`] and [`git::clone`] check a
 //!   client's url against the allowed schemes and shallow-clone it with the
-//!   system `git`, keeping any token off the command line and out of errors.
+//!   system `git`, keeping any token off the command line and out of errors,
+//!   within a time and a size on disk ([`git::CloneLimits`]).
 //! - [`discover::discover`] walks an unpacked or cloned workspace, without
 //!   following symlinks, and names the projects pytest should run in.
 //!
@@ -22,7 +23,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use self::discover::{discover, Project};
-pub use self::git::{clone, repo_names, validate_url};
+pub use self::git::{clone, repo_names, validate_url, CloneLimits};
 pub use self::zip::{unpack, UnpackLimits, Unpacked};
 
 /// Why a submission could not be taken in. Client-supplied strings (entry
@@ -74,6 +75,10 @@ pub enum IntakeError {
     /// `git clone` ran past its deadline and was killed.
     #[error("git clone of {url:?} timed out after {}s", timeout.as_secs_f64())]
     CloneTimeout { url: String, timeout: Duration },
+
+    /// The clone grew past its bound on disk and was killed.
+    #[error("git clone of {url:?} grew past the limit of {limit} bytes")]
+    CloneTooLarge { url: String, limit: u64 },
 
     /// `git clone` exited unsuccessfully; `stderr` is its tail, at most 2 KiB,
     /// with the token scrubbed.
