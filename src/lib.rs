@@ -56,6 +56,7 @@
 //! `docs/runtime-semantics.md`.
 
 pub mod api;
+pub mod auth;
 pub mod balance;
 pub mod config;
 pub mod coordination;
