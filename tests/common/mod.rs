@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The cluster secret of every node the harness starts, unless a test sets
+/// another: nodes with seeds or multicast refuse the default.
+pub const TEST_SECRET: &str = "evalmesh-test-secret-0123456789";
+
 /// Runs `body` on its own thread and fails the test if it has not finished
 /// within `limit`; a panic in `body` is re-raised as is.
 pub fn with_timeout(limit: Duration, body: impl FnOnce() + Send + 'static) {
@@ -87,14 +91,14 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// Listens on a free port and keeps its data in `data_dir`.
+    /// Listens on a free port, keeps its data in `data_dir`, and shares
+    /// `TEST_SECRET` with the other nodes of the test.
     pub fn new(data_dir: &Path) -> Self {
         let config = Self { sections: BTreeMap::new() };
-        config.set("node", "listen", &toml_string("127.0.0.1:0")).set(
-            "node",
-            "data_dir",
-            &toml_string(&data_dir.to_string_lossy()),
-        )
+        config
+            .set("node", "listen", &toml_string("127.0.0.1:0"))
+            .set("node", "data_dir", &toml_string(&data_dir.to_string_lossy()))
+            .set("cluster", "secret", &toml_string(TEST_SECRET))
     }
 
     /// Sets `[section] key = value`, `value` written as is (`"3"`, `"[\"file\"]"`).
