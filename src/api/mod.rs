@@ -1,8 +1,10 @@
 //! The HTTP API: `configure` mounts every route on an actix-web `App`; the
 //! handlers parse, ask an actor, and map the answer. `AppState` holds the
 //! actors' addresses and the limits the handlers enforce; each server thread
-//! also holds a `PeerClient` of its own for the cluster-wide answers.
+//! also holds a `PeerClient` of its own for the cluster-wide answers. The
+//! peer routes stand behind the cluster secret (`auth`).
 
+mod auth;
 mod cluster;
 mod error;
 mod evaluations;
@@ -11,7 +13,7 @@ mod peer;
 mod upload;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use actix::Addr;
@@ -19,6 +21,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 pub use error::ApiError;
 
+use crate::auth::ReplayGuard;
 use crate::config::Config;
 use crate::coordination::Coordination;
 use crate::evaluation::registry::Registry;
@@ -47,6 +50,19 @@ pub struct AppState {
     pub locks: Addr<Locks>,
     /// This node's Lamport clock, moved by every peer message.
     pub clock: Arc<LamportClock>,
+    /// The signatures of the peer requests taken within the replay window,
+    /// shared by the server's threads: a request is taken once, whichever
+    /// thread it reaches.
+    pub replay: Mutex<ReplayGuard>,
+}
+
+impl AppState {
+    /// The replay guard, held only while a signature is checked or taken.
+    /// A thread that panicked holding it left it whole (each change is one
+    /// set operation), so a poisoned lock is used as is.
+    fn replay_guard(&self) -> MutexGuard<'_, ReplayGuard> {
+        self.replay.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Mounts every route: public, cluster-wide and peer.

@@ -3,6 +3,10 @@
 //! (so a test controls every byte it sends: headers, lengths, chunking), zip
 //! and project builders, and `wait_until`.
 //!
+//! Every node is given `TEST_SECRET` as its cluster secret, so that nodes of
+//! one test form a cluster, and a test can call a peer route as a node does,
+//! signed (`Node::peer`).
+//!
 //! Every node is killed when its `Node` is dropped, and also when the test
 //! process dies (`PR_SET_PDEATHSIG`), so a failed or timed-out test leaves no
 //! node behind. Tests share nothing: each builds its own temp dir, data dir
@@ -21,11 +25,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use evalmesh::auth::{self, Secret, SignedRequest, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use serde_json::Value;
 
 /// The cluster secret of every node the harness starts, unless a test sets
 /// another: nodes with seeds or multicast refuse the default.
 pub const TEST_SECRET: &str = "evalmesh-test-secret-0123456789";
+
+/// The sender a test names when it calls a peer route as a node would.
+pub const TEST_SENDER: &str = "127.0.0.1:1";
 
 /// Runs `body` on its own thread and fails the test if it has not finished
 /// within `limit`; a panic in `body` is re-raised as is.
@@ -101,6 +109,12 @@ impl NodeConfig {
             .set("cluster", "secret", &toml_string(TEST_SECRET))
     }
 
+    /// The cluster secret, as set; the node's default when unset.
+    pub fn secret(&self) -> String {
+        let raw = self.sections.get("cluster").and_then(|keys| keys.get("secret"));
+        raw.map_or_else(|| "change-me".to_owned(), |raw| serde_json::from_str(raw).expect("secret is a quoted string"))
+    }
+
     /// Sets `[section] key = value`, `value` written as is (`"3"`, `"[\"file\"]"`).
     pub fn set(mut self, section: &str, key: &str, value: &str) -> Self {
         self.sections.entry(section.to_owned()).or_default().insert(key.to_owned(), value.to_owned());
@@ -138,6 +152,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     /// The node's stderr (env_logger) and stdout.
     pub log_path: PathBuf,
+    /// The cluster secret the node was given, to sign peer calls with.
+    pub secret: String,
 }
 
 impl Node {
@@ -157,7 +173,8 @@ impl Node {
             .stdout(log.try_clone().expect("cloning the log handle"))
             .stderr(log);
         let child = die_with_parent(&mut cmd).spawn().expect("starting evalmesh");
-        let mut node = Node { child, addr: String::new(), data_dir: config.data_dir(), log_path };
+        let mut node =
+            Node { child, addr: String::new(), data_dir: config.data_dir(), log_path, secret: config.secret() };
         let addr = poll_until(Duration::from_secs(30), || {
             if let Some(status) = node.child.try_wait().expect("polling the node") {
                 panic!("node {label} exited with {status} before serving:\n{}", node.log());
@@ -186,15 +203,24 @@ impl Node {
     }
 
     pub fn get(&self, path: &str) -> Response {
-        http(&self.addr, "GET", path, &[], Body::None)
+        self.request("GET", path, &[], Body::None)
     }
 
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Response {
-        http(&self.addr, "POST", path, &[("Content-Type", content_type)], Body::Fixed(body))
+        self.request("POST", path, &[("Content-Type", content_type)], Body::Fixed(body))
     }
 
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Body<'_>) -> Response {
         http(&self.addr, method, path, headers, body)
+    }
+
+    /// A peer route called as node `TEST_SENDER` would, signed with the node's secret.
+    pub fn peer(&self, method: &str, path: &str, body: &[u8]) -> Response {
+        let headers = signed_headers(&self.secret, method, path, TEST_SENDER, body, now_ms());
+        let mut headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        headers.push(("Content-Type", "application/json"));
+        let body = if body.is_empty() { Body::None } else { Body::Fixed(body) };
+        http(&self.addr, method, path, &headers, body)
     }
 
     /// Posts `zip` as curl's `-F file=@<filename>` does and returns the id.
@@ -308,6 +334,33 @@ pub fn alive(node: &Node) -> BTreeSet<String> {
         .filter(|m| m["status"] == "alive")
         .filter_map(|m| m["address"].as_str().map(str::to_owned))
         .collect()
+}
+
+/// The wall clock in milliseconds since the Unix epoch, as nodes sign with it.
+pub fn now_ms() -> u64 {
+    auth::wall_clock_ms()
+}
+
+/// The headers a node puts on a peer request: its name, its Lamport time,
+/// `timestamp_ms`, and the signature over them, the method, the path and
+/// the body, made with `secret`.
+pub fn signed_headers(
+    secret: &str,
+    method: &str,
+    path: &str,
+    sender: &str,
+    body: &[u8],
+    timestamp_ms: u64,
+) -> Vec<(&'static str, String)> {
+    let lamport = 1;
+    let request = SignedRequest { method, path, node: sender, lamport, timestamp_ms, body };
+    let signature = auth::sign_request(&Secret::new(secret), &request);
+    vec![
+        ("x-evalmesh-node", sender.to_owned()),
+        ("x-evalmesh-lamport", lamport.to_string()),
+        (TIMESTAMP_HEADER, timestamp_ms.to_string()),
+        (SIGNATURE_HEADER, signature),
+    ]
 }
 
 /// A request body: none, with a Content-Length, or chunked.
