@@ -21,7 +21,7 @@ use crate::balance::{LeastConnections, LoadBalancer};
 use crate::config::{Config, DEFAULT_SECRET};
 use crate::coordination::bully::{Bully, BullyConfig};
 use crate::coordination::Coordination;
-use crate::discovery::{self, Announcer, DiscoveryError};
+use crate::discovery::{self, Announcer, DiscoveryError, Signing};
 use crate::evaluation::intake::UnpackLimits;
 use crate::evaluation::registry::{Registry, Shared};
 use crate::evaluation::supervisor::SupervisorSettings;
@@ -200,7 +200,8 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     if let Some(socket) = discovery_socket {
         let group = SocketAddrV4::new(d.group, d.port);
         let every = Duration::from_millis(d.interval_ms);
-        Announcer::new(node.clone(), socket, group, every, membership.clone().recipient()).start();
+        let signing = Signing { secret: secret.clone(), window_ms: c.auth_window_ms };
+        Announcer::new(node.clone(), socket, group, every, signing, membership.clone().recipient()).start();
     }
 
     // An election waits for answers as long as an indirect probe, and for an
