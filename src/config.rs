@@ -464,6 +464,20 @@ mod tests {
     }
 
     #[test]
+    fn compose_configs_parse_with_client_tokens_on() {
+        for text in [
+            include_str!("../docker/node1.toml"),
+            include_str!("../docker/node2.toml"),
+            include_str!("../docker/node3.toml"),
+            include_str!("../docker/node4.toml"),
+        ] {
+            let c = Config::parse(text).unwrap();
+            assert_eq!(c.cluster.seeds, ["172.28.0.11:5001"]);
+            assert_eq!(c.api.tokens.len(), 1, "the cluster asks clients for a token");
+        }
+    }
+
+    #[test]
     fn unknown_key_is_named_with_its_line() {
         let err = Config::parse("[node]\nslots = 2\nslotz = 3\n").unwrap_err();
         let text = err.to_string();

@@ -1,4 +1,4 @@
-//! The gate in front of the peer routes, as actix-web middleware.
+//! The two gates in front of the handlers, as actix-web middleware.
 //!
 //! `peer_guard` stands before every peer route: a request
 //! passes only if it is signed with the cluster secret (`auth::signature`),
@@ -8,17 +8,24 @@
 //! request refused is answered 401 with what was wrong, logged with its
 //! route and claimed sender, and its handler never runs. A request that
 //! passes moves this node's Lamport clock; the answer carries the clock.
+//!
+//! `client_guard` stands before every public route but `GET /health` when
+//! `[api] tokens` is set: a client presents `Authorization: Bearer <token>`.
+//! A node asking another for its part of a cluster-wide answer (a `GET`
+//! with `?scope=local`) holds no token: its request is signed instead, and
+//! passes on its signature as a peer request would.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::HttpMessage;
 use futures_util::StreamExt;
 
 use super::{ApiError, AppState, MAX_PEER_JSON_BYTES};
-use crate::auth::{self, AuthError, SignedRequest, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::auth::{self, token, AuthError, SignedRequest, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::config::DEFAULT_SECRET;
 use crate::peer::{LAMPORT_HEADER, SENDER_HEADER};
 
@@ -42,6 +49,42 @@ pub async fn peer_guard(
     let stamp = HeaderValue::from(state.clock.tick());
     res.headers_mut().insert(HeaderName::from_static(LAMPORT_HEADER), stamp);
     Ok(res)
+}
+
+/// With client tokens configured, lets through a request that presents one,
+/// or a node's signed `GET`; without, lets everything through.
+pub async fn client_guard(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = state_of(&req)?;
+    let tokens = &state.config.api.tokens;
+    if tokens.is_empty() {
+        return next.call(req).await;
+    }
+    let presented = req.headers().get(AUTHORIZATION).map(|v| v.to_str().ok().and_then(token::bearer));
+    let refused = match presented {
+        Some(Some(bearer)) if token::matches(tokens, bearer) => None,
+        Some(_) => Some("invalid bearer token".to_owned()),
+        None if req.method() == Method::GET && req.headers().contains_key(SIGNATURE_HEADER) => {
+            match verify_signed(&mut req, &state).await {
+                Ok(_) => None,
+                Err(Refusal::Body(e)) => return Err(e.into()),
+                Err(Refusal::Auth(e)) => {
+                    log::warn!("{} refused: {e} (claimed sender {})", route(&req), claimed_sender(req.headers()));
+                    Some(format!("peer signature refused: {e}"))
+                }
+            }
+        }
+        None => Some("this route needs an Authorization: Bearer <token> header".to_owned()),
+    };
+    if let Some(reason) = refused {
+        // The token presented is never logged: it may be a real one mistyped.
+        let from = req.peer_addr().map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        log::info!("{} refused: {reason} (from {from})", route(&req));
+        return Err(ApiError::BearerRequired(reason).into());
+    }
+    next.call(req).await
 }
 
 /// Why a signed request does not pass.

@@ -1,6 +1,7 @@
 //! `ApiError`: the one error type the HTTP layer answers with, always as JSON
 //! `{"error": "..."}` with its status code.
 
+use actix_web::http::header::WWW_AUTHENTICATE;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
@@ -12,8 +13,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    /// A peer route called without a valid signature.
     #[error("{0}")]
     Unauthorized(String),
+    /// A public route called without a valid client token, when tokens are on.
+    #[error("{0}")]
+    BearerRequired(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body is larger than the limit of {limit} bytes")]
@@ -43,7 +48,7 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) | Self::BearerRequired(_) => StatusCode::UNAUTHORIZED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } | Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -53,6 +58,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(json!({ "error": self.to_string() }))
+        let mut res = HttpResponse::build(self.status_code());
+        if let Self::BearerRequired(_) = self {
+            // RFC 6750 §3: names the scheme the client should use.
+            res.insert_header((WWW_AUTHENTICATE, "Bearer realm=\"evalmesh\""));
+        }
+        res.json(json!({ "error": self.to_string() }))
     }
 }

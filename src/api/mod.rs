@@ -2,7 +2,8 @@
 //! handlers parse, ask an actor, and map the answer. `AppState` holds the
 //! actors' addresses and the limits the handlers enforce; each server thread
 //! also holds a `PeerClient` of its own for the cluster-wide answers. The
-//! peer routes stand behind the cluster secret (`auth`).
+//! peer routes stand behind the cluster secret and the public ones, when
+//! tokens are set, behind a client token (`auth`).
 
 mod auth;
 mod cluster;
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use actix::Addr;
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 pub use error::ApiError;
@@ -65,9 +67,13 @@ impl AppState {
     }
 }
 
-/// Mounts every route: public, cluster-wide and peer.
+/// Mounts every route: public, cluster-wide and peer. Every public route but
+/// `GET /health`, which a load balancer asks without credentials, stands
+/// behind the client token check.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path.to_owned()).default_service(web::to(not_allowed));
+    let resource = |path: &str| {
+        web::resource(path.to_owned()).wrap(from_fn(auth::client_guard)).default_service(web::to(not_allowed))
+    };
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
         .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::NotFound(e.to_string()).into()))
         .app_data(
@@ -81,7 +87,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/evaluation/{id}").route(web::get().to(evaluations::get)))
         .service(resource("/evaluation/{id}/events").route(web::get().to(evaluations::events)))
         .service(resource("/stats").route(web::get().to(node::stats)))
-        .service(resource("/health").route(web::get().to(node::health)))
+        .service(web::resource("/health").route(web::get().to(node::health)).default_service(web::to(not_allowed)))
         .service(resource("/network").route(web::get().to(cluster::network)))
         .service(resource("/peers").route(web::get().to(cluster::peers)))
         .configure(peer::configure);

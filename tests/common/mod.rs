@@ -5,7 +5,8 @@
 //!
 //! Every node is given `TEST_SECRET` as its cluster secret, so that nodes of
 //! one test form a cluster, and a test can call a peer route as a node does,
-//! signed (`Node::peer`).
+//! signed (`Node::peer`). A node given client tokens (`NodeConfig::token`)
+//! is asked with the first of them by `Node::get`, `post` and `request`.
 //!
 //! Every node is killed when its `Node` is dropped, and also when the test
 //! process dies (`PR_SET_PDEATHSIG`), so a failed or timed-out test leaves no
@@ -109,10 +110,21 @@ impl NodeConfig {
             .set("cluster", "secret", &toml_string(TEST_SECRET))
     }
 
+    /// Asks clients for `token` on the public routes.
+    pub fn token(self, token: &str) -> Self {
+        self.set("api", "tokens", &format!("[{}]", toml_string(token)))
+    }
+
     /// The cluster secret, as set; the node's default when unset.
     pub fn secret(&self) -> String {
         let raw = self.sections.get("cluster").and_then(|keys| keys.get("secret"));
         raw.map_or_else(|| "change-me".to_owned(), |raw| serde_json::from_str(raw).expect("secret is a quoted string"))
+    }
+
+    /// The first client token, if tokens are set.
+    pub fn first_token(&self) -> Option<String> {
+        let raw = self.sections.get("api")?.get("tokens")?;
+        serde_json::from_str::<Vec<String>>(raw).expect("tokens is an array of quoted strings").into_iter().next()
     }
 
     /// Sets `[section] key = value`, `value` written as is (`"3"`, `"[\"file\"]"`).
@@ -154,6 +166,8 @@ pub struct Node {
     pub log_path: PathBuf,
     /// The cluster secret the node was given, to sign peer calls with.
     pub secret: String,
+    /// The client token `get`, `post` and `request` present, if the node asks for one.
+    pub token: Option<String>,
 }
 
 impl Node {
@@ -173,8 +187,14 @@ impl Node {
             .stdout(log.try_clone().expect("cloning the log handle"))
             .stderr(log);
         let child = die_with_parent(&mut cmd).spawn().expect("starting evalmesh");
-        let mut node =
-            Node { child, addr: String::new(), data_dir: config.data_dir(), log_path, secret: config.secret() };
+        let mut node = Node {
+            child,
+            addr: String::new(),
+            data_dir: config.data_dir(),
+            log_path,
+            secret: config.secret(),
+            token: config.first_token(),
+        };
         let addr = poll_until(Duration::from_secs(30), || {
             if let Some(status) = node.child.try_wait().expect("polling the node") {
                 panic!("node {label} exited with {status} before serving:\n{}", node.log());
@@ -210,8 +230,17 @@ impl Node {
         self.request("POST", path, &[("Content-Type", content_type)], Body::Fixed(body))
     }
 
+    /// A request with the node's client token, unless `headers` name an
+    /// `Authorization` of their own or the node asks for none.
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Body<'_>) -> Response {
-        http(&self.addr, method, path, headers, body)
+        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut all = headers.to_vec();
+        if let Some(bearer) = &bearer {
+            if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("authorization")) {
+                all.push(("Authorization", bearer));
+            }
+        }
+        http(&self.addr, method, path, &all, body)
     }
 
     /// A peer route called as node `TEST_SENDER` would, signed with the node's secret.
