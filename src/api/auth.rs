@@ -1,6 +1,6 @@
 //! The two gates in front of the handlers, as actix-web middleware.
 //!
-//! `peer_guard` stands before every peer route: a request
+//! `peer_guard` stands before every peer route (and `POST /kill`): a request
 //! passes only if it is signed with the cluster secret (`auth::signature`),
 //! within the replay window and not seen before (`auth::replay`). It must
 //! read the body to check the signature, so it reads it whole, bounded like

@@ -3,8 +3,10 @@
 //! actors' addresses and the limits the handlers enforce; each server thread
 //! also holds a `PeerClient` of its own for the cluster-wide answers. The
 //! peer routes stand behind the cluster secret and the public ones, when
-//! tokens are set, behind a client token (`auth`).
+//! tokens are set, behind a client token (`auth`); `admin` holds the
+//! test-only `POST /kill`, mounted only when the config asks for it.
 
+mod admin;
 mod auth;
 mod cluster;
 mod error;
@@ -21,6 +23,7 @@ use actix::Addr;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+pub use admin::configure as configure_admin;
 pub use error::ApiError;
 
 use crate::auth::ReplayGuard;

@@ -4,7 +4,8 @@
 //! multicast discovery is on, the `Announcer` — and the HTTP server on a
 //! listener the caller has already bound, and hands back a `NodeHandle`.
 //! The server's threads share the node's replay guard, made at start, so
-//! that nothing signed before this run is taken.
+//! that nothing signed before this run is taken; `POST /kill` is mounted
+//! only when `admin.enable_kill` asks for it.
 
 use std::net::{SocketAddrV4, TcpListener};
 use std::path::PathBuf;
@@ -253,6 +254,10 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         log::warn!("cluster.secret is the default: this node serves alone and refuses every peer request");
     }
     let replay = ReplayGuard::new(c.auth_window_ms, REPLAY_MEMORY, auth::wall_clock_ms());
+    let enable_kill = config.admin.enable_kill;
+    if enable_kill {
+        log::warn!("admin.enable_kill is on: POST /kill, signed with the cluster secret, kills this node");
+    }
     let state = web::Data::new(AppState {
         config,
         node: node.clone(),
@@ -274,11 +279,9 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     let server_clock = clock.clone();
     let server = HttpServer::new(move || {
         let peers = PeerClient::new(&server_node, peer_timeout, server_clock.clone(), secret.clone());
-        App::new()
-            .app_data(state.clone())
-            .app_data(web::Data::new(peers))
-            .configure(api::configure)
-            .default_service(web::to(api::not_found))
+        let app = App::new().app_data(state.clone()).app_data(web::Data::new(peers)).configure(api::configure);
+        let app = if enable_kill { app.configure(api::configure_admin) } else { app };
+        app.default_service(web::to(api::not_found))
     })
     .workers(2)
     .disable_signals()

@@ -252,6 +252,11 @@ impl Node {
         http(&self.addr, method, path, &headers, body)
     }
 
+    /// Waits up to `timeout` for the process to exit by itself, and reaps it.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        poll_until(timeout, || self.child.try_wait().expect("polling the node"))
+    }
+
     /// Posts `zip` as curl's `-F file=@<filename>` does and returns the id.
     pub fn submit_multipart(&self, filename: &str, zip: &[u8]) -> String {
         let (content_type, body) = multipart(&[Part::file("file", filename, zip)]);
