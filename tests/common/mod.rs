@@ -469,7 +469,7 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
     let mut raw = Vec::new();
     let mut buf = [0u8; 64 * 1024];
     loop {
-        if is_complete(&raw) {
+        if is_complete(&raw, method) {
             break;
         }
         match stream.read(&mut buf) {
@@ -480,16 +480,20 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
             Err(e) => panic!("reading the answer to {method} {path}: {e}"),
         }
     }
-    parse_response(&raw)
+    parse_response(&raw, method)
         .unwrap_or_else(|| panic!("malformed answer to {method} {path}: {:?}", String::from_utf8_lossy(&raw)))
 }
 
 /// Whether `raw` holds a whole answer: its head, then the body its
 /// Content-Length or chunking announces. Without either, only EOF ends it.
-fn is_complete(raw: &[u8]) -> bool {
+/// The answer to a HEAD is its head alone, whatever length it announces.
+fn is_complete(raw: &[u8], method: &str) -> bool {
     let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         return false;
     };
+    if method == "HEAD" {
+        return true;
+    }
     let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
     let body = &raw[end + 4..];
     if head.contains("\r\ntransfer-encoding: chunked") {
@@ -501,7 +505,7 @@ fn is_complete(raw: &[u8]) -> bool {
         .is_some_and(|len| body.len() >= len)
 }
 
-fn parse_response(raw: &[u8]) -> Option<Response> {
+fn parse_response(raw: &[u8], method: &str) -> Option<Response> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
     let mut lines = head.split("\r\n");
@@ -511,6 +515,9 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     let rest = &raw[end + 4..];
+    if method == "HEAD" {
+        return Some(Response { status, headers, body: Vec::new() });
+    }
     let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
     let body = if chunked {
         dechunk(rest)?
