@@ -54,6 +54,11 @@ def request(addr, method, path, body=None, headers=None):
     return res.status, json.loads(data) if data else None
 
 
+# Shared by the nodes of a benchmark cluster: a node with seeds refuses the
+# default secret.
+SECRET = "evalmesh-bench-secret-0123456789"
+
+
 class Node:
     def __init__(self, binary, root, name, seed):
         self.dir = os.path.join(root, name)
@@ -62,7 +67,7 @@ class Node:
         seeds = f'["{seed}"]' if seed else "[]"
         with open(config, "w") as f:
             f.write(f'[node]\nlisten = "127.0.0.1:0"\ndata_dir = "{self.dir}/data"\nslots = 1\n'
-                    f"[cluster]\nseeds = {seeds}\n")
+                    f'[cluster]\nseeds = {seeds}\nsecret = "{SECRET}"\n')
         self.log = os.path.join(self.dir, "node.log")
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen([binary, "node", "--config", config], stdout=log, stderr=log,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::auth::Secret;
 pub use crate::executor::sandbox::SandboxKind;
 
 /// Errors loading or validating a configuration file.
@@ -34,6 +35,8 @@ pub struct Config {
     pub intake: IntakeConfig,
     pub admission: AdmissionConfig,
     pub grading: GradingConfig,
+    pub api: ApiConfig,
+    pub admin: AdminConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,8 +62,12 @@ impl Default for NodeConfig {
 pub struct ClusterConfig {
     /// Nodes to join at start.
     pub seeds: Vec<String>,
-    /// Shared by the nodes of one cluster.
-    pub secret: String,
+    /// Shared by the nodes of one cluster: the key of the signature on every
+    /// request between nodes and on every multicast announcement.
+    pub secret: Secret,
+    /// A signed request is taken only within this of the receiver's clock,
+    /// either way, and only once.
+    pub auth_window_ms: u64,
     /// How often this node probes one peer.
     pub probe_interval_ms: u64,
     /// A probe not answered within this is a failed probe.
@@ -88,7 +95,8 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
             seeds: Vec::new(),
-            secret: "change-me".into(),
+            secret: Secret::new(DEFAULT_SECRET),
+            auth_window_ms: 30_000,
             probe_interval_ms: 300,
             probe_timeout_ms: 250,
             indirect_probes: 3,
@@ -257,6 +265,39 @@ impl Default for GradingConfig {
     }
 }
 
+/// The public API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Bearer tokens a client must present on every public route but
+    /// `GET /health`; empty, the default, asks for none.
+    pub tokens: Vec<Secret>,
+}
+
+/// Routes for tests only.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Mounts `POST /kill`, behind the cluster secret: the node exits as if
+    /// it crashed. For failure tests; off by default.
+    pub enable_kill: bool,
+}
+
+/// The cluster secret a node has until it is given one. It is public (it is
+/// in the source), so a node that keeps it serves alone: it may not have
+/// seeds nor multicast discovery, and it takes no peer request.
+pub const DEFAULT_SECRET: &str = "change-me";
+
+/// The shortest cluster secret or client token accepted, in bytes: 128 bits
+/// when random, out of reach of an offline guess from a captured signature.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// The bounds of `cluster.auth_window_ms`. Below a second, ordinary clock
+/// skew between hosts and a busy runtime would refuse genuine peers; above
+/// five minutes, a captured request stays replayable against a restarted
+/// node for that long, and the replay memory must hold that much traffic.
+const AUTH_WINDOW_MS: std::ops::RangeInclusive<u64> = 1_000..=300_000;
+
 const GIT_SCHEMES: [&str; 5] = ["https", "http", "git", "ssh", "file"];
 
 impl Config {
@@ -276,7 +317,7 @@ impl Config {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::new(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message: without_strings(&e.to_string()).trim_end().replace('\n', " "),
         })?;
         config.validate()?;
         Ok(config)
@@ -303,10 +344,21 @@ impl Config {
                 return invalid("cluster.seeds", "each seed is host:port with an IP address");
             }
         }
-        if self.cluster.secret.is_empty() {
-            return invalid("cluster.secret", "must not be empty");
-        }
         let c = &self.cluster;
+        if c.secret.expose() == DEFAULT_SECRET {
+            if !c.seeds.is_empty() || self.discovery.multicast {
+                return invalid(
+                    "cluster.secret",
+                    "the default is public: give every node of the cluster the same secret of at least 16 bytes \
+                     before giving seeds or turning multicast discovery on",
+                );
+            }
+        } else if c.secret.len() < MIN_SECRET_BYTES {
+            return invalid("cluster.secret", "must be at least 16 bytes");
+        }
+        if !AUTH_WINDOW_MS.contains(&c.auth_window_ms) {
+            return invalid("cluster.auth_window_ms", "must be from 1000 to 300000 ms");
+        }
         if c.probe_interval_ms == 0
             || c.probe_timeout_ms == 0
             || c.suspicion_timeout_ms == 0
@@ -390,6 +442,21 @@ impl Config {
         if !(self.grading.grade_scale.is_finite() && self.grading.grade_scale > 0.0) {
             return invalid("grading.grade_scale", "must be a positive number");
         }
+        for token in &self.api.tokens {
+            // The token's text is never part of the reason: the error is printed.
+            if token.len() < MIN_SECRET_BYTES {
+                return invalid("api.tokens", "each token must be at least 16 bytes");
+            }
+            if !token.expose().bytes().all(|b| b.is_ascii_graphic()) {
+                return invalid(
+                    "api.tokens",
+                    "a token is printable ASCII without spaces, as a Bearer header carries it",
+                );
+            }
+            if token == &c.secret {
+                return invalid("api.tokens", "a token must not be the cluster secret, which clients must never hold");
+            }
+        }
         Ok(())
     }
 
@@ -397,6 +464,41 @@ impl Config {
     pub fn advertise(&self) -> &str {
         self.node.advertise.as_deref().unwrap_or(&self.node.listen)
     }
+}
+
+/// toml's error quotes the line at fault, and a secret or a token may be on
+/// it (`secret = "abc` unterminated): the quoted line keeps its keys and the
+/// caret, with every string in it blanked.
+fn without_strings(message: &str) -> String {
+    let quoted_source = |number: &str| !number.trim().is_empty() && number.trim().bytes().all(|b| b.is_ascii_digit());
+    let lines = message.lines().map(|line| match line.split_once(" | ") {
+        Some((number, source)) if quoted_source(number) => format!("{number} | {}", blank_strings(source)),
+        _ => line.to_owned(),
+    });
+    lines.collect::<Vec<_>>().join("\n")
+}
+
+/// `source` with the inside of each string literal, closed or not, replaced
+/// by `***`.
+fn blank_strings(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut chars = source.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' && c != '\'' {
+            continue;
+        }
+        out.push_str("***");
+        let mut escaped = false;
+        for inner in chars.by_ref() {
+            if inner == c && !escaped {
+                out.push(c);
+                break;
+            }
+            escaped = c == '"' && inner == '\\' && !escaped;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -427,12 +529,30 @@ mod tests {
         let text = include_str!("../config/node.toml");
         let c = Config::parse(text).unwrap();
         assert_eq!(c.node.listen, "127.0.0.1:5001");
+        let defaults = Config::default();
+        assert_eq!(c.cluster.secret, defaults.cluster.secret);
+        assert_eq!(c.cluster.auth_window_ms, defaults.cluster.auth_window_ms);
+        assert!(c.api.tokens.is_empty() && !c.admin.enable_kill);
     }
 
     #[test]
     fn container_config_parses() {
         let c = Config::parse(include_str!("../docker/node.toml")).unwrap();
         assert_eq!(c.node.listen, "0.0.0.0:5001");
+    }
+
+    #[test]
+    fn compose_configs_parse_with_client_tokens_on() {
+        for text in [
+            include_str!("../docker/node1.toml"),
+            include_str!("../docker/node2.toml"),
+            include_str!("../docker/node3.toml"),
+            include_str!("../docker/node4.toml"),
+        ] {
+            let c = Config::parse(text).unwrap();
+            assert_eq!(c.cluster.seeds, ["172.28.0.11:5001"]);
+            assert_eq!(c.api.tokens.len(), 1, "the cluster asks clients for a token");
+        }
     }
 
     #[test]
@@ -508,12 +628,101 @@ mod tests {
         assert!(matches!(err, ConfigError::Invalid { key: "discovery.interface", .. }), "{err}");
     }
 
+    const SECRET: &str = "cluster-secret-0123456789";
+
     #[test]
     fn multicast_discovery_needs_a_reachable_advertised_address() {
-        let err = Config::parse("[node]\nlisten = \"0.0.0.0:5001\"\n[discovery]\nmulticast = true\n").unwrap_err();
+        let discovery = format!("[cluster]\nsecret = \"{SECRET}\"\n[discovery]\nmulticast = true\n");
+        let err = Config::parse(&format!("[node]\nlisten = \"0.0.0.0:5001\"\n{discovery}")).unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { key: "node.advertise", .. }), "{err}");
-        let text = "[node]\nlisten = \"0.0.0.0:5001\"\nadvertise = \"10.1.2.3:5001\"\n[discovery]\nmulticast = true\n";
-        assert!(Config::parse(text).is_ok());
+        let text = format!("[node]\nlisten = \"0.0.0.0:5001\"\nadvertise = \"10.1.2.3:5001\"\n{discovery}");
+        assert!(Config::parse(&text).is_ok());
+    }
+
+    #[test]
+    fn a_lone_node_may_keep_the_default_secret() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.cluster.secret.expose(), DEFAULT_SECRET);
+        assert_eq!(c.cluster.auth_window_ms, 30_000);
+        assert!(c.api.tokens.is_empty(), "tokens are off by default");
+        assert!(!c.admin.enable_kill, "the kill route is off by default");
+    }
+
+    #[test]
+    fn the_default_secret_is_refused_with_seeds_or_multicast() {
+        for text in [
+            "[cluster]\nseeds = [\"127.0.0.1:5002\"]\n",
+            "[discovery]\nmulticast = true\n",
+            "[cluster]\nsecret = \"change-me\"\nseeds = [\"127.0.0.1:5002\"]\n",
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { key: "cluster.secret", .. }), "{text}: {err}");
+        }
+        let text =
+            format!("[cluster]\nsecret = \"{SECRET}\"\nseeds = [\"127.0.0.1:5002\"]\n[discovery]\nmulticast = true\n");
+        assert!(Config::parse(&text).is_ok());
+    }
+
+    #[test]
+    fn a_secret_of_its_own_is_at_least_16_bytes_even_alone() {
+        for short in ["", "x", "fifteen-bytes-x"] {
+            let err = Config::parse(&format!("[cluster]\nsecret = \"{short}\"\n")).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { key: "cluster.secret", .. }), "{short:?}: {err}");
+            assert!(short.is_empty() || !err.to_string().contains(short), "the error shows the secret: {err}");
+        }
+        assert!(Config::parse("[cluster]\nsecret = \"sixteen-bytes-xx\"\n").is_ok());
+    }
+
+    #[test]
+    fn the_auth_window_is_bounded() {
+        for (window, ok) in [(0, false), (999, false), (1000, true), (300_000, true), (300_001, false)] {
+            let parsed = Config::parse(&format!("[cluster]\nauth_window_ms = {window}\n"));
+            assert_eq!(parsed.is_ok(), ok, "{window}");
+            if let Err(err) = parsed {
+                assert!(matches!(err, ConfigError::Invalid { key: "cluster.auth_window_ms", .. }), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn tokens_are_long_printable_and_not_the_secret() {
+        let tokens = |list: &str| format!("[cluster]\nsecret = \"{SECRET}\"\n[api]\ntokens = {list}\n");
+        let c = Config::parse(&tokens("[\"client-token-0123456789\", \"other-token-0123456789\"]")).unwrap();
+        assert_eq!(c.api.tokens.len(), 2);
+        for bad in ["[\"short\"]", "[\"\"]", "[\"with a space in it 0123\"]", "[\"café-token-0123456789\"]"] {
+            let err = Config::parse(&tokens(bad)).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { key: "api.tokens", .. }), "{bad}: {err}");
+        }
+        let err = Config::parse(&tokens(&format!("[\"{SECRET}\"]"))).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "api.tokens", .. }), "{err}");
+        assert!(!err.to_string().contains(SECRET), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_line_holding_a_secret_is_not_quoted_in_the_error() {
+        for text in [
+            "[cluster]\nsecret = \"abcdefghijklmnopq\n",
+            "[cluster]\nsecret = 'abcdefghijklmnopq\n",
+            "[api]\ntokens = [\"abcdefghijklmnopq\", 3]\n",
+            "[api]\ntokens = [\"abcdefghijklmnopq\\\"x\", 3]\n",
+        ] {
+            let err = Config::parse(text).unwrap_err().to_string();
+            assert!(err.contains("line 2"), "{err}");
+            assert!(!err.contains("abcdefghijklmnopq"), "{text:?}: {err}");
+        }
+        let err = Config::parse("[cluster]\nsecrets = 1\n").unwrap_err().to_string();
+        assert!(err.contains("secrets") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn debug_of_the_config_shows_neither_secret_nor_tokens() {
+        let c = Config::parse(&format!(
+            "[cluster]\nsecret = \"{SECRET}\"\n[api]\ntokens = [\"client-token-0123456789\"]\n"
+        ))
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(shown.contains("Secret(***)"), "{shown}");
+        assert!(!shown.contains(SECRET) && !shown.contains("client-token-0123456789"), "{shown}");
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! environment, run pytest and post the results back; the supervisor serves
 //! per-module and per-project pass rates and a grade. Nodes find each other
 //! through seeds, or by multicast on one network segment, and watch each
-//! other with SWIM; the tasks of a node that dies, leaves or restarts are
-//! handed out again. Everything a supervisor accepts and every finished
+//! other with SWIM; every request between them, and every announcement, is
+//! signed with the cluster secret. The tasks of a node that dies, leaves or
+//! restarts are handed out again. Everything a supervisor accepts and every finished
 //! result is in its SQLite database and replicated to other nodes; when a
 //! supervisor dies, a replica takes the cluster lock of the evaluation from
 //! the elected coordinator and adopts it, keeping every finished result.
@@ -39,7 +40,8 @@
 //! | --- | --- |
 //! | [`config`] | the typed config file, its defaults and its validation |
 //! | [`node`] | `run(config, listener)`: the node root |
-//! | [`api`] | public, cluster-wide and peer routes, the one `ApiError` |
+//! | [`api`] | public, cluster-wide and peer routes, the guards in front of them (cluster secret, client tokens), the test-only `POST /kill`, the one `ApiError` |
+//! | [`auth`] | pure: the HMAC signature of peer requests and announcements, the replay window, client tokens, the `Secret` that never prints |
 //! | [`evaluation`] | registry, supervisor and worker actors; the pure admission, plan and report; intake (zip, git, discovery); workspace and blobs |
 //! | [`executor`] | the executor actor; environment cache, pytest command lines, the bwrap sandbox, JUnit reader, capped processes |
 //! | [`membership`] | the membership actor, the pure SWIM core and its wire types |
@@ -53,10 +55,12 @@
 //!
 //! How the parts fit is in `docs/architecture.md`; the guarantees — what is
 //! stored when, what a crash loses, what a duplicated result does — are in
-//! `docs/runtime-semantics.md`; what stops hostile code and hostile clients —
-//! the sandbox of test runs, the limits of a node — is in `docs/security.md`.
+//! `docs/runtime-semantics.md`; what stops hostile code, hostile clients and
+//! peers — the sandbox of test runs, the limits of a node, who may call what —
+//! is in `docs/security.md`.
 
 pub mod api;
+pub mod auth;
 pub mod balance;
 pub mod config;
 pub mod coordination;

@@ -68,8 +68,8 @@ impl Proxy {
         proxy
     }
 
-    fn get(&self, path: &str) -> Response {
-        http(&self.addr, "GET", path, &[], Body::None)
+    fn get(&self, path: &str, authorization: &str) -> Response {
+        http(&self.addr, "GET", path, &[("Authorization", authorization)], Body::None)
     }
 }
 
@@ -83,29 +83,45 @@ impl Drop for Proxy {
 
 #[test]
 fn an_evaluation_submitted_through_nginx_is_spread_over_the_cluster() {
+    const TOKEN: &str = "nginx-client-token-0123456789";
     with_timeout(Duration::from_secs(240), || {
         let dir = tempfile::tempdir().unwrap();
-        let nodes = start_cluster(dir.path(), 4);
+        // Client tokens on, as in the shipped cluster configs: nginx passes
+        // the client's Authorization header to the nodes, and their
+        // WWW-Authenticate back.
+        let nodes = start_cluster_with(dir.path(), 4, |config| config.token(TOKEN));
         let proxy = Proxy::start(dir.path(), &nodes);
+        let bearer = format!("Bearer {TOKEN}");
         let (content_type, body) = multipart(&[Part::file("file", "projects.zip", &project(12, 1.0))]);
-        let submitted =
-            http(&proxy.addr, "POST", "/evaluation", &[("Content-Type", &content_type)], Body::Fixed(&body));
+        let refused = http(&proxy.addr, "POST", "/evaluation", &[("Content-Type", &content_type)], Body::Fixed(&body));
+        assert_eq!(refused.status, 401, "{refused:?}");
+        assert_eq!(refused.header("www-authenticate"), Some("Bearer realm=\"evalmesh\""), "{refused:?}");
+        let submitted = http(
+            &proxy.addr,
+            "POST",
+            "/evaluation",
+            &[("Content-Type", &content_type), ("Authorization", &bearer)],
+            Body::Fixed(&body),
+        );
         assert_eq!(submitted.status, 202, "{submitted:?}");
         let id = submitted.json()["id"].as_str().unwrap().to_owned();
         let evaluation = poll_until(Duration::from_secs(180), || {
-            let e = proxy.get(&format!("/evaluation/{id}")).json();
+            let e = proxy.get(&format!("/evaluation/{id}"), &bearer).json();
             (e["status"] == "done").then_some(e)
         })
         .expect("the evaluation finishes");
         let placed = assert_exact(&evaluation, 12);
         let used: BTreeSet<&String> = placed.values().collect();
         assert!(used.len() >= 3, "modules ran on {used:?}");
-        // A peer route called without a node's headers is refused.
+        assert_eq!(http(&proxy.addr, "GET", "/health", &[], Body::None).status, 200, "health needs no token");
+        // A peer route called without a node's signature is refused.
         let direct = nodes[0].post("/execute_module", "application/json", b"{}");
         assert_eq!(direct.status, 401, "{direct:?}");
-        // Peer routes are not reachable through the proxy.
-        let peer =
-            http(&proxy.addr, "POST", "/execute_module", &[("Content-Type", "application/json")], Body::Fixed(b"{}"));
+        // Peer routes are not reachable through the proxy, even signed.
+        let signed = signed_headers(&nodes[0].secret, "POST", "/execute_module", TEST_SENDER, b"{}", now_ms());
+        let mut headers: Vec<(&str, &str)> = signed.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        headers.push(("Content-Type", "application/json"));
+        let peer = http(&proxy.addr, "POST", "/execute_module", &headers, Body::Fixed(b"{}"));
         assert_eq!(peer.status, 404);
         assert!(peer.json()["error"].is_string());
     });

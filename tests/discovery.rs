@@ -1,7 +1,7 @@
 //! Discovery without seeds, with real processes: nodes with empty seed lists
 //! that multicast on one group over loopback find each other; nodes with
-//! discovery off, the default, stay alone; hostile datagrams on the group
-//! change nothing; a node whose discovery socket cannot be opened refuses to
+//! discovery off, the default, stay alone; hostile datagrams on the group,
+//! unsigned or signed with another secret among them, change nothing; a node whose discovery socket cannot be opened refuses to
 //! start. Each test picks its own group and a free port, so that tests
 //! running at once do not hear each other.
 
@@ -16,6 +16,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use evalmesh::auth::Secret;
+use evalmesh::discovery::announcement;
 
 /// A group in 239.255.0.0/16 picked at random and a UDP port free a moment ago.
 fn own_group() -> SocketAddrV4 {
@@ -124,13 +126,19 @@ fn hostile_datagrams_on_the_group_change_nothing() {
         // Each refused datagram names an address of its own, so that the
         // log shows none of them led anywhere.
         let decoy = |n: u16| format!(r#"{{"evalmesh":{n},"node":"127.0.0.1:{n}"}}"#);
-        let mut too_large = decoy(1).into_bytes();
+        let secret = Secret::new(TEST_SECRET);
+        let mut too_large = announcement::encode("127.0.0.1:1", &secret, now_ms());
         too_large.resize(60_000, b' ');
         let hostile: Vec<Vec<u8>> = vec![
             Vec::new(),
             b"\x00\xff\xfe not json".to_vec(),
-            br#"{"evalmesh":1,"node":"0.0.0.0:5001"}"#.to_vec(),
+            announcement::encode("0.0.0.0:5001", &secret, now_ms()),
             decoy(7).into_bytes(),
+            // Unsigned: version 1, and version 2 without its signature.
+            decoy(1).into_bytes(),
+            decoy(2).into_bytes(),
+            announcement::encode("127.0.0.1:3", &Secret::new("another-cluster-secret-0123"), now_ms()),
+            announcement::encode("127.0.0.1:4", &secret, now_ms() - 120_000),
             too_large,
         ];
         for datagram in &hostile {
@@ -140,7 +148,7 @@ fn hostile_datagrams_on_the_group_change_nothing() {
         // leads to a join, which fails, and to nothing more. Sent last over
         // loopback, it is read after every hostile one.
         let nowhere = format!("127.0.0.1:{}", free_port());
-        stranger.send_to(format!(r#"{{"evalmesh":1,"node":"{nowhere}"}}"#).as_bytes(), group).unwrap();
+        stranger.send_to(&announcement::encode(&nowhere, &secret, now_ms()), group).unwrap();
         wait_until("a tries the announced address", Duration::from_secs(10), || {
             a.log().contains(&format!("discovered {nowhere}: joining it")).then_some(())
         });

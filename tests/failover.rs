@@ -224,12 +224,11 @@ fn a_worker_whose_supervisor_is_gone_fetches_the_blob_from_a_peer_that_holds_it(
         // Until the late node's balancer lists its peers it knows no one to
         // ask, and refuses the task as a real supervisor would see it: 503.
         wait_until("the late node takes the task", Duration::from_secs(20), || {
-            let answer = late.request(
-                "POST",
-                "/execute_module",
-                &[("Content-Type", "application/json"), ("x-evalmesh-node", &gone), ("x-evalmesh-lamport", "1")],
-                Body::Fixed(task.to_string().as_bytes()),
-            );
+            let body = task.to_string();
+            let headers = signed_headers(&late.secret, "POST", "/execute_module", &gone, body.as_bytes(), now_ms());
+            let mut headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            headers.push(("Content-Type", "application/json"));
+            let answer = late.request("POST", "/execute_module", &headers, Body::Fixed(body.as_bytes()));
             assert!(matches!(answer.status, 202 | 503), "{answer:?}");
             (answer.status == 202).then_some(())
         });

@@ -1,7 +1,8 @@
 //! `ApiError`: the one error type the HTTP layer answers with, always as JSON
 //! `{"error": "..."}` with its status code.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header::{self, WWW_AUTHENTICATE};
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
@@ -12,8 +13,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    /// A peer route called without a valid signature.
     #[error("{0}")]
     Unauthorized(String),
+    /// A public route called without a valid client token, when tokens are on.
+    #[error("{0}")]
+    BearerRequired(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body is larger than the limit of {limit} bytes")]
@@ -46,7 +51,7 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) | Self::BearerRequired(_) => StatusCode::UNAUTHORIZED,
             Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } | Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -59,6 +64,10 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if let Self::Busy { retry_after_s, .. } = self {
             response.insert_header((header::RETRY_AFTER, retry_after_s.to_string()));
+        }
+        if let Self::BearerRequired(_) = self {
+            // RFC 6750 §3: names the scheme the client should use.
+            response.insert_header((WWW_AUTHENTICATE, "Bearer realm=\"evalmesh\""));
         }
         response.json(json!({ "error": self.to_string() }))
     }

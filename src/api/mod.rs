@@ -1,8 +1,13 @@
 //! The HTTP API: `configure` mounts every route on an actix-web `App`; the
 //! handlers parse, ask an actor, and map the answer. `AppState` holds the
 //! actors' addresses and the limits the handlers enforce; each server thread
-//! also holds a `PeerClient` of its own for the cluster-wide answers.
+//! also holds a `PeerClient` of its own for the cluster-wide answers. The
+//! peer routes stand behind the cluster secret and the public ones, when
+//! tokens are set, behind a client token (`auth`); `admin` holds the
+//! test-only `POST /kill`, mounted only when the config asks for it.
 
+mod admin;
+mod auth;
 mod cluster;
 mod error;
 mod evaluations;
@@ -11,14 +16,17 @@ mod peer;
 mod upload;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use actix::Addr;
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+pub use admin::configure as configure_admin;
 pub use error::ApiError;
 
+use crate::auth::ReplayGuard;
 use crate::config::Config;
 use crate::coordination::Coordination;
 use crate::evaluation::registry::Registry;
@@ -47,11 +55,28 @@ pub struct AppState {
     pub locks: Addr<Locks>,
     /// This node's Lamport clock, moved by every peer message.
     pub clock: Arc<LamportClock>,
+    /// The signatures of the peer requests taken within the replay window,
+    /// shared by the server's threads: a request is taken once, whichever
+    /// thread it reaches.
+    pub replay: Mutex<ReplayGuard>,
 }
 
-/// Mounts every route: public, cluster-wide and peer.
+impl AppState {
+    /// The replay guard, held only while a signature is checked or taken.
+    /// A thread that panicked holding it left it whole (each change is one
+    /// set operation), so a poisoned lock is used as is.
+    fn replay_guard(&self) -> MutexGuard<'_, ReplayGuard> {
+        self.replay.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Mounts every route: public, cluster-wide and peer. Every public route but
+/// `GET /health`, which a load balancer asks without credentials, stands
+/// behind the client token check.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path.to_owned()).default_service(web::to(not_allowed));
+    let resource = |path: &str| {
+        web::resource(path.to_owned()).wrap(from_fn(auth::client_guard)).default_service(web::to(not_allowed))
+    };
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
         .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::NotFound(e.to_string()).into()))
         .app_data(
@@ -65,7 +90,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/evaluation/{id}").route(web::get().to(evaluations::get)))
         .service(resource("/evaluation/{id}/events").route(web::get().to(evaluations::events)))
         .service(resource("/stats").route(web::get().to(node::stats)))
-        .service(resource("/health").route(web::get().to(node::health)))
+        .service(web::resource("/health").route(web::get().to(node::health)).default_service(web::to(not_allowed)))
         .service(resource("/network").route(web::get().to(cluster::network)))
         .service(resource("/peers").route(web::get().to(cluster::peers)))
         .configure(peer::configure);

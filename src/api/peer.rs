@@ -3,17 +3,16 @@
 //! (`/lock/acquire`, `/lock/release`, `/lock/holdings`), tasks
 //! (`/execute_module`, `/blobs/{sha256}`, `/evaluation_result`,
 //! `/evaluation_done`), replication (`/replicate`, `/replica/{id}`,
-//! `/replica/{id}/snapshot`). Every one of them sits behind `guard`, the one
-//! place that decides whether a caller may speak as a node.
+//! `/replica/{id}/snapshot`). Every one of them sits behind
+//! `auth::peer_guard`, the one place that decides whether a caller may speak
+//! as a node: by the cluster secret.
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::{from_fn, Next};
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 use uuid::Uuid;
 
+use super::auth::peer_guard;
 use super::{cluster, not_allowed, ApiError, AppState};
 use crate::coordination::{ElectionAnswer, ElectionMessage, HandleCoordinator, HandleElection};
 use crate::evaluation::blobs;
@@ -24,15 +23,15 @@ use crate::locks::{HandleAcquire, HandleHoldings, HandleRelease};
 use crate::membership::model::{MemberInfo, Ping, PingReq};
 use crate::membership::{HandleJoin, HandlePing, HandlePingReq};
 use crate::peer::model::{EvaluationDone, EvaluationResult, ExecuteModule, ResultAck};
-use crate::peer::{lamport_of, PeerClient, LAMPORT_HEADER, SENDER_HEADER};
+use crate::peer::PeerClient;
 use crate::replication::model::Replicate;
 use crate::replication::receive::{receive, ReceiveError};
 use crate::store::{GetSnapshot, GetSummary};
 
-/// Mounts the peer routes, each behind the guard.
+/// Mounts the peer routes, each behind the peer guard.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let route = |path: &str, method: actix_web::Route| {
-        web::resource(path.to_owned()).wrap(from_fn(guard)).route(method).default_service(web::to(not_allowed))
+        web::resource(path.to_owned()).wrap(from_fn(peer_guard)).route(method).default_service(web::to(not_allowed))
     };
     cfg.service(route("/join", web::post().to(join)))
         .service(route("/mystats", web::post().to(mystats)))
@@ -49,31 +48,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(route("/replicate", web::post().to(replicate)))
         .service(route("/replica/{id}", web::get().to(replica)))
         .service(route("/replica/{id}/snapshot", web::get().to(snapshot)));
-}
-
-/// Refuses a caller that does not name itself as a node and give its
-/// Lamport time; moves this node's clock past the caller's, and stamps the
-/// answer with this node's time.
-async fn guard(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let remote = lamport_of(req.headers());
-    let (Some(_), Some(remote)) = (req.headers().get(SENDER_HEADER), remote) else {
-        log::warn!("peer route {} refused: no {SENDER_HEADER} or {LAMPORT_HEADER} header", req.path());
-        let needed = format!("peer routes need the {SENDER_HEADER} and {LAMPORT_HEADER} headers");
-        return Err(ApiError::Unauthorized(needed).into());
-    };
-    let clock = req.app_data::<web::Data<AppState>>().map(|state| state.clock.clone());
-    if let Some(clock) = &clock {
-        clock.receive(remote);
-    }
-    let mut res = next.call(req).await?;
-    if let Some(clock) = clock {
-        let stamp = HeaderValue::from(clock.tick());
-        res.headers_mut().insert(HeaderName::from_static(LAMPORT_HEADER), stamp);
-    }
-    Ok(res)
 }
 
 async fn join(body: web::Json<MemberInfo>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -2,10 +2,12 @@
 //! started only with `[discovery] multicast = true`.
 //!
 //! Takes in its own timer and the datagrams heard on the group. Every
-//! `interval_ms` it multicasts this node's announcement; for each
-//! announcement of another node it tells membership `Discovered`, which joins
-//! that node unless it knows it already. Its own announcements come back
-//! through multicast loopback and are dropped here.
+//! `interval_ms` it multicasts this node's announcement, signed with the
+//! cluster secret; for each announcement of another node signed with the
+//! same secret it tells membership `Discovered`, which joins that node unless
+//! it knows it already. Unsigned or wrongly signed datagrams are ignored. Its
+//! own announcements come back through multicast loopback and are dropped
+//! here.
 //!
 //! If it dies, this node stops announcing and listening: the members it has
 //! stay members, watched by SWIM; only nodes that start later and have no
@@ -20,7 +22,8 @@ use actix::prelude::*;
 use futures_util::stream::{self, Stream};
 use tokio::net::UdpSocket;
 
-use super::announcement::{self, MAX_DATAGRAM};
+use super::announcement::{self, Signing, MAX_DATAGRAM};
+use crate::auth;
 use crate::membership::Discovered;
 
 /// Announces this node once.
@@ -38,8 +41,9 @@ pub struct Announcer {
     /// This node's advertised address: what it announces, and how it tells
     /// its own announcements when loopback brings them back.
     node: String,
-    /// The announcement, written once.
-    datagram: Rc<[u8]>,
+    /// The cluster secret this node signs its announcements with and checks
+    /// the others' against, and the window an announcement is heard within.
+    signing: Signing,
     /// Opened by `node::run` (`discovery::open`); the receiving stream holds
     /// the other reference.
     socket: Rc<UdpSocket>,
@@ -60,10 +64,10 @@ impl Announcer {
         socket: UdpSocket,
         group: SocketAddrV4,
         every: Duration,
+        signing: Signing,
         on_discovered: Recipient<Discovered>,
     ) -> Self {
-        let datagram = announcement::encode(&node).into();
-        Self { node, datagram, socket: Rc::new(socket), group, every, on_discovered, failing: false }
+        Self { node, signing, socket: Rc::new(socket), group, every, on_discovered, failing: false }
     }
 
     fn sent(&mut self, result: io::Result<usize>) {
@@ -118,7 +122,9 @@ impl Handler<Tick> for Announcer {
     type Result = ();
 
     fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
-        let (socket, datagram, group) = (self.socket.clone(), self.datagram.clone(), self.group);
+        // Signed anew each time: the signature covers when it was sent.
+        let datagram = announcement::encode(&self.node, &self.signing.secret, auth::wall_clock_ms());
+        let (socket, group) = (self.socket.clone(), self.group);
         let send = async move { socket.send_to(&datagram, group).await };
         ctx.spawn(send.into_actor(self).map(|result, act, _| act.sent(result)));
     }
@@ -132,7 +138,7 @@ impl StreamHandler<io::Result<Heard>> for Announcer {
         };
         // Debug only: anyone on the segment can send anything, as often as
         // they like.
-        let node = match announcement::decode(&bytes) {
+        let node = match announcement::decode(&bytes, &self.signing, auth::wall_clock_ms()) {
             Ok(node) => node,
             Err(e) => return log::debug!("discovery: ignoring a datagram from {from}: {e}"),
         };
@@ -154,7 +160,10 @@ mod tests {
     use std::net::{Ipv4Addr, UdpSocket as StdUdpSocket};
 
     use super::*;
+    use crate::auth::Secret;
     use crate::discovery::open;
+
+    const SECRET: &str = "cluster-secret-0123456789";
 
     /// Records the nodes it is told of, as membership would be.
     #[derive(Default)]
@@ -193,11 +202,12 @@ mod tests {
         SocketAddrV4::new(Ipv4Addr::new(239, 255, c, d), port)
     }
 
-    fn announce(node: &str, group: SocketAddrV4) -> Addr<Probe> {
+    fn announce(node: &str, group: SocketAddrV4, secret: &str) -> Addr<Probe> {
         let probe = Probe::default().start();
         let socket = open(*group.ip(), group.port(), Ipv4Addr::LOCALHOST).unwrap();
         let every = Duration::from_millis(20);
-        Announcer::new(node.to_owned(), socket, group, every, probe.clone().recipient()).start();
+        let signing = Signing { secret: Secret::new(secret), window_ms: 30_000 };
+        Announcer::new(node.to_owned(), socket, group, every, signing, probe.clone().recipient()).start();
         probe
     }
 
@@ -216,8 +226,8 @@ mod tests {
     #[actix::test]
     async fn announcers_on_one_group_hear_each_other_and_not_themselves() {
         let group = own_group();
-        let a = announce("127.0.0.1:6001", group);
-        let b = announce("127.0.0.1:6002", group);
+        let a = announce("127.0.0.1:6001", group, SECRET);
+        let b = announce("127.0.0.1:6002", group, SECRET);
         let heard_by_a = told(&a, 3).await;
         let heard_by_b = told(&b, 3).await;
         assert!(heard_by_a.len() >= 3 && heard_by_a.iter().all(|n| n == "127.0.0.1:6002"), "{heard_by_a:?}");
@@ -225,20 +235,41 @@ mod tests {
     }
 
     #[actix::test]
+    async fn an_announcer_with_another_secret_is_not_heard() {
+        let group = own_group();
+        let a = announce("127.0.0.1:6001", group, SECRET);
+        let stranger = announce("127.0.0.1:6666", group, "another-secret-0123456789");
+        let _b = announce("127.0.0.1:6002", group, SECRET);
+        // By the time a has heard b a few times, the stranger has announced
+        // as often: none of its announcements got through, either way.
+        let heard_by_a = told(&a, 5).await;
+        assert!(heard_by_a.len() >= 5 && heard_by_a.iter().all(|n| n == "127.0.0.1:6002"), "{heard_by_a:?}");
+        let heard_by_stranger = stranger.send(GetDiscovered).await.unwrap();
+        assert!(heard_by_stranger.is_empty(), "{heard_by_stranger:?}");
+    }
+
+    #[actix::test]
     async fn hostile_datagrams_are_ignored_and_the_announcer_keeps_listening() {
         let group = own_group();
-        let probe = announce("127.0.0.1:6001", group);
+        let probe = announce("127.0.0.1:6001", group, SECRET);
         let sender = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
         sender.set_multicast_if_v4(&Ipv4Addr::LOCALHOST).unwrap();
         let sender = StdUdpSocket::from(sender);
-        let mut too_large = br#"{"evalmesh":1,"node":"127.0.0.1:6666"}"#.to_vec();
+        let now = auth::wall_clock_ms();
+        let secret = Secret::new(SECRET);
+        let mut too_large = announcement::encode("127.0.0.1:6666", &secret, now);
         too_large.resize(64 * 1024 - 100, b' ');
-        let hostile: [&[u8]; 6] = [
+        let wrong_secret = announcement::encode("127.0.0.1:6667", &Secret::new("another-secret-0123456789"), now);
+        let stale = announcement::encode("127.0.0.1:6668", &secret, now - 60_000);
+        let hostile: [&[u8]; 9] = [
             b"",
             b"\x00\xff garbage",
+            br#"{"evalmesh":1,"node":"127.0.0.1:6666"}"#,
             br#"{"evalmesh":2,"node":"127.0.0.1:6666"}"#,
-            br#"{"evalmesh":1,"node":"0.0.0.0:6666"}"#,
-            br#"{"evalmesh":1,"node":"localhost:6666"}"#,
+            &wrong_secret,
+            &stale,
+            &announcement::encode("0.0.0.0:6666", &secret, now),
+            &announcement::encode("localhost:6666", &secret, now),
             &too_large,
         ];
         for datagram in hostile {
@@ -246,7 +277,7 @@ mod tests {
         }
         // Datagrams from one socket over loopback arrive in order: once the
         // good one is heard, every hostile one before it has been read.
-        sender.send_to(br#"{"evalmesh":1,"node":"127.0.0.1:6003"}"#, group).unwrap();
+        sender.send_to(&announcement::encode("127.0.0.1:6003", &secret, now), group).unwrap();
         assert_eq!(told(&probe, 1).await, vec!["127.0.0.1:6003"]);
     }
 }

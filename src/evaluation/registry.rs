@@ -401,6 +401,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
+    use crate::auth::Secret;
     use crate::balance::{LeastConnections, NodeLoad, SetMembers};
     use crate::evaluation::model::EvaluationStatus;
     use crate::evaluation::model::EventKind;
@@ -484,7 +485,12 @@ mod tests {
             store: store.clone(),
             executor: executor.clone().recipient(),
             balancer,
-            peers: PeerClient::new("n1", Duration::from_secs(1), Default::default()),
+            peers: PeerClient::new(
+                "n1",
+                Duration::from_secs(1),
+                Default::default(),
+                Secret::new("test-secret-0123456789"),
+            ),
             lock: locks.clone().recipient(),
             unlock: locks.clone().recipient(),
             joined: locks.clone().recipient(),

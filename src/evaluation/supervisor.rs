@@ -600,6 +600,7 @@ pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::auth::Secret;
     use crate::balance::{LeastConnections, NodeLoad, SetMembers};
     use crate::evaluation::model::{ModuleStatus, Tally};
     use crate::store::{ListUnfinished, SaveProjects, Source};
@@ -740,7 +741,12 @@ pub(crate) mod tests {
                 store: self.store.clone(),
                 executor: self.executor.clone().recipient(),
                 balancer,
-                peers: PeerClient::new("n1", Duration::from_secs(1), Default::default()),
+                peers: PeerClient::new(
+                    "n1",
+                    Duration::from_secs(1),
+                    Default::default(),
+                    Secret::new("test-secret-0123456789"),
+                ),
                 on_finished: self.registry.clone().recipient(),
             };
             EvaluationSupervisor::new(record, None, self.settings.clone(), links).start()

@@ -3,6 +3,9 @@
 //! supervisors, the `Membership`, the `Coordination`, the `Locks` and, when
 //! multicast discovery is on, the `Announcer` — and the HTTP server on a
 //! listener the caller has already bound, and hands back a `NodeHandle`.
+//! The server's threads share the node's replay guard, made at start, so
+//! that nothing signed before this run is taken; `POST /kill` is mounted
+//! only when `admin.enable_kill` asks for it.
 
 use std::net::{SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
@@ -14,11 +17,12 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 
 use crate::api::{self, AppState};
+use crate::auth::{self, ReplayGuard};
 use crate::balance::{LeastConnections, LoadBalancer};
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_SECRET};
 use crate::coordination::bully::{Bully, BullyConfig};
 use crate::coordination::Coordination;
-use crate::discovery::{self, Announcer, DiscoveryError};
+use crate::discovery::{self, Announcer, DiscoveryError, Signing};
 use crate::evaluation::intake::{CloneLimits, UnpackLimits};
 use crate::evaluation::registry::{Registry, Shared};
 use crate::evaluation::supervisor::SupervisorSettings;
@@ -50,6 +54,12 @@ pub enum NodeError {
     #[error("cannot start multicast discovery: {0}")]
     Discovery(#[from] DiscoveryError),
 }
+
+/// The most peer-request signatures a node remembers within the replay
+/// window: about 40 bytes each in an ordered set, so a few MiB at most. That
+/// is a window's worth of 2000 requests a second; past it the window shrinks
+/// rather than the memory grows (see `auth::replay`).
+const REPLAY_MEMORY: usize = 65_536;
 
 /// How often a worker offers a result to a supervisor that does not answer,
 /// probe intervals apart, growing: about a minute in all.
@@ -145,7 +155,8 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
 
     let c = &config.cluster;
     let peer_timeout = Duration::from_millis(c.peer_timeout_ms);
-    let peers = PeerClient::new(&node, peer_timeout, clock.clone());
+    let secret = c.secret.clone();
+    let peers = PeerClient::new(&node, peer_timeout, clock.clone(), secret.clone());
     let balancer = LoadBalancer::new(Box::new(LeastConnections::default())).start();
     let blobs_dir = data_dir.join("blobs");
     let limits =
@@ -223,7 +234,8 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     if let Some(socket) = discovery_socket {
         let group = SocketAddrV4::new(d.group, d.port);
         let every = Duration::from_millis(d.interval_ms);
-        Announcer::new(node.clone(), socket, group, every, membership.clone().recipient()).start();
+        let signing = Signing { secret: secret.clone(), window_ms: c.auth_window_ms };
+        Announcer::new(node.clone(), socket, group, every, signing, membership.clone().recipient()).start();
     }
 
     // An election waits for answers as long as an indirect probe, and for an
@@ -273,6 +285,14 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         max_queued: config.admission.max_queued_evaluations,
     }));
 
+    if c.secret.expose() == DEFAULT_SECRET {
+        log::warn!("cluster.secret is the default: this node serves alone and refuses every peer request");
+    }
+    let replay = ReplayGuard::new(c.auth_window_ms, REPLAY_MEMORY, auth::wall_clock_ms());
+    let enable_kill = config.admin.enable_kill;
+    if enable_kill {
+        log::warn!("admin.enable_kill is on: POST /kill, signed with the cluster secret, kills this node");
+    }
     let state = web::Data::new(AppState {
         config,
         node: node.clone(),
@@ -288,15 +308,15 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         coordination,
         locks,
         clock: clock.clone(),
+        replay: std::sync::Mutex::new(replay),
     });
     let server_node = node.clone();
     let server_clock = clock.clone();
     let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .app_data(web::Data::new(PeerClient::new(&server_node, peer_timeout, server_clock.clone())))
-            .configure(api::configure)
-            .default_service(web::to(api::not_found))
+        let peers = PeerClient::new(&server_node, peer_timeout, server_clock.clone(), secret.clone());
+        let app = App::new().app_data(state.clone()).app_data(web::Data::new(peers)).configure(api::configure);
+        let app = if enable_kill { app.configure(api::configure_admin) } else { app };
+        app.default_service(web::to(api::not_found))
     })
     .workers(2)
     .disable_signals()

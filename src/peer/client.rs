@@ -1,17 +1,22 @@
 //! `PeerClient`: the one awc client a node uses to speak to its peers. Every
-//! request names its sender in `x-evalmesh-node`, so that the peer guard on
-//! the other side can check it.
+//! request names its sender in `x-evalmesh-node`, carries its Lamport time
+//! and a timestamp, and is signed with the cluster secret over all of these,
+//! its method, path and body (`auth::signature`), so that the guard on the
+//! other side can tell it comes from a node of the cluster.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web::Bytes;
+use awc::http::header::CONTENT_TYPE;
 use awc::http::StatusCode;
+use awc::ClientRequest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::lamport::{LamportClock, LAMPORT_HEADER};
 use super::{lamport_of, PeerError, SENDER_HEADER};
+use crate::auth::{self, Secret, SignedRequest, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// Largest peer answer read into memory: a project blob or an evaluation.
 const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
@@ -23,13 +28,15 @@ pub struct PeerClient {
     node: String,
     /// This node's clock: every request carries its time, every answer moves it.
     clock: Arc<LamportClock>,
+    /// The cluster secret every request is signed with.
+    secret: Secret,
 }
 
 impl PeerClient {
     /// awc clients are bound to the thread that made them: make one per arbiter.
-    pub fn new(node: &str, timeout: Duration, clock: Arc<LamportClock>) -> Self {
+    pub fn new(node: &str, timeout: Duration, clock: Arc<LamportClock>, secret: Secret) -> Self {
         let client = awc::Client::builder().timeout(timeout).disable_redirects().finish();
-        Self { client, node: node.to_owned(), clock }
+        Self { client, node: node.to_owned(), clock, secret }
     }
 
     pub fn node(&self) -> &str {
@@ -59,15 +66,13 @@ impl PeerClient {
         timeout: Option<Duration>,
     ) -> Result<R, PeerError> {
         let url = format!("http://{addr}{path}");
-        let mut req = self
-            .client
-            .post(&url)
-            .insert_header((SENDER_HEADER, self.node.as_str()))
-            .insert_header((LAMPORT_HEADER, self.clock.tick().to_string()));
+        // Serialized here rather than by awc: the signature covers these bytes.
+        let body = serde_json::to_vec(body).map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
+        let mut req = self.signed(self.client.post(&url).insert_header((CONTENT_TYPE, "application/json")), &body);
         if let Some(t) = timeout {
             req = req.timeout(t);
         }
-        let res = req.send_json(body).await.map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
+        let res = req.send_body(body).await.map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
         let bytes = read(&url, res, &self.clock).await?;
         serde_json::from_slice(&bytes).map_err(|e| PeerError::Decode { url, reason: e.to_string() })
     }
@@ -84,10 +89,7 @@ impl PeerClient {
     pub async fn has(&self, addr: &str, path: &str) -> Result<bool, PeerError> {
         let url = format!("http://{addr}{path}");
         let res = self
-            .client
-            .head(&url)
-            .insert_header((SENDER_HEADER, self.node.as_str()))
-            .insert_header((LAMPORT_HEADER, self.clock.tick().to_string()))
+            .signed(self.client.head(&url), b"")
             .send()
             .await
             .map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
@@ -104,14 +106,27 @@ impl PeerClient {
     pub async fn get_bytes(&self, addr: &str, path: &str) -> Result<Bytes, PeerError> {
         let url = format!("http://{addr}{path}");
         let res = self
-            .client
-            .get(&url)
-            .insert_header((SENDER_HEADER, self.node.as_str()))
-            .insert_header((LAMPORT_HEADER, self.clock.tick().to_string()))
+            .signed(self.client.get(&url), b"")
             .send()
             .await
             .map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
         read(&url, res, &self.clock).await
+    }
+
+    /// Names this node, stamps its Lamport time and the wall clock, and
+    /// signs the request over them, its method, its path and `body`.
+    fn signed(&self, req: ClientRequest, body: &[u8]) -> ClientRequest {
+        let lamport = self.clock.tick();
+        let timestamp_ms = auth::wall_clock_ms();
+        let path = req.get_uri().path_and_query().map_or("/", |p| p.as_str());
+        let signature = auth::sign_request(
+            &self.secret,
+            &SignedRequest { method: req.get_method().as_str(), path, node: &self.node, lamport, timestamp_ms, body },
+        );
+        req.insert_header((SENDER_HEADER, self.node.as_str()))
+            .insert_header((LAMPORT_HEADER, lamport.to_string()))
+            .insert_header((TIMESTAMP_HEADER, timestamp_ms.to_string()))
+            .insert_header((SIGNATURE_HEADER, signature))
     }
 }
 

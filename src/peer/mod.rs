@@ -1,6 +1,7 @@
 //! Peer-to-peer: the wire types of the routes between nodes, the one awc
-//! client that calls them, and the Lamport clock every message carries. The
-//! routes themselves are in `api::peer`.
+//! client that calls them, signing each request with the cluster secret
+//! (`auth::signature`), and the Lamport clock every message carries. The
+//! routes themselves are in `api::peer`, behind the guard of `api::auth`.
 
 mod client;
 pub mod lamport;
@@ -15,7 +16,7 @@ pub fn lamport_of(headers: &actix_web::http::header::HeaderMap) -> Option<u64> {
     headers.get(LAMPORT_HEADER)?.to_str().ok()?.parse().ok().filter(|t| *t <= LamportClock::MAX)
 }
 
-/// The header in which a peer names itself.
+/// The header in which a peer names itself; the signature covers it.
 pub const SENDER_HEADER: &str = "x-evalmesh-node";
 
 /// Errors of a call to a peer.

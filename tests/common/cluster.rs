@@ -27,6 +27,11 @@ pub fn cluster_config(data_dir: &Path, seeds: &[&Node]) -> NodeConfig {
 /// Starts `n` nodes, the first the seed of the others, and waits until each
 /// sees all of them alive.
 pub fn start_cluster(dir: &Path, n: usize) -> Vec<Node> {
+    start_cluster_with(dir, n, |config| config)
+}
+
+/// As [`start_cluster`], each node's config passed through `adjust` first.
+pub fn start_cluster_with(dir: &Path, n: usize, adjust: impl Fn(NodeConfig) -> NodeConfig) -> Vec<Node> {
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..n {
         let data = dir.join(format!("data{i}"));
@@ -34,7 +39,7 @@ pub fn start_cluster(dir: &Path, n: usize) -> Vec<Node> {
             None => cluster_config(&data, &[]),
             Some(seed) => cluster_config(&data, &[seed]),
         };
-        nodes.push(Node::start(&config, dir, &format!("node{i}")));
+        nodes.push(Node::start(&adjust(config), dir, &format!("node{i}")));
     }
     for node in &nodes {
         wait_until(&format!("{} sees {n} members alive", node.addr), Duration::from_secs(20), || {

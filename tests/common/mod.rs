@@ -3,6 +3,11 @@
 //! (so a test controls every byte it sends: headers, lengths, chunking), zip
 //! and project builders, and `wait_until`.
 //!
+//! Every node is given `TEST_SECRET` as its cluster secret, so that nodes of
+//! one test form a cluster, and a test can call a peer route as a node does,
+//! signed (`Node::peer`). A node given client tokens (`NodeConfig::token`)
+//! is asked with the first of them by `Node::get`, `post` and `request`.
+//!
 //! Every node is killed when its `Node` is dropped, and also when the test
 //! process dies (`PR_SET_PDEATHSIG`), so a failed or timed-out test leaves no
 //! node behind. Tests share nothing: each builds its own temp dir, data dir
@@ -21,7 +26,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use evalmesh::auth::{self, Secret, SignedRequest, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use serde_json::Value;
+
+/// The cluster secret of every node the harness starts, unless a test sets
+/// another: nodes with seeds or multicast refuse the default.
+pub const TEST_SECRET: &str = "evalmesh-test-secret-0123456789";
+
+/// The sender a test names when it calls a peer route as a node would.
+pub const TEST_SENDER: &str = "127.0.0.1:1";
 
 /// Runs `body` on its own thread and fails the test if it has not finished
 /// within `limit`; a panic in `body` is re-raised as is.
@@ -87,14 +100,31 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// Listens on a free port and keeps its data in `data_dir`.
+    /// Listens on a free port, keeps its data in `data_dir`, and shares
+    /// `TEST_SECRET` with the other nodes of the test.
     pub fn new(data_dir: &Path) -> Self {
         let config = Self { sections: BTreeMap::new() };
-        config.set("node", "listen", &toml_string("127.0.0.1:0")).set(
-            "node",
-            "data_dir",
-            &toml_string(&data_dir.to_string_lossy()),
-        )
+        config
+            .set("node", "listen", &toml_string("127.0.0.1:0"))
+            .set("node", "data_dir", &toml_string(&data_dir.to_string_lossy()))
+            .set("cluster", "secret", &toml_string(TEST_SECRET))
+    }
+
+    /// Asks clients for `token` on the public routes.
+    pub fn token(self, token: &str) -> Self {
+        self.set("api", "tokens", &format!("[{}]", toml_string(token)))
+    }
+
+    /// The cluster secret, as set; the node's default when unset.
+    pub fn secret(&self) -> String {
+        let raw = self.sections.get("cluster").and_then(|keys| keys.get("secret"));
+        raw.map_or_else(|| "change-me".to_owned(), |raw| serde_json::from_str(raw).expect("secret is a quoted string"))
+    }
+
+    /// The first client token, if tokens are set.
+    pub fn first_token(&self) -> Option<String> {
+        let raw = self.sections.get("api")?.get("tokens")?;
+        serde_json::from_str::<Vec<String>>(raw).expect("tokens is an array of quoted strings").into_iter().next()
     }
 
     /// Sets `[section] key = value`, `value` written as is (`"3"`, `"[\"file\"]"`).
@@ -134,6 +164,10 @@ pub struct Node {
     pub data_dir: PathBuf,
     /// The node's stderr (env_logger) and stdout.
     pub log_path: PathBuf,
+    /// The cluster secret the node was given, to sign peer calls with.
+    pub secret: String,
+    /// The client token `get`, `post` and `request` present, if the node asks for one.
+    pub token: Option<String>,
 }
 
 impl Node {
@@ -153,7 +187,14 @@ impl Node {
             .stdout(log.try_clone().expect("cloning the log handle"))
             .stderr(log);
         let child = die_with_parent(&mut cmd).spawn().expect("starting evalmesh");
-        let mut node = Node { child, addr: String::new(), data_dir: config.data_dir(), log_path };
+        let mut node = Node {
+            child,
+            addr: String::new(),
+            data_dir: config.data_dir(),
+            log_path,
+            secret: config.secret(),
+            token: config.first_token(),
+        };
         let addr = poll_until(Duration::from_secs(30), || {
             if let Some(status) = node.child.try_wait().expect("polling the node") {
                 panic!("node {label} exited with {status} before serving:\n{}", node.log());
@@ -182,15 +223,38 @@ impl Node {
     }
 
     pub fn get(&self, path: &str) -> Response {
-        http(&self.addr, "GET", path, &[], Body::None)
+        self.request("GET", path, &[], Body::None)
     }
 
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Response {
-        http(&self.addr, "POST", path, &[("Content-Type", content_type)], Body::Fixed(body))
+        self.request("POST", path, &[("Content-Type", content_type)], Body::Fixed(body))
     }
 
+    /// A request with the node's client token, unless `headers` name an
+    /// `Authorization` of their own or the node asks for none.
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Body<'_>) -> Response {
-        http(&self.addr, method, path, headers, body)
+        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut all = headers.to_vec();
+        if let Some(bearer) = &bearer {
+            if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("authorization")) {
+                all.push(("Authorization", bearer));
+            }
+        }
+        http(&self.addr, method, path, &all, body)
+    }
+
+    /// A peer route called as node `TEST_SENDER` would, signed with the node's secret.
+    pub fn peer(&self, method: &str, path: &str, body: &[u8]) -> Response {
+        let headers = signed_headers(&self.secret, method, path, TEST_SENDER, body, now_ms());
+        let mut headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        headers.push(("Content-Type", "application/json"));
+        let body = if body.is_empty() { Body::None } else { Body::Fixed(body) };
+        http(&self.addr, method, path, &headers, body)
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself, and reaps it.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        poll_until(timeout, || self.child.try_wait().expect("polling the node"))
     }
 
     /// Posts `zip` as curl's `-F file=@<filename>` does and returns the id.
@@ -306,6 +370,33 @@ pub fn alive(node: &Node) -> BTreeSet<String> {
         .collect()
 }
 
+/// The wall clock in milliseconds since the Unix epoch, as nodes sign with it.
+pub fn now_ms() -> u64 {
+    auth::wall_clock_ms()
+}
+
+/// The headers a node puts on a peer request: its name, its Lamport time,
+/// `timestamp_ms`, and the signature over them, the method, the path and
+/// the body, made with `secret`.
+pub fn signed_headers(
+    secret: &str,
+    method: &str,
+    path: &str,
+    sender: &str,
+    body: &[u8],
+    timestamp_ms: u64,
+) -> Vec<(&'static str, String)> {
+    let lamport = 1;
+    let request = SignedRequest { method, path, node: sender, lamport, timestamp_ms, body };
+    let signature = auth::sign_request(&Secret::new(secret), &request);
+    vec![
+        ("x-evalmesh-node", sender.to_owned()),
+        ("x-evalmesh-lamport", lamport.to_string()),
+        (TIMESTAMP_HEADER, timestamp_ms.to_string()),
+        (SIGNATURE_HEADER, signature),
+    ]
+}
+
 /// A request body: none, with a Content-Length, or chunked.
 #[derive(Debug, Clone, Copy)]
 pub enum Body<'a> {
@@ -410,6 +501,7 @@ pub fn try_http(
 
 /// Whether `raw` holds a whole answer: its head, then the body its
 /// Content-Length or chunking announces. Without either, only EOF ends it.
+/// The answer to a HEAD is its head alone, whatever length it announces.
 fn is_complete(raw: &[u8], head_only: bool) -> bool {
     let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         return false;

@@ -22,13 +22,14 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use evalmesh::auth::{self, Secret, SignedRequest, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use evalmesh::peer::LamportClock;
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
 use serde_json::Value;
 
 use crate::bodies::{self, S};
-use crate::common::{self, with_timeout, Body, Node, NodeConfig, Response};
+use crate::common::{self, now_ms, with_timeout, Body, Node, NodeConfig, Response, TEST_SECRET};
 
 /// What a caller claims so that the guard lets it speak as a node.
 #[derive(Debug, Clone)]
@@ -65,12 +66,29 @@ impl std::fmt::Debug for PeerRequest {
     }
 }
 
-/// The headers the peer guard checks. Today a caller names itself and
-/// gives its Lamport time; when the guard checks an HMAC of the request,
-/// this is the one function to change, signing `method`, `path` and `body`
-/// with the cluster secret.
+/// The headers the peer guard checks: a caller that names itself and gives
+/// a valid Lamport time signs the request with the node's secret, as a real
+/// node would; any other is sent as claimed, unsigned, and must be refused.
 fn sign(req: &PeerRequest) -> Vec<(String, String)> {
     let c = &req.credentials;
+    let time = c.lamport.as_deref().and_then(|l| l.trim().parse::<u64>().ok());
+    if let (true, Some(sender), Some(lamport)) = (c.valid(), &c.sender, time) {
+        let request = SignedRequest {
+            method: req.method,
+            path: &req.path,
+            node: sender,
+            lamport,
+            timestamp_ms: now_ms(),
+            body: &req.body,
+        };
+        let signature = auth::sign_request(&Secret::new(TEST_SECRET), &request);
+        return vec![
+            ("x-evalmesh-node".to_owned(), sender.clone()),
+            ("x-evalmesh-lamport".to_owned(), c.lamport.clone().unwrap_or_default()),
+            (TIMESTAMP_HEADER.to_owned(), request.timestamp_ms.to_string()),
+            (SIGNATURE_HEADER.to_owned(), signature),
+        ];
+    }
     let sender = c.sender.iter().map(|s| ("x-evalmesh-node".to_owned(), s.clone()));
     let lamport = c.lamport.iter().map(|l| ("x-evalmesh-lamport".to_owned(), l.clone()));
     sender.chain(lamport).collect()

@@ -10,6 +10,7 @@
 
 use std::fmt::Debug;
 
+use evalmesh::auth::{self, Secret};
 use evalmesh::coordination::{ElectionAnswer, ElectionMessage};
 use evalmesh::discovery::announcement;
 use evalmesh::evaluation::blobs;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::bodies::{self, S};
+use crate::common::TEST_SECRET;
 
 /// The answer of `POST /join`, as the joining node reads it.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -172,7 +174,8 @@ impl Wire {
                 let _ = ops.iter().flat_map(ReplicaOp::blobs).count();
             }),
             Self::Announcement => {
-                let decoded = announcement::decode(bytes);
+                let signing = announcement::Signing { secret: Secret::new(TEST_SECRET), window_ms: 30_000 };
+                let decoded = announcement::decode(bytes, &signing, auth::wall_clock_ms());
                 prop_assert!(decoded.is_err() || bytes.len() <= announcement::MAX_DATAGRAM);
                 Ok(decoded.is_ok())
             }
