@@ -125,12 +125,19 @@ fn the_cluster_goes_on_when_the_coordinator_dies_while_a_lock_is_held() {
         wait_progress(&nodes[s], &id, 3);
         nodes[s].kill();
 
-        // The adopter holds `adopt/<id>` for as long as it supervises.
+        // The adopter holds `adopt/<id>` for as long as it supervises. (A
+        // candidate may hold it for a moment before it: it stands down on
+        // seeing the adopter, so the holder is read once the adoption shows.)
         let name = format!("adopt/{id}");
-        let holder = wait_until("the coordinator grants the adoption lock", Duration::from_secs(30), || {
+        let watcher = &nodes[survivors(&nodes, &[s, c])[0]];
+        let adopter = wait_until("a replica adopts", Duration::from_secs(30), || {
+            let e = watcher.evaluation(&id, "");
+            (e["epoch"] == 1).then(|| e["supervisor"].as_str().unwrap().to_owned())
+        });
+        let holder = wait_until("the coordinator shows the adopter holding the lock", Duration::from_secs(30), || {
             let locks = locks_of(&nodes[c]);
             let lock = locks.iter().find(|l| l["name"] == name.as_str())?;
-            lock["holder"].as_str().map(str::to_owned)
+            (lock["holder"] == adopter.as_str()).then(|| adopter.clone())
         });
         nodes[c].kill();
 

@@ -9,9 +9,13 @@
 //! a node under test sends requests to the addresses it is given: against a
 //! real node they must only ever be loopback (see `peer_routes::address`).
 
+use evalmesh::auth::{self, Secret};
+use evalmesh::discovery::announcement;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Map, Value};
+
+use crate::common::TEST_SECRET;
 
 pub type S = BoxedStrategy<Value>;
 
@@ -386,9 +390,15 @@ pub fn snapshot(addr: &S) -> S {
 
 /// The multicast announcement of a joinable node: `{"evalmesh": 1, "node":
 /// "<ip>:<port>"}`.
+/// Signed now with the test secret, as a node of the tests' clusters signs.
 pub fn announcement() -> S {
     let node = "(127\\.0\\.0\\.1|10\\.0\\.(0|[1-9][0-9]?)\\.[1-9]|\\[fd00::[1-9a-f]\\]):[1-9][0-9]{0,3}";
-    obj(vec![("evalmesh", Just(Value::from(1)).boxed()), ("node", node.prop_map(Value::from).boxed())])
+    node.prop_map(|node| {
+        let secret = Secret::new(TEST_SECRET);
+        serde_json::from_slice(&announcement::encode(&node, &secret, auth::wall_clock_ms()))
+            .expect("an announcement is JSON")
+    })
+    .boxed()
 }
 
 /// Every field name of the wire types, and the words of their tags.
