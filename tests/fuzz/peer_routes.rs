@@ -76,7 +76,8 @@ fn sign(req: &PeerRequest) -> Vec<(String, String)> {
         let request = SignedRequest {
             method: req.method,
             path: &req.path,
-            node: sender,
+            // The server reads header values without surrounding blanks.
+            node: sender.trim(),
             lamport,
             timestamp_ms: now_ms(),
             // GET and HEAD go out without the generated body.
