@@ -8,7 +8,7 @@ use actix::prelude::*;
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
-use super::store::{read_record, stamp, write_collected, write_event, write_result, RECORD_COLUMNS};
+use super::store::{read_record, write_collected, write_event, write_record, write_result, RECORD_COLUMNS};
 use super::{EvaluationRecord, Store, StoreError};
 use crate::replication::model::{ReplicaOp, ReplicaSummary, Replicate, ReplicateAnswer};
 
@@ -53,35 +53,14 @@ fn load(conn: &Connection, id: Uuid) -> Reply<Option<EvaluationRecord>> {
         .transpose()
 }
 
-fn write_record(conn: &Connection, r: &EvaluationRecord) -> Reply<()> {
-    let source = serde_json::to_string(&r.source).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    conn.execute(
-        "INSERT INTO evaluations (id, status, source, supervisor, input_sha256, input_ready, submitted_at,
-                                  started_at, finished_at, error, epoch)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT(id) DO UPDATE SET status = excluded.status, supervisor = excluded.supervisor,
-             input_ready = excluded.input_ready, started_at = excluded.started_at,
-             finished_at = excluded.finished_at, error = excluded.error, epoch = excluded.epoch",
-        params![
-            r.id.to_string(),
-            r.status.as_str(),
-            source,
-            r.supervisor,
-            r.input_sha256,
-            r.input_ready,
-            stamp(r.submitted_at),
-            r.started_at.map(stamp),
-            r.finished_at.map(stamp),
-            r.error,
-            r.epoch,
-        ],
-    )?;
-    Ok(())
-}
+/// A replica's copy of a record: overwritten by each newer one.
+const UPSERT_RECORD: &str = "ON CONFLICT(id) DO UPDATE SET status = excluded.status, supervisor = excluded.supervisor,
+     input_ready = excluded.input_ready, started_at = excluded.started_at,
+     finished_at = excluded.finished_at, error = excluded.error, epoch = excluded.epoch";
 
 fn apply_op(conn: &Connection, id: Uuid, op: &ReplicaOp) -> Reply<()> {
     match op {
-        ReplicaOp::Record { record } => write_record(conn, record),
+        ReplicaOp::Record { record } => write_record(conn, record, UPSERT_RECORD),
         ReplicaOp::Projects { projects } => {
             for p in projects {
                 conn.execute(

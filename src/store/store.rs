@@ -140,25 +140,7 @@ impl Store {
     }
 
     pub(super) fn create(&mut self, r: &EvaluationRecord) -> Reply<()> {
-        let source = serde_json::to_string(&r.source).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.conn.execute(
-            "INSERT INTO evaluations (id, status, source, supervisor, input_sha256, input_ready, submitted_at, started_at, finished_at, error, epoch)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                r.id.to_string(),
-                r.status.as_str(),
-                source,
-                r.supervisor,
-                r.input_sha256,
-                r.input_ready,
-                stamp(r.submitted_at),
-                r.started_at.map(stamp),
-                r.finished_at.map(stamp),
-                r.error,
-                r.epoch,
-            ],
-        )?;
-        Ok(())
+        write_record(&self.conn, r, "")
     }
 
     pub(super) fn set_status(&mut self, m: &SetStatus) -> Reply<()> {
@@ -318,6 +300,34 @@ impl Store {
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Inserts an evaluation's record; `on_conflict` is SQL that follows the
+/// insert: empty for a new evaluation, an upsert for a replica's copy.
+pub(super) fn write_record(conn: &Connection, r: &EvaluationRecord, on_conflict: &str) -> Reply<()> {
+    let source = serde_json::to_string(&r.source).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let sql = format!(
+        "INSERT INTO evaluations (id, status, source, supervisor, input_sha256, input_ready, submitted_at,
+                                  started_at, finished_at, error, epoch)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) {on_conflict}"
+    );
+    conn.execute(
+        &sql,
+        params![
+            r.id.to_string(),
+            r.status.as_str(),
+            source,
+            r.supervisor,
+            r.input_sha256,
+            r.input_ready,
+            stamp(r.submitted_at),
+            r.started_at.map(stamp),
+            r.finished_at.map(stamp),
+            r.error,
+            r.epoch,
+        ],
+    )?;
+    Ok(())
 }
 
 /// Records a project's modules; modules already known are kept as they are.
