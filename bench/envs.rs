@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use evalmesh::executor::envs::{Env, EnvCache};
+use evalmesh::executor::envs::{resolve_interpreter, Env, EnvCache, EnvSettings};
+use evalmesh::executor::sandbox::{RunLimits, Sandbox, SandboxKind, SandboxSettings};
 
 const REQUIREMENTS: &str = "six==1.16.0\niniconfig\n";
 const WARM_TARGET: Duration = Duration::from_millis(500);
@@ -116,8 +117,32 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// The cache as a node builds it: installs in the bwrap sandbox.
 fn cache(data_dir: &Path, use_uv: bool) -> EnvCache {
-    EnvCache::new(data_dir, "python3", use_uv, INSTALL_TIMEOUT, OUTPUT_CAP)
+    let (executable, interpreter) = resolve_interpreter("python3");
+    let limits =
+        RunLimits { cpu_s: 600, memory_bytes: 4 << 30, processes: 256, file_bytes: 1 << 30, scratch_bytes: 512 << 20 };
+    let sandbox = Sandbox::new(SandboxSettings {
+        kind: SandboxKind::Bwrap,
+        hidden: vec![data_dir.to_owned()],
+        masked: Vec::new(),
+        files: data_dir.join("sandbox"),
+        uid_base: 64_000,
+        slots: 2,
+        limits,
+        cgroups: false,
+    })
+    .expect("the sandbox's files can be written");
+    let settings = EnvSettings {
+        data_dir: data_dir.to_owned(),
+        python: "python3".into(),
+        executable,
+        interpreter,
+        use_uv,
+        timeout: INSTALL_TIMEOUT,
+        output_cap: OUTPUT_CAP,
+    };
+    EnvCache::new(settings, std::sync::Arc::new(sandbox))
 }
 
 /// Builds an environment into a fresh data dir, checks it was a miss, and

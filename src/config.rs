@@ -166,12 +166,20 @@ pub struct ExecutorConfig {
     pub sandbox_uid_base: u32,
     /// CPU seconds one process of a run may use (RLIMIT_CPU).
     pub cpu_limit_s: u64,
-    /// Address space one process of a run may map (RLIMIT_AS).
+    /// Memory of a run as a whole, its tmpfs pages included, with a cgroup;
+    /// the address space of each process (RLIMIT_AS) without.
     pub memory_limit_bytes: u64,
-    /// Processes one run may have at once (RLIMIT_NPROC, per run user id).
+    /// Processes one run may have at once (its cgroup's pids.max, and
+    /// RLIMIT_NPROC counted for the run alone).
     pub process_limit: u64,
     /// Largest file a run may write (RLIMIT_FSIZE).
     pub file_size_limit_bytes: u64,
+    /// The size of each writable tmpfs of a run: its copy of the project,
+    /// its /tmp, its /dev/shm.
+    pub scratch_limit_bytes: u64,
+    /// Give each slot a cgroup, where the node can make one, so that memory
+    /// and processes are limited for a run as a whole.
+    pub cgroups: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -191,6 +199,8 @@ impl Default for ExecutorConfig {
             memory_limit_bytes: 4 << 30,
             process_limit: 256,
             file_size_limit_bytes: 1 << 30,
+            scratch_limit_bytes: 512 << 20,
+            cgroups: true,
         }
     }
 }
@@ -408,6 +418,9 @@ impl Config {
                 "executor",
                 "cpu_limit_s and file_size_limit_bytes must be at least 1, memory_limit_bytes at least 64 MiB, process_limit at least 8",
             );
+        }
+        if e.scratch_limit_bytes < 1 << 20 {
+            return invalid("executor.scratch_limit_bytes", "must be at least 1 MiB");
         }
         if e.python.trim().is_empty() {
             return invalid("executor.python", "must name an interpreter");

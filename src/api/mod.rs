@@ -59,6 +59,8 @@ pub struct AppState {
     /// shared by the server's threads: a request is taken once, whichever
     /// thread it reaches.
     pub replay: Mutex<ReplayGuard>,
+    /// How this node isolates and limits test runs, for `GET /stats`.
+    pub sandbox: crate::executor::sandbox::SandboxMode,
 }
 
 impl AppState {

@@ -49,6 +49,7 @@ async fn local_stats(state: &AppState) -> Result<Value, ApiError> {
     Ok(json!({
         "node": state.node,
         "uptime_s": state.started.elapsed().as_secs(),
+        "sandbox": state.sandbox,
         "slots": load.slots,
         "slots_busy": load.busy,
         "jobs_queued": load.queued,

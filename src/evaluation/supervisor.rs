@@ -325,6 +325,14 @@ impl EvaluationSupervisor {
 
     /// Writes results to the store, then counts the ones it accepted.
     fn save_results(&mut self, project: String, results: Vec<(String, ModuleResult)>, ctx: &mut Context<Self>) {
+        // Held to what collection found before anything is stored.
+        let results: Vec<(String, ModuleResult)> = results
+            .into_iter()
+            .map(|(module, result)| {
+                let expected = self.plan.tests_in(&project, &module);
+                (module, runner::vet(result, expected))
+            })
+            .collect();
         let (store, id) = (self.store.clone(), self.record.id);
         let write = async move {
             let mut saved = Vec::new();

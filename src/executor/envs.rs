@@ -2,10 +2,20 @@
 //! (interpreter, requirements) pair, built once and reused by every
 //! evaluation on this node. Pure helper of the executor, no actix inside.
 //!
+//! The requirements are read from the project as the node unpacked it —
+//! never from a folder a run can write — without following a link, and
+//! vetted ([`super::requirements`]) before anything is installed. The
+//! install itself runs in the sandbox, with the host's network to reach the
+//! index: the environment's folder and the install's own cache are all it
+//! can write, and it runs as the user of its slot (or in a user namespace),
+//! so a package's build script sees nothing of the node.
+//!
 //! An environment is complete when its `READY` marker exists; a folder without
 //! it is the remains of a build that was interrupted and is built again.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,16 +25,43 @@ use tokio::process::Command;
 use tokio::sync::OnceCell;
 
 use super::process;
+use super::requirements::{self, Requirements};
+use super::safe_file;
+use super::sandbox::{Sandbox, Spec};
 use super::ExecutorError;
 
 const READY: &str = ".evalmesh-ready";
 /// Part of every key, so that a change in how environments are built
 /// invalidates the old ones.
-const LAYOUT: &str = "evalmesh-env-v1";
+const LAYOUT: &str = "evalmesh-env-v2";
+/// The largest requirements file read.
+const REQUIREMENTS_CAP: u64 = 64 * 1024;
+/// What an install may take from the node's environment: proxies, the
+/// index the operator chose, and the certificates that a proxy needs.
+const PASSED_ON: [&str; 17] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "UV_INDEX_URL",
+    "UV_EXTRA_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX",
+    "UV_NATIVE_TLS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "PIP_CERT",
+    "REQUESTS_CA_BUNDLE",
+];
 
 /// An environment ready to run a project's tests.
 #[derive(Debug, Clone)]
 pub struct Env {
+    pub dir: PathBuf,
     pub python: PathBuf,
     /// False when this call built it.
     pub cached: bool,
@@ -34,17 +71,29 @@ pub struct Env {
 /// How environments are built.
 #[derive(Debug, Clone)]
 pub enum Installer {
+    /// The uv executable itself, not a shim that would need its own home.
     Uv(PathBuf),
     Pip,
+}
+
+/// How the cache reaches its interpreter and builds environments.
+pub struct EnvSettings {
+    pub data_dir: PathBuf,
+    /// The interpreter as configured, and its real executable.
+    pub python: String,
+    pub executable: PathBuf,
+    /// What the interpreter needs to be read inside the sandbox.
+    pub interpreter: Vec<PathBuf>,
+    pub use_uv: bool,
+    pub timeout: Duration,
+    pub output_cap: usize,
 }
 
 pub struct EnvCache {
     root: PathBuf,
     tools: PathBuf,
-    python: String,
-    use_uv: bool,
-    timeout: Duration,
-    output_cap: usize,
+    settings: EnvSettings,
+    sandbox: Arc<Sandbox>,
     /// The interpreter's path and version, resolved once: part of every key.
     identity: OnceCell<String>,
     installer: OnceCell<Installer>,
@@ -54,14 +103,12 @@ pub struct EnvCache {
 }
 
 impl EnvCache {
-    pub fn new(data_dir: &Path, python: &str, use_uv: bool, timeout: Duration, output_cap: usize) -> Self {
+    pub fn new(settings: EnvSettings, sandbox: Arc<Sandbox>) -> Self {
         Self {
-            root: data_dir.join("envs"),
-            tools: data_dir.join("tools"),
-            python: python.to_owned(),
-            use_uv,
-            timeout,
-            output_cap,
+            root: settings.data_dir.join("envs"),
+            tools: settings.data_dir.join("tools"),
+            settings,
+            sandbox,
             identity: OnceCell::new(),
             installer: OnceCell::new(),
             building: Mutex::new(HashMap::new()),
@@ -72,17 +119,13 @@ impl EnvCache {
     /// on a miss.
     pub async fn ensure(&self, project_root: &Path) -> Result<Env, ExecutorError> {
         let started = Instant::now();
-        let requirements = project_root.join("requirements.txt");
-        let reqs = match tokio::fs::read(&requirements).await {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(ExecutorError::io("reading requirements.txt", e)),
-        };
-        let key = self.key(reqs.as_deref()).await?;
+        let requirements = read_requirements(project_root)?;
+        let key = self.key(&requirements).await?;
         let dir = self.root.join(&key);
         let python = dir.join("bin").join("python");
+        let env = |cached| Env { dir: dir.clone(), python: python.clone(), cached, elapsed: started.elapsed() };
         if dir.join(READY).exists() {
-            return Ok(Env { python, cached: true, elapsed: started.elapsed() });
+            return Ok(env(true));
         }
         let lock = {
             let mut building = self.building.lock().expect("no code panics while holding this lock");
@@ -90,21 +133,21 @@ impl EnvCache {
         };
         let _guard = lock.lock().await;
         if dir.join(READY).exists() {
-            return Ok(Env { python, cached: true, elapsed: started.elapsed() });
+            return Ok(env(true));
         }
-        self.build(&dir, reqs.is_some().then_some(requirements.as_path())).await?;
-        Ok(Env { python, cached: false, elapsed: started.elapsed() })
+        self.build(&key, &requirements).await?;
+        Ok(env(false))
     }
 
-    /// The cache key: a hash of the interpreter and the requirements.
-    pub async fn key(&self, requirements: Option<&[u8]>) -> Result<String, ExecutorError> {
+    /// The cache key: a hash of the interpreter and the vetted requirements.
+    pub async fn key(&self, requirements: &Requirements) -> Result<String, ExecutorError> {
         let identity = self.identity.get_or_try_init(|| self.resolve_identity()).await?;
         let mut h = Sha256::new();
         h.update(LAYOUT);
         h.update([0]);
         h.update(identity);
         h.update([0]);
-        h.update(requirements.unwrap_or_default());
+        h.update(requirements.text());
         Ok(format!("{:x}", h.finalize()))
     }
 
@@ -114,31 +157,43 @@ impl EnvCache {
     }
 
     async fn resolve_identity(&self) -> Result<String, ExecutorError> {
-        let mut cmd = Command::new(&self.python);
+        let mut cmd = Command::new(&self.settings.python);
         cmd.args(["-c", "import sys; print(sys.executable); print(sys.version)"]);
-        let out = process::run(cmd, Duration::from_secs(30), 4096)
+        let out = process::run(cmd, Duration::from_secs(30), 4096, None)
             .await
-            .map_err(|e| ExecutorError::io(&format!("starting {}", self.python), e))?;
+            .map_err(|e| ExecutorError::io(&format!("starting {}", self.settings.python), e))?;
         if !out.success() {
-            return Err(ExecutorError::Interpreter { python: self.python.clone(), output: out.output });
+            return Err(ExecutorError::Interpreter { python: self.settings.python.clone(), output: out.output });
         }
         Ok(out.output)
     }
 
     async fn find_installer(&self) -> Installer {
-        if !self.use_uv {
+        if !self.settings.use_uv {
             return Installer::Pip;
         }
-        if let Some(uv) = find_on_path("uv") {
+        // uv installed into the interpreter knows where its binary is; a
+        // shim on PATH (pyenv's) would not run in the sandbox.
+        let mut cmd = Command::new(&self.settings.python);
+        cmd.args(["-c", "import uv; print(uv.find_uv_bin())"]);
+        if let Ok(out) = process::run(cmd, Duration::from_secs(30), 4096, None).await {
+            let path = PathBuf::from(out.output.trim());
+            if out.success() && is_executable_binary(&path) {
+                return Installer::Uv(path);
+            }
+        }
+        if let Some(uv) =
+            find_on_path("uv").and_then(|p| std::fs::canonicalize(p).ok()).filter(|p| is_executable_binary(p))
+        {
             return Installer::Uv(uv);
         }
         let local = self.tools.join("uv").join("bin").join("uv");
         if local.exists() {
             return Installer::Uv(local);
         }
-        let mut cmd = Command::new(&self.python);
+        let mut cmd = Command::new(&self.settings.python);
         cmd.args(["-m", "pip", "install", "--quiet", "--target"]).arg(self.tools.join("uv")).arg("uv");
-        match process::run(cmd, self.timeout, self.output_cap).await {
+        match process::run(cmd, self.settings.timeout, self.settings.output_cap, None).await {
             Ok(out) if out.success() && local.exists() => {
                 log::info!("installed uv into {}", local.display());
                 Installer::Uv(local)
@@ -154,53 +209,144 @@ impl EnvCache {
         }
     }
 
-    async fn build(&self, dir: &Path, requirements: Option<&Path>) -> Result<(), ExecutorError> {
-        if dir.exists() {
-            tokio::fs::remove_dir_all(dir)
-                .await
-                .map_err(|e| ExecutorError::io("removing an unfinished environment", e))?;
+    /// Builds environment `key` in the sandbox: a fresh folder owned by the
+    /// slot's user, the vetted requirements beside it read-only.
+    async fn build(&self, key: &str, requirements: &Requirements) -> Result<(), ExecutorError> {
+        let dir = self.root.join(key);
+        let work = self.root.join(format!(".build-{key}"));
+        for old in [&dir, &work] {
+            if old.exists() {
+                tokio::fs::remove_dir_all(old)
+                    .await
+                    .map_err(|e| ExecutorError::io("removing an unfinished environment", e))?;
+            }
         }
-        tokio::fs::create_dir_all(&self.root)
-            .await
-            .map_err(|e| ExecutorError::io("creating the environment cache", e))?;
-        let python = dir.join("bin").join("python");
-        let (create, install) = match self.installer().await {
-            Installer::Uv(uv) => {
-                let mut create = Command::new(uv);
-                create.args(["venv", "--quiet", "--python", &self.python]).arg(dir);
-                let mut install = Command::new(uv);
-                // Bytecode compiled once here, not by every pytest run.
-                install.args(["pip", "install", "--quiet", "--compile-bytecode", "--python"]).arg(&python);
-                (create, install)
-            }
-            Installer::Pip => {
-                let mut create = Command::new(&self.python);
-                create.args(["-m", "venv"]).arg(dir);
-                let mut install = Command::new(&python);
-                install.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]);
-                (create, install)
-            }
-        };
-        let mut install = install;
-        if let Some(reqs) = requirements {
-            install.arg("-r").arg(reqs);
+        let lease = self.sandbox.lease().map_err(|e| ExecutorError::Sandbox(e.to_string()))?;
+        let owner = self.sandbox.owner(&lease);
+        let cache = work.join("cache");
+        let reqs = work.join("requirements.txt");
+        std::fs::create_dir_all(&work).map_err(|e| ExecutorError::io("creating the environment cache", e))?;
+        std::fs::write(&reqs, requirements.text()).map_err(|e| ExecutorError::io("writing the requirements", e))?;
+        for fresh in [&dir, &cache] {
+            make_owned_dir(fresh, owner).map_err(|e| ExecutorError::io("creating the environment's folder", e))?;
         }
-        install.arg("pytest");
-        for (step, cmd) in [("creating the environment", create), ("installing requirements", install)] {
-            let out = process::run(cmd, self.timeout, self.output_cap).await.map_err(|e| ExecutorError::io(step, e))?;
-            if !out.success() {
-                let reason = if out.timed_out() {
-                    format!("timed out after {} s", self.timeout.as_secs())
-                } else {
-                    out.output.trim().to_owned()
-                };
-                // A half-built environment must not be taken for a cached one.
-                let _ = tokio::fs::remove_dir_all(dir).await;
-                return Err(ExecutorError::Install { step, reason });
-            }
+        let result = self.install(&dir, &cache, &reqs, &lease).await;
+        self.sandbox.clean(&lease);
+        let _ = tokio::fs::remove_dir_all(&work).await;
+        if let Err(e) = result {
+            // A half-built environment must not be taken for a cached one.
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            return Err(e);
         }
         tokio::fs::write(dir.join(READY), b"").await.map_err(|e| ExecutorError::io("marking the environment ready", e))
     }
+
+    async fn install(
+        &self,
+        dir: &Path,
+        cache: &Path,
+        reqs: &Path,
+        lease: &super::sandbox::Lease,
+    ) -> Result<(), ExecutorError> {
+        let python = dir.join("bin").join("python");
+        let executable = self.settings.executable.as_os_str().to_owned();
+        let mut readable = self.settings.interpreter.clone();
+        readable.push(reqs.to_owned());
+        let installer = self.installer().await.clone();
+        let (create, install): ((PathBuf, Vec<OsString>), (PathBuf, Vec<OsString>)) = match &installer {
+            Installer::Uv(uv) => {
+                if let Some(folder) = uv.parent() {
+                    readable.push(folder.to_owned());
+                }
+                let create = vec!["venv".into(), "--quiet".into(), "--python".into(), executable, dir.into()];
+                let mut install: Vec<OsString> =
+                    ["pip", "install", "--quiet", "--compile-bytecode", "--python"].map(OsString::from).to_vec();
+                install.push(python.clone().into());
+                ((uv.clone(), create), (uv.clone(), install))
+            }
+            Installer::Pip => {
+                let create = vec!["-m".into(), "venv".into(), dir.into()];
+                let install = ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-cache-dir"]
+                    .map(OsString::from)
+                    .to_vec();
+                ((self.settings.executable.clone(), create), (python.clone(), install))
+            }
+        };
+        let (program, mut args) = install;
+        args.extend([OsString::from("-r"), reqs.into(), OsString::from("pytest")]);
+        let mut env: Vec<(String, OsString)> = vec![
+            ("UV_CACHE_DIR".into(), cache.into()),
+            ("UV_PYTHON_DOWNLOADS".into(), "never".into()),
+            ("UV_NO_CONFIG".into(), "1".into()),
+        ];
+        let passed: Vec<(String, OsString)> =
+            PASSED_ON.iter().filter_map(|k| std::env::var_os(k).map(|v| ((*k).to_owned(), v))).collect();
+        // A certificate file or folder named there must be seen to be used.
+        readable.extend(
+            passed
+                .iter()
+                .map(|(_, v)| PathBuf::from(v))
+                .filter(|p| p.is_absolute() && p.exists() && !p.starts_with("/etc")),
+        );
+        env.extend(passed);
+        for (step, (program, args)) in
+            [("creating the environment", create), ("installing requirements", (program, args))]
+        {
+            let spec = Spec {
+                program,
+                args,
+                cwd: PathBuf::from("/"),
+                env: env.clone(),
+                readable: readable.clone(),
+                writable: vec![dir.to_owned(), cache.to_owned()],
+                private: Vec::new(),
+                network: true,
+            };
+            let cmd = Command::from(self.sandbox.command(&spec, lease, None));
+            let out = process::run(cmd, self.settings.timeout, self.settings.output_cap, None)
+                .await
+                .map_err(|e| ExecutorError::io(step, e))?;
+            if !out.success() {
+                let reason = if out.timed_out() {
+                    format!("timed out after {} s", self.settings.timeout.as_secs())
+                } else {
+                    out.output.trim().to_owned()
+                };
+                return Err(ExecutorError::Install { step, reason });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The project's vetted requirements, read safely from its pristine folder.
+fn read_requirements(project_root: &Path) -> Result<Requirements, ExecutorError> {
+    let path = project_root.join("requirements.txt");
+    let bytes = safe_file::read_capped(&path, "requirements.txt", REQUIREMENTS_CAP)
+        .map_err(|e| ExecutorError::Requirements(e.to_string()))?;
+    let Some(bytes) = bytes else { return Ok(Requirements::default()) };
+    let text =
+        String::from_utf8(bytes).map_err(|_| ExecutorError::Requirements("requirements.txt is not UTF-8".into()))?;
+    requirements::vet(&text).map_err(|e| ExecutorError::Requirements(e.to_string()))
+}
+
+/// Creates the empty folder `dir` and, when the slot has a user of its own,
+/// gives it to that user through a descriptor: nothing was ever inside.
+fn make_owned_dir(dir: &Path, owner: Option<u32>) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if let Some(uid) = owner {
+        let folder =
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(dir)?;
+        std::os::unix::fs::fchown(&folder, Some(uid), None)?;
+    }
+    Ok(())
+}
+
+/// True for a file that starts as an ELF executable does: not a shell shim.
+fn is_executable_binary(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+        && magic == *b"\x7fELF"
 }
 
 fn find_on_path(program: &str) -> Option<PathBuf> {
@@ -208,28 +354,61 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
 }
 
+/// The interpreter's real executable and where it is installed, resolved
+/// through symbolic links and pyenv-style shims: sandboxed commands must be
+/// able to read it even when it lies in a home folder they do not see. When
+/// the interpreter does not run, the name as configured and nothing to
+/// show; the sandbox check then says what fails.
+pub fn resolve_interpreter(python: &str) -> (PathBuf, Vec<PathBuf>) {
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import os, sys; print(os.path.realpath(sys.executable)); print(os.path.realpath(sys.base_prefix))",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output();
+    if let Some(out) = out.ok().filter(|out| out.status.success()) {
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some((executable, prefix)) = text.trim().split_once('\n') {
+            return (PathBuf::from(executable), vec![PathBuf::from(prefix)]);
+        }
+    }
+    (PathBuf::from(python), Vec::new())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::executor::sandbox::tests::sandbox;
 
-    fn cache(dir: &Path) -> EnvCache {
-        EnvCache::new(dir, "python3", true, Duration::from_secs(600), 8192)
+    fn cache(data: &Path) -> EnvCache {
+        let (executable, interpreter) = resolve_interpreter("python3");
+        let settings = EnvSettings {
+            data_dir: data.to_owned(),
+            python: "python3".into(),
+            executable,
+            interpreter,
+            use_uv: true,
+            timeout: Duration::from_secs(600),
+            output_cap: 8192,
+        };
+        EnvCache::new(settings, sandbox(data))
     }
 
     #[tokio::test]
-    async fn key_depends_on_requirements_only_through_their_bytes() {
+    async fn key_depends_on_the_vetted_requirements() {
         let dir = tempfile::tempdir().unwrap();
         let c = cache(dir.path());
-        let a = c.key(Some(b"requests==2.0\n")).await.unwrap();
-        let b = c.key(Some(b"requests==2.0\n")).await.unwrap();
-        let none = c.key(None).await.unwrap();
+        let a = c.key(&requirements::vet("requests==2.0\n").unwrap()).await.unwrap();
+        let b = c.key(&requirements::vet("# pinned\nrequests==2.0  # why\n-e .\n").unwrap()).await.unwrap();
+        let none = c.key(&Requirements::default()).await.unwrap();
         assert_eq!(a, b);
         assert_ne!(a, none);
         assert_eq!(a.len(), 64);
     }
 
     #[tokio::test]
-    async fn builds_once_then_hits_the_cache() {
+    async fn builds_once_in_the_sandbox_then_hits_the_cache() {
         let dir = tempfile::tempdir().unwrap();
         let project = dir.path().join("p");
         std::fs::create_dir(&project).unwrap();
@@ -240,6 +419,9 @@ mod tests {
         let second = c.ensure(&project).await.unwrap();
         assert!(second.cached);
         assert_eq!(first.python, second.python);
+        let left: Vec<_> =
+            std::fs::read_dir(dir.path().join("data/envs")).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left.len(), 1, "the build's own folder is gone: {left:?}");
     }
 
     #[tokio::test]
@@ -254,5 +436,23 @@ mod tests {
         assert!(err.to_string().contains("this-package-does-not-exist-evalmesh"), "{err}");
         let envs: Vec<_> = std::fs::read_dir(dir.path().join("data/envs")).unwrap().collect();
         assert_eq!(envs.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn refuses_a_linked_or_local_requirements_file_before_installing() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("p");
+        std::fs::create_dir(&project).unwrap();
+        let secret = dir.path().join("node.toml");
+        std::fs::write(&secret, "secret = \"s3cr3t\"\n").unwrap();
+        std::os::unix::fs::symlink(&secret, project.join("requirements.txt")).unwrap();
+        let c = cache(&dir.path().join("data"));
+        let err = c.ensure(&project).await.unwrap_err().to_string();
+        assert_eq!(err, "requirements: requirements.txt is a symbolic link");
+        std::fs::remove_file(project.join("requirements.txt")).unwrap();
+        std::fs::write(project.join("requirements.txt"), "pytest\n./evil\n").unwrap();
+        let err = c.ensure(&project).await.unwrap_err().to_string();
+        assert!(err.contains("line 2 (`./evil`)"), "{err}");
+        assert!(!dir.path().join("data/envs").exists(), "nothing was built");
     }
 }

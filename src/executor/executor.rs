@@ -245,7 +245,7 @@ mod tests {
 
     use super::*;
     use crate::evaluation::model::{ModuleStatus, Outcome, TestCase};
-    use crate::executor::junit::ModuleReport;
+    use crate::executor::results::ModuleReport;
     use crate::executor::ExecutorError;
 
     type Pending = Rc<RefCell<HashMap<String, oneshot::Sender<Result<RunReport, ExecutorError>>>>>;
@@ -345,7 +345,7 @@ mod tests {
         };
         let report = ModuleReport { tally: Tally { passed: 1, ..Tally::default() }, duration: 0.25, tests: vec![test] };
         RunReport::Completed {
-            reports: BTreeMap::from([(module.to_owned(), report)]),
+            reports: Ok(BTreeMap::from([(module.to_owned(), report)])),
             exit_code: Some(0),
             output: "1 passed".into(),
             elapsed: Duration::from_millis(300),

@@ -1,16 +1,19 @@
 //! The executor subsystem: the `Executor` actor with its slots, and the plain
-//! async helpers it drives — the environment cache, the pytest command lines,
-//! the collection plugin, the JUnit reader and the capped process runner.
+//! async helpers it drives — the environment cache and the vetting of
+//! requirements, the pytest runs through the launcher, the reader of their
+//! results, the sandbox and the capped process runner.
 
 pub mod collect;
 pub mod envs;
 // Each actor lives in a file named after it, as the house style asks.
 #[allow(clippy::module_inception)]
 mod executor;
-pub mod junit;
 pub mod process;
 pub mod pytest;
+pub mod requirements;
+pub mod results;
 pub mod runner;
+pub mod safe_file;
 pub mod sandbox;
 
 pub use executor::{
@@ -31,10 +34,10 @@ pub enum ExecutorError {
     CollectTimeout(u64),
     #[error("pytest collection failed: {0}")]
     Collect(String),
-    #[error("cannot read pytest's report: {0}")]
-    Report(String),
     #[error("sandbox: {0}")]
     Sandbox(String),
+    #[error("requirements: {0}")]
+    Requirements(String),
 }
 
 impl ExecutorError {

@@ -3,12 +3,22 @@
 //!
 //! The child leads a new process group, so that a time-out — and the clean-up
 //! after a normal exit — reaches everything it spawned, not just the child.
+//!
+//! A run may also have a side channel, a pipe whose write end the child
+//! inherits: it is read like the output, capped and drained, and read no
+//! longer than a moment after the child has gone, so that a process that
+//! escaped the group and holds the pipe open cannot hold up the reader.
 
+use std::os::fd::OwnedFd;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
+use tokio::sync::watch;
+
+/// How long the pipes are still read once the child has exited.
+const GRACE: Duration = Duration::from_secs(2);
 
 /// How a capped run ended.
 #[derive(Debug)]
@@ -18,6 +28,28 @@ pub struct Finished {
     /// stdout then stderr, each kept up to half the cap.
     pub output: String,
     pub elapsed: Duration,
+    /// What the side channel carried, up to its cap.
+    pub side: Vec<u8>,
+}
+
+/// A pipe handed to the child besides its output.
+pub struct Side {
+    pub read: OwnedFd,
+    /// Closed here once the child has it, so that the read end sees the
+    /// end of the data when the child's last process exits.
+    pub write: OwnedFd,
+    pub cap: usize,
+}
+
+/// A pipe for [`Side`], both ends closed on exec unless passed on.
+pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just opened and are owned by nothing else.
+    Ok(unsafe { (std::os::fd::FromRawFd::from_raw_fd(fds[0]), std::os::fd::FromRawFd::from_raw_fd(fds[1])) })
 }
 
 impl Finished {
@@ -36,15 +68,30 @@ impl Finished {
 
 /// Runs `cmd` in a new process group, kills the group at `timeout`, and keeps
 /// at most `cap` bytes of its output.
-pub async fn run(mut cmd: Command, timeout: Duration, cap: usize) -> std::io::Result<Finished> {
+pub async fn run(mut cmd: Command, timeout: Duration, cap: usize, side: Option<Side>) -> std::io::Result<Finished> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
     let started = Instant::now();
     let mut child = cmd.spawn()?;
+    let (side_read, side_cap) = match side {
+        Some(Side { read, write, cap }) => {
+            drop(write);
+            (Some(tokio::net::unix::pipe::Receiver::from_owned_fd(read)?), cap)
+        }
+        None => (None, 0),
+    };
     let pgid = child.id();
     let stdout = child.stdout.take().expect("stdout is piped above");
     let stderr = child.stderr.take().expect("stderr is piped above");
-    let readers = async { tokio::join!(read_capped(stdout, cap / 2), read_capped(stderr, cap / 2)) };
-    let (status, (out, err)) = tokio::join!(
+    let (exited, gone) = watch::channel(false);
+    let readers = async {
+        tokio::join!(read_capped(stdout, cap / 2, gone.clone()), read_capped(stderr, cap / 2, gone.clone()), async {
+            match side_read {
+                Some(pipe) => read_bytes(pipe, side_cap, gone.clone()).await.0,
+                None => Vec::new(),
+            }
+        })
+    };
+    let (status, (out, err, side)) = tokio::join!(
         async {
             let status = match tokio::time::timeout(timeout, child.wait()).await {
                 Ok(status) => status.map(Some),
@@ -55,6 +102,7 @@ pub async fn run(mut cmd: Command, timeout: Duration, cap: usize) -> std::io::Re
             };
             // Whatever the child left behind in its group would hold the pipes open.
             kill_group(pgid);
+            exited.send_replace(true);
             status
         },
         readers
@@ -67,7 +115,41 @@ pub async fn run(mut cmd: Command, timeout: Duration, cap: usize) -> std::io::Re
         }
         output.push_str(&err);
     }
-    Ok(Finished { status, output, elapsed: started.elapsed() })
+    Ok(Finished { status, output, elapsed: started.elapsed(), side })
+}
+
+/// Reads `reader` to its end, keeping the first `cap` bytes: the rest is
+/// read and dropped so that the child never blocks on a full pipe. Reading
+/// stops [`GRACE`] after `gone` turns true. Answers what was kept and how
+/// many bytes were dropped.
+async fn read_bytes<R: AsyncRead + Unpin>(
+    mut reader: R,
+    cap: usize,
+    mut gone: watch::Receiver<bool>,
+) -> (Vec<u8>, usize) {
+    let mut kept = Vec::new();
+    let mut dropped = 0usize;
+    let mut buf = vec![0u8; 16 * 1024];
+    let deadline = async move {
+        let _ = gone.wait_for(|g| *g).await;
+        tokio::time::sleep(GRACE).await;
+    };
+    tokio::pin!(deadline);
+    loop {
+        let read = tokio::select! {
+            read = reader.read(&mut buf) => read,
+            () = &mut deadline => break,
+        };
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(kept.len()).min(n);
+                kept.extend_from_slice(&buf[..room]);
+                dropped += n - room;
+            }
+        }
+    }
+    (kept, dropped)
 }
 
 /// Sends SIGKILL to the process group `pgid`, if there is one.
@@ -82,22 +164,9 @@ pub(crate) fn kill_group(pgid: Option<u32>) {
     }
 }
 
-/// Reads `reader` to its end, keeping the first `cap` bytes: the rest is read
-/// and dropped so that the child never blocks on a full pipe.
-async fn read_capped<R: AsyncRead + Unpin>(mut reader: R, cap: usize) -> String {
-    let mut kept = Vec::new();
-    let mut dropped = 0usize;
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let room = cap.saturating_sub(kept.len()).min(n);
-                kept.extend_from_slice(&buf[..room]);
-                dropped += n - room;
-            }
-        }
-    }
+/// Reads `reader` as text, keeping the first `cap` bytes (see [`read_bytes`]).
+async fn read_capped<R: AsyncRead + Unpin>(reader: R, cap: usize, gone: watch::Receiver<bool>) -> String {
+    let (kept, dropped) = read_bytes(reader, cap, gone).await;
     let mut text = String::from_utf8_lossy(&kept).into_owned();
     if dropped > 0 {
         text.push_str(&format!("\n[evalmesh: {dropped} more bytes of output dropped]\n"));
@@ -117,7 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn keeps_output_and_exit_status() {
-        let f = run(sh("echo out; echo err >&2; exit 3"), Duration::from_secs(10), 1024).await.unwrap();
+        let f = run(sh("echo out; echo err >&2; exit 3"), Duration::from_secs(10), 1024, None).await.unwrap();
         assert_eq!(f.code(), Some(3));
         assert_eq!(f.output, "out\nerr\n");
         assert!(!f.timed_out());
@@ -125,7 +194,7 @@ mod tests {
 
     #[tokio::test]
     async fn caps_output_but_reads_it_all() {
-        let f = run(sh("head -c 1000000 /dev/zero | tr '\\0' x"), Duration::from_secs(10), 100).await.unwrap();
+        let f = run(sh("head -c 1000000 /dev/zero | tr '\\0' x"), Duration::from_secs(10), 100, None).await.unwrap();
         assert!(f.success());
         assert!(f.output.starts_with(&"x".repeat(50)));
         assert!(f.output.contains("999950 more bytes of output dropped"), "{}", f.output);
@@ -138,7 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn kills_the_whole_group_at_timeout() {
-        let f = run(sh("sleep 60 & echo $!; sleep 60"), Duration::from_millis(300), 1024).await.unwrap();
+        let f = run(sh("sleep 60 & echo $!; sleep 60"), Duration::from_millis(300), 1024, None).await.unwrap();
         assert!(f.timed_out());
         let grandchild = f.output.trim();
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -148,9 +217,33 @@ mod tests {
         assert!(!alive(grandchild), "process {grandchild} of the killed group survived");
     }
 
+    /// A side channel as the sandbox passes one: the child gets the write end
+    /// as a descriptor of its own; a process that escaped the group and keeps
+    /// it open holds the reader for the grace period only.
+    #[tokio::test]
+    async fn reads_the_side_channel_capped_and_not_past_the_grace() {
+        let (read, write) = pipe().unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&write);
+        let mut cmd = sh("printf 'abcdef' >&3; setsid sleep 30 3>&3 >/dev/null 2>&1 & exit 0");
+        // SAFETY: dup2 only.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let started = Instant::now();
+        let f = run(cmd, Duration::from_secs(20), 64, Some(Side { read, write, cap: 4 })).await.unwrap();
+        assert!(f.success());
+        assert_eq!(f.side, b"abcd");
+        assert!(started.elapsed() < Duration::from_secs(10), "held for {:?}", started.elapsed());
+    }
+
     #[tokio::test]
     async fn missing_program_is_an_error() {
-        let err = run(Command::new("/nonexistent/prog"), Duration::from_secs(1), 64).await.unwrap_err();
+        let err = run(Command::new("/nonexistent/prog"), Duration::from_secs(1), 64, None).await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -1,24 +1,40 @@
-//! The pytest command lines: collecting a project's modules and running some
-//! of them with a JUnit report. Pure helper of the executor, no actix inside.
+//! The pytest runs: collecting a project's modules and running some of them,
+//! each in the sandbox through the launcher (`launcher.py`), which works on
+//! a private copy of the project and reports over a pipe. Pure helper of the
+//! executor, no actix inside.
+//!
+//! The project's folder (`base`) is the one the node unpacked or cloned; a
+//! run sees it read-only and copies it into a tmpfs of its own, so nothing a
+//! run writes reaches another run, another project, or the node.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::process::Command;
 
-use super::collect::{self, Collected};
-use super::junit::{self, ModuleReport};
-use super::sandbox::{Lease, Mounts, Sandbox};
-use super::{process, ExecutorError};
+use super::collect::Collected;
+use super::envs::Env;
+use super::process::{self, Finished, Side};
+use super::results::{ModuleReport, StreamReader};
+use super::sandbox::{Sandbox, SandboxKind, Spec, RESULTS_FD};
+use super::ExecutorError;
+
+/// The launcher, written into the node's sandbox folder at start.
+pub const LAUNCHER_SOURCE: &str = include_str!("launcher.py");
+
+/// Where a run's private copy of the project lives inside the sandbox.
+const PROJECT: &str = "/project";
 
 /// What one pytest run over some modules produced.
 #[derive(Debug)]
 pub enum RunReport {
     Completed {
-        reports: BTreeMap<String, ModuleReport>,
+        /// Per module, or why the run's results cannot be trusted.
+        reports: Result<BTreeMap<String, ModuleReport>, String>,
         /// pytest's exit code, to explain a module missing from the report.
         exit_code: Option<i32>,
         output: String,
@@ -30,13 +46,24 @@ pub enum RunReport {
     },
 }
 
+/// Caps of what a run may send back.
+#[derive(Debug, Clone, Copy)]
+pub struct PytestCaps {
+    /// Console output kept per run.
+    pub output: usize,
+    /// Per-test failure message kept.
+    pub message: usize,
+    /// Results read per run: past it, the run's results are refused.
+    pub results: usize,
+}
+
 pub struct Pytest {
-    /// Holds the collection plugin, put on PYTHONPATH for collection runs.
-    plugin_dir: PathBuf,
+    launcher: PathBuf,
+    /// Where the private copies live when there is no sandbox to make them.
     scratch: PathBuf,
     collect_timeout: Duration,
-    output_cap: usize,
-    message_cap: usize,
+    caps: PytestCaps,
+    process_limit: u64,
     /// Every run happens inside it.
     sandbox: Arc<Sandbox>,
     /// What the interpreter needs to be read inside the sandbox: its
@@ -45,126 +72,123 @@ pub struct Pytest {
 }
 
 impl Pytest {
-    /// Writes the collection plugin under `data_dir`.
+    /// Writes the launcher into `sandbox_dir`.
     pub fn new(
-        data_dir: &Path,
+        sandbox_dir: &Path,
+        scratch: PathBuf,
         collect_timeout: Duration,
-        output_cap: usize,
-        message_cap: usize,
+        caps: PytestCaps,
+        process_limit: u64,
         sandbox: Arc<Sandbox>,
         interpreter: Vec<PathBuf>,
     ) -> Result<Self, ExecutorError> {
-        let plugin_dir = data_dir.join("plugins");
-        let scratch = data_dir.join("tmp");
-        for dir in [&plugin_dir, &scratch] {
-            std::fs::create_dir_all(dir).map_err(|e| ExecutorError::io("creating the executor's folders", e))?;
-        }
-        std::fs::write(plugin_dir.join(format!("{}.py", collect::PLUGIN_MODULE)), collect::PLUGIN_SOURCE)
-            .map_err(|e| ExecutorError::io("writing the collection plugin", e))?;
-        Ok(Self { plugin_dir, scratch, collect_timeout, output_cap, message_cap, sandbox, interpreter })
+        let launcher = sandbox_dir.join("launcher.py");
+        std::fs::create_dir_all(&scratch).map_err(|e| ExecutorError::io("creating the scratch folder", e))?;
+        std::fs::write(&launcher, LAUNCHER_SOURCE).map_err(|e| ExecutorError::io("writing the launcher", e))?;
+        Ok(Self { launcher, scratch, collect_timeout, caps, process_limit, sandbox, interpreter })
     }
 
     /// Lists the project's test modules as pytest itself collects them, so that
     /// the project's own pytest configuration is honoured.
-    pub async fn collect(&self, python: &Path, root: &Path) -> Result<Collected, ExecutorError> {
-        let scratch = self.scratch_dir()?;
-        let report = scratch.path().join("collected.json");
-        let mut args = base_args(root);
-        args.extend(
-            ["--collect-only", "-q", "--continue-on-collection-errors", "-p", collect::PLUGIN_MODULE]
-                .map(OsString::from),
-        );
-        let env = [
-            ("PYTHONPATH", self.plugin_dir.clone().into_os_string()),
-            (collect::OUTPUT_ENV, report.clone().into_os_string()),
-        ];
-        let (cmd, _lease) = self.command(python, root, scratch.path(), &args, &env)?;
-        let out = process::run(cmd, self.collect_timeout, self.output_cap)
-            .await
-            .map_err(|e| ExecutorError::io("starting pytest", e))?;
+    pub async fn collect(&self, env: &Env, base: &Path) -> Result<Collected, ExecutorError> {
+        let args = ["--collect-only", "-q"].map(OsString::from).to_vec();
+        let (out, results) = self.launch(env, base, "collect", args, self.collect_timeout).await?;
         if out.timed_out() {
             return Err(ExecutorError::CollectTimeout(self.collect_timeout.as_secs()));
         }
-        let json = tokio::fs::read_to_string(&report)
-            .await
-            .map_err(|_| ExecutorError::Collect(out.output.trim().to_owned()))?;
-        collect::parse_report(&json, self.message_cap).map_err(|e| ExecutorError::Report(e.to_string()))
+        results
+            .collected(self.caps.message)
+            .map_err(|reason| ExecutorError::Collect(format!("{reason}\n{}", out.output.trim())))
     }
 
-    /// Runs `modules` (paths relative to `root`) in one pytest process.
+    /// Runs `modules` (paths relative to the project root) in one pytest run.
     pub async fn run(
         &self,
-        python: &Path,
-        root: &Path,
+        env: &Env,
+        base: &Path,
         modules: &[String],
         timeout: Duration,
     ) -> Result<RunReport, ExecutorError> {
-        let scratch = self.scratch_dir()?;
-        let xml_path = scratch.path().join("junit.xml");
-        let mut args = base_args(root);
-        args.extend(["-q", "-o", "junit_family=xunit1", "--junitxml"].map(OsString::from));
-        args.push(xml_path.clone().into_os_string());
-        args.push(OsString::from("--"));
+        let mut args: Vec<OsString> = vec![OsString::from("-q"), OsString::from("--")];
         args.extend(modules.iter().map(OsString::from));
-        let (cmd, _lease) = self.command(python, root, scratch.path(), &args, &[])?;
-        let out =
-            process::run(cmd, timeout, self.output_cap).await.map_err(|e| ExecutorError::io("starting pytest", e))?;
+        let (out, results) = self.launch(env, base, "run", args, timeout).await?;
         if out.timed_out() {
             return Ok(RunReport::TimedOut { output: out.output, elapsed: out.elapsed });
         }
-        let reports = match tokio::fs::read_to_string(&xml_path).await {
-            Ok(xml) => {
-                junit::parse(&xml, modules, self.message_cap).map_err(|e| ExecutorError::Report(e.to_string()))?
-            }
-            // pytest writes no report when it fails before running anything;
-            // the caller reports every module as an error with the output.
-            Err(_) => BTreeMap::new(),
-        };
+        let reports = results.module_reports(modules, self.caps.message);
         Ok(RunReport::Completed { reports, exit_code: out.code(), output: out.output, elapsed: out.elapsed })
     }
 
-    /// `python args` in the project root, inside the sandbox: the
-    /// environment and the plugin readable, the project and the scratch
-    /// folder writable. The lease holds the run's user id until it ends.
-    fn command(
+    /// The launcher in `mode` over `base`, in the sandbox, with `pytest_args`
+    /// after the ones every run has.
+    async fn launch(
         &self,
-        python: &Path,
-        root: &Path,
-        scratch: &Path,
-        args: &[OsString],
-        env: &[(&str, OsString)],
-    ) -> Result<(Command, Lease), ExecutorError> {
-        let env_dir = python.parent().and_then(Path::parent).unwrap_or(python).to_owned();
-        let mut readable = vec![env_dir, self.plugin_dir.clone()];
+        env: &Env,
+        base: &Path,
+        mode: &str,
+        pytest_args: Vec<OsString>,
+        timeout: Duration,
+    ) -> Result<(Finished, super::results::Stream), ExecutorError> {
+        let unsandboxed = self.sandbox.kind() == SandboxKind::None;
+        let private = if unsandboxed {
+            Some(
+                tempfile::Builder::new()
+                    .prefix("project-")
+                    .tempdir_in(&self.scratch)
+                    .map_err(|e| ExecutorError::io("creating a private folder", e))?,
+            )
+        } else {
+            None
+        };
+        let project = private.as_ref().map_or_else(|| PathBuf::from(PROJECT), |p| p.path().to_owned());
+        let mut args: Vec<OsString> =
+            vec![self.launcher.clone().into(), base.into(), project.clone().into(), mode.into(), "--".into()];
+        args.extend(base_args(&project));
+        args.extend(pytest_args);
+        let mut readable = vec![env.dir.clone(), self.launcher.clone(), base.to_owned()];
         readable.extend(self.interpreter.iter().cloned());
-        let mounts = Mounts { readable, writable: vec![root.to_owned(), scratch.to_owned()] };
-        let mut env = env.to_vec();
-        env.push(("PYTHONDONTWRITEBYTECODE", OsString::from("1")));
-        let (cmd, lease) = self
-            .sandbox
-            .command(python, args, root, &env, &mounts)
-            .map_err(|e| ExecutorError::Sandbox(e.to_string()))?;
-        Ok((Command::from(cmd), lease))
-    }
-
-    fn scratch_dir(&self) -> Result<tempfile::TempDir, ExecutorError> {
-        tempfile::Builder::new()
-            .prefix("pytest-")
-            .tempdir_in(&self.scratch)
-            .map_err(|e| ExecutorError::io("creating a scratch folder", e))
+        let path = format!("{}:/usr/local/bin:/usr/bin:/bin", env.dir.join("bin").display());
+        let spec = Spec {
+            program: env.python.clone(),
+            args,
+            cwd: project.clone(),
+            env: vec![
+                ("PATH".into(), path.into()),
+                ("VIRTUAL_ENV".into(), env.dir.clone().into()),
+                ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
+                ("EVALMESH_RESULTS_FD".into(), RESULTS_FD.to_string().into()),
+                ("EVALMESH_PROCESS_LIMIT".into(), self.process_limit.to_string().into()),
+                ("EVALMESH_MESSAGE_CAP".into(), self.caps.message.to_string().into()),
+            ],
+            readable,
+            writable: Vec::new(),
+            private: if unsandboxed { Vec::new() } else { vec![project] },
+            network: false,
+        };
+        let (read, write) = process::pipe().map_err(|e| ExecutorError::io("creating the results pipe", e))?;
+        let lease = self.sandbox.lease().map_err(|e| ExecutorError::Sandbox(e.to_string()))?;
+        let cmd = Command::from(self.sandbox.command(&spec, &lease, Some(write.as_raw_fd())));
+        // One byte past the cap, so that the reader sees the cap was passed.
+        let side = Side { read, write, cap: self.caps.results + 1 };
+        let out = process::run(cmd, timeout, self.caps.output, Some(side))
+            .await
+            .map_err(|e| ExecutorError::io("starting pytest", e))?;
+        self.sandbox.clean(&lease);
+        let mut reader = StreamReader::new(self.caps.results);
+        reader.feed(&out.side);
+        Ok((out, reader.finish()))
     }
 }
 
-/// `python -m pytest` arguments for a run in the project root: the root
-/// lands on sys.path as a student running pytest there would expect, and the
-/// cache stays out of it. The sandbox's environment is clean, so no
+/// pytest's arguments for every run in `project`: the cache stays out of
+/// it, and a project's `addopts = -x` (or `--maxfail`) cannot stop a run at
+/// the first broken module. The sandbox's environment is clean, so no
 /// `PYTEST_ADDOPTS` of the node's reaches the run.
-fn base_args(root: &Path) -> Vec<OsString> {
-    // A project's `addopts = -x` would stop at the first broken module.
+fn base_args(project: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> =
-        ["-m", "pytest", "-p", "no:cacheprovider", "--continue-on-collection-errors", "--maxfail=0", "--rootdir"]
+        ["-p", "no:cacheprovider", "--continue-on-collection-errors", "--maxfail=0", "--rootdir"]
             .map(OsString::from)
             .to_vec();
-    args.push(root.as_os_str().to_owned());
+    args.push(project.as_os_str().to_owned());
     args
 }

@@ -13,6 +13,7 @@ use futures_util::FutureExt;
 use super::collect::Collected;
 use super::envs::EnvCache;
 use super::pytest::{Pytest, RunReport};
+use super::results::ModuleReport;
 use super::ExecutorError;
 use crate::evaluation::model::{round2, ModuleResult, ModuleStatus, Tally};
 
@@ -43,7 +44,7 @@ impl Runner for PytestRunner {
         let (envs, pytest) = (self.envs.clone(), self.pytest.clone());
         async move {
             let env = envs.ensure(&root).await?;
-            pytest.collect(&env.python, &root).await
+            pytest.collect(&env, &root).await
         }
         .boxed_local()
     }
@@ -57,22 +58,41 @@ impl Runner for PytestRunner {
         let (envs, pytest) = (self.envs.clone(), self.pytest.clone());
         async move {
             let env = envs.ensure(&root).await?;
-            pytest.run(&env.python, &root, &modules, timeout).await
+            pytest.run(&env, &root, &modules, timeout).await
         }
         .boxed_local()
     }
 }
 
 /// Turns a completed run into one result per module; a module pytest said
-/// nothing about is an error carrying pytest's exit code and output.
+/// nothing about is an error carrying pytest's exit code and output, and
+/// every module of a run whose results cannot be trusted is an error
+/// carrying the reason.
 pub fn module_results(
     modules: &[String],
-    reports: BTreeMap<String, super::junit::ModuleReport>,
+    reports: Result<BTreeMap<String, ModuleReport>, String>,
     exit_code: Option<i32>,
     output: &str,
     node: &str,
 ) -> BTreeMap<String, ModuleResult> {
-    let mut reports = reports;
+    let code = exit_code.map_or_else(|| "none".to_owned(), |c| c.to_string());
+    let error = |text: String| ModuleResult {
+        status: ModuleStatus::Error,
+        tally: Tally { errors: 1, ..Tally::default() },
+        duration: 0.0,
+        node: node.to_owned(),
+        output: text,
+        tests: Vec::new(),
+    };
+    let mut reports = match reports {
+        Ok(reports) => reports,
+        Err(reason) => {
+            return modules
+                .iter()
+                .map(|m| (m.clone(), error(format!("results refused: {reason} (exit code {code}):\n{output}"))))
+                .collect()
+        }
+    };
     modules
         .iter()
         .map(|module| {
@@ -85,21 +105,32 @@ pub fn module_results(
                     output: output.to_owned(),
                     tests: report.tests,
                 },
-                None => ModuleResult {
-                    status: ModuleStatus::Error,
-                    tally: Tally { errors: 1, ..Tally::default() },
-                    duration: 0.0,
-                    node: node.to_owned(),
-                    output: format!(
-                        "pytest reported no result for {module} (exit code {}):\n{output}",
-                        exit_code.map_or_else(|| "none".to_owned(), |c| c.to_string())
-                    ),
-                    tests: Vec::new(),
-                },
+                None => error(format!("pytest reported no result for {module} (exit code {code}):\n{output}")),
             };
             (module.clone(), result)
         })
         .collect()
+}
+
+/// Holds a module's result to what collection found: a module whose run
+/// reports other tests than the `expected` ones, or that ended in error,
+/// earns nothing — every test it holds counts as an error — so that neither
+/// a crash nor a forged report can raise a grade.
+pub fn vet(result: ModuleResult, expected: u32) -> ModuleResult {
+    let reported = u32::try_from(result.tests.iter().filter(|t| !t.classname.is_empty()).count()).unwrap_or(u32::MAX);
+    let reason = match result.status {
+        ModuleStatus::Done if reported == expected => return result,
+        ModuleStatus::Done => format!("the run reported {reported} tests where collection found {expected}"),
+        ModuleStatus::Error => String::new(),
+        _ => return result,
+    };
+    let output = if reason.is_empty() { result.output } else { format!("{reason}\n{}", result.output) };
+    ModuleResult {
+        status: ModuleStatus::Error,
+        tally: Tally { errors: expected.max(1), ..Tally::default() },
+        output,
+        ..result
+    }
 }
 
 /// The result of a module killed at its time-out: every test it holds counts
@@ -124,5 +155,53 @@ pub fn collection_error_result(message: &str, node: &str) -> ModuleResult {
         node: node.to_owned(),
         output: message.to_owned(),
         tests: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluation::model::{Outcome, TestCase};
+
+    fn case(name: &str, outcome: Outcome) -> TestCase {
+        TestCase { name: name.into(), classname: "tests.test_a".into(), outcome, duration: 0.1, message: None }
+    }
+
+    fn done(tests: Vec<TestCase>) -> ModuleResult {
+        let mut tally = Tally::default();
+        for t in &tests {
+            tally.count(t.outcome);
+        }
+        ModuleResult { status: ModuleStatus::Done, tally, duration: 0.2, node: "n".into(), output: "out".into(), tests }
+    }
+
+    #[test]
+    fn a_result_that_matches_collection_is_kept() {
+        let result = done(vec![case("a", Outcome::Passed), case("b", Outcome::Failed)]);
+        assert_eq!(vet(result.clone(), 2), result);
+    }
+
+    #[test]
+    fn more_or_fewer_tests_than_collected_earn_nothing() {
+        let forged = done((0..50).map(|i| case(&format!("t{i}"), Outcome::Passed)).collect());
+        let vetted = vet(forged, 4);
+        assert_eq!((vetted.status, vetted.tally), (ModuleStatus::Error, Tally { errors: 4, ..Tally::default() }));
+        assert!(vetted.output.starts_with("the run reported 50 tests where collection found 4"), "{}", vetted.output);
+
+        let short = vet(done(vec![case("a", Outcome::Passed)]), 3);
+        assert_eq!(short.tally, Tally { errors: 3, ..Tally::default() });
+    }
+
+    #[test]
+    fn an_error_counts_every_collected_test_and_a_class_error_is_no_test() {
+        let refused = module_results(&["tests/test_a.py".into()], Err("no end".into()), Some(0), "", "n");
+        let vetted = vet(refused["tests/test_a.py"].clone(), 5);
+        assert_eq!(vetted.tally, Tally { errors: 5, ..Tally::default() });
+        assert!(vetted.output.starts_with("results refused: no end (exit code 0)"), "{}", vetted.output);
+
+        let mut class_error = case("tests.test_a.TestBad", Outcome::Error);
+        class_error.classname = String::new();
+        let result = done(vec![case("a", Outcome::Passed), class_error]);
+        assert_eq!(vet(result.clone(), 1), result);
     }
 }

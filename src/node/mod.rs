@@ -8,7 +8,7 @@
 //! only when `admin.enable_kill` asks for it.
 
 use std::net::{SocketAddrV4, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,8 +27,8 @@ use crate::evaluation::intake::{CloneLimits, UnpackLimits};
 use crate::evaluation::registry::{Registry, Shared};
 use crate::evaluation::supervisor::SupervisorSettings;
 use crate::evaluation::worker::{Worker, WorkerSettings};
-use crate::executor::envs::EnvCache;
-use crate::executor::pytest::Pytest;
+use crate::executor::envs::{resolve_interpreter, EnvCache, EnvSettings};
+use crate::executor::pytest::{Pytest, PytestCaps};
 use crate::executor::sandbox::{RunLimits, Sandbox, SandboxError, SandboxKind, SandboxSettings};
 use crate::executor::{Executor, ExecutorError, PytestRunner};
 use crate::locks::{Locks, LocksLinks};
@@ -64,6 +64,9 @@ const REPLAY_MEMORY: usize = 65_536;
 /// How often a worker offers a result to a supervisor that does not answer,
 /// probe intervals apart, growing: about a minute in all.
 const RESULT_ATTEMPTS: u32 = 20;
+/// What one pytest run may report over its results pipe: tens of thousands
+/// of tests with capped messages fit; past it the run's results are refused.
+const RESULTS_CAP: usize = 16 << 20;
 
 /// A running node: its server future, the address it serves on, and its
 /// membership, to leave the cluster before stopping.
@@ -118,15 +121,14 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     let store = Store::start_in_arbiter(&Arbiter::new().handle(), move |_| store);
 
     let e = &config.executor;
-    let envs =
-        EnvCache::new(&data_dir, &e.python, e.use_uv, Duration::from_secs(e.install_timeout_s), e.output_cap_bytes);
+    let sandbox_dir = data_dir.join("sandbox");
     let sandbox = Arc::new(Sandbox::new(SandboxSettings {
         kind: e.sandbox,
-        // What a student's test must not read: every evaluation, the
-        // database, the blobs, the config with the cluster secret, homes.
-        hidden: vec![data_dir.clone(), PathBuf::from("/root"), PathBuf::from("/home")],
+        // Shown nowhere unless a system folder holds them: every evaluation,
+        // the database, the blobs, the config with the cluster secret.
+        hidden: vec![data_dir.clone()],
         masked: config.source.iter().cloned().collect(),
-        empty: empty_file(&data_dir)?,
+        files: sandbox_dir.clone(),
         uid_base: e.sandbox_uid_base,
         slots: config.node.slots,
         limits: RunLimits {
@@ -134,18 +136,36 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
             memory_bytes: e.memory_limit_bytes,
             processes: e.process_limit,
             file_bytes: e.file_size_limit_bytes,
+            scratch_bytes: e.scratch_limit_bytes,
         },
-    }));
+        cgroups: e.cgroups,
+    })?);
     let (executable, interpreter) = resolve_interpreter(&e.python);
     sandbox.check(&executable, interpreter.clone())?;
     if e.sandbox == SandboxKind::None {
         log::warn!("executor.sandbox = \"none\": student code runs without isolation, as this node's user");
     }
+    log::info!("{}", sandbox.describe());
+    let sandbox_mode = sandbox.mode();
+    let envs = EnvCache::new(
+        EnvSettings {
+            data_dir: data_dir.clone(),
+            python: e.python.clone(),
+            executable,
+            interpreter: interpreter.clone(),
+            use_uv: e.use_uv,
+            timeout: Duration::from_secs(e.install_timeout_s),
+            output_cap: e.output_cap_bytes,
+        },
+        sandbox.clone(),
+    );
+    let caps = PytestCaps { output: e.output_cap_bytes, message: e.message_cap_bytes, results: RESULTS_CAP };
     let pytest = Pytest::new(
-        &data_dir,
+        &sandbox_dir,
+        data_dir.join("tmp"),
         Duration::from_secs(e.collect_timeout_s),
-        e.output_cap_bytes,
-        e.message_cap_bytes,
+        caps,
+        e.process_limit,
         sandbox,
         interpreter,
     )?;
@@ -309,6 +329,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         locks,
         clock: clock.clone(),
         replay: std::sync::Mutex::new(replay),
+        sandbox: sandbox_mode,
     });
     let server_node = node.clone();
     let server_clock = clock.clone();
@@ -325,35 +346,6 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     .run();
     log::info!("node {node} serving on {addr}");
     Ok(NodeHandle { server, addr, membership })
-}
-
-/// An empty file, readable by all, to mount over what runs must not read.
-fn empty_file(data_dir: &Path) -> Result<PathBuf, NodeError> {
-    let path = data_dir.join("empty");
-    std::fs::write(&path, b"").map_err(|source| NodeError::DataDir { path: path.clone(), source })?;
-    Ok(path)
-}
-
-/// The interpreter's real executable and where it is installed, resolved
-/// through symbolic links and pyenv-style shims: test runs must be able to
-/// read it even when it lies in a home folder the sandbox hides. When the
-/// interpreter does not run, the name as configured and nothing to show;
-/// the sandbox check then says what fails.
-fn resolve_interpreter(python: &str) -> (PathBuf, Vec<PathBuf>) {
-    let out = std::process::Command::new(python)
-        .args([
-            "-c",
-            "import os, sys; print(os.path.realpath(sys.executable)); print(os.path.realpath(sys.base_prefix))",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output();
-    if let Some(out) = out.ok().filter(|out| out.status.success()) {
-        let text = String::from_utf8_lossy(&out.stdout);
-        if let Some((executable, prefix)) = text.trim().split_once('\n') {
-            return (PathBuf::from(executable), vec![PathBuf::from(prefix)]);
-        }
-    }
-    (PathBuf::from(python), Vec::new())
 }
 
 /// Removes what an interrupted intake left: half-unpacked workspaces and

@@ -1,0 +1,147 @@
+"""evalmesh launcher: the first Python code of every pytest run.
+
+The node runs, inside the sandbox and with the project's environment::
+
+    python launcher.py BASE PROJECT collect|run -- PYTEST_ARGS...
+
+with ``EVALMESH_RESULTS_FD`` naming an inherited pipe. The launcher
+
+1. sets RLIMIT_NPROC to ``EVALMESH_PROCESS_LIMIT`` here, once the sandbox's
+   user namespace exists, so that the kernel counts this run's processes
+   alone (set before, it would count every process of the node's user);
+2. copies BASE, the project as the node unpacked it and mounted read-only,
+   into PROJECT, this run's private writable folder, and runs pytest there
+   with PROJECT first on ``sys.path``, as ``python -m pytest`` would;
+3. runs pytest in this process with a reporter that writes one JSON object
+   a line to the pipe: in ``collect`` mode ``{"event": "collected",
+   "modules": {path: tests}, "errors": {nodeid: text}}`` when the session
+   ends; in ``run`` mode ``{"event": "report", "nodeid", "when", "outcome",
+   "duration", "wasxfail", "message"}`` for each phase of each test and
+   ``{"event": "collecterror", "nodeid", "message"}`` for each collector
+   that fails;
+4. writes ``{"event": "end", "exitstatus": N}`` once pytest has returned and
+   closes the pipe, before ``atexit`` handlers run: the node reads nothing
+   after it.
+
+Only the standard library and pytest are imported, so the launcher runs in
+any project's environment, on pytest 7 and later. The reporter observes
+only: it never changes what pytest collects, runs or returns.
+"""
+
+import json
+import os
+import resource
+import shutil
+import sys
+
+
+class _Reporter:
+    def __init__(self, out, mode, message_cap):
+        self.out = out
+        self.mode = mode
+        self.message_cap = message_cap
+        self.errors = {}
+
+    def _write(self, record):
+        self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.out.flush()
+
+    def _text(self, text):
+        text = _clean(text)
+        if len(text) > self.message_cap:
+            text = text[: self.message_cap]
+        return text
+
+    def pytest_collectreport(self, report):
+        if not report.failed:
+            return
+        text = self._text(_longrepr_text(report))
+        if self.mode == "collect":
+            self.errors[_clean(report.nodeid)] = text
+        else:
+            self._write({"event": "collecterror", "nodeid": _clean(report.nodeid), "message": text})
+
+    def pytest_runtest_logreport(self, report):
+        if self.mode != "run":
+            return
+        message = None
+        if report.failed:
+            message = self._text(_longrepr_text(report))
+        elif report.skipped:
+            longrepr = report.longrepr
+            if isinstance(longrepr, tuple) and len(longrepr) == 3:
+                message = self._text(str(longrepr[2]))
+            elif hasattr(report, "wasxfail"):
+                message = self._text("expected failure: " + str(report.wasxfail))
+        self._write(
+            {
+                "event": "report",
+                "nodeid": _clean(report.nodeid),
+                "when": report.when,
+                "outcome": report.outcome,
+                "duration": float(getattr(report, "duration", 0.0) or 0.0),
+                "wasxfail": hasattr(report, "wasxfail"),
+                "message": message,
+            }
+        )
+
+    def pytest_sessionfinish(self, session):
+        if self.mode != "collect":
+            return
+        modules = {}
+        # session.items is only set once collection completed; without it the
+        # errors alone are still worth reporting.
+        for item in getattr(session, "items", None) or []:
+            module = _clean(item.nodeid.split("::", 1)[0])
+            modules[module] = modules.get(module, 0) + 1
+        self._write({"event": "collected", "modules": modules, "errors": self.errors})
+
+
+def _longrepr_text(report):
+    try:
+        return report.longreprtext
+    except Exception:  # a plugin's own longrepr may fail to render
+        return str(report.longrepr)
+
+
+def _clean(text):
+    # Undecodable file names reach Python as lone surrogates, which are not
+    # valid UTF-8 and which a strict JSON reader rejects.
+    return str(text).encode("utf-8", "replace").decode("utf-8")
+
+
+def _copy_into(base, project):
+    # Entry by entry: PROJECT itself is a mount point this run may not chmod.
+    for entry in os.scandir(base):
+        target = os.path.join(project, entry.name)
+        if entry.is_dir(follow_symlinks=False):
+            shutil.copytree(entry.path, target, symlinks=True)
+        else:
+            shutil.copy2(entry.path, target, follow_symlinks=False)
+
+
+def main():
+    base, project, mode = sys.argv[1:4]
+    pytest_args = sys.argv[5:]
+    limit = int(os.environ["EVALMESH_PROCESS_LIMIT"])
+    resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+    fd = int(os.environ["EVALMESH_RESULTS_FD"])
+    # Children the tests start do not inherit the channel.
+    os.set_inheritable(fd, False)
+    out = os.fdopen(fd, "w", encoding="utf-8")
+    _copy_into(base, project)
+    os.chdir(project)
+    sys.path[0] = project
+
+    import pytest
+
+    sys.argv = [os.path.join(os.path.dirname(pytest.__file__), "__main__.py"), *pytest_args]
+    reporter = _Reporter(out, mode, int(os.environ.get("EVALMESH_MESSAGE_CAP", "4096")))
+    status = pytest.main(pytest_args, plugins=[reporter])
+    out.write(json.dumps({"event": "end", "exitstatus": int(status)}) + "\n")
+    out.close()
+    raise SystemExit(int(status))
+
+
+if __name__ == "__main__":
+    main()
