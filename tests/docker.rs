@@ -244,6 +244,8 @@ fn image_runs_its_node_as_an_ordinary_user_with_the_config_it_copies_in() {
 
 #[test]
 fn image_command_line_serves_and_grades_on_the_host_as_an_ordinary_user() {
+    // SAFETY: geteuid(2) has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "starting a node as uid {NOBODY} takes root");
     with_timeout(TEST_TIMEOUT, || {
         let image = Image::parse(DOCKERFILE);
         let config = Config::load(Path::new(NODE_TOML)).unwrap();
