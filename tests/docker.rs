@@ -12,6 +12,9 @@
 //! read; the image's is `/usr/bin/python3`, the host's system Python, so the
 //! node is given a PATH with `/usr/bin` first, as the image's PATH has no
 //! shims, rather than a config other than the image's.
+//!
+//! The two flags themselves are checked with a node run as root: they win
+//! over the file, and a bad value is refused as the file's would be.
 
 mod common;
 
@@ -156,15 +159,31 @@ fn keyword(instruction: &str) -> (String, &str) {
 
 // ---------------------------------------------------------------- the node
 
-/// The image's command line running on the host as `nobody`.
-struct ImageNode {
+/// A node started from a command line of this file's making (the harness's
+/// `Node` writes a config of its own and takes no flags).
+struct NodeProcess {
     child: Child,
-    /// What stands for the image's volume.
-    volume: PathBuf,
+    /// The node's working folder, which holds its data: every process left
+    /// in it is killed with the node.
+    workdir: PathBuf,
     log_path: PathBuf,
 }
 
-impl ImageNode {
+impl NodeProcess {
+    /// Starts `cmd` in `workdir` with its output in `log_path`.
+    fn spawn(cmd: &mut Command, workdir: &Path, log_path: PathBuf) -> NodeProcess {
+        let log = std::fs::File::create(&log_path).expect("creating the node log");
+        cmd.current_dir(workdir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cloning the log handle"))
+            .stderr(log);
+        let child = die_with_parent(cmd).spawn().unwrap_or_else(|e| {
+            panic!("starting {} (it and its folders must be readable by its user): {e}", env!("CARGO_BIN_EXE_evalmesh"))
+        });
+        NodeProcess { child, workdir: workdir.to_owned(), log_path }
+    }
+
     fn log(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.log_path).unwrap_or_default()).into_owned()
     }
@@ -174,7 +193,7 @@ impl ImageNode {
     fn serving(&mut self) -> String {
         let addr = poll_until(Duration::from_secs(30), || {
             if let Some(status) = self.child.try_wait().expect("polling the node") {
-                panic!("the image's command line exited with {status} before serving:\n{}", self.log());
+                panic!("the node exited with {status} before serving:\n{}", self.log());
             }
             let log = self.log();
             let (_, rest) = log.split_once("serving on ")?;
@@ -184,11 +203,11 @@ impl ImageNode {
     }
 }
 
-impl Drop for ImageNode {
+impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        kill_processes_in(&self.volume);
+        kill_processes_in(&self.workdir);
     }
 }
 
@@ -267,28 +286,11 @@ fn image_command_line_serves_and_grades_on_the_host_as_an_ordinary_user() {
         args[config_at] = NODE_TOML.to_owned();
         args.extend(["--listen".into(), "127.0.0.1:0".into(), "--data-dir".into(), data_dir.display().to_string()]);
 
-        let log_path = dir.path().join("node.log");
-        let log = std::fs::File::create(&log_path).expect("creating the node log");
         let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_evalmesh"));
-        cmd.args(&args)
-            .uid(NOBODY)
-            .gid(NOBODY)
-            // The image's WORKDIR and its user's home are its volume.
-            .current_dir(&volume)
-            .env("PATH", path)
-            .env("HOME", &volume)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("cloning the log handle"))
-            .stderr(log);
-        let child = die_with_parent(&mut cmd).spawn().unwrap_or_else(|e| {
-            panic!(
-                "starting {} as uid {NOBODY} (it and its folders must be readable by all): {e}",
-                env!("CARGO_BIN_EXE_evalmesh")
-            )
-        });
-        let mut node = ImageNode { child, volume: volume.clone(), log_path };
+        // The image's WORKDIR and its user's home are its volume.
+        cmd.args(&args).uid(NOBODY).gid(NOBODY).env("PATH", path).env("HOME", &volume);
+        let mut node = NodeProcess::spawn(&mut cmd, &volume, dir.path().join("node.log"));
 
         let nobody = format!("{NOBODY} {NOBODY} {NOBODY} {NOBODY}");
         assert_eq!(ids_of(node.child.id()), [nobody.clone(), nobody, String::new()], "the node runs as nobody");
@@ -320,5 +322,34 @@ fn image_command_line_serves_and_grades_on_the_host_as_an_ordinary_user() {
         assert_eq!(counts, [Some(2), Some(1), Some(0), Some(0)], "{module}");
         let info = &e["_run_info"];
         assert_eq!((info["passed"].as_u64(), info["failed"].as_u64()), (Some(2), Some(1)), "{info}");
+    });
+}
+
+#[test]
+fn listen_and_data_dir_flags_override_the_config_file_and_are_validated() {
+    with_timeout(Duration::from_secs(60), || {
+        let config = Config::load(Path::new(NODE_TOML)).unwrap();
+        let image_data_existed = config.node.data_dir.exists();
+        let dir = tempfile::Builder::new().prefix("evalmesh-flags-").tempdir().expect("creating a temp dir");
+        let data_dir = dir.path().join("data");
+
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_evalmesh"));
+        cmd.args(["node", "--config", NODE_TOML, "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data_dir);
+        let mut node = NodeProcess::spawn(&mut cmd, dir.path(), dir.path().join("node.log"));
+        let addr = node.serving();
+        let port = addr.strip_prefix("127.0.0.1:").unwrap_or_else(|| panic!("serving on {addr}, not on loopback"));
+        assert_ne!(port, "5001", "the config's port, not a free one");
+        assert_eq!(http(&addr, "GET", "/health", &[], Body::None).status, 200);
+        assert!(data_dir.join("evalmesh.sqlite3").is_file(), "no database in --data-dir:\n{}", node.log());
+        assert_eq!(config.node.data_dir.exists(), image_data_existed, "the config's data_dir was used");
+
+        // A bad value is refused as the same value in the file would be.
+        let out = Command::new(env!("CARGO_BIN_EXE_evalmesh"))
+            .args(["node", "--config", NODE_TOML, "--listen", "localhost:5001"])
+            .output()
+            .expect("running evalmesh");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("node.listen"), "{stderr}");
     });
 }
