@@ -21,16 +21,35 @@ enum Command {
         /// The node's TOML config file; without it the embedded defaults apply.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Listens on ADDR (IP:port; port 0 takes a free one) instead of the
+        /// config's `node.listen`.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Keeps evaluations, results and environments in PATH instead of the
+        /// config's `node.data_dir`.
+        #[arg(long, value_name = "PATH")]
+        data_dir: Option<PathBuf>,
     },
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let Command::Node { config } = Cli::parse().command;
+    let Command::Node { config, listen, data_dir } = Cli::parse().command;
     let config = match config {
         Some(path) => Config::load(&path),
         None => Ok(Config::default()),
     };
+    // The flags win over the file, and the result is validated again: a bad
+    // --listen is refused as a bad `node.listen` would be.
+    let config = config.and_then(|mut config| {
+        if let Some(listen) = listen {
+            config.node.listen = listen;
+        }
+        if let Some(data_dir) = data_dir {
+            config.node.data_dir = data_dir;
+        }
+        config.validate().map(|()| config)
+    });
     let config = match config {
         Ok(config) => config,
         Err(e) => {
