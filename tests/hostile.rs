@@ -47,9 +47,10 @@ fn hostile_project(port: u16, data_dir: &Path, config: &Path) -> Vec<u8> {
         "import os\n\ndef test_reads_the_node():\n    \
          assert not os.path.exists('{data}/evalmesh.sqlite3')\n    \
          assert not os.path.exists('{data}/blobs')\n    \
-         assert sorted(os.listdir('{data}')) == ['envs', 'evaluations', 'plugins', 'tmp']\n    \
+         assert sorted(os.listdir('{data}')) == ['envs', 'evaluations', 'sandbox']\n    \
          assert len(os.listdir('{data}/envs')) == 1\n    \
-         with open('{config}') as f:\n        assert f.read() == ''\n",
+         assert os.listdir('{data}/sandbox') == ['launcher.py']\n    \
+         assert not os.path.exists('{config}')\n",
         data = data_dir.display(),
         config = config.display()
     );
