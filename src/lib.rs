@@ -43,7 +43,7 @@
 //! | [`api`] | public, cluster-wide and peer routes, the guards in front of them (cluster secret, client tokens), the test-only `POST /kill`, the one `ApiError` |
 //! | [`auth`] | pure: the HMAC signature of peer requests and announcements, the replay window, client tokens, the `Secret` that never prints |
 //! | [`evaluation`] | registry, supervisor and worker actors; the pure admission, plan and report; intake (zip, git, discovery); workspace and blobs |
-//! | [`executor`] | the executor actor; environment cache, pytest command lines, the bwrap sandbox, JUnit reader, capped processes |
+//! | [`executor`] | the executor actor; environment cache and vetted requirements, the launcher and its results stream, the bwrap sandbox and cgroups, capped processes |
 //! | [`membership`] | the membership actor, the pure SWIM core and its wire types |
 //! | [`balance`] | the load balancer actor and its policies |
 //! | [`coordination`] | the coordination actor and the pure bully election |
