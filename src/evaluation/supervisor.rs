@@ -610,7 +610,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::auth::Secret;
     use crate::balance::{LeastConnections, NodeLoad, SetMembers};
-    use crate::evaluation::model::{ModuleStatus, Tally};
+    use crate::evaluation::model::{ModuleStatus, Outcome, Tally};
     use crate::store::{ListUnfinished, SaveProjects, Source};
 
     /// Stands in for the executor: keeps every job it is handed.
@@ -791,14 +791,23 @@ pub(crate) mod tests {
         }
     }
 
+    /// A module's result with one test case per test, as a run reports it.
     fn done(passed: u32, failed: u32) -> ModuleResult {
+        let case = |i: u32, outcome| crate::evaluation::model::TestCase {
+            name: format!("test_{i}"),
+            classname: "tests.test_x".into(),
+            outcome,
+            duration: 0.05,
+            message: None,
+        };
+        let outcomes = (0..passed).map(|_| Outcome::Passed).chain((0..failed).map(|_| Outcome::Failed));
         ModuleResult {
             status: ModuleStatus::Done,
             tally: Tally { passed, failed, ..Tally::default() },
             duration: 0.1,
             node: "n1".into(),
             output: String::new(),
-            tests: Vec::new(),
+            tests: outcomes.enumerate().map(|(i, o)| case(i as u32, o)).collect(),
         }
     }
 
