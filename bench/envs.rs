@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use evalmesh::executor::envs::{resolve_interpreter, Env, EnvCache, EnvSettings};
+use evalmesh::executor::envs::{resolve_interpreter, Env, EnvCache, EnvSettings, BRIDGE_SOURCE};
+use evalmesh::executor::index_proxy;
 use evalmesh::executor::sandbox::{RunLimits, Sandbox, SandboxKind, SandboxSettings};
 
 const REQUIREMENTS: &str = "six==1.16.0\niniconfig\n";
@@ -107,17 +108,14 @@ fn show(d: Duration) -> String {
     }
 }
 
-/// A fresh current-thread runtime per call, dropped before the caller
-/// changes the environment variables the next children inherit.
+/// A fresh actix runtime per call, dropped before the caller changes the
+/// environment variables the next children inherit.
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread runtime starts")
-        .block_on(f)
+    actix_rt::System::new().block_on(f)
 }
 
-/// The cache as a node builds it: installs in the bwrap sandbox.
+/// The cache as a node builds it: installs in the bwrap sandbox, reaching
+/// PyPI through the index proxy. Called on the runtime that awaits it.
 fn cache(data_dir: &Path, use_uv: bool) -> EnvCache {
     let (executable, interpreter) = resolve_interpreter("python3");
     let limits =
@@ -141,7 +139,13 @@ fn cache(data_dir: &Path, use_uv: bool) -> EnvCache {
         use_uv,
         timeout: INSTALL_TIMEOUT,
         output_cap: OUTPUT_CAP,
+        bridge: data_dir.join("sandbox/bridge.py"),
+        index_socket: data_dir.join("sandbox/index.sock"),
     };
+    std::fs::write(&settings.bridge, BRIDGE_SOURCE).expect("the bridge can be written");
+    let listener = index_proxy::bind(&settings.index_socket).expect("the proxy's socket binds");
+    let hosts = vec!["pypi.org:443".to_owned(), "files.pythonhosted.org:443".to_owned()];
+    actix_rt::spawn(index_proxy::serve(listener, std::sync::Arc::new(hosts)));
     EnvCache::new(settings, std::sync::Arc::new(sandbox))
 }
 
@@ -149,8 +153,8 @@ fn cache(data_dir: &Path, use_uv: bool) -> EnvCache {
 /// removes the data dir again.
 fn cold(scratch: &Path, project: &Path, use_uv: bool) -> Result<Duration, String> {
     let data_dir = tempfile::tempdir_in(scratch).map_err(|e| e.to_string())?;
-    let env =
-        block_on(cache(data_dir.path(), use_uv).ensure(project)).map_err(|e| format!("cold build failed: {e}"))?;
+    let env = block_on(async { cache(data_dir.path(), use_uv).ensure(project).await })
+        .map_err(|e| format!("cold build failed: {e}"))?;
     check(&env, false)?;
     Ok(env.elapsed)
 }

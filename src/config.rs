@@ -180,6 +180,9 @@ pub struct ExecutorConfig {
     /// Give each slot a cgroup, where the node can make one, so that memory
     /// and processes are limited for a run as a whole.
     pub cgroups: bool,
+    /// The `host:port` pairs an install may reach: the package index and
+    /// where it serves files. Nothing else is reachable from an install.
+    pub index_hosts: Vec<String>,
 }
 
 impl Default for ExecutorConfig {
@@ -201,6 +204,7 @@ impl Default for ExecutorConfig {
             file_size_limit_bytes: 1 << 30,
             scratch_limit_bytes: 512 << 20,
             cgroups: true,
+            index_hosts: vec!["pypi.org:443".into(), "files.pythonhosted.org:443".into()],
         }
     }
 }
@@ -419,6 +423,12 @@ impl Config {
                 "cpu_limit_s and file_size_limit_bytes must be at least 1, memory_limit_bytes at least 64 MiB, process_limit at least 8",
             );
         }
+        if e.index_hosts
+            .iter()
+            .any(|h| h.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()))
+        {
+            return invalid("executor.index_hosts", "each entry must be host:port, such as \"pypi.org:443\"");
+        }
         if e.scratch_limit_bytes < 1 << 20 {
             return invalid("executor.scratch_limit_bytes", "must be at least 1 MiB");
         }
@@ -612,6 +622,18 @@ mod tests {
         assert!(matches!(err, ConfigError::Invalid { key: "intake", .. }), "{err}");
         let err = Config::parse("[intake]\nmax_json_bytes = 10\n").unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { key: "intake.max_json_bytes", .. }), "{err}");
+    }
+
+    #[test]
+    fn sandbox_bounds_are_refused_when_unusable() {
+        let err = Config::parse("[executor]\nindex_hosts = [\"pypi.org\"]\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "executor.index_hosts", .. }), "{err}");
+        let err = Config::parse("[executor]\nindex_hosts = [\":443\"]\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "executor.index_hosts", .. }), "{err}");
+        let err = Config::parse("[executor]\nscratch_limit_bytes = 1000\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "executor.scratch_limit_bytes", .. }), "{err}");
+        let c = Config::parse("[executor]\nindex_hosts = [\"mirror.lan:8443\"]\ncgroups = false\n").unwrap();
+        assert_eq!((c.executor.index_hosts, c.executor.cgroups), (vec!["mirror.lan:8443".to_owned()], false));
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! The requirements are read from the project as the node unpacked it —
 //! never from a folder a run can write — without following a link, and
 //! vetted ([`super::requirements`]) before anything is installed. The
-//! install itself runs in the sandbox, with the host's network to reach the
-//! index: the environment's folder and the install's own cache are all it
-//! can write, and it runs as the user of its slot (or in a user namespace),
-//! so a package's build script sees nothing of the node.
+//! install itself runs in the sandbox, without network: the bridge inside
+//! (`bridge.py`) hands its connections to the node's index proxy
+//! ([`super::index_proxy`]), which lets them reach the package index and
+//! nothing else. The environment's folder and the install's own cache are
+//! all it can write, and it runs as the user of its slot (or in a user
+//! namespace), so a package's build script sees nothing of the node.
 //!
 //! An environment is complete when its `READY` marker exists; a folder without
 //! it is the remains of a build that was interrupted and is built again.
@@ -36,15 +38,11 @@ const READY: &str = ".evalmesh-ready";
 const LAYOUT: &str = "evalmesh-env-v2";
 /// The largest requirements file read.
 const REQUIREMENTS_CAP: u64 = 64 * 1024;
-/// What an install may take from the node's environment: proxies, the
-/// index the operator chose, and the certificates that a proxy needs.
-const PASSED_ON: [&str; 17] = [
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
+/// The bridge, written into the node's sandbox folder at start.
+pub const BRIDGE_SOURCE: &str = include_str!("bridge.py");
+/// What an install may take from the node's environment: the index the
+/// operator chose, and the certificates that an intercepting proxy needs.
+const PASSED_ON: [&str; 11] = [
     "PIP_INDEX_URL",
     "PIP_EXTRA_INDEX_URL",
     "UV_INDEX_URL",
@@ -87,6 +85,9 @@ pub struct EnvSettings {
     pub use_uv: bool,
     pub timeout: Duration,
     pub output_cap: usize,
+    /// The bridge script and the index proxy's socket, both shown to installs.
+    pub bridge: PathBuf,
+    pub index_socket: PathBuf,
 }
 
 pub struct EnvCache {
@@ -251,7 +252,7 @@ impl EnvCache {
         let python = dir.join("bin").join("python");
         let executable = self.settings.executable.as_os_str().to_owned();
         let mut readable = self.settings.interpreter.clone();
-        readable.push(reqs.to_owned());
+        readable.extend([reqs.to_owned(), self.settings.bridge.clone(), self.settings.index_socket.clone()]);
         let installer = self.installer().await.clone();
         let (create, install): ((PathBuf, Vec<OsString>), (PathBuf, Vec<OsString>)) = match &installer {
             Installer::Uv(uv) => {
@@ -272,8 +273,17 @@ impl EnvCache {
                 ((self.settings.executable.clone(), create), (python.clone(), install))
             }
         };
-        let (program, mut args) = install;
+        // The installer reaches the index through the bridge, the only way out.
+        let (installer_program, installer_args) = install;
+        let mut args: Vec<OsString> = vec![
+            self.settings.bridge.clone().into(),
+            self.settings.index_socket.clone().into(),
+            "--".into(),
+            installer_program.into(),
+        ];
+        args.extend(installer_args);
         args.extend([OsString::from("-r"), reqs.into(), OsString::from("pytest")]);
+        let program = self.settings.executable.clone();
         let mut env: Vec<(String, OsString)> = vec![
             ("UV_CACHE_DIR".into(), cache.into()),
             ("UV_PYTHON_DOWNLOADS".into(), "never".into()),
@@ -300,7 +310,6 @@ impl EnvCache {
                 readable: readable.clone(),
                 writable: vec![dir.to_owned(), cache.to_owned()],
                 private: Vec::new(),
-                network: true,
             };
             let cmd = Command::from(self.sandbox.command(&spec, lease, None));
             let out = process::run(cmd, self.settings.timeout, self.settings.output_cap, None)
@@ -381,8 +390,17 @@ mod tests {
     use super::*;
     use crate::executor::sandbox::tests::sandbox;
 
+    /// A cache as the node makes one, with its index proxy serving PyPI;
+    /// must be called on an actix runtime.
     fn cache(data: &Path) -> EnvCache {
         let (executable, interpreter) = resolve_interpreter("python3");
+        let sandbox = sandbox(data);
+        let bridge = data.join("sandbox/bridge.py");
+        std::fs::write(&bridge, BRIDGE_SOURCE).unwrap();
+        let index_socket = data.join("sandbox/index.sock");
+        let listener = crate::executor::index_proxy::bind(&index_socket).unwrap();
+        let hosts = vec!["pypi.org:443".to_owned(), "files.pythonhosted.org:443".to_owned()];
+        actix_rt::spawn(crate::executor::index_proxy::serve(listener, Arc::new(hosts)));
         let settings = EnvSettings {
             data_dir: data.to_owned(),
             python: "python3".into(),
@@ -391,11 +409,13 @@ mod tests {
             use_uv: true,
             timeout: Duration::from_secs(600),
             output_cap: 8192,
+            bridge,
+            index_socket,
         };
-        EnvCache::new(settings, sandbox(data))
+        EnvCache::new(settings, sandbox)
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn key_depends_on_the_vetted_requirements() {
         let dir = tempfile::tempdir().unwrap();
         let c = cache(dir.path());
@@ -407,7 +427,7 @@ mod tests {
         assert_eq!(a.len(), 64);
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn builds_once_in_the_sandbox_then_hits_the_cache() {
         let dir = tempfile::tempdir().unwrap();
         let project = dir.path().join("p");
@@ -424,7 +444,7 @@ mod tests {
         assert_eq!(left.len(), 1, "the build's own folder is gone: {left:?}");
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn failing_install_reports_its_error_and_leaves_no_environment() {
         let dir = tempfile::tempdir().unwrap();
         let project = dir.path().join("p");
@@ -438,7 +458,7 @@ mod tests {
         assert_eq!(envs.len(), 0);
     }
 
-    #[tokio::test]
+    #[actix_rt::test]
     async fn refuses_a_linked_or_local_requirements_file_before_installing() {
         let dir = tempfile::tempdir().unwrap();
         let project = dir.path().join("p");
@@ -454,5 +474,44 @@ mod tests {
         let err = c.ensure(&project).await.unwrap_err().to_string();
         assert!(err.contains("line 2 (`./evil`)"), "{err}");
         assert!(!dir.path().join("data/envs").exists(), "nothing was built");
+    }
+
+    /// What a build script sees of the network during an install: the index
+    /// through the bridge, and nothing else — neither a service of the
+    /// host's loopback, asked through the proxy or directly.
+    #[actix_rt::test]
+    async fn an_install_reaches_the_index_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let c = cache(&data);
+        let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = host.local_addr().unwrap().port();
+        let script = format!(
+            "import os, socket, urllib.request\n\
+             def fails(f):\n    try:\n        f()\n    except OSError as e:\n        return type(e).__name__\n    return 'reached'\n\
+             print('index', urllib.request.urlopen('https://pypi.org/simple/pytest/', timeout=30).status)\n\
+             print('host via proxy', fails(lambda: urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=10)))\n\
+             os.environ.pop('HTTPS_PROXY'); os.environ.pop('HTTP_PROXY')\n\
+             print('host direct', fails(lambda: socket.create_connection(('127.0.0.1', {port}), timeout=10)))\n"
+        );
+        let s = &c.settings;
+        let mut readable = s.interpreter.clone();
+        readable.extend([s.bridge.clone(), s.index_socket.clone()]);
+        let args = vec![
+            s.bridge.clone().into(),
+            s.index_socket.clone().into(),
+            "--".into(),
+            s.executable.clone().into(),
+            "-c".into(),
+            script.into(),
+        ];
+        let spec = Spec { program: s.executable.clone(), args, cwd: PathBuf::from("/"), readable, ..Spec::default() };
+        let lease = c.sandbox.lease().unwrap();
+        let cmd = Command::from(c.sandbox.command(&spec, &lease, None));
+        let out = process::run(cmd, Duration::from_secs(120), 8192, None).await.unwrap();
+        assert!(out.success(), "{}", out.output);
+        assert!(out.output.contains("index 200"), "{}", out.output);
+        assert!(out.output.contains("host via proxy HTTPError"), "{}", out.output);
+        assert!(out.output.contains("host direct ConnectionRefusedError"), "{}", out.output);
     }
 }

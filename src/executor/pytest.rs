@@ -163,7 +163,6 @@ impl Pytest {
             readable,
             writable: Vec::new(),
             private: if unsandboxed { Vec::new() } else { vec![project] },
-            network: false,
         };
         let (read, write) = process::pipe().map_err(|e| ExecutorError::io("creating the results pipe", e))?;
         let lease = self.sandbox.lease().map_err(|e| ExecutorError::Sandbox(e.to_string()))?;

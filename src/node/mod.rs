@@ -27,7 +27,8 @@ use crate::evaluation::intake::{CloneLimits, UnpackLimits};
 use crate::evaluation::registry::{Registry, Shared};
 use crate::evaluation::supervisor::SupervisorSettings;
 use crate::evaluation::worker::{Worker, WorkerSettings};
-use crate::executor::envs::{resolve_interpreter, EnvCache, EnvSettings};
+use crate::executor::envs::{resolve_interpreter, EnvCache, EnvSettings, BRIDGE_SOURCE};
+use crate::executor::index_proxy;
 use crate::executor::pytest::{Pytest, PytestCaps};
 use crate::executor::sandbox::{RunLimits, Sandbox, SandboxError, SandboxKind, SandboxSettings};
 use crate::executor::{Executor, ExecutorError, PytestRunner};
@@ -147,6 +148,12 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     }
     log::info!("{}", sandbox.describe());
     let sandbox_mode = sandbox.mode();
+    let bridge = sandbox_dir.join("bridge.py");
+    std::fs::write(&bridge, BRIDGE_SOURCE).map_err(|source| NodeError::DataDir { path: bridge.clone(), source })?;
+    let index_socket = sandbox_dir.join("index.sock");
+    let index_listener =
+        index_proxy::bind(&index_socket).map_err(|source| NodeError::DataDir { path: index_socket.clone(), source })?;
+    actix_rt::spawn(index_proxy::serve(index_listener, Arc::new(e.index_hosts.clone())));
     let envs = EnvCache::new(
         EnvSettings {
             data_dir: data_dir.clone(),
@@ -156,6 +163,8 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
             use_uv: e.use_uv,
             timeout: Duration::from_secs(e.install_timeout_s),
             output_cap: e.output_cap_bytes,
+            bridge,
+            index_socket,
         },
         sandbox.clone(),
     );

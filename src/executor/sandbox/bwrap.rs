@@ -30,8 +30,6 @@ pub struct Spec {
     /// Empty writable tmpfs mounts, each at most the scratch size (the
     /// run's copy of the project).
     pub private: Vec<PathBuf>,
-    /// The host's network (installs); else a loopback of its own.
-    pub network: bool,
 }
 
 /// How a run becomes unprivileged.
@@ -51,12 +49,10 @@ pub struct SystemLayout {
     pub links: Vec<(PathBuf, PathBuf)>,
     /// Folders shown read-only at the same path.
     pub folders: Vec<PathBuf>,
-    /// `/etc` entries shown read-only, in every sandbox.
+    /// `/etc` entries shown read-only.
     pub etc: Vec<PathBuf>,
-    /// `/etc` entries an install needs to reach the index (name resolution).
-    pub etc_network: Vec<PathBuf>,
     /// The node's own `/etc/passwd`, `group`, `hosts`, `nsswitch.conf`,
-    /// shown at `/etc/<name>` to runs without network.
+    /// shown at `/etc/<name>`.
     pub written: Vec<(PathBuf, &'static str)>,
 }
 
@@ -78,8 +74,6 @@ const ETC: [&str; 13] = [
     "protocols",
     "services",
 ];
-/// Name resolution, for installs only.
-const ETC_NETWORK: [&str; 5] = ["resolv.conf", "hosts", "nsswitch.conf", "gai.conf", "host.conf"];
 /// The files the node writes for runs.
 pub const WRITTEN: [&str; 4] = ["passwd", "group", "hosts", "nsswitch.conf"];
 
@@ -99,10 +93,7 @@ impl SystemLayout {
                 _ => {}
             }
         }
-        let existing = |names: &[&str]| -> Vec<PathBuf> {
-            names.iter().map(|n| Path::new("/etc").join(n)).filter(|p| p.exists()).collect()
-        };
-        layout.etc = existing(&ETC);
+        layout.etc = ETC.iter().map(|n| Path::new("/etc").join(n)).filter(|p| p.exists()).collect();
         // Debian's Python reads /etc/python3.x (sitecustomize); there may be several.
         if let Ok(entries) = std::fs::read_dir("/etc") {
             let mut pythons: Vec<PathBuf> = entries
@@ -113,7 +104,6 @@ impl SystemLayout {
             pythons.sort();
             layout.etc.extend(pythons);
         }
-        layout.etc_network = existing(&ETC_NETWORK);
         layout.written = WRITTEN.iter().map(|name| (written.join(name), *name)).collect();
         layout
     }
@@ -143,10 +133,7 @@ pub fn args(
     base_env: &[(&str, OsString)],
 ) -> Vec<OsString> {
     let mut a = Args::default();
-    a.flags(&["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]);
-    if !spec.network {
-        a.flags(&["--unshare-net"]);
-    }
+    a.flags(&["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try", "--unshare-net"]);
     if identity == Identity::UserNamespace {
         // No nested namespaces: the kernel's user-namespace code is the
         // sandbox's largest attack surface.
@@ -165,17 +152,8 @@ pub fn args(
     for entry in &layout.etc {
         a.pair("--ro-bind", entry, entry);
     }
-    if spec.network {
-        for entry in &layout.etc_network {
-            a.pair("--ro-bind", entry, entry);
-        }
-        for (file, name) in layout.written.iter().filter(|(_, n)| matches!(*n, "passwd" | "group")) {
-            a.pair("--ro-bind", file, &Path::new("/etc").join(name));
-        }
-    } else {
-        for (file, name) in &layout.written {
-            a.pair("--ro-bind", file, &Path::new("/etc").join(name));
-        }
+    for (file, name) in &layout.written {
+        a.pair("--ro-bind", file, &Path::new("/etc").join(name));
     }
     // What would be shown inside a system folder but must not be: a data
     // folder or config under /usr, say.
@@ -272,7 +250,6 @@ mod tests {
             links: vec![(PathBuf::from("usr/bin"), PathBuf::from("/bin"))],
             folders: vec![PathBuf::from("/usr")],
             etc: vec![PathBuf::from("/etc/ld.so.cache")],
-            etc_network: vec![PathBuf::from("/etc/resolv.conf")],
             written: WRITTEN.iter().map(|n| (Path::new("/data/sandbox").join(n), *n)).collect(),
         }
     }
@@ -290,7 +267,6 @@ mod tests {
             readable: vec![PathBuf::from("/root/.pyenv/versions/3.11"), PathBuf::from("/data/envs/e")],
             writable: Vec::new(),
             private: vec![PathBuf::from("/project")],
-            network: false,
         }
     }
 
@@ -302,7 +278,6 @@ mod tests {
         let a =
             text(&args(&layout(), &spec(), Identity::UserNamespace, &hidden, &masked, Scratch { bytes: 100 }, &base));
         assert!(a.starts_with("--unshare-ipc --unshare-pid --unshare-uts --unshare-cgroup-try --unshare-net --unshare-user --disable-userns --die-with-parent --new-session --ro-bind /usr /usr --symlink usr/bin /bin --perms 0755 --dir /etc --ro-bind /etc/ld.so.cache /etc/ld.so.cache --ro-bind /data/sandbox/passwd /etc/passwd"), "{a}");
-        assert!(!a.contains("resolv.conf"), "no name resolution without network: {a}");
         assert!(a.contains("--tmpfs /usr/local/evalmesh"), "what lies in a shown folder is hidden: {a}");
         assert!(!a.contains("--tmpfs /data "), "what is not shown needs no hiding: {a}");
         assert!(!a.contains("node.toml"), "{a}");
@@ -317,17 +292,14 @@ mod tests {
     }
 
     #[test]
-    fn as_root_the_run_becomes_its_slots_user_and_an_install_gets_the_network() {
+    fn as_root_the_run_becomes_its_slots_user_and_an_install_writes_its_environment() {
         let mut install = spec();
-        install.network = true;
         install.writable = vec![PathBuf::from("/data/envs/new")];
         install.private.clear();
         let identity = Identity::SetPriv { uid: 61001, gid: 61000 };
         let a = text(&args(&layout(), &install, identity, &[], &[], Scratch { bytes: 100 }, &[]));
-        assert!(!a.contains("--unshare-net") && !a.contains("--unshare-user"), "{a}");
-        assert!(a.contains("--ro-bind /etc/resolv.conf /etc/resolv.conf"), "{a}");
+        assert!(a.contains("--unshare-net") && !a.contains("--unshare-user"), "{a}");
         assert!(a.contains("--ro-bind /data/sandbox/passwd /etc/passwd"), "{a}");
-        assert!(!a.contains("/data/sandbox/hosts"), "an install resolves with the host's files: {a}");
         assert!(a.contains("--bind /data/envs/new /data/envs/new"), "{a}");
         assert!(a.ends_with("--cap-add CAP_SETUID --cap-add CAP_SETGID -- setpriv --reuid 61001 --regid 61000 --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- /envs/e/bin/python -c pass"), "{a}");
     }

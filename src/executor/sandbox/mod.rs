@@ -4,7 +4,8 @@
 //!
 //! Each command runs under bubblewrap (`bwrap`) in namespaces of its own —
 //! mount, PID (all its processes die with it), IPC, UTS, network (a loopback
-//! of its own; installs keep the host's, to reach the index) — on an empty
+//! of its own; an install reaches the index through the node's index proxy
+//! only, see [`super::index_proxy`]) — on an empty
 //! root where only the system and the files the command needs are mounted
 //! ([`bwrap`]). It runs unprivileged in one of two ways, picked at start:
 //!
