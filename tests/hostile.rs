@@ -2,6 +2,12 @@
 //! each module below does one thing a student's test must not be able to do
 //! to the node. Every one must end with the evaluation `done`, the module
 //! reported as it truly behaved, and the node still serving.
+//!
+//! Each test runs twice, with the node run by root and by an ordinary user
+//! (`nobody`), unless the attack only means something against root. Root
+//! nodes are given user ids of their own (`sandbox_uid_base`), so that no
+//! two tests' runs share one. The Python of the projects lives in
+//! `tests/data/hostile/`.
 
 mod common;
 
@@ -13,7 +19,36 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-const ESCAPE_MARKER: &str = "/tmp/evalmesh_escape_marker";
+/// The longest one evaluation here may take, environment build included.
+const EVALUATION_TIMEOUT: Duration = Duration::from_secs(240);
+
+// ---------------------------------------------------------------- helpers
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("evalmesh-hostile-").tempdir().expect("creating a temp dir")
+}
+
+/// A node of `user` with its data in `<dir>/data`, `slots` slots, and the
+/// sandbox user ids from `uid_base` (used by root nodes only).
+fn config(user: User, dir: &Path, uid_base: u32, slots: usize) -> NodeConfig {
+    user.configure(NodeConfig::new(&dir.join("data"))).set("node", "slots", &slots.to_string()).set(
+        "executor",
+        "sandbox_uid_base",
+        &uid_base.to_string(),
+    )
+}
+
+/// `template` with each `@NAME@` placeholder replaced; every one must be.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let text = values.iter().fold(template.to_owned(), |text, (name, value)| text.replace(name, value));
+    // What lies between two '@' and looks like a NAME.
+    let parts: Vec<&str> = text.split('@').collect();
+    let inner = parts.iter().skip(1).take(parts.len().saturating_sub(2));
+    let placeholder =
+        inner.copied().find(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
+    assert_eq!(placeholder, None, "a placeholder is left in:\n{text}");
+    text
+}
 
 /// The node's resident memory, from /proc.
 fn rss_kib(node: &Node) -> u64 {
@@ -22,9 +57,50 @@ fn rss_kib(node: &Node) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// Waits for the evaluation to end and returns it with `?detail=tests`.
+fn finished(node: &Node, id: &str) -> Value {
+    node.wait_finished(id, EVALUATION_TIMEOUT);
+    node.evaluation(id, "?detail=tests")
+}
+
+fn module<'a>(evaluation: &'a Value, project: &str, module: &str) -> &'a Value {
+    &evaluation["module_results"][project][module]
+}
+
+/// `[passed, failed, skipped, errors]`, `u64::MAX` for a missing count.
+fn outcome(m: &Value) -> [u64; 4] {
+    ["passed", "failed", "skipped", "errors"].map(|k| m[k].as_u64().unwrap_or(u64::MAX))
+}
+
+/// Asserts a module ended with `status` and exactly `counts`.
+fn assert_module(evaluation: &Value, project: &str, name: &str, status: &str, counts: [u64; 4]) {
+    let m = module(evaluation, project, name);
+    assert_eq!((m["status"].as_str(), outcome(m)), (Some(status), counts), "{project} {name}: {m:#}");
+}
+
+/// Waits until no process of the runs is left: none under the node, and, for
+/// a root node, none of the sandbox user ids of its `slots`.
+fn assert_runs_ended(node: &Node, user: User, uid_base: u32, slots: u32) {
+    let pid = node.pid();
+    let left = poll_until(Duration::from_secs(10), || descendants(pid).is_empty().then_some(()));
+    assert!(left.is_some(), "processes of the runs outlive them: {:?}", descendants(pid));
+    if user == User::Root {
+        let uids: Vec<String> = (uid_base..uid_base + slots).map(|u| u.to_string()).collect();
+        let leftovers = std::process::Command::new("pgrep").args(["-u", &uids.join(",")]).output().unwrap();
+        let mut pids = String::new();
+        leftovers.stdout.as_slice().read_to_string(&mut pids).unwrap();
+        assert_eq!(pids.trim(), "", "processes of the sandbox users are still running");
+    }
+}
+
+// ---------------------------------------------------------------- contained and reported
+
+const READS: &str = include_str!("data/hostile/reads.py");
+
 /// The hostile project: one module per attack. `port` is a port the host
-/// listens on; `data_dir` and `config` are the node's own.
-fn hostile_project(port: u16, data_dir: &Path, config: &Path) -> Vec<u8> {
+/// listens on; `data_dir` and `config` are the node's own; `marker` a host
+/// path the run must not be able to write.
+fn hostile_project(port: u16, data_dir: &Path, config: &Path, marker: &str) -> Vec<u8> {
     let sleep = "import time\n\ndef test_sleeps_forever():\n    time.sleep(3600)\n";
     let network = format!(
         "import socket\n\ndef test_connects_to_the_host():\n    \
@@ -32,7 +108,7 @@ fn hostile_project(port: u16, data_dir: &Path, config: &Path) -> Vec<u8> {
     );
     let escape = format!(
         "def test_writes_tmp():\n    \
-         with open('{ESCAPE_MARKER}', 'w') as f:\n        f.write('escaped')\n"
+         with open('{marker}', 'w') as f:\n        f.write('escaped')\n"
     );
     // It fails, so that pytest prints the 50 MB it captured.
     let output = "import sys\n\ndef test_prints_50_mb():\n    \
@@ -43,16 +119,8 @@ fn hostile_project(port: u16, data_dir: &Path, config: &Path) -> Vec<u8> {
                 if os.fork() == 0:\n                time.sleep(30)\n                os._exit(0)\n            \
                 children += 1\n    except OSError:\n        pass\n    \
                 assert children < 100, f'{children} processes: not limited'\n";
-    let reads = format!(
-        "import os\n\ndef test_reads_the_node():\n    \
-         assert not os.path.exists('{data}/evalmesh.sqlite3')\n    \
-         assert not os.path.exists('{data}/blobs')\n    \
-         assert sorted(os.listdir('{data}')) == ['envs', 'evaluations', 'plugins', 'tmp']\n    \
-         assert len(os.listdir('{data}/envs')) == 1\n    \
-         with open('{config}') as f:\n        assert f.read() == ''\n",
-        data = data_dir.display(),
-        config = config.display()
-    );
+    let reads =
+        fill(READS, &[("@DATA@", &data_dir.display().to_string()), ("@CONFIG@", &config.display().to_string())]);
     zip_of(&[
         ("hostile/requirements.txt", String::new()),
         ("hostile/tests/test_sleep.py", sleep.to_owned()),
@@ -64,76 +132,72 @@ fn hostile_project(port: u16, data_dir: &Path, config: &Path) -> Vec<u8> {
     ])
 }
 
-fn module<'a>(evaluation: &'a Value, name: &str) -> &'a Value {
-    &evaluation["module_results"]["hostile"][format!("tests/test_{name}.py")]
-}
-
-fn outcome(m: &Value) -> [u64; 4] {
-    ["passed", "failed", "skipped", "errors"].map(|k| m[k].as_u64().unwrap_or(u64::MAX))
-}
-
-#[test]
-fn hostile_modules_are_contained_and_reported_as_they_behaved() {
-    with_timeout(Duration::from_secs(300), || {
-        let dir = tempfile::tempdir().unwrap();
-        let _ = std::fs::remove_file(ESCAPE_MARKER);
+fn contained_and_reported(user: User) {
+    with_timeout(Duration::from_secs(300), move || {
+        let dir = temp_dir();
+        let marker = format!("/tmp/evalmesh_escape_marker_{}", uuid::Uuid::new_v4().simple());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let config = NodeConfig::new(&dir.path().join("data"))
-            .set("node", "slots", "2")
-            // User ids of its own, so that no other test's runs share them.
-            .set("executor", "sandbox_uid_base", "62000")
+        let config = config(user, dir.path(), 62000, 2)
             .set("executor", "module_timeout_s", "8")
             .set("executor", "process_limit", "64")
             .set("executor", "output_cap_bytes", "65536");
-        let node = Node::start(&config, dir.path(), "node");
+        let node = Node::start_as(&config, dir.path(), "node", user.uid());
         let data_dir = std::fs::canonicalize(node.data_dir.clone()).unwrap();
         let config_file = std::fs::canonicalize(dir.path().join("node.toml")).unwrap();
         let before = rss_kib(&node);
 
-        let id = node.submit_multipart("hostile.zip", &hostile_project(port, &data_dir, &config_file));
-        node.wait_finished(&id, Duration::from_secs(240));
-        let e = node.evaluation(&id, "?detail=tests");
+        let id = node.submit_multipart("hostile.zip", &hostile_project(port, &data_dir, &config_file, &marker));
+        let e = finished(&node, &id);
+        let escaped = std::fs::remove_file(&marker).is_ok();
         assert_eq!(e["status"], json!("done"), "{e:#}");
         assert_eq!(e["_run_info"]["modules_done"], json!(6), "{e:#}");
 
-        let sleeper = module(&e, "sleep");
-        assert_eq!((sleeper["status"].as_str(), outcome(sleeper)), (Some("timeout"), [0, 0, 0, 1]), "{sleeper:#}");
+        assert_module(&e, "hostile", "tests/test_sleep.py", "timeout", [0, 0, 0, 1]);
 
-        let network = module(&e, "network");
+        let network = module(&e, "hostile", "tests/test_network.py");
         assert_eq!(outcome(network), [0, 1, 0, 0], "{network:#}");
         let message = network["tests"][0]["message"].as_str().unwrap_or_default();
         assert!(message.contains("Connection refused"), "{network:#}");
         let mut accepted = listener.accept();
         assert!(accepted.as_mut().is_err(), "the host's port was reached");
 
-        assert_eq!(outcome(module(&e, "escape")), [1, 0, 0, 0], "writing its own /tmp is allowed");
-        assert!(!Path::new(ESCAPE_MARKER).exists(), "the run wrote the host's /tmp");
+        let escape = module(&e, "hostile", "tests/test_escape.py");
+        assert_eq!(outcome(escape), [1, 0, 0, 0], "writing its own /tmp is allowed: {escape:#}");
+        assert!(!escaped, "the run wrote the host's /tmp");
 
-        let output = module(&e, "output");
+        let output = module(&e, "hostile", "tests/test_output.py");
         assert_eq!(outcome(output), [0, 1, 0, 0], "{}", output["status"]);
         let kept = output["output"].as_str().unwrap();
         assert!(kept.len() < 70_000, "output kept: {} bytes", kept.len());
         assert!(kept.contains("more bytes of output dropped"), "the cap says what it dropped");
 
-        let fork = module(&e, "fork");
+        let fork = module(&e, "hostile", "tests/test_fork.py");
         assert_eq!(outcome(fork), [1, 0, 0, 0], "the fork bomb ran into the process limit: {fork:#}");
 
-        let reads = module(&e, "reads");
+        let reads = module(&e, "hostile", "tests/test_reads.py");
         assert_eq!(outcome(reads), [1, 0, 0, 0], "the node's data and config are not visible: {reads:#}");
 
         let after = rss_kib(&node);
         assert!(after < before + 40 * 1024, "node memory grew from {before} KiB to {after} KiB");
         let health = node.get("/health");
         assert_eq!(health.status, 200);
-        // No process of the runs outlives them.
-        let leftovers = std::process::Command::new("pgrep").args(["-u", "62000,62001"]).output().unwrap();
-        let mut pids = String::new();
-        leftovers.stdout.as_slice().read_to_string(&mut pids).unwrap();
-        assert_eq!(pids.trim(), "", "processes of the sandbox users are still running");
+        assert_runs_ended(&node, user, 62000, 2);
     });
 }
+
+#[test]
+fn hostile_modules_are_contained_and_reported_as_they_behaved_as_root() {
+    contained_and_reported(User::Root);
+}
+
+#[test]
+fn hostile_modules_are_contained_and_reported_as_they_behaved_as_ordinary_user() {
+    contained_and_reported(User::Ordinary);
+}
+
+// ---------------------------------------------------------------- without bwrap
 
 /// Starts the binary with `config` and a PATH that holds no bwrap; answers
 /// whether it exited, and its stderr.
