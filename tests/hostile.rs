@@ -1,12 +1,17 @@
-//! Hostile projects against a real node with its default sandbox (bwrap):
-//! each module below does one thing a student's test must not be able to do
-//! to the node. Every one must end with the evaluation `done`, the module
-//! reported as it truly behaved, and the node still serving.
+//! Hostile projects against a real node: each test submits projects whose
+//! tests, conftest or build backend try one thing a student's code must not
+//! be able to do — get out of the sandbox (run as the node, read its config,
+//! chmod the host's files), cheat (fake or rewrite its report, change a
+//! classmate's tests, see another run's files) or stall the node (hang or
+//! flood the report, eat memory or disk). Every one must end with the
+//! evaluation `done`, each module reported as it truly behaved, and the
+//! node serving as before.
 //!
-//! Each test runs twice, with the node run by root and by an ordinary user
-//! (`nobody`), unless the attack only means something against root. Root
-//! nodes are given user ids of their own (`sandbox_uid_base`), so that no
-//! two tests' runs share one. The Python of the projects lives in
+//! Each test runs twice, with the node run by root (a sandbox user id per
+//! slot, a cgroup per run) and by an ordinary user (an unprivileged user
+//! namespace, rlimits), unless the attack only means something against root.
+//! Root nodes are given user ids of their own (`sandbox_uid_base`), so that
+//! no two tests' runs share one. The Python of the projects lives in
 //! `tests/data/hostile/`.
 
 mod common;
@@ -21,6 +26,10 @@ use serde_json::{json, Value};
 
 /// The longest one evaluation here may take, environment build included.
 const EVALUATION_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The overall limit of one test, above [`EVALUATION_TIMEOUT`] so that a
+/// stuck evaluation fails with the node's log rather than a bare timeout.
+const TEST_TIMEOUT: Duration = Duration::from_secs(420);
 
 // ---------------------------------------------------------------- helpers
 
@@ -78,6 +87,31 @@ fn assert_module(evaluation: &Value, project: &str, name: &str, status: &str, co
     assert_eq!((m["status"].as_str(), outcome(m)), (Some(status), counts), "{project} {name}: {m:#}");
 }
 
+/// Asserts the project ran without a project-level error.
+fn assert_project_ran(evaluation: &Value, project: &str) {
+    let p = &evaluation["projects"][project];
+    assert_eq!(p["error"], Value::Null, "{project}: {p:#}");
+}
+
+/// Everything a client can read about evaluation `id`, and the node's log.
+fn everything_said(node: &Node, id: &str) -> String {
+    let mut all = node.log();
+    for path in [format!("/evaluation/{id}?detail=tests"), format!("/evaluation/{id}/events"), "/evaluation".into()] {
+        all.push_str(&node.get(&path).text());
+    }
+    all.push_str(&node.get("/stats?scope=local").text());
+    all
+}
+
+/// Asserts nothing of the node's config shows in any answer about `id` nor
+/// in the log: not the cluster secret, not one of its section headers.
+fn assert_config_shows_nowhere(node: &Node, id: &str) {
+    let all = everything_said(node, id);
+    for needle in [TEST_SECRET, "[cluster]", "[executor]", "[node]"] {
+        assert!(!all.contains(needle), "{needle:?} of the node's config was handed out:\n{all}");
+    }
+}
+
 /// Waits until no process of the runs is left: none under the node, and, for
 /// a root node, none of the sandbox user ids of its `slots`.
 fn assert_runs_ended(node: &Node, user: User, uid_base: u32, slots: u32) {
@@ -92,6 +126,11 @@ fn assert_runs_ended(node: &Node, user: User, uid_base: u32, slots: u32) {
         assert_eq!(pids.trim(), "", "processes of the sandbox users are still running");
     }
 }
+
+const PASS: &str = "def test_passes():\n    assert True\n";
+
+/// One test that passes and one that fails.
+const PASS_1_FAIL_1: &str = "def test_passes():\n    assert True\n\n\ndef test_fails():\n    assert 1 == 0\n";
 
 // ---------------------------------------------------------------- contained and reported
 
@@ -195,6 +234,209 @@ fn hostile_modules_are_contained_and_reported_as_they_behaved_as_root() {
 #[test]
 fn hostile_modules_are_contained_and_reported_as_they_behaved_as_ordinary_user() {
     contained_and_reported(User::Ordinary);
+}
+
+// ---------------------------------------------------------------- no code outside the sandbox
+
+const ATTACKER_CONFTEST: &str = include_str!("data/hostile/install/attacker_conftest.py");
+
+const RELINKER_CONFTEST: &str = include_str!("data/hostile/install/relinker_conftest.py");
+
+const CLASSMATE_TESTS: &str = include_str!("data/hostile/install/test_classmate_grade.py");
+
+/// Three projects: `attacker`, whose conftest plants a project with an
+/// in-tree build backend and names it in requirements.txt; `classmate`,
+/// whose failing test the backend rewrites to pass; `relinker`, whose
+/// conftest makes requirements.txt a link to the node's config. The
+/// attacker's name sorts first, so that with one slot its modules, and the
+/// installs a node would run for them, come after the classmate's
+/// collection and before its module.
+fn install_projects(marker: &str, config: &Path) -> Vec<u8> {
+    let config = config.display().to_string();
+    let attacker = fill(ATTACKER_CONFTEST, &[("@MARKER@", marker), ("@CONFIG@", &config)]);
+    let relinker = fill(RELINKER_CONFTEST, &[("@CONFIG@", &config)]);
+    let mut files = under(
+        "attacker",
+        &[
+            ("requirements.txt", ""),
+            ("tests/conftest.py", attacker.as_str()),
+            ("tests/test_one.py", PASS_1_FAIL_1),
+            ("tests/test_two.py", PASS_1_FAIL_1),
+            ("tests/test_three.py", PASS_1_FAIL_1),
+        ],
+    );
+    files.extend(under("classmate", &[("requirements.txt", ""), ("tests/test_classmate_grade.py", CLASSMATE_TESTS)]));
+    files.extend(under(
+        "relinker",
+        &[("requirements.txt", ""), ("tests/conftest.py", relinker.as_str()), ("tests/test_relinked.py", PASS)],
+    ));
+    zip_of(&files)
+}
+
+fn install_code_stays_in_the_sandbox(user: User) {
+    with_timeout(TEST_TIMEOUT, move || {
+        let dir = temp_dir();
+        let marker = format!("/tmp/evalmesh_install_marker_{}", uuid::Uuid::new_v4().simple());
+        let config_file = dir.path().join("node.toml");
+        let cfg = config(user, dir.path(), 62100, 1);
+        let node = Node::start_as(&cfg, dir.path(), "node", user.uid());
+
+        let id = node.submit_multipart("install.zip", &install_projects(&marker, &config_file));
+        let e = finished(&node, &id);
+        let planted = std::fs::read_to_string(&marker).ok();
+        let _ = std::fs::remove_file(&marker);
+        assert_eq!(planted, None, "the planted build backend ran on the host and wrote {marker}");
+        assert_eq!(e["status"], json!("done"), "{e:#}");
+
+        assert_project_ran(&e, "classmate");
+        assert_module(&e, "classmate", "tests/test_classmate_grade.py", "done", [1, 1, 0, 0]);
+        assert_project_ran(&e, "attacker");
+        for name in ["tests/test_one.py", "tests/test_two.py", "tests/test_three.py"] {
+            assert_module(&e, "attacker", name, "done", [1, 1, 0, 0]);
+        }
+        assert_project_ran(&e, "relinker");
+        assert_module(&e, "relinker", "tests/test_relinked.py", "done", [1, 0, 0, 0]);
+        assert_config_shows_nowhere(&node, &id);
+        assert_runs_ended(&node, user, 62100, 1);
+    });
+}
+
+#[test]
+fn requirements_changed_by_a_run_are_never_installed_as_root() {
+    install_code_stays_in_the_sandbox(User::Root);
+}
+
+#[test]
+fn requirements_changed_by_a_run_are_never_installed_as_ordinary_user() {
+    install_code_stays_in_the_sandbox(User::Ordinary);
+}
+
+/// A git repository whose requirements.txt is a symbolic link to the node's
+/// config (the clone checks it out as a plain file holding the path), beside
+/// an honest one.
+fn symlinked_requirements(user: User) {
+    with_timeout(TEST_TIMEOUT, move || {
+        let dir = temp_dir();
+        let config_file = dir.path().join("node.toml");
+        let repos = dir.path().join("repos");
+        let linked = repos.join("linked");
+        write_files(&linked, &[("tests/test_linked.py", PASS)]);
+        std::os::unix::fs::symlink(&config_file, linked.join("requirements.txt")).unwrap();
+        git(&linked, &["init", "-q"]);
+        git(&linked, &["add", "-A"]);
+        git(&linked, &["commit", "-q", "-m", "requirements are the node's config"]);
+        git_repo(&repos.join("honest"), &[("requirements.txt", ""), ("tests/test_honest.py", PASS)]);
+        if let Some(uid) = user.uid() {
+            chown_tree(&repos, uid);
+        }
+        let cfg = config(user, dir.path(), 62150, 1).set("intake", "git_schemes", r#"["file"]"#);
+        let node = Node::start_as(&cfg, dir.path(), "node", user.uid());
+
+        let url = |name: &str| format!("file://{}", repos.join(name).display());
+        let id = node.submit_json(&json!({ "projects": [url("linked"), url("honest")] }));
+        let e = finished(&node, &id);
+        assert_eq!(e["status"], json!("done"), "{e:#}");
+
+        let p = &e["projects"]["linked"];
+        let error = p["error"].as_str().unwrap_or_else(|| panic!("linked has no project error: {e:#}"));
+        assert!(error.contains("requirements.txt"), "the error names requirements.txt: {error}");
+        assert_eq!(outcome(p), [0, 0, 0, 0], "{p:#}");
+        assert_eq!(p["nota"], json!(0.0), "{p:#}");
+
+        assert_project_ran(&e, "honest");
+        assert_module(&e, "honest", "tests/test_honest.py", "done", [1, 0, 0, 0]);
+        assert_config_shows_nowhere(&node, &id);
+    });
+}
+
+#[test]
+fn symlinked_requirements_fail_their_project_and_show_nothing_of_the_target_as_root() {
+    symlinked_requirements(User::Root);
+}
+
+#[test]
+fn symlinked_requirements_fail_their_project_and_show_nothing_of_the_target_as_ordinary_user() {
+    symlinked_requirements(User::Ordinary);
+}
+
+const EVIL_BACKEND: &str = include_str!("data/hostile/install/backend.py");
+
+const EVIL_PYPROJECT: &str = include_str!("data/hostile/install/pyproject.toml");
+
+/// Requirement lines that name the project itself: skipped, the project
+/// root being on sys.path anyway.
+const OWN_LINES: [(&str, &str); 2] = [("dot", "."), ("dash_e_dot", "-e .")];
+
+/// Requirement lines that name local code, a VCS, another index or another
+/// file: each fails its project, with the line in the error.
+const REFUSED_LINES: [(&str, &str); 13] = [
+    ("relative", "./evil"),
+    ("editable", "-e ./evil"),
+    ("parent", "../evil"),
+    ("absolute", "/usr/lib/python3/dist-packages"),
+    ("file_url", "file:///usr/lib/python3/dist-packages"),
+    ("vcs", "git+https://example.invalid/evil.git"),
+    ("include", "-r /etc/passwd"),
+    ("constraints", "-c /etc/passwd"),
+    ("index", "-i https://example.invalid/simple"),
+    ("index_url", "--index-url https://example.invalid/simple"),
+    ("extra_index", "--extra-index-url https://example.invalid/simple"),
+    ("find_links", "-f /tmp"),
+    ("find_links_long", "--find-links /tmp"),
+];
+
+fn requirement_lines(user: User) {
+    with_timeout(TEST_TIMEOUT, move || {
+        let dir = temp_dir();
+        let marker = format!("/tmp/evalmesh_backend_marker_{}", uuid::Uuid::new_v4().simple());
+        let backend = fill(EVIL_BACKEND, &[("@MARKER@", &marker)]);
+        let mut files = Vec::new();
+        for (project, line) in OWN_LINES.iter().chain(&REFUSED_LINES) {
+            files.extend(under(
+                project,
+                &[
+                    ("requirements.txt", format!("{line}\n")),
+                    ("tests/test_x.py", PASS.to_owned()),
+                    // What `./evil` names, built by importing its backend.
+                    ("evil/pyproject.toml", EVIL_PYPROJECT.to_owned()),
+                    ("evil/backend.py", backend.clone()),
+                ],
+            ));
+        }
+        let cfg = config(user, dir.path(), 62170, 2);
+        let node = Node::start_as(&cfg, dir.path(), "node", user.uid());
+        let id = node.submit_multipart("lines.zip", &zip_of(&files));
+        let e = finished(&node, &id);
+        let built = std::fs::read_to_string(&marker).ok();
+        let _ = std::fs::remove_file(&marker);
+        assert_eq!(built, None, "a requirement line had local code built on the host");
+        assert_eq!(e["status"], json!("done"), "{e:#}");
+
+        for (project, _) in OWN_LINES {
+            assert_project_ran(&e, project);
+            assert_module(&e, project, "tests/test_x.py", "done", [1, 0, 0, 0]);
+        }
+        for (project, line) in REFUSED_LINES {
+            let p = &e["projects"][project];
+            let error = p["error"].as_str().unwrap_or_else(|| panic!("{line:?} was taken: {p:#}"));
+            assert!(error.contains(line), "the error of {project} names {line:?}: {error}");
+            assert_eq!(outcome(p), [0, 0, 0, 0], "{p:#}");
+            assert!(e["module_results"].get(project).is_none(), "{project} ran: {e:#}");
+        }
+        let all = everything_said(&node, &id);
+        assert!(!all.contains("root:x:0:0"), "/etc/passwd was read into an answer:\n{all}");
+        assert_config_shows_nowhere(&node, &id);
+    });
+}
+
+#[test]
+fn requirement_lines_naming_local_code_or_other_sources_fail_their_project_as_root() {
+    requirement_lines(User::Root);
+}
+
+#[test]
+fn requirement_lines_naming_local_code_or_other_sources_fail_their_project_as_ordinary_user() {
+    requirement_lines(User::Ordinary);
 }
 
 // ---------------------------------------------------------------- without bwrap
