@@ -18,6 +18,7 @@ mod common;
 
 use std::io::Read;
 use std::net::TcpListener;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -437,6 +438,90 @@ fn requirement_lines_naming_local_code_or_other_sources_fail_their_project_as_ro
 #[test]
 fn requirement_lines_naming_local_code_or_other_sources_fail_their_project_as_ordinary_user() {
     requirement_lines(User::Ordinary);
+}
+
+// ---------------------------------------------------------------- host files through a swapped folder
+
+const SWAPPER: &str = include_str!("data/hostile/swap/test_a_swap.py");
+
+/// How many host files the swapper aims at.
+const TREE_FILES: usize = 2000;
+
+/// A root-only folder of root-only files outside the node's data dir.
+fn root_only_tree(dir: &Path) -> std::path::PathBuf {
+    let tree = dir.join("root-only");
+    std::fs::create_dir(&tree).unwrap();
+    for i in 0..TREE_FILES {
+        let file = tree.join(format!("secret-{i:04}"));
+        std::fs::write(&file, format!("secret {i}\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::set_permissions(&tree, std::fs::Permissions::from_mode(0o700)).unwrap();
+    tree
+}
+
+/// The entries of `tree` (itself included) that are no longer root's alone:
+/// mode other than 0600 (0700 for the folder), or owner or group not root.
+fn changed_entries(tree: &Path) -> Vec<String> {
+    let mut entries = vec![tree.to_path_buf()];
+    entries.extend(std::fs::read_dir(tree).unwrap().map(|e| e.unwrap().path()));
+    entries
+        .into_iter()
+        .filter_map(|path| {
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let expected = if meta.is_dir() { 0o700 } else { 0o600 };
+            let mode = meta.permissions().mode() & 0o7777;
+            (mode != expected || meta.uid() != 0 || meta.gid() != 0)
+                .then(|| format!("{} {mode:o} {}:{}", path.display(), meta.uid(), meta.gid()))
+        })
+        .collect()
+}
+
+fn swapped_folder(user: User) {
+    with_timeout(TEST_TIMEOUT, move || {
+        let dir = temp_dir();
+        let tree = root_only_tree(dir.path());
+        let swapper = fill(SWAPPER, &[("@TREE@", &tree.display().to_string()), ("@SECONDS@", "10")]);
+        // The swapper first, then modules enough to keep the other slot
+        // starting runs of the same project while it swaps.
+        let mut files = vec![
+            ("swapper/requirements.txt".to_owned(), String::new()),
+            ("swapper/swapped/keep.txt".to_owned(), "kept\n".to_owned()),
+            ("swapper/tests/test_a_swap.py".to_owned(), swapper),
+        ];
+        for i in 0..16 {
+            files.push((format!("swapper/tests/test_m{i:02}.py"), PASS.to_owned()));
+        }
+        let cfg = config(user, dir.path(), 62200, 2).set("executor", "module_timeout_s", "60");
+        let node = Node::start_as(&cfg, dir.path(), "node", user.uid());
+
+        let id = node.submit_multipart("swapper.zip", &zip_of(&files));
+        let e = finished(&node, &id);
+        let changed = changed_entries(&tree);
+        assert!(
+            changed.is_empty(),
+            "{} of the root-only entries changed, as: {:?}",
+            changed.len(),
+            &changed[..5.min(changed.len())]
+        );
+        assert_eq!(e["status"], json!("done"), "{e:#}");
+        assert_module(&e, "swapper", "tests/test_a_swap.py", "done", [1, 0, 0, 0]);
+        for i in 0..16 {
+            assert_module(&e, "swapper", &format!("tests/test_m{i:02}.py"), "done", [1, 0, 0, 0]);
+        }
+        assert_runs_ended(&node, user, 62200, 2);
+    });
+}
+
+#[test]
+fn a_swapped_folder_never_opens_host_files_to_runs_as_root() {
+    swapped_folder(User::Root);
+}
+
+#[test]
+#[ignore = "a node run by an ordinary user cannot chown or chmod root's files at all: the attack needs a root node"]
+fn a_swapped_folder_never_opens_host_files_to_runs_as_ordinary_user() {
+    swapped_folder(User::Ordinary);
 }
 
 // ---------------------------------------------------------------- without bwrap
