@@ -88,6 +88,15 @@ fn assert_module(evaluation: &Value, project: &str, name: &str, status: &str, co
     assert_eq!((m["status"].as_str(), outcome(m)), (Some(status), counts), "{project} {name}: {m:#}");
 }
 
+/// Asserts a module is an `error` credited with at most `passes` passes, the
+/// tests that truly passed before it misbehaved.
+fn assert_error_module(evaluation: &Value, project: &str, name: &str, passes: u64) {
+    let m = module(evaluation, project, name);
+    assert_eq!(m["status"], json!("error"), "{project} {name}: {m:#}");
+    assert!(m["passed"].as_u64().is_some_and(|p| p <= passes), "{project} {name} gained passes: {m:#}");
+    assert!(m["output"].as_str().is_some_and(|o| !o.trim().is_empty()), "{project} {name} says why: {m:#}");
+}
+
 /// Asserts the project ran without a project-level error.
 fn assert_project_ran(evaluation: &Value, project: &str) {
     let p = &evaluation["projects"][project];
@@ -128,7 +137,19 @@ fn assert_runs_ended(node: &Node, user: User, uid_base: u32, slots: u32) {
     }
 }
 
+/// Waits until the node has no busy slot and no queued job.
+fn assert_slots_free(node: &Node) {
+    let free = poll_until(Duration::from_secs(20), || {
+        let s = node.get("/stats?scope=local").json();
+        (s["slots_busy"] == json!(0) && s["jobs_queued"] == json!(0)).then_some(())
+    });
+    assert!(free.is_some(), "slots still busy: {}", node.get("/stats?scope=local").text());
+}
+
 const PASS: &str = "def test_passes():\n    assert True\n";
+
+const PASS_2_FAIL_1: &str = "def test_a():\n    assert True\n\n\ndef test_b():\n    assert 'x' in 'xyz'\n\n\n\
+                             def test_c():\n    assert 3 < 2\n";
 
 /// One test that passes and one that fails.
 const PASS_1_FAIL_1: &str = "def test_passes():\n    assert True\n\n\ndef test_fails():\n    assert 1 == 0\n";
@@ -522,6 +543,117 @@ fn a_swapped_folder_never_opens_host_files_to_runs_as_root() {
 #[ignore = "a node run by an ordinary user cannot chown or chmod root's files at all: the attack needs a root node"]
 fn a_swapped_folder_never_opens_host_files_to_runs_as_ordinary_user() {
     swapped_folder(User::Ordinary);
+}
+
+// ---------------------------------------------------------------- hijacked and faked reports
+
+const HIJACK_HELPER: &str = include_str!("data/hostile/hijack/atexit_hijack.py");
+
+const HIJACK_FIFO: &str = include_str!("data/hostile/hijack/test_fifo.py");
+
+const HIJACK_ZERO: &str = include_str!("data/hostile/hijack/test_zero.py");
+
+const FLOOD: &str = include_str!("data/hostile/hijack/test_flood.py");
+
+fn hijacked_reports(user: User) {
+    with_timeout(TEST_TIMEOUT, move || {
+        let dir = temp_dir();
+        // Honest modules take seconds: a module stuck on its report shows
+        // soon, and so does an evaluation that never ends.
+        let cfg = config(user, dir.path(), 62300, 2).set("executor", "module_timeout_s", "30").set(
+            "executor",
+            "memory_limit_bytes",
+            &(1u64 << 30).to_string(),
+        );
+        // Should a node read /dev/zero to its end, it dies at 4 GiB, alone.
+        let launch = Launch { uid: user.uid(), address_space_bytes: Some(4 << 30) };
+        let node = Node::launch(&cfg, dir.path(), "node", launch);
+        let before = rss_kib(&node);
+
+        let mut files = under(
+            "fifo",
+            &[("requirements.txt", ""), ("tests/atexit_hijack.py", HIJACK_HELPER), ("tests/test_fifo.py", HIJACK_FIFO)],
+        );
+        files.extend(under(
+            "zero",
+            &[("requirements.txt", ""), ("tests/atexit_hijack.py", HIJACK_HELPER), ("tests/test_zero.py", HIJACK_ZERO)],
+        ));
+        files.extend(under("flood", &[("requirements.txt", ""), ("tests/test_flood.py", FLOOD)]));
+        let id = node.submit_multipart("hijack.zip", &zip_of(&files));
+        node.wait_finished(&id, Duration::from_secs(150));
+        let e = node.evaluation(&id, "?detail=tests");
+        assert_eq!(e["status"], json!("done"), "{e:#}");
+        assert_module(&e, "fifo", "tests/test_fifo.py", "done", [1, 0, 0, 0]);
+        assert_module(&e, "zero", "tests/test_zero.py", "done", [1, 0, 0, 0]);
+        assert_error_module(&e, "flood", "tests/test_flood.py", 1);
+        assert_slots_free(&node);
+
+        let honest = zip_of(&under("honest", &[("requirements.txt", ""), ("tests/test_honest.py", PASS_2_FAIL_1)]));
+        let second = node.submit_multipart("honest.zip", &honest);
+        let e = finished(&node, &second);
+        assert_eq!(e["status"], json!("done"), "{e:#}");
+        assert_module(&e, "honest", "tests/test_honest.py", "done", [2, 1, 0, 0]);
+
+        let after = rss_kib(&node);
+        assert!(after < before + 64 * 1024, "node memory grew from {before} KiB to {after} KiB");
+        assert_slots_free(&node);
+        assert_runs_ended(&node, user, 62300, 2);
+    });
+}
+
+#[test]
+fn hijacked_report_paths_neither_stall_nor_bloat_the_node_as_root() {
+    hijacked_reports(User::Root);
+}
+
+#[test]
+fn hijacked_report_paths_neither_stall_nor_bloat_the_node_as_ordinary_user() {
+    hijacked_reports(User::Ordinary);
+}
+
+const FAKES: &str = include_str!("data/hostile/faked/fakes.py");
+
+const FAKE_REWRITE: &str = include_str!("data/hostile/faked/test_rewrite.py");
+
+const FAKE_EXIT: &str = include_str!("data/hostile/faked/test_exit.py");
+
+const FAKE_STREAM: &str = include_str!("data/hostile/faked/test_stream.py");
+
+fn faked_reports(user: User) {
+    with_timeout(TEST_TIMEOUT, move || {
+        let dir = temp_dir();
+        let cfg = config(user, dir.path(), 62400, 2).set("executor", "module_timeout_s", "60");
+        let node = Node::start_as(&cfg, dir.path(), "node", user.uid());
+        let zip = zip_of(&under(
+            "faker",
+            &[
+                ("requirements.txt", ""),
+                ("tests/fakes.py", FAKES),
+                ("tests/test_rewrite.py", FAKE_REWRITE),
+                ("tests/test_exit.py", FAKE_EXIT),
+                ("tests/test_stream.py", FAKE_STREAM),
+            ],
+        ));
+        let id = node.submit_multipart("faker.zip", &zip);
+        let e = finished(&node, &id);
+        assert_eq!(e["status"], json!("done"), "{e:#}");
+        assert_module(&e, "faker", "tests/test_rewrite.py", "done", [2, 2, 0, 0]);
+        assert_error_module(&e, "faker", "tests/test_exit.py", 1);
+        assert_error_module(&e, "faker", "tests/test_stream.py", 0);
+        let p = &e["projects"]["faker"];
+        assert!(p["passed"].as_u64().is_some_and(|passed| passed <= 3), "{p:#}");
+        assert_runs_ended(&node, user, 62400, 2);
+    });
+}
+
+#[test]
+fn faked_reports_count_only_what_truly_ran_as_root() {
+    faked_reports(User::Root);
+}
+
+#[test]
+fn faked_reports_count_only_what_truly_ran_as_ordinary_user() {
+    faked_reports(User::Ordinary);
 }
 
 // ---------------------------------------------------------------- without bwrap
