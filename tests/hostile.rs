@@ -32,6 +32,8 @@ const EVALUATION_TIMEOUT: Duration = Duration::from_secs(240);
 /// stuck evaluation fails with the node's log rather than a bare timeout.
 const TEST_TIMEOUT: Duration = Duration::from_secs(420);
 
+const MIB: u64 = 1 << 20;
+
 // ---------------------------------------------------------------- helpers
 
 fn temp_dir() -> tempfile::TempDir {
@@ -135,6 +137,26 @@ fn assert_runs_ended(node: &Node, user: User, uid_base: u32, slots: u32) {
         leftovers.stdout.as_slice().read_to_string(&mut pids).unwrap();
         assert_eq!(pids.trim(), "", "processes of the sandbox users are still running");
     }
+}
+
+/// What `/stats` says of the node's limits: a cgroup per run for a root node
+/// (v1 where the memory and pids controllers have hierarchies of their own,
+/// as on this machine), rlimits for an ordinary user, who cannot make one.
+fn expected_limits(user: User) -> &'static str {
+    match user {
+        User::Ordinary => "rlimits",
+        User::Root if Path::new("/sys/fs/cgroup/memory").is_dir() && Path::new("/sys/fs/cgroup/pids").is_dir() => {
+            "cgroup-v1"
+        }
+        User::Root => "cgroup-v2",
+    }
+}
+
+/// The sandbox's figures in `GET /stats?scope=local`.
+fn sandbox_stats(node: &Node) -> Value {
+    let stats = node.get("/stats?scope=local");
+    assert_eq!(stats.status, 200, "{stats:?}");
+    stats.json()["sandbox"].clone()
 }
 
 /// Waits until the node has no busy slot and no queued job.
@@ -654,6 +676,77 @@ fn faked_reports_count_only_what_truly_ran_as_root() {
 #[test]
 fn faked_reports_count_only_what_truly_ran_as_ordinary_user() {
     faked_reports(User::Ordinary);
+}
+
+// ---------------------------------------------------------------- memory and disk
+
+const MEMORY: &str = include_str!("data/hostile/limits/test_memory.py");
+
+const SCRATCH: &str = include_str!("data/hostile/limits/test_scratch.py");
+
+const LITTER: &str = include_str!("data/hostile/limits/test_litter.py");
+
+const MEMORY_LIMIT: u64 = 512 * MIB;
+
+const SCRATCH_LIMIT: u64 = 256 * MIB;
+
+fn memory_and_disk(user: User) {
+    with_timeout(TEST_TIMEOUT, move || {
+        let dir = temp_dir();
+        let cfg = config(user, dir.path(), 62500, 1)
+            .set("executor", "module_timeout_s", "120")
+            .set("executor", "memory_limit_bytes", &MEMORY_LIMIT.to_string())
+            .set("executor", "scratch_limit_bytes", &SCRATCH_LIMIT.to_string());
+        let node = Node::start_as(&cfg, dir.path(), "node", user.uid());
+
+        // Only a root node has a cgroup to hold the whole run to the limit.
+        let cgroup = if user == User::Root { "true" } else { "false" };
+        let memory = fill(MEMORY, &[("@CGROUP@", cgroup)]);
+        let scratch = fill(SCRATCH, &[("@SCRATCH@", &SCRATCH_LIMIT.to_string())]);
+        let zip = zip_of(&under(
+            "greedy",
+            &[
+                ("requirements.txt", ""),
+                ("tests/test_memory.py", memory.as_str()),
+                ("tests/test_scratch.py", scratch.as_str()),
+            ],
+        ));
+        let id = node.submit_multipart("greedy.zip", &zip);
+        let e = finished(&node, &id);
+        assert_eq!(e["status"], json!("done"), "{e:#}");
+        assert_module(&e, "greedy", "tests/test_memory.py", "done", [1, 0, 0, 0]);
+        assert_module(&e, "greedy", "tests/test_scratch.py", "done", [3, 0, 0, 0]);
+
+        // The environment is built by now: what the next evaluation adds is
+        // its own records, and whatever its run leaves behind.
+        let before = disk_usage(&node.data_dir);
+        let litter = zip_of(&under("litter", &[("requirements.txt", ""), ("tests/test_litter.py", LITTER)]));
+        let second = node.submit_multipart("litter.zip", &litter);
+        let e = finished(&node, &second);
+        assert_module(&e, "litter", "tests/test_litter.py", "done", [1, 0, 0, 0]);
+        let settled = poll_until(Duration::from_secs(20), || {
+            let now = disk_usage(&node.data_dir);
+            (now < before + 8 * MIB).then_some(now)
+        });
+        assert!(
+            settled.is_some(),
+            "the data dir grew from {before} to {} bytes: a run left files behind",
+            disk_usage(&node.data_dir)
+        );
+
+        assert_eq!(sandbox_stats(&node)["limits"], json!(expected_limits(user)));
+        assert_runs_ended(&node, user, 62500, 1);
+    });
+}
+
+#[test]
+fn memory_and_scratch_space_are_capped_per_run_as_root() {
+    memory_and_disk(User::Root);
+}
+
+#[test]
+fn memory_and_scratch_space_are_capped_per_run_as_ordinary_user() {
+    memory_and_disk(User::Ordinary);
 }
 
 // ---------------------------------------------------------------- without bwrap
