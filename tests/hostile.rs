@@ -283,9 +283,7 @@ fn hostile_modules_are_contained_and_reported_as_they_behaved_as_ordinary_user()
 // ---------------------------------------------------------------- no code outside the sandbox
 
 const ATTACKER_CONFTEST: &str = include_str!("data/hostile/install/attacker_conftest.py");
-
 const RELINKER_CONFTEST: &str = include_str!("data/hostile/install/relinker_conftest.py");
-
 const CLASSMATE_TESTS: &str = include_str!("data/hostile/install/test_classmate_grade.py");
 
 /// Three projects: `attacker`, whose conftest plants a project with an
@@ -404,7 +402,6 @@ fn symlinked_requirements_fail_their_project_and_show_nothing_of_the_target_as_o
 }
 
 const EVIL_BACKEND: &str = include_str!("data/hostile/install/backend.py");
-
 const EVIL_PYPROJECT: &str = include_str!("data/hostile/install/pyproject.toml");
 
 /// Requirement lines that name the project itself: skipped, the project
@@ -570,11 +567,8 @@ fn a_swapped_folder_never_opens_host_files_to_runs_as_ordinary_user() {
 // ---------------------------------------------------------------- hijacked and faked reports
 
 const HIJACK_HELPER: &str = include_str!("data/hostile/hijack/atexit_hijack.py");
-
 const HIJACK_FIFO: &str = include_str!("data/hostile/hijack/test_fifo.py");
-
 const HIJACK_ZERO: &str = include_str!("data/hostile/hijack/test_zero.py");
-
 const FLOOD: &str = include_str!("data/hostile/hijack/test_flood.py");
 
 fn hijacked_reports(user: User) {
@@ -634,11 +628,8 @@ fn hijacked_report_paths_neither_stall_nor_bloat_the_node_as_ordinary_user() {
 }
 
 const FAKES: &str = include_str!("data/hostile/faked/fakes.py");
-
 const FAKE_REWRITE: &str = include_str!("data/hostile/faked/test_rewrite.py");
-
 const FAKE_EXIT: &str = include_str!("data/hostile/faked/test_exit.py");
-
 const FAKE_STREAM: &str = include_str!("data/hostile/faked/test_stream.py");
 
 fn faked_reports(user: User) {
@@ -681,13 +672,10 @@ fn faked_reports_count_only_what_truly_ran_as_ordinary_user() {
 // ---------------------------------------------------------------- memory and disk
 
 const MEMORY: &str = include_str!("data/hostile/limits/test_memory.py");
-
 const SCRATCH: &str = include_str!("data/hostile/limits/test_scratch.py");
-
 const LITTER: &str = include_str!("data/hostile/limits/test_litter.py");
 
 const MEMORY_LIMIT: u64 = 512 * MIB;
-
 const SCRATCH_LIMIT: u64 = 256 * MIB;
 
 fn memory_and_disk(user: User) {
@@ -747,6 +735,90 @@ fn memory_and_scratch_space_are_capped_per_run_as_root() {
 #[test]
 fn memory_and_scratch_space_are_capped_per_run_as_ordinary_user() {
     memory_and_disk(User::Ordinary);
+}
+
+// ---------------------------------------------------------------- isolation
+
+const ISOLATION_A: &str = include_str!("data/hostile/isolation/test_a.py");
+const ISOLATION_B: &str = include_str!("data/hostile/isolation/test_b.py");
+
+fn runs_isolated(user: User) {
+    with_timeout(TEST_TIMEOUT, move || {
+        let dir = temp_dir();
+        // One slot: the two modules run one after the other, in one folder
+        // if the node gives them one.
+        let cfg = config(user, dir.path(), 62600, 1);
+        let node = Node::start_as(&cfg, dir.path(), "node", user.uid());
+        let zip = zip_of(&under(
+            "pair",
+            &[("requirements.txt", ""), ("tests/test_a.py", ISOLATION_A), ("tests/test_b.py", ISOLATION_B)],
+        ));
+        let id = node.submit_multipart("pair.zip", &zip);
+        let e = finished(&node, &id);
+        assert_eq!(e["status"], json!("done"), "{e:#}");
+        assert_module(&e, "pair", "tests/test_a.py", "done", [1, 0, 0, 0]);
+        assert_module(&e, "pair", "tests/test_b.py", "done", [1, 0, 0, 0]);
+        let leaked: Vec<_> = files_under(&node.data_dir)
+            .into_iter()
+            .filter(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("leak_")))
+            .collect();
+        assert!(leaked.is_empty(), "the runs' writes reached the node: {leaked:?}");
+    });
+}
+
+#[test]
+fn each_run_works_on_its_own_copy_of_the_project_as_root() {
+    runs_isolated(User::Root);
+}
+
+#[test]
+fn each_run_works_on_its_own_copy_of_the_project_as_ordinary_user() {
+    runs_isolated(User::Ordinary);
+}
+
+// ---------------------------------------------------------------- the mode
+
+/// Starts a node of `mode` (with `cgroups` set when given) and checks the
+/// sandbox figures of `/stats` and the line of the log that names them.
+fn assert_mode_shown(dir: &Path, label: &str, mode: Mode, cgroups: Option<bool>, expected: Value) {
+    let mut cfg = mode.config(&dir.join(label)).set("executor", "sandbox_uid_base", "62700");
+    if let Some(cgroups) = cgroups {
+        cfg = cfg.set("executor", "cgroups", &cgroups.to_string());
+    }
+    let node = mode.start(&cfg, dir, label);
+    assert_eq!(sandbox_stats(&node), expected, "{}", mode.label());
+    let words: Vec<&str> = ["kind", "users", "limits"].map(|k| expected[k].as_str().unwrap()).to_vec();
+    let log = node.log();
+    assert!(
+        log.lines().any(|line| words.iter().all(|w| line.contains(w))),
+        "no line of the log names {words:?}:\n{log}"
+    );
+}
+
+fn sandbox_mode(user: User) {
+    with_timeout(Duration::from_secs(120), move || {
+        let dir = temp_dir();
+        let limits = expected_limits(user);
+        let users = if user == User::Root { "per-slot" } else { "user-namespace" };
+        let bwrap = Mode::new(user, Sandbox::Bwrap);
+        assert_mode_shown(dir.path(), "bwrap", bwrap, None, json!({"kind": "bwrap", "users": users, "limits": limits}));
+        let none = Mode::new(user, Sandbox::None);
+        assert_mode_shown(dir.path(), "none", none, None, json!({"kind": "none", "users": "node", "limits": limits}));
+        if user == User::Root {
+            let expected = json!({"kind": "bwrap", "users": "per-slot", "limits": "rlimits"});
+            assert_mode_shown(dir.path(), "nocgroup", bwrap, Some(false), expected);
+        }
+    });
+}
+
+#[test]
+fn the_sandbox_mode_shows_in_stats_and_log_as_root() {
+    sandbox_mode(User::Root);
+}
+
+#[test]
+fn the_sandbox_mode_shows_in_stats_and_log_as_ordinary_user() {
+    sandbox_mode(User::Ordinary);
 }
 
 // ---------------------------------------------------------------- without bwrap
