@@ -12,6 +12,12 @@
 //! process dies (`PR_SET_PDEATHSIG`), so a failed or timed-out test leaves no
 //! node behind. Tests share nothing: each builds its own temp dir, data dir
 //! and node.
+//!
+//! The tests run as root, and a node runs as root unless a test asks for an
+//! ordinary user ([`User::Ordinary`], `nobody`): a node must work, and keep
+//! student code contained, either way. [`Mode`] names the four ways a node
+//! can run tests (root or ordinary user, `bwrap` or no sandbox), so that a
+//! test can be written once and run in each.
 
 #![allow(dead_code)] // each test file uses its own part of the harness
 
@@ -156,6 +162,123 @@ pub fn toml_string(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialize")
 }
 
+/// The user id of the ordinary user the harness runs nodes as: `nobody`,
+/// which every Linux system has, owns no file, and belongs to no group that
+/// grants anything.
+pub const ORDINARY_UID: u32 = 65534;
+
+/// The interpreter of nodes run by the ordinary user: the default `python3`
+/// is a pyenv shim under /root, which no other user can read.
+pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// Who a node runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum User {
+    Root,
+    /// [`ORDINARY_UID`], with no capability and no supplementary group.
+    Ordinary,
+}
+
+impl User {
+    /// The uid (also the gid) the node is started with; `None` for root, the
+    /// test's own user.
+    pub fn uid(self) -> Option<u32> {
+        match self {
+            User::Root => None,
+            User::Ordinary => Some(ORDINARY_UID),
+        }
+    }
+
+    /// What a node of this user needs in its config: the ordinary user runs
+    /// projects with the system interpreter, the only one it can read.
+    pub fn configure(self, config: NodeConfig) -> NodeConfig {
+        match self {
+            User::Root => config,
+            User::Ordinary => config.set("executor", "python", &toml_string(SYSTEM_PYTHON)),
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            User::Root => "root",
+            User::Ordinary => "ordinary user",
+        }
+    }
+}
+
+/// How a node isolates test runs: `executor.sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sandbox {
+    Bwrap,
+    /// No isolation, chosen explicitly: runs are the node's user.
+    None,
+}
+
+impl Sandbox {
+    /// The value of `executor.sandbox`, and of `kind` in `/stats`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sandbox::Bwrap => "bwrap",
+            Sandbox::None => "none",
+        }
+    }
+}
+
+/// One way a node can run tests: as which user, in which sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    pub user: User,
+    pub sandbox: Sandbox,
+}
+
+impl Mode {
+    pub fn new(user: User, sandbox: Sandbox) -> Self {
+        Mode { user, sandbox }
+    }
+
+    /// A config for a node of this mode keeping its data in `data_dir`.
+    pub fn config(self, data_dir: &Path) -> NodeConfig {
+        self.user.configure(NodeConfig::new(data_dir)).set("executor", "sandbox", &toml_string(self.sandbox.name()))
+    }
+
+    /// Starts a node of this mode with `config` (made by [`Mode::config`]).
+    pub fn start(self, config: &NodeConfig, dir: &Path, label: &str) -> Node {
+        Node::start_as(config, dir, label, self.user.uid())
+    }
+
+    pub fn label(self) -> String {
+        format!("{} with sandbox {}", self.user.label(), self.sandbox.name())
+    }
+}
+
+/// How the harness launches a node process, besides its config.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Launch {
+    /// Runs the node as this user id (and group id), without supplementary
+    /// groups, instead of root.
+    pub uid: Option<u32>,
+    /// The node's RLIMIT_AS, for tests whose attack, should it succeed,
+    /// would have the node eat the machine's memory: the node then dies of
+    /// it alone, and the test fails, without taking the host down with it.
+    pub address_space_bytes: Option<u64>,
+}
+
+/// Gives `path`, and everything under it when it is a folder, to `uid`
+/// (user and group), symbolic links themselves and never their targets.
+pub fn chown_tree(path: &Path, uid: u32) {
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        std::os::unix::fs::lchown(&path, Some(uid), Some(uid))
+            .unwrap_or_else(|e| panic!("chown {} to {uid}: {e}", path.display()));
+        let meta = std::fs::symlink_metadata(&path).expect("reading what was just chowned");
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("listing a folder to chown") {
+                stack.push(entry.expect("a folder entry").path());
+            }
+        }
+    }
+}
+
 /// One `evalmesh node` process.
 pub struct Node {
     child: Child,
@@ -174,11 +297,44 @@ impl Node {
     /// Writes `<dir>/<label>.toml`, starts the node with its output in
     /// `<dir>/<label>.log`, and waits for its `serving on` line.
     pub fn start(config: &NodeConfig, dir: &Path, label: &str) -> Node {
+        Node::launch(config, dir, label, Launch::default())
+    }
+
+    /// As [`Node::start`], run as user `uid` when given (see [`Launch::uid`]).
+    pub fn start_as(config: &NodeConfig, dir: &Path, label: &str, uid: Option<u32>) -> Node {
+        Node::launch(config, dir, label, Launch { uid, ..Launch::default() })
+    }
+
+    /// As [`Node::start`], launched as `launch` says. A node run by another
+    /// user than root is given `dir`, its data dir and a home of its own,
+    /// `<dir>/<label>.home` (an ordinary user has one: pip and uv keep their
+    /// caches there), and starts with that user's ids, no supplementary
+    /// group and no capability, as `setpriv --reuid=UID --regid=UID
+    /// --clear-groups` would start it; the pid is the node's own.
+    pub fn launch(config: &NodeConfig, dir: &Path, label: &str, launch: Launch) -> Node {
         let config_path = dir.join(format!("{label}.toml"));
         std::fs::write(&config_path, config.to_toml()).expect("writing the node config");
         let log_path = dir.join(format!("{label}.log"));
         let log = std::fs::File::create(&log_path).expect("creating the node log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_evalmesh"));
+        let mut cmd = match launch.uid {
+            None => Command::new(env!("CARGO_BIN_EXE_evalmesh")),
+            Some(uid) => {
+                let home = dir.join(format!("{label}.home"));
+                std::fs::create_dir_all(&home).expect("creating the node user's home");
+                std::fs::create_dir_all(config.data_dir()).expect("creating the node's data dir");
+                chown_tree(&home, uid);
+                chown_tree(&config.data_dir(), uid);
+                std::os::unix::fs::chown(dir, Some(uid), Some(uid)).expect("giving the test dir to the node user");
+                std::os::unix::fs::chown(&config_path, Some(uid), Some(uid))
+                    .expect("giving the config to the node user");
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_evalmesh"));
+                // std drops the supplementary groups, then sets the group and
+                // user ids, before the pre_exec hooks run: the death signal
+                // die_with_parent sets survives (a change of ids clears it).
+                cmd.uid(uid).gid(uid).env("HOME", &home).env_remove("USER").env_remove("LOGNAME");
+                cmd
+            }
+        };
         cmd.arg("node")
             .arg("--config")
             .arg(&config_path)
@@ -186,6 +342,19 @@ impl Node {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("cloning the log handle"))
             .stderr(log);
+        if let Some(bytes) = launch.address_space_bytes {
+            // SAFETY: setrlimit is async-signal-safe and reads only its argument.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let limit = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
+                    if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         let child = die_with_parent(&mut cmd).spawn().expect("starting evalmesh");
         let mut node = Node {
             child,
@@ -739,4 +908,57 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+/// The live processes descending from `pid`, by the parent links in /proc
+/// (zombies left out: they hold nothing and wait only to be reaped).
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut parents: Vec<(i32, i32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The command name, in parentheses, may itself hold spaces and ')'.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("Z");
+        let parent = fields.next().and_then(|p| p.parse::<i32>().ok()).unwrap_or(0);
+        if state != "Z" {
+            parents.push((child, parent));
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(parents.iter().filter(|(_, p)| *p == parent).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Bytes the files under `dir` occupy on disk (allocated blocks, so a sparse
+/// file counts what it holds), symbolic links not followed.
+pub fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        total += meta.blocks() * 512;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    total
 }
