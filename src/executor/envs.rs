@@ -309,7 +309,8 @@ impl EnvCache {
                 env: env.clone(),
                 readable: readable.clone(),
                 writable: vec![dir.to_owned(), cache.to_owned()],
-                private: Vec::new(),
+                install: true,
+                ..Spec::default()
             };
             let cmd = Command::from(self.sandbox.command(&spec, lease, None));
             let out = process::run(cmd, self.settings.timeout, self.settings.output_cap, None)

@@ -28,6 +28,11 @@ pub const LAUNCHER_SOURCE: &str = include_str!("launcher.py");
 
 /// Where a run's private copy of the project lives inside the sandbox.
 const PROJECT: &str = "/project";
+/// Where the sandbox shows the node's copy of the project, read-only, and
+/// the launcher: apart from the node's data folder, whose layout a run has
+/// no business seeing.
+const BASE: &str = "/evalmesh/base";
+const LAUNCHER: &str = "/evalmesh/launcher.py";
 
 /// What one pytest run over some modules produced.
 #[derive(Debug)]
@@ -141,11 +146,21 @@ impl Pytest {
             None
         };
         let project = private.as_ref().map_or_else(|| PathBuf::from(PROJECT), |p| p.path().to_owned());
-        let mut args: Vec<OsString> =
-            vec![self.launcher.clone().into(), base.into(), project.clone().into(), mode.into(), "--".into()];
+        let (base_seen, launcher_seen) = if unsandboxed {
+            (base.to_owned(), self.launcher.clone())
+        } else {
+            (PathBuf::from(BASE), PathBuf::from(LAUNCHER))
+        };
+        let mut args: Vec<OsString> = vec![
+            launcher_seen.clone().into(),
+            base_seen.clone().into(),
+            project.clone().into(),
+            mode.into(),
+            "--".into(),
+        ];
         args.extend(base_args(&project));
         args.extend(pytest_args);
-        let mut readable = vec![env.dir.clone(), self.launcher.clone(), base.to_owned()];
+        let mut readable = vec![env.dir.clone()];
         readable.extend(self.interpreter.iter().cloned());
         let path = format!("{}:/usr/local/bin:/usr/bin:/bin", env.dir.join("bin").display());
         let spec = Spec {
@@ -161,8 +176,10 @@ impl Pytest {
                 ("EVALMESH_MESSAGE_CAP".into(), self.caps.message.to_string().into()),
             ],
             readable,
+            renamed: vec![(base.to_owned(), base_seen), (self.launcher.clone(), launcher_seen)],
             writable: Vec::new(),
             private: if unsandboxed { Vec::new() } else { vec![project] },
+            install: false,
         };
         let (read, write) = process::pipe().map_err(|e| ExecutorError::io("creating the results pipe", e))?;
         let lease = self.sandbox.lease().map_err(|e| ExecutorError::Sandbox(e.to_string()))?;

@@ -25,11 +25,16 @@ pub struct Spec {
     pub env: Vec<(String, OsString)>,
     /// Shown read-only at the same path.
     pub readable: Vec<PathBuf>,
+    /// Shown read-only elsewhere: `(host path, path inside)`.
+    pub renamed: Vec<(PathBuf, PathBuf)>,
     /// Shown writable at the same path (an environment being built).
     pub writable: Vec<PathBuf>,
     /// Empty writable tmpfs mounts, each at most the scratch size (the
     /// run's copy of the project).
     pub private: Vec<PathBuf>,
+    /// An install: it keeps every limit but the per-process address space,
+    /// of which installers such as uv reserve more than a test run needs.
+    pub install: bool,
 }
 
 /// How a run becomes unprivileged.
@@ -176,6 +181,10 @@ pub fn args(
         a.parents(layout, dir);
         a.pair("--ro-bind", dir, dir);
     }
+    for (host, inside) in &spec.renamed {
+        a.parents(layout, inside);
+        a.pair("--ro-bind", host, inside);
+    }
     for dir in &spec.writable {
         a.parents(layout, dir);
         a.pair("--bind", dir, dir);
@@ -267,6 +276,8 @@ mod tests {
             readable: vec![PathBuf::from("/root/.pyenv/versions/3.11"), PathBuf::from("/data/envs/e")],
             writable: Vec::new(),
             private: vec![PathBuf::from("/project")],
+            renamed: vec![(PathBuf::from("/data/evaluations/e/p"), PathBuf::from("/evalmesh/base"))],
+            install: false,
         }
     }
 
@@ -287,6 +298,8 @@ mod tests {
             a.contains("--perms 0755 --dir /data --perms 0755 --dir /data/envs --ro-bind /data/envs/e /data/envs/e"),
             "{a}"
         );
+        assert!(a.contains("--perms 0755 --dir /evalmesh --ro-bind /data/evaluations/e/p /evalmesh/base"), "{a}");
+        assert!(!a.contains("--dir /data/evaluations"), "the way to the node's copy is not shown: {a}");
         assert!(a.contains("--perms 777 --size 100 --tmpfs /project --chdir /project --clearenv --setenv HOME /tmp --setenv A 1 -- /envs/e/bin/python -c pass"), "{a}");
         assert!(!a.contains("setpriv"), "{a}");
     }

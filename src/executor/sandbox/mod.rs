@@ -196,7 +196,7 @@ impl Sandbox {
                 why.as_deref().unwrap_or("unavailable")
             ),
         };
-        format!("sandbox: {}; {users}; {limits}", mode.kind)
+        format!("sandbox: {} (users: {}, limits: {}); {users}; {limits}", mode.kind, mode.users, mode.limits)
     }
 
     /// Runs `python -c pass` as a test run would, so that a node that cannot
@@ -286,7 +286,7 @@ impl Sandbox {
         let join = self.cgroups.as_ref().map(|c| c.join_fds(lease.slot)).unwrap_or_default();
         // Without a cgroup the address space is the only bound on memory;
         // with one it would only refuse honest large mappings.
-        let address_space = self.cgroups.is_none().then_some(limits.memory_bytes);
+        let address_space = (self.cgroups.is_none() && !spec.install).then_some(limits.memory_bytes);
         // Set outside only where the run is a user of its own; in a user
         // namespace the launcher sets it inside.
         let processes = (self.root && self.settings.kind == SandboxKind::Bwrap).then_some(limits.processes);
