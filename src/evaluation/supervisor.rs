@@ -268,12 +268,17 @@ impl EvaluationSupervisor {
     /// Logs an event of this node, at its next Lamport time.
     fn event(&self, kind: EventKind, detail: String) {
         let lamport = self.peers.clock().tick();
-        self.log(Event { lamport, node: self.settings.node.clone(), kind, detail });
+        self.log(vec![Event { lamport, node: self.settings.node.clone(), kind, detail }]);
     }
 
-    fn log(&self, event: Event) {
-        self.replicate(vec![ReplicaOp::Event { event: event.clone() }]);
-        self.store.do_send(RecordEvent { id: self.record.id, event });
+    /// Stores `events` and hands them to the replicas in one append, so that
+    /// a replica holds all of them or none: a task's start without its result
+    /// would read as a task still running.
+    fn log(&self, events: Vec<Event>) {
+        self.replicate(events.iter().map(|event| ReplicaOp::Event { event: event.clone() }).collect());
+        for event in events {
+            self.store.do_send(RecordEvent { id: self.record.id, event });
+        }
     }
 
     /// Hands writes, once stored, to the replicas.
@@ -565,9 +570,11 @@ impl Handler<JobFinished> for EvaluationSupervisor {
             Err(e) => format!("failed: {}", e.lines().next().unwrap_or_default()),
         };
         let started = format!("task {task}");
-        self.log(Event { lamport: stamp.started, node: stamp.node.clone(), kind: EventKind::Started, detail: started });
         let result = format!("task {task}: {summary}");
-        self.log(Event { lamport: stamp.finished, node: stamp.node, kind: EventKind::Result, detail: result });
+        self.log(vec![
+            Event { lamport: stamp.started, node: stamp.node.clone(), kind: EventKind::Started, detail: started },
+            Event { lamport: stamp.finished, node: stamp.node, kind: EventKind::Result, detail: result },
+        ]);
         if let Ok(JobOutput::TimedOut { output }) = &msg.outcome {
             if let Some(worker) = self.plan.node_of(msg.task) {
                 self.balancer.do_send(Release(worker.to_owned()));
