@@ -22,6 +22,7 @@
 #![allow(dead_code)] // each test file uses its own part of the harness
 
 pub mod cluster;
+pub mod hostile;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Cursor, Read, Write};
