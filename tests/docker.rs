@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{die_with_parent, http, kill_processes_in, multipart, poll_until, with_timeout, zip_of, Body, Part};
+use common::{
+    die_with_parent, http, kill_processes_in, multipart, poll_until, with_timeout, zip_of, Body, Part, PASS_2_FAIL_1,
+};
 use evalmesh::config::Config;
 use serde_json::{json, Value};
 
@@ -50,20 +52,6 @@ const EVALUATION_TIMEOUT: Duration = Duration::from_secs(240);
 /// Above [`EVALUATION_TIMEOUT`], so that a stuck evaluation fails with the
 /// node's log rather than a bare timeout.
 const TEST_TIMEOUT: Duration = Duration::from_secs(330);
-
-/// 2 passed, 1 failed.
-const PASS_2_FAIL_1: &str = "\
-def test_a():
-    assert True
-
-
-def test_b():
-    assert 'x' in 'xyz'
-
-
-def test_c():
-    assert 3 < 2
-";
 
 // ---------------------------------------------------------------- the Dockerfile
 

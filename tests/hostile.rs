@@ -120,15 +120,7 @@ fn contained_and_reported(user: User) {
     });
 }
 
-#[test]
-fn hostile_modules_are_contained_and_reported_as_they_behaved_as_root() {
-    contained_and_reported(User::Root);
-}
-
-#[test]
-fn hostile_modules_are_contained_and_reported_as_they_behaved_as_ordinary_user() {
-    contained_and_reported(User::Ordinary);
-}
+for_each_user!(hostile_modules_are_contained_and_reported_as_they_behaved, contained_and_reported);
 
 // ---------------------------------------------------------------- memory and disk
 
@@ -188,15 +180,7 @@ fn memory_and_disk(user: User) {
     });
 }
 
-#[test]
-fn memory_and_scratch_space_are_capped_per_run_as_root() {
-    memory_and_disk(User::Root);
-}
-
-#[test]
-fn memory_and_scratch_space_are_capped_per_run_as_ordinary_user() {
-    memory_and_disk(User::Ordinary);
-}
+for_each_user!(memory_and_scratch_space_are_capped_per_run, memory_and_disk);
 
 // ---------------------------------------------------------------- isolation
 
@@ -227,15 +211,7 @@ fn runs_isolated(user: User) {
     });
 }
 
-#[test]
-fn each_run_works_on_its_own_copy_of_the_project_as_root() {
-    runs_isolated(User::Root);
-}
-
-#[test]
-fn each_run_works_on_its_own_copy_of_the_project_as_ordinary_user() {
-    runs_isolated(User::Ordinary);
-}
+for_each_user!(each_run_works_on_its_own_copy_of_the_project, runs_isolated);
 
 // ---------------------------------------------------------------- the mode
 
@@ -272,15 +248,7 @@ fn sandbox_mode(user: User) {
     });
 }
 
-#[test]
-fn the_sandbox_mode_shows_in_stats_and_log_as_root() {
-    sandbox_mode(User::Root);
-}
-
-#[test]
-fn the_sandbox_mode_shows_in_stats_and_log_as_ordinary_user() {
-    sandbox_mode(User::Ordinary);
-}
+for_each_user!(the_sandbox_mode_shows_in_stats_and_log, sandbox_mode);
 
 // ---------------------------------------------------------------- without bwrap
 

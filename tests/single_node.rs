@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::{
     die_with_parent, files_under, free_port, git_repo, multipart, noise, under, wait_until, with_timeout, zip_of, Body,
-    Node, NodeConfig, Part, ZipBuilder,
+    Node, NodeConfig, Part, ZipBuilder, PASS_2_FAIL_1,
 };
 use serde_json::{json, Value};
 
@@ -112,20 +112,6 @@ def test_six_is_installed():
 
 def test_fails():
     assert six.PY2
-";
-
-/// 2 passed, 1 failed.
-const PASS_2_FAIL_1: &str = "\
-def test_a():
-    assert True
-
-
-def test_b():
-    assert 'x' in 'xyz'
-
-
-def test_c():
-    assert 3 < 2
 ";
 
 /// The two projects of the multipart test: `alpha` (pass, mixed, broken,

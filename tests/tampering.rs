@@ -81,15 +81,7 @@ fn install_code_stays_in_the_sandbox(user: User) {
     });
 }
 
-#[test]
-fn requirements_changed_by_a_run_are_never_installed_as_root() {
-    install_code_stays_in_the_sandbox(User::Root);
-}
-
-#[test]
-fn requirements_changed_by_a_run_are_never_installed_as_ordinary_user() {
-    install_code_stays_in_the_sandbox(User::Ordinary);
-}
+for_each_user!(requirements_changed_by_a_run_are_never_installed, install_code_stays_in_the_sandbox);
 
 /// A git repository whose requirements.txt is a symbolic link to the node's
 /// config (the clone checks it out as a plain file holding the path), beside
@@ -129,15 +121,7 @@ fn symlinked_requirements(user: User) {
     });
 }
 
-#[test]
-fn symlinked_requirements_fail_their_project_and_show_nothing_of_the_target_as_root() {
-    symlinked_requirements(User::Root);
-}
-
-#[test]
-fn symlinked_requirements_fail_their_project_and_show_nothing_of_the_target_as_ordinary_user() {
-    symlinked_requirements(User::Ordinary);
-}
+for_each_user!(symlinked_requirements_fail_their_project_and_show_nothing_of_the_target, symlinked_requirements);
 
 const EVIL_BACKEND: &str = include_str!("data/hostile/install/backend.py");
 const EVIL_PYPROJECT: &str = include_str!("data/hostile/install/pyproject.toml");
@@ -208,15 +192,7 @@ fn requirement_lines(user: User) {
     });
 }
 
-#[test]
-fn requirement_lines_naming_local_code_or_other_sources_fail_their_project_as_root() {
-    requirement_lines(User::Root);
-}
-
-#[test]
-fn requirement_lines_naming_local_code_or_other_sources_fail_their_project_as_ordinary_user() {
-    requirement_lines(User::Ordinary);
-}
+for_each_user!(requirement_lines_naming_local_code_or_other_sources_fail_their_project, requirement_lines);
 
 // ---------------------------------------------------------------- host files through a swapped folder
 
@@ -351,15 +327,7 @@ fn hijacked_reports(user: User) {
     });
 }
 
-#[test]
-fn hijacked_report_paths_neither_stall_nor_bloat_the_node_as_root() {
-    hijacked_reports(User::Root);
-}
-
-#[test]
-fn hijacked_report_paths_neither_stall_nor_bloat_the_node_as_ordinary_user() {
-    hijacked_reports(User::Ordinary);
-}
+for_each_user!(hijacked_report_paths_neither_stall_nor_bloat_the_node, hijacked_reports);
 
 const FAKES: &str = include_str!("data/hostile/faked/fakes.py");
 const FAKE_REWRITE: &str = include_str!("data/hostile/faked/test_rewrite.py");
@@ -393,12 +361,4 @@ fn faked_reports(user: User) {
     });
 }
 
-#[test]
-fn faked_reports_count_only_what_truly_ran_as_root() {
-    faked_reports(User::Root);
-}
-
-#[test]
-fn faked_reports_count_only_what_truly_ran_as_ordinary_user() {
-    faked_reports(User::Ordinary);
-}
+for_each_user!(faked_reports_count_only_what_truly_ran, faked_reports);

@@ -155,8 +155,25 @@ pub fn assert_slots_free(node: &Node) {
 
 pub const PASS: &str = "def test_passes():\n    assert True\n";
 
-pub const PASS_2_FAIL_1: &str = "def test_a():\n    assert True\n\n\ndef test_b():\n    assert 'x' in 'xyz'\n\n\n\
-                             def test_c():\n    assert 3 < 2\n";
-
 /// One test that passes and one that fails.
 pub const PASS_1_FAIL_1: &str = "def test_passes():\n    assert True\n\n\ndef test_fails():\n    assert 1 == 0\n";
+
+/// Declares the tests `<name>::as_root` and `<name>::as_ordinary_user`, each
+/// calling `body` (a function of the test crate's root taking a [`User`])
+/// with its user.
+#[macro_export]
+macro_rules! for_each_user {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[test]
+            fn as_root() {
+                super::$body(super::User::Root);
+            }
+
+            #[test]
+            fn as_ordinary_user() {
+                super::$body(super::User::Ordinary);
+            }
+        }
+    };
+}

@@ -82,6 +82,20 @@ pub fn wait_until<T>(what: &str, timeout: Duration, probe: impl FnMut() -> Optio
     poll_until(timeout, probe).unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
+/// 2 passed, 1 failed.
+pub const PASS_2_FAIL_1: &str = "\
+def test_a():
+    assert True
+
+
+def test_b():
+    assert 'x' in 'xyz'
+
+
+def test_c():
+    assert 3 < 2
+";
+
 /// A port that was free a moment ago: bound on 127.0.0.1:0, then released.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
