@@ -29,7 +29,7 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 use serde_json::Value;
 
 use crate::bodies::{self, S};
-use crate::common::{self, now_ms, with_timeout, Body, Node, NodeConfig, Response, TEST_SECRET};
+use crate::common::{self, now_ms, with_timeout, Body, Node, NodeConfig, Response, User, TEST_SECRET};
 
 /// What a caller claims so that the guard lets it speak as a node.
 #[derive(Debug, Clone)]
@@ -390,11 +390,12 @@ fn check(
     Ok(())
 }
 
-#[test]
-fn peer_routes_survive_hostile_peers() {
-    with_timeout(Duration::from_secs(240), || {
+/// Hostile peers against a node run by `user`.
+fn hostile_peers(user: User) {
+    with_timeout(Duration::from_secs(240), move || {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let node = Node::start(&NodeConfig::new(&dir.path().join("data")), dir.path(), "hostile");
+        let config = user.configure(NodeConfig::new(&dir.path().join("data")));
+        let node = Node::start_as(&config, dir.path(), "hostile", user.uid());
         let mut config = crate::config(1000, 0);
         config.source_file = Some(file!());
         let mut runner = TestRunner::new(config);
@@ -406,3 +407,5 @@ fn peer_routes_survive_hostile_peers() {
         assert_eq!(blobs, 0, "no blob can have been fetched from a loopback address where nothing listens");
     });
 }
+
+crate::for_each_user!(peer_routes_survive_hostile_peers, hostile_peers);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
 
-use crate::common::{self, with_timeout, Body, Node, NodeConfig};
+use crate::common::{self, with_timeout, Body, Node, NodeConfig, User};
 use crate::zips::{self, Entry};
 
 /// An archive with no `.py` file in it, so that no project can have tests.
@@ -56,9 +56,9 @@ fn check(node: &Node, bytes: &[u8], multipart: bool) -> Result<(), TestCaseError
     Ok(())
 }
 
-#[test]
-fn refused_uploads_leave_nothing_behind() {
-    with_timeout(Duration::from_secs(180), || {
+/// Hostile uploads to a node run by `user`.
+fn refused_uploads(user: User) {
+    with_timeout(Duration::from_secs(180), move || {
         let dir = tempfile::tempdir().expect("a temp dir");
         // Small limits, so that the entry and size limits are met too.
         let config = NodeConfig::new(&dir.path().join("data")).set("intake", "max_entries", "10").set(
@@ -66,7 +66,7 @@ fn refused_uploads_leave_nothing_behind() {
             "max_unpacked_bytes",
             "1048576",
         );
-        let node = Node::start(&config, dir.path(), "uploads");
+        let node = Node::start_as(&user.configure(config), dir.path(), "uploads", user.uid());
         let mut config = crate::config(128, 0);
         config.source_file = Some(file!());
         let mut runner = TestRunner::new(config);
@@ -75,3 +75,5 @@ fn refused_uploads_leave_nothing_behind() {
         }
     });
 }
+
+crate::for_each_user!(refused_uploads_leave_nothing_behind, refused_uploads);
