@@ -14,6 +14,9 @@
 //!
 //! A command joins its slot's cgroup between fork and exec by writing `0`
 //! to descriptors opened here once: `write` is async-signal-safe.
+//!
+//! A node killed outright leaves its cgroups behind; each node removes, at
+//! start, those of nodes that are gone, so that they do not pile up.
 
 use std::fs::File;
 use std::io::Write;
@@ -129,6 +132,7 @@ fn create_v2(base: &Path, name: &str, limits: CgroupLimits, slots: usize) -> Res
     }
     let mut cgroups =
         SlotCgroups { version: CgroupVersion::V2, created: Vec::new(), join: Vec::new(), dirs: Vec::new() };
+    remove_stale(base);
     write(&base.join("cgroup.subtree_control"), "+memory +pids")?;
     let top = base.join(name);
     make_dir(&top, &mut cgroups)?;
@@ -157,6 +161,8 @@ fn create_v1(
 ) -> Result<SlotCgroups, String> {
     let mut cgroups =
         SlotCgroups { version: CgroupVersion::V1, created: Vec::new(), join: Vec::new(), dirs: Vec::new() };
+    remove_stale(memory);
+    remove_stale(pids);
     let (memory_top, pids_top) = (memory.join(name), pids.join(name));
     make_dir(&memory_top, &mut cgroups)?;
     make_dir(&pids_top, &mut cgroups)?;
@@ -172,6 +178,30 @@ fn create_v1(
         cgroups.dirs.push(vec![m, p]);
     }
     Ok(cgroups)
+}
+
+/// Removes the `evalmesh-<pid>` cgroups under `parent` whose node is gone.
+/// A cgroup that still holds a process is left: the kernel refuses to
+/// remove it.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("evalmesh-")).and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let top = entry.path();
+        if let Ok(slots) = std::fs::read_dir(&top) {
+            for slot in slots.flatten().filter(|s| s.file_name().to_string_lossy().starts_with("slot-")) {
+                let _ = std::fs::remove_dir(slot.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&top);
+    }
 }
 
 fn make_dir(dir: &Path, cgroups: &mut SlotCgroups) -> Result<(), String> {
@@ -317,5 +347,20 @@ mod tests {
         let created = cgroups.created.clone();
         drop(cgroups);
         assert!(created.iter().all(|d| !d.exists()), "cgroups left behind");
+    }
+
+    #[test]
+    fn the_cgroups_of_gone_nodes_are_removed_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // No process has a pid this high (the kernel's limit is 2^22).
+        let gone = dir.path().join("evalmesh-99999999");
+        let alive = dir.path().join(format!("evalmesh-{}", std::process::id()));
+        let other = dir.path().join("someone-else");
+        for d in [gone.join("slot-0"), gone.join("slot-1"), alive.join("slot-0"), other.clone()] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        remove_stale(dir.path());
+        assert!(!gone.exists());
+        assert!(alive.join("slot-0").exists() && other.exists());
     }
 }
