@@ -1,26 +1,37 @@
 #!/usr/bin/env python3
 """Benchmark: the node's own time per module, beyond pytest's.
 
-Builds a project of N modules of one trivial test each and starts the release
-binary (slots = 1, modules_per_task = 1, its own data dir). A warm-up
-evaluation builds the environment; then, repetition by repetition:
+Builds a project of N modules of one trivial test each and starts two nodes
+of the release binary, each with slots = 1, modules_per_task = 1 and its own
+data dir: one with `executor.sandbox = "none"`, which gives the own-time
+figure, and one with the default bwrap sandbox, which gives what the sandbox
+adds. A warm-up evaluation on each builds its environment; then, repetition
+by repetition:
 
-- baseline: each module in its own pytest process, one after the other, run
-  by this script with the environment's python and exactly the node's command
-  line (src/executor/pytest.rs, `base_command` + `run`);
-- collect: one collection pass with the node's plugin, as the node runs once
-  per project per evaluation (`base_command` + `collect`);
-- node: the same project submitted as a zip; `_run_info.eval_time` read once
-  the evaluation is done.
+- baseline: each module in its own pytest run, one after the other, made by
+  this script exactly as the node without a sandbox makes it
+  (src/executor/pytest.rs, `launch` + `run`): the environment's python on the
+  node's launcher (<data_dir>/sandbox/launcher.py, written by the node at
+  start) with a fresh empty project folder, the node's arguments and its
+  cleared environment, and a pipe as descriptor 3 whose JSON lines are
+  drained and checked;
+- collect: one collection pass made the same way (`launch` + `collect`), as
+  the node makes once per project per evaluation;
+- node: the same project submitted as a zip to both nodes, in alternating
+  order; `_run_info.eval_time` read once each evaluation is done.
 
-Two figures per repetition:
+Three figures per repetition:
 
 1. raw: (eval_time - baseline) / N, the baseline taken from the separate
-   sequential run. On a shared 2-core machine its noise (seconds over a 40 s
-   run) is larger than the 2 s that 50 ms x 40 modules amounts to.
-2. own time, timed at process boundaries (the verdict): a hook installed in
-   the environment (a .pth file) makes every pytest process append its
-   start (at interpreter site-init) and end (atexit) times to a file. Then
+   sequential run, on the node without a sandbox. On a shared 2-core machine
+   its noise (seconds over a 20 s run) is larger than the 2 s that 50 ms x 40
+   modules amounts to.
+2. own time, timed at process boundaries (the verdict), on the node without
+   a sandbox: a hook installed in that node's environment (a .pth file) makes
+   every pytest run's process append its start (at interpreter site-init) and
+   end (atexit) times to a file. The node clears the environment of its runs,
+   so the file's absolute path is written into the hook itself; without a
+   sandbox a run sees the host's files, so it can append to it. Then
        own = (eval_time - sum(module processes' spans) - N * floor) / N
    where floor is what a pytest process costs outside its span (exec and
    interpreter start before site-init, shutdown after atexit), measured on
@@ -28,9 +39,15 @@ Two figures per repetition:
    node's own mean gap between two module processes, so that a harness
    slower than the node cannot credit the node with negative time. pytest's
    work is thus subtracted as measured inside the same evaluation, and load
-   on the machine mostly cancels out. The collection pass is the node's own work
-   and is counted; the figure without it is shown too, with a breakdown of
-   where the node's time goes.
+   on the machine mostly cancels out. A span holds the launcher's work too
+   (copying the project into the run's private folder, writing results to
+   the pipe), in the baseline as in the node. The collection pass is the
+   node's own work and is counted; the figure without it is shown too, with
+   a breakdown of where the node's time goes.
+3. sandbox: (eval_time with bwrap - eval_time without) / N, what the sandbox
+   adds to each module, its share of the collection pass's sandbox counted.
+   No hook in the bwrap node's environment: inside the sandbox no host path
+   is visible.
 
 Side figure: the same modules run with the node's environment and with one
 built by uv without --compile-bytecode, alternating module by module, and the
@@ -42,8 +59,9 @@ guards it).
 Target (issue): under 50 ms per module. Exits with status 1 when the median of
 figure 2 (collection counted) misses it.
 
-Python 3 standard library only. Run from the crate root (about 5 minutes on
-2 cores):
+Python 3 standard library only. Needs bwrap (and setpriv as root) for the
+second node, as the node itself does. Run from the crate root (about 4
+minutes on 2 cores):
 
     cargo build --release && python3 bench/overhead.py
 
@@ -72,25 +90,26 @@ REQUIREMENTS = "six==1.16.0\niniconfig\n"
 TEST_SOURCE = "def test_ok():\n    assert 1 + 1 == 2\n"
 TARGET_MS = 50.0
 READY = ".evalmesh-ready"
-PLUGIN_MODULE = "evalmesh_collect"
-OUTPUT_ENV = "EVALMESH_COLLECT_OUT"
-TIMING_ENV = "EVALMESH_BENCH_TIMING"
+# src/executor/sandbox/mod.rs, RESULTS_FD; executor.process_limit and
+# executor.message_cap_bytes at their defaults (config/node.toml).
+RESULTS_FD = 3
+PROCESS_LIMIT = 256
+MESSAGE_CAP = 4096
 TIMING_HOOK = '''\
-"""evalmesh bench: appends this process's start and end times to $%s."""
+"""evalmesh bench: appends this process's start and end times to a file."""
 import atexit, os, sys, time
 _START = time.time()
-_OUT = os.environ.get("%s")
+_OUT = @OUT@
 def _record():
     kind = "collect" if "--collect-only" in sys.argv else "run"
-    line = "%%.6f %%.6f %%s\\n" %% (_START, time.time(), kind)
+    line = "%.6f %.6f %s\\n" % (_START, time.time(), kind)
     fd = os.open(_OUT, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode())
     finally:
         os.close(fd)
-if _OUT:
-    atexit.register(_record)
-''' % (TIMING_ENV, TIMING_ENV)
+atexit.register(_record)
+'''
 
 
 def write_project(root, modules):
@@ -138,16 +157,16 @@ def parse_stamp(text):
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-# --- the node -----------------------------------------------------------------
+# --- the nodes ----------------------------------------------------------------
 
 
 class Node:
-    """The release binary on 127.0.0.1:0 with its own data dir."""
+    """The release binary on 127.0.0.1:0 with its own data dir and sandbox."""
 
-    def __init__(self, binary, scratch):
-        self.data_dir = os.path.join(scratch, "node")
-        self.timing = os.path.join(scratch, "timing-node.log")
-        config = os.path.join(scratch, "node.toml")
+    def __init__(self, binary, scratch, name, sandbox):
+        self.name = name
+        self.data_dir = os.path.join(scratch, name)
+        config = os.path.join(scratch, name + ".toml")
         with open(config, "w") as f:
             f.write(
                 "[node]\n"
@@ -156,18 +175,16 @@ class Node:
                 "slots = 1\n"
                 "[executor]\n"
                 "modules_per_task = 1\n"
-                "use_uv = true\n" % self.data_dir
+                "use_uv = true\n"
+                'sandbox = "%s"\n' % (self.data_dir, sandbox)
             )
-        self.log_path = os.path.join(scratch, "node.log")
-        env = dict(os.environ)
-        env[TIMING_ENV] = self.timing
+        self.log_path = os.path.join(scratch, name + ".log")
         self.proc = subprocess.Popen(
             [binary, "node", "--config", config],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
         )
         self.port = None
         found = threading.Event()
@@ -186,7 +203,7 @@ class Node:
         threading.Thread(target=drain, daemon=True).start()
         if not found.wait(30) or self.port is None:
             self.stop()
-            sys.exit("node did not start; its log is in %s" % self.log_path)
+            sys.exit("node %s did not start; its log is in %s (use --keep)" % (name, self.log_path))
 
     def request(self, method, path, body=None, headers=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -197,8 +214,8 @@ class Node:
         except OSError as e:
             code = self.proc.poll()
             state = "still runs" if code is None else "exited with %s" % code
-            sys.exit("%s %s: %s; the node %s, its log is in %s (use --keep)"
-                     % (method, path, e, state, self.log_path))
+            sys.exit("%s %s: %s; node %s %s, its log is in %s (use --keep)"
+                     % (method, path, e, self.name, state, self.log_path))
         finally:
             conn.close()
 
@@ -212,20 +229,31 @@ class Node:
             {"Content-Type": "application/zip", "Content-Length": str(len(archive))},
         )
         if status != 202:
-            sys.exit("submission refused: %s %s" % (status, answer))
+            sys.exit("node %s refused the submission: %s %s" % (self.name, status, answer))
         path = "/evaluation/%s" % answer["id"]
         while time.monotonic() - started < timeout:
             status, view = self.request("GET", path)
             if status == 200 and view["status"] in ("done", "failed"):
                 return view, time.monotonic() - started
             time.sleep(poll)
-        sys.exit("evaluation %s not done after %s s" % (answer["id"], timeout))
+        sys.exit("node %s: evaluation %s not done after %s s" % (self.name, answer["id"], timeout))
+
+    def mode(self):
+        """The sandbox mode the node reports: kind, users, limits."""
+        _, stats = self.request("GET", "/stats?scope=local")
+        return stats["sandbox"]
 
     def env_dir(self):
         ready = glob.glob(os.path.join(self.data_dir, "envs", "*", READY))
         if len(ready) != 1:
-            sys.exit("expected one built environment, found %d" % len(ready))
+            sys.exit("node %s: expected one built environment, found %d" % (self.name, len(ready)))
         return os.path.dirname(ready[0])
+
+    def launcher(self):
+        path = os.path.join(self.data_dir, "sandbox", "launcher.py")
+        if not os.path.isfile(path):
+            sys.exit("node %s wrote no launcher at %s" % (self.name, path))
+        return path
 
     def stop(self):
         if self.proc.poll() is None:
@@ -237,87 +265,130 @@ class Node:
                 self.proc.wait()
 
 
-def install_timing_hook(env_dir):
+def install_timing_hook(env_dir, timing):
+    """Makes every process of `env_dir`'s python append its span to `timing`.
+    The path is in the hook's source: the node's runs get a cleared
+    environment, so an environment variable would not reach them."""
     site = glob.glob(os.path.join(env_dir, "lib", "python*", "site-packages"))
     if len(site) != 1:
         sys.exit("cannot find the site-packages of %s" % env_dir)
     with open(os.path.join(site[0], "_evalmesh_bench_timing.py"), "w") as f:
-        f.write(TIMING_HOOK)
+        f.write(TIMING_HOOK.replace("@OUT@", repr(os.path.abspath(timing))))
     with open(os.path.join(site[0], "_evalmesh_bench_timing.pth"), "w") as f:
         f.write("import _evalmesh_bench_timing\n")
 
 
-# --- the baseline: the node's pytest command lines, run by hand ------------------
+# --- the baseline: the node's runs, made by hand ----------------------------------
 
 
-def base_command(python, root):
-    # src/executor/pytest.rs, base_command
+def base_args(project):
+    # src/executor/pytest.rs, base_args
     return [
-        python, "-m", "pytest", "-p", "no:cacheprovider",
-        "--continue-on-collection-errors", "--maxfail=0", "--rootdir", root,
+        "-p", "no:cacheprovider", "--continue-on-collection-errors", "--maxfail=0",
+        "--rootdir", project,
     ]
 
 
-def child_env(extra=None):
-    env = dict(os.environ)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.pop("PYTEST_ADDOPTS", None)
-    env.pop("PYTHONPATH", None)
-    env.update(extra or {})
-    return env
+def run_env(env_dir):
+    # src/executor/sandbox/mod.rs, base_env, then src/executor/pytest.rs,
+    # launch: the node starts every run from a cleared environment.
+    return {
+        "HOME": "/tmp",
+        "LANG": "C.UTF-8",
+        "PATH": "%s:/usr/local/bin:/usr/bin:/bin" % os.path.join(env_dir, "bin"),
+        "VIRTUAL_ENV": env_dir,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "EVALMESH_RESULTS_FD": str(RESULTS_FD),
+        "EVALMESH_PROCESS_LIMIT": str(PROCESS_LIMIT),
+        "EVALMESH_MESSAGE_CAP": str(MESSAGE_CAP),
+    }
 
 
-def run_child(cmd, root, env):
-    out = subprocess.run(
-        cmd, cwd=root, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    return out.returncode, out.stdout.decode(errors="replace") + out.stderr.decode(errors="replace")
+def launch(env_dir, launcher, base, scratch, mode, pytest_args):
+    """One run as the node without a sandbox makes it (src/executor/pytest.rs,
+    `launch`): the launcher copies `base` into a fresh empty project folder
+    and runs pytest there, writing JSON lines to descriptor 3. Returns
+    (seconds from spawn to reaped and drained, the records, exit code,
+    console output)."""
+    project = tempfile.mkdtemp(prefix="project-", dir=scratch)
+    cmd = [os.path.join(env_dir, "bin", "python"), launcher, base, project, mode, "--"]
+    cmd += base_args(project) + pytest_args
+    read, write = os.pipe()
 
+    def results_as_fd3():
+        # Runs in the child before exec; dup2 leaves the copy inheritable.
+        if write != RESULTS_FD:
+            os.dup2(write, RESULTS_FD)
 
-def run_module(python, root, module, scratch, env):
-    """Seconds of one module run, as the node runs it."""
-    tmp = tempfile.mkdtemp(prefix="pytest-", dir=scratch)
-    xml = os.path.join(tmp, "junit.xml")
-    # src/executor/pytest.rs, run
-    cmd = base_command(python, root) + [
-        "-q", "-o", "junit_family=xunit1", "--junitxml", xml, "--", module,
-    ]
+    chunks = []
+
+    def drain():
+        while True:
+            data = os.read(read, 65536)
+            if not data:
+                return
+            chunks.append(data)
+
     started = time.monotonic()
-    code, output = run_child(cmd, root, env)
+    try:
+        # pass_fds keeps descriptor 3 open past close_fds, which runs after
+        # the preexec_fn has made it the pipe.
+        proc = subprocess.Popen(
+            cmd, cwd=project, env=run_env(env_dir), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(RESULTS_FD,),
+            preexec_fn=results_as_fd3, process_group=0,
+        )
+    except OSError:
+        os.close(read)
+        raise
+    finally:
+        os.close(write)
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out, err = proc.communicate()
+    reader.join()
     elapsed = time.monotonic() - started
-    if code != 0 or not os.path.exists(xml):
-        sys.exit("baseline run of %s failed (%s):\n%s" % (module, code, output))
-    shutil.rmtree(tmp)
+    os.close(read)
+    shutil.rmtree(project)
+    output = out.decode(errors="replace") + err.decode(errors="replace")
+    try:
+        records = [json.loads(line) for line in b"".join(chunks).decode().splitlines() if line]
+    except ValueError as e:
+        sys.exit("%s run: unreadable results (%s):\n%s" % (mode, e, output))
+    return elapsed, records, proc.returncode, output
+
+
+def ended_well(records):
+    return bool(records) and records[-1] == {"event": "end", "exitstatus": 0}
+
+
+def run_module(env_dir, launcher, base, module, scratch):
+    """Seconds of one module's run, as the node makes it."""
+    elapsed, records, code, output = launch(
+        env_dir, launcher, base, scratch, "run", ["-q", "--", module])
+    passed = [r for r in records if r.get("event") == "report" and r.get("when") == "call"
+              and r.get("outcome") == "passed" and r.get("nodeid", "").startswith(module + "::")]
+    if code != 0 or not ended_well(records) or len(passed) != 1:
+        sys.exit("baseline run of %s failed (%s), results %s:\n%s" % (module, code, records, output))
     return elapsed
 
 
-def baseline(python, root, modules, scratch, timing):
+def baseline(env_dir, launcher, base, modules, scratch):
     """Seconds to run every module in its own pytest, one after the other,
     and each process's wall time (spawned to reaped)."""
-    env = child_env({TIMING_ENV: timing})
     started = time.monotonic()
-    walls = [run_module(python, root, module, scratch, env) for module in modules]
+    walls = [run_module(env_dir, launcher, base, module, scratch) for module in modules]
     return time.monotonic() - started, walls
 
 
-def collect(python, root, plugin_dir, scratch, modules):
-    """Seconds of one collection pass as the node runs it."""
-    tmp = tempfile.mkdtemp(prefix="pytest-", dir=scratch)
-    report = os.path.join(tmp, "collected.json")
-    env = child_env({"PYTHONPATH": plugin_dir, OUTPUT_ENV: report})
-    # src/executor/pytest.rs, collect
-    cmd = base_command(python, root) + [
-        "--collect-only", "-q", "--continue-on-collection-errors", "-p", PLUGIN_MODULE,
-    ]
-    started = time.monotonic()
-    code, output = run_child(cmd, root, env)
-    elapsed = time.monotonic() - started
-    with open(report) as f:
-        found = json.load(f)["modules"]
-    if code != 0 or len(found) != len(modules):
-        sys.exit("collection failed (%s):\n%s" % (code, output))
-    shutil.rmtree(tmp)
+def collect(env_dir, launcher, base, scratch, modules):
+    """Seconds of one collection pass as the node makes it."""
+    elapsed, records, code, output = launch(
+        env_dir, launcher, base, scratch, "collect", ["--collect-only", "-q"])
+    found = [r for r in records if r.get("event") == "collected"]
+    if code != 0 or not ended_well(records) or len(found) != 1 \
+            or sorted(found[0]["modules"]) != sorted(modules):
+        sys.exit("collection failed (%s), results %s:\n%s" % (code, records, output))
     return elapsed
 
 
@@ -336,7 +407,7 @@ def no_bytecode_env(scratch, python):
          os.path.join(env_dir, "bin", "python"), "-r", reqs, "pytest"],
         check=True,
     )
-    return os.path.join(env_dir, "bin", "python")
+    return env_dir
 
 
 def count_pyc(env_dir):
@@ -346,10 +417,10 @@ def count_pyc(env_dir):
 # --- report -------------------------------------------------------------------------
 
 
-def check_view(view, n):
+def check_view(view, n, name):
     info = view["_run_info"]
     if view["status"] != "done" or info["passed"] != n or info["modules_done"] != n:
-        sys.exit("unexpected evaluation: %s" % json.dumps(info))
+        sys.exit("node %s: unexpected evaluation: %s" % (name, json.dumps(info)))
     return info["eval_time"]
 
 
@@ -405,65 +476,84 @@ def main():
     began = time.monotonic()
 
     scratch = tempfile.mkdtemp(prefix="evalmesh-bench-overhead-")
-    node = None
-    rows, pyc = [], None
+    nodes = []
+    rows, pyc, modes = [], None, {}
     try:
         source = os.path.join(scratch, "source")
         modules = write_project(source, n)
         archive = zip_project(source)
-        # The baseline runs in a copy, as the node runs in its own workspace.
-        root = os.path.join(scratch, "baseline")
-        shutil.copytree(source, root)
-        base_timing = os.path.join(scratch, "timing-baseline.log")
+        # The baseline's runs copy from their own base, as the node's copy
+        # from the project it unpacked.
+        base = os.path.join(scratch, "baseline")
+        shutil.copytree(source, base)
+        timing = os.path.join(scratch, "timing.log")
+        runs = os.path.join(scratch, "runs")
+        os.mkdir(runs)
 
-        node = Node(os.path.abspath(args.binary), scratch)
+        binary = os.path.abspath(args.binary)
+        plain = Node(binary, scratch, "node-none", "none")
+        nodes.append(plain)
+        boxed = Node(binary, scratch, "node-bwrap", "bwrap")
+        nodes.append(boxed)
         log = lambda msg: print(msg, file=sys.stderr, flush=True)
-        log("node on port %d, data dir %s" % (node.port, node.data_dir))
-        view, _ = node.evaluate(archive)
-        log("warm-up evaluation (builds the environment): eval_time %.2f s"
-            % check_view(view, n))
-        env_dir = node.env_dir()
-        python = os.path.join(env_dir, "bin", "python")
-        plugin_dir = os.path.join(node.data_dir, "plugins")
-        install_timing_hook(env_dir)
-        read_timings(node.timing)
+        for node in nodes:
+            modes[node.name] = node.mode()
+            log("%s on port %d, data dir %s, sandbox %s"
+                % (node.name, node.port, node.data_dir, json.dumps(modes[node.name])))
+            view, _ = node.evaluate(archive)
+            log("%s: warm-up evaluation (builds the environment): eval_time %.2f s"
+                % (node.name, check_view(view, n, node.name)))
+        env_dir = plain.env_dir()
+        launcher = plain.launcher()
+        install_timing_hook(env_dir, timing)
+        read_timings(timing)
 
         for rep in range(args.reps):
-            base, walls = baseline(python, root, modules, scratch, base_timing)
-            floor = floor_of(walls, read_timings(base_timing))
-            coll = collect(python, root, plugin_dir, scratch, modules)
-            read_timings(base_timing)
-            view, wall = node.evaluate(archive)
-            ev = check_view(view, n)
+            base_s, walls = baseline(env_dir, launcher, base, modules, runs)
+            floor = floor_of(walls, read_timings(timing))
+            coll = collect(env_dir, launcher, base, runs, modules)
+            read_timings(timing)
+            # Alternating, so that a drift in the machine's load does not
+            # always fall on the same node.
+            evals = {}
+            for node in (nodes if rep % 2 == 0 else nodes[::-1]):
+                view, wall = node.evaluate(archive)
+                evals[node.name] = (view, wall, check_view(view, n, node.name))
+            view, wall, ev = evals[plain.name]
+            ev_bwrap = evals[boxed.name][2]
             row = {
-                "baseline": base,
+                "baseline": base_s,
                 "collect": coll,
                 "eval_time": ev,
                 "wall": wall,
-                "raw": (ev - base) / n * 1000.0,
-                "raw_no_collect": (ev - base - coll) / n * 1000.0,
+                "eval_time_bwrap": ev_bwrap,
+                "sandbox": (ev_bwrap - ev) / n * 1000.0,
+                "raw": (ev - base_s) / n * 1000.0,
+                "raw_no_collect": (ev - base_s - coll) / n * 1000.0,
             }
             row["base_module"] = statistics.mean(walls)
-            row.update(breakdown(view, read_timings(node.timing), n, floor))
+            row.update(breakdown(view, read_timings(timing), n, floor))
             rows.append(row)
-            log("rep %d: baseline %.2f s, collect %.2f s, eval_time %.2f s, raw %.1f ms/module, "
-                "own %.1f ms/module (%.1f without collection)"
-                % (rep, base, coll, ev, row["raw"], row["own"], row["own_no_collect"]))
+            log("rep %d: baseline %.2f s, collect %.2f s, eval_time %.2f s (bwrap %.2f s), "
+                "raw %.1f ms/module, own %.1f ms/module (%.1f without collection), "
+                "sandbox %.1f ms/module"
+                % (rep, base_s, coll, ev, ev_bwrap, row["raw"], row["own"],
+                   row["own_no_collect"], row["sandbox"]))
 
         if args.bytecode_modules > 0:
             other = no_bytecode_env(scratch, "python3")
             if other is None:
                 log("uv not on PATH: no bytecode comparison")
             else:
-                env = child_env()
                 node_env, no_pyc = [], []
                 for module in modules[: args.bytecode_modules]:
-                    node_env.append(run_module(python, root, module, scratch, env))
-                    no_pyc.append(run_module(other, root, module, scratch, env))
+                    node_env.append(run_module(env_dir, launcher, base, module, runs))
+                    no_pyc.append(run_module(other, launcher, base, module, runs))
+                read_timings(timing)
                 pyc = (statistics.median(node_env) * 1000.0, statistics.median(no_pyc) * 1000.0,
                        len(node_env), count_pyc(env_dir))
     finally:
-        if node is not None:
+        for node in nodes:
             node.stop()
         if args.keep:
             print("scratch kept in %s" % scratch, file=sys.stderr)
@@ -476,6 +566,9 @@ def main():
 
     print("%d modules of 1 test, %d repetitions, slots = 1, modules_per_task = 1, took %.0f s"
           % (n, args.reps, time.monotonic() - began))
+    print("sandboxes: %s" % "; ".join(
+        "%s: %s" % (name, ", ".join("%s %s" % kv for kv in sorted(mode.items())))
+        for name, mode in modes.items()))
     print("load average at the end (1, 5, 15 min): %.2f %.2f %.2f" % os.getloadavg())
     print()
     print("| figure | min | median | max |")
@@ -484,16 +577,18 @@ def main():
         ("baseline: %d pytest runs, sequential (s)" % n, "baseline", "%.2f", 1.0),
         ("baseline: one module's process, spawned to reaped, mean (ms)", "base_module", "%.0f", 1000.0),
         ("collection pass, once per evaluation (s)", "collect", "%.2f", 1.0),
-        ("node `_run_info.eval_time` (s)", "eval_time", "%.2f", 1.0),
-        ("client wall time, POST to done seen (s)", "wall", "%.2f", 1.0),
+        ("node `_run_info.eval_time`, no sandbox (s)", "eval_time", "%.2f", 1.0),
+        ("client wall time, POST to done seen, no sandbox (s)", "wall", "%.2f", 1.0),
         ("raw: (eval_time - baseline) / N, collection counted (ms)", "raw", "%.1f", 1.0),
         ("raw: the same, collection not counted (ms)", "raw_no_collect", "%.1f", 1.0),
         ("**own time per module, process boundaries, collection counted (ms)**", "own", "%.1f", 1.0),
         ("own time per module, collection not counted (ms)", "own_no_collect", "%.1f", 1.0),
+        ("node `_run_info.eval_time`, bwrap sandbox (s)", "eval_time_bwrap", "%.2f", 1.0),
+        ("sandbox: (eval_time bwrap - eval_time none) / N (ms)", "sandbox", "%.1f", 1.0),
     ]:
         print("| %s | %s | %s | %s |" % ((label,) + cells(key, fmt, scale)))
     print()
-    print("Where the node's time goes (ms, median of the repetitions):")
+    print("Where the node's time goes without a sandbox (ms, median of the repetitions):")
     print()
     print("| step | ms |")
     print("| --- | --- |")
@@ -502,7 +597,7 @@ def main():
         ("evaluation start → collection process starts", "prep"),
         ("collection process, start to exit", "collect_life"),
         ("collection exits → first module process starts", "collect_to_run"),
-        ("module process, site-init to atexit, mean (pytest's work)", "run_life"),
+        ("module process, site-init to atexit, mean (launcher and pytest's work)", "run_life"),
         ("between two module processes, node, mean", "node_gap"),
         ("of which a pytest process's own start and shutdown (baseline, mean)", "floor"),
         ("last module process exits → evaluation finished", "tail"),
@@ -518,7 +613,8 @@ def main():
     met = median < TARGET_MS
     print()
     print("target: node's own time under %.0f ms per module (median, process boundaries, "
-          "collection counted): %s (%.1f ms)" % (TARGET_MS, "met" if met else "MISSED", median))
+          "collection counted, no sandbox): %s (%.1f ms); the bwrap sandbox adds %.1f ms "
+          "a module (median)" % (TARGET_MS, "met" if met else "MISSED", median, med("sandbox")))
     return 0 if met else 1
 
 
