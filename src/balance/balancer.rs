@@ -102,6 +102,9 @@ impl Handler<Release> for LoadBalancer {
     fn handle(&mut self, Release(addr): Release, _: &mut Context<Self>) {
         if let Some(e) = self.nodes.get_mut(&addr) {
             e.assigned = e.assigned.saturating_sub(1);
+            // The last heartbeat counted this task too: until the next one,
+            // the slot it held is free, rather than a dispatch tick later.
+            e.reported = e.reported.saturating_sub(1);
         }
     }
 }
@@ -163,6 +166,18 @@ mod tests {
         let view = lb.send(GetBalance).await.unwrap();
         assert_eq!(view.len(), 1);
         assert_eq!(view[0].addr, "a");
+    }
+
+    #[actix::test]
+    async fn a_released_slot_is_free_before_the_next_heartbeat() {
+        let lb = balancer();
+        lb.send(SetMembers(vec![node("a", 1, 0)])).await.unwrap();
+        assert_eq!(lb.send(Assign { exclude: vec![] }).await.unwrap(), Some("a".into()));
+        // The heartbeat sees the task running, then the task ends.
+        lb.send(SetMembers(vec![node("a", 1, 1)])).await.unwrap();
+        lb.send(Release("a".into())).await.unwrap();
+        assert_eq!(lb.send(Assign { exclude: vec![] }).await.unwrap(), Some("a".into()));
+        assert_eq!(lb.send(Assign { exclude: vec![] }).await.unwrap(), None);
     }
 
     #[actix::test]
