@@ -128,9 +128,9 @@ pub struct Sandbox {
     /// Whether bwrap's command drops to a slot's user or makes a user namespace.
     root: bool,
     layout: SystemLayout,
-    cgroups: Option<SlotCgroups>,
-    /// Why there is no cgroup, said at start.
-    no_cgroup: Option<String>,
+    /// A cgroup per slot, or why there is none (said at start).
+    cgroups: Result<SlotCgroups, String>,
+    /// The slots not leased, each given back when its lease drops.
     free: Arc<Mutex<Vec<usize>>>,
 }
 
@@ -141,18 +141,15 @@ impl Sandbox {
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         let limits = CgroupLimits { memory_bytes: settings.limits.memory_bytes, processes: settings.limits.processes };
-        let (cgroups, no_cgroup) = if settings.cgroups {
-            match SlotCgroups::create(limits, settings.slots) {
-                Ok(c) => (Some(c), None),
-                Err(e) => (None, Some(e)),
-            }
+        let cgroups = if settings.cgroups {
+            SlotCgroups::create(limits, settings.slots)
         } else {
-            (None, Some("executor.cgroups = false".to_owned()))
+            Err("executor.cgroups = false".to_owned())
         };
         write_etc(&settings, root)?;
         let layout = SystemLayout::discover(&settings.files);
         let free = (0..settings.slots).rev().collect();
-        Ok(Self { settings, root, layout, cgroups, no_cgroup, free: Arc::new(Mutex::new(free)) })
+        Ok(Self { settings, root, layout, cgroups, free: Arc::new(Mutex::new(free)) })
     }
 
     pub fn kind(&self) -> SandboxKind {
@@ -165,7 +162,7 @@ impl Sandbox {
             (SandboxKind::Bwrap, true) => "per-slot",
             (SandboxKind::Bwrap, false) => "user-namespace",
         };
-        let limits = match self.cgroups.as_ref().map(SlotCgroups::version) {
+        let limits = match self.cgroups.as_ref().ok().map(SlotCgroups::version) {
             Some(CgroupVersion::V2) => "cgroup-v2",
             Some(CgroupVersion::V1) => "cgroup-v1",
             None => "rlimits",
@@ -186,14 +183,13 @@ impl Sandbox {
             "user-namespace" => "runs are unprivileged in a user namespace of their own".to_owned(),
             _ => "student code runs without isolation, as this node's user".to_owned(),
         };
-        let limits = match (&self.cgroups, &self.no_cgroup) {
-            (Some(c), _) => format!(
+        let limits = match &self.cgroups {
+            Ok(c) => format!(
                 "a cgroup {} per slot limits each run's memory (tmpfs included) and processes",
                 if c.version() == CgroupVersion::V2 { "v2" } else { "v1" }
             ),
-            (None, why) => format!(
-                "no cgroup ({}): memory is limited per process (RLIMIT_AS), processes per run (RLIMIT_NPROC)",
-                why.as_deref().unwrap_or("unavailable")
+            Err(why) => format!(
+                "no cgroup ({why}): memory is limited per process (RLIMIT_AS), processes per run (RLIMIT_NPROC)"
             ),
         };
         format!("sandbox: {} (users: {}, limits: {}); {users}; {limits}", mode.kind, mode.users, mode.limits)
@@ -286,7 +282,7 @@ impl Sandbox {
         let join = self.cgroups.as_ref().map(|c| c.join_fds(lease.slot)).unwrap_or_default();
         // Without a cgroup the address space is the only bound on memory;
         // with one it would only refuse honest large mappings.
-        let address_space = (self.cgroups.is_none() && !spec.install).then_some(limits.memory_bytes);
+        let address_space = (self.cgroups.is_err() && !spec.install).then_some(limits.memory_bytes);
         // Set outside only where the run is a user of its own; in a user
         // namespace the launcher sets it inside.
         let processes = (self.root && self.settings.kind == SandboxKind::Bwrap).then_some(limits.processes);
@@ -310,7 +306,7 @@ impl Sandbox {
 
     /// Kills what is left in a slot's cgroup once its command has ended.
     pub fn clean(&self, lease: &Lease) {
-        if let Some(cgroups) = &self.cgroups {
+        if let Ok(cgroups) = &self.cgroups {
             cgroups.kill_all(lease.slot);
         }
     }
