@@ -174,8 +174,9 @@ pub struct ExecutorConfig {
     pub process_limit: u64,
     /// Largest file a run may write (RLIMIT_FSIZE).
     pub file_size_limit_bytes: u64,
-    /// The size of each writable tmpfs of a run: its copy of the project,
-    /// its /tmp, its /dev/shm.
+    /// What a run may write into each of its writable tmpfs mounts: its
+    /// copy of the project (which gets the project's own size on top), its
+    /// /tmp, its /dev/shm.
     pub scratch_limit_bytes: u64,
     /// Give each slot a cgroup, where the node can make one, so that memory
     /// and processes are limited for a run as a whole.

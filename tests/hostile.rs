@@ -182,6 +182,26 @@ fn memory_and_disk(user: User) {
 
 for_each_user!(memory_and_scratch_space_are_capped_per_run, memory_and_disk);
 
+/// The scratch size bounds what a run writes, not the project it is given:
+/// a project of 3 MiB runs under a scratch size of 1 MiB.
+fn large_project(user: User) {
+    with_timeout(TEST_TIMEOUT, move || {
+        let dir = temp_dir();
+        let cfg = config(user, dir.path(), 62800, 1).set("executor", "scratch_limit_bytes", &MIB.to_string());
+        let node = Node::start_as(&cfg, dir.path(), "node", user.uid());
+        let data = "x".repeat(3 * MIB as usize);
+        let test = "import os\n\ndef test_reads_its_data():\n    \
+                    with open(os.path.join(os.path.dirname(__file__), 'data.txt')) as f:\n        \
+                    assert len(f.read()) == 3 * 1024 * 1024\n";
+        let files = [("requirements.txt", ""), ("tests/data.txt", data.as_str()), ("tests/test_big.py", test)];
+        let id = node.submit_multipart("big.zip", &zip_of(&under("big", &files)));
+        let e = finished(&node, &id);
+        assert_module(&e, "big", "tests/test_big.py", "done", [1, 0, 0, 0]);
+    });
+}
+
+for_each_user!(a_project_larger_than_the_scratch_limit_runs, large_project);
+
 // ---------------------------------------------------------------- isolation
 
 const ISOLATION_A: &str = include_str!("data/hostile/isolation/test_a.py");

@@ -179,6 +179,7 @@ impl Pytest {
             renamed: vec![(base.to_owned(), base_seen), (self.launcher.clone(), launcher_seen)],
             writable: Vec::new(),
             private: if unsandboxed { Vec::new() } else { vec![project] },
+            private_room: tmpfs_bytes(base),
             install: false,
         };
         let (read, write) = process::pipe().map_err(|e| ExecutorError::io("creating the results pipe", e))?;
@@ -207,4 +208,39 @@ fn base_args(project: &Path) -> Vec<OsString> {
             .to_vec();
     args.push(project.as_os_str().to_owned());
     args
+}
+
+/// What the files under `base` take of a tmpfs's size: each regular file
+/// rounded up to whole pages (folders take none). Links are not followed;
+/// the node's copy of a project holds none.
+fn tmpfs_bytes(base: &Path) -> u64 {
+    const PAGE: u64 = 4096;
+    let mut total = 0u64;
+    let mut stack = vec![base.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(meta) if meta.is_dir() => stack.push(entry.path()),
+                Ok(meta) if meta.is_file() => total = total.saturating_add(meta.len().div_ceil(PAGE) * PAGE),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_projects_own_files_are_counted_in_whole_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tests")).unwrap();
+        std::fs::write(dir.path().join("data.bin"), vec![0u8; 5000]).unwrap();
+        std::fs::write(dir.path().join("tests/test_a.py"), "def test_a(): pass\n").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
+        // 8 KiB and 4 KiB of files; the folders and the link add nothing.
+        assert_eq!(tmpfs_bytes(dir.path()), 8192 + 4096);
+    }
 }

@@ -29,9 +29,13 @@ pub struct Spec {
     pub renamed: Vec<(PathBuf, PathBuf)>,
     /// Shown writable at the same path (an environment being built).
     pub writable: Vec<PathBuf>,
-    /// Empty writable tmpfs mounts, each at most the scratch size (the
-    /// run's copy of the project).
+    /// Empty writable tmpfs mounts, each at most the scratch size plus
+    /// `private_room` (the run's copy of the project).
     pub private: Vec<PathBuf>,
+    /// What the private mounts hold before the run writes anything (the
+    /// project's own files), so that the scratch size bounds what the run
+    /// writes, whatever the size of the project.
+    pub private_room: u64,
     /// An install: it keeps every limit but the per-process address space,
     /// of which installers such as uv reserve more than a test run needs.
     pub install: bool,
@@ -191,7 +195,7 @@ pub fn args(
     }
     for dir in &spec.private {
         a.parents(layout, dir);
-        a.tmpfs(dir, 0o777, scratch.bytes);
+        a.tmpfs(dir, 0o777, scratch.bytes.saturating_add(spec.private_room));
     }
     a.pair_one("--chdir", &spec.cwd);
     a.flags(&["--clearenv"]);
@@ -276,6 +280,7 @@ mod tests {
             readable: vec![PathBuf::from("/root/.pyenv/versions/3.11"), PathBuf::from("/data/envs/e")],
             writable: Vec::new(),
             private: vec![PathBuf::from("/project")],
+            private_room: 20,
             renamed: vec![(PathBuf::from("/data/evaluations/e/p"), PathBuf::from("/evalmesh/base"))],
             install: false,
         }
@@ -300,7 +305,7 @@ mod tests {
         );
         assert!(a.contains("--perms 0755 --dir /evalmesh --ro-bind /data/evaluations/e/p /evalmesh/base"), "{a}");
         assert!(!a.contains("--dir /data/evaluations"), "the way to the node's copy is not shown: {a}");
-        assert!(a.contains("--perms 777 --size 100 --tmpfs /project --chdir /project --clearenv --setenv HOME /tmp --setenv A 1 -- /envs/e/bin/python -c pass"), "{a}");
+        assert!(a.contains("--perms 777 --size 120 --tmpfs /project --chdir /project --clearenv --setenv HOME /tmp --setenv A 1 -- /envs/e/bin/python -c pass"), "{a}");
         assert!(!a.contains("setpriv"), "{a}");
     }
 
