@@ -42,9 +42,10 @@ impl EvaluationStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModuleStatus {
-    /// pytest ran the module and its JUnit report was read.
+    /// pytest ran the module and reported exactly the tests collection found.
     Done,
-    /// The module failed to collect, or pytest produced no report for it.
+    /// The module failed to collect, its run's results could not be trusted
+    /// (no end, other tests than collected), or pytest reported nothing of it.
     Error,
     /// The module ran past `module_timeout_s` and was killed.
     Timeout,
@@ -100,7 +101,7 @@ impl Outcome {
     }
 }
 
-/// One test case of a module, read from pytest's JUnit XML.
+/// One test case of a module, as its run reported it (`executor::results`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestCase {
     pub name: String,
