@@ -179,7 +179,7 @@ impl Pytest {
             renamed: vec![(base.to_owned(), base_seen), (self.launcher.clone(), launcher_seen)],
             writable: Vec::new(),
             private: if unsandboxed { Vec::new() } else { vec![project] },
-            private_room: tmpfs_bytes(base),
+            private_room: if unsandboxed { 0 } else { tmpfs_bytes(base) },
             install: false,
         };
         let (read, write) = process::pipe().map_err(|e| ExecutorError::io("creating the results pipe", e))?;
