@@ -187,14 +187,22 @@ fn two_evaluations_complete_while_two_nodes_die_one_after_the_other() {
         wait_until("the first evaluation is adopted", Duration::from_secs(60), || {
             (nodes[4].evaluation(&first, "")["epoch"].as_u64() >= Some(1)).then_some(())
         });
+        // An evaluation may finish on the second node before it dies (it
+        // supervises the second one and may have adopted the first): that one
+        // keeps it as its supervisor. Any other must end under a survivor.
+        let finished_by_second: Vec<bool> = [&first, &second]
+            .iter()
+            .map(|id| matches!(nodes[1].evaluation(id, "")["status"].as_str(), Some("done" | "failed")))
+            .collect();
         nodes[1].kill();
         let watcher = &nodes[4];
 
-        for id in [&first, &second] {
+        for (id, finished_before) in [&first, &second].into_iter().zip(finished_by_second) {
             let evaluation = watcher.wait_finished(id, Duration::from_secs(240));
             assert_exact(&evaluation, MODULES);
             let supervisor = evaluation["supervisor"].as_str().unwrap();
-            assert!(supervisor != nodes[0].addr && supervisor != nodes[1].addr, "{supervisor}");
+            assert!(supervisor != nodes[0].addr, "{supervisor}");
+            assert!(finished_before || supervisor != nodes[1].addr, "{supervisor}");
             for &i in &survivors(&nodes, &[0, 1]) {
                 assert_eq!(nodes[i].evaluation(id, "")["_run_info"], evaluation["_run_info"]);
             }
