@@ -184,6 +184,14 @@ pub struct ExecutorConfig {
     /// The `host:port` pairs an install may reach: the package index and
     /// where it serves files. Nothing else is reachable from an install.
     pub index_hosts: Vec<String>,
+    /// Run tests in children forked from a warm pytest, one server per slot
+    /// serving one environment at a time; false runs each module in a
+    /// fresh process.
+    pub fork_server: bool,
+    /// A fork server is replaced after forking this many runs.
+    pub fork_server_max_runs: u32,
+    /// A fork server without a run for this long is stopped.
+    pub fork_server_idle_s: u64,
 }
 
 impl Default for ExecutorConfig {
@@ -206,6 +214,9 @@ impl Default for ExecutorConfig {
             scratch_limit_bytes: 512 << 20,
             cgroups: true,
             index_hosts: vec!["pypi.org:443".into(), "files.pythonhosted.org:443".into()],
+            fork_server: true,
+            fork_server_max_runs: 500,
+            fork_server_idle_s: 120,
         }
     }
 }
@@ -413,9 +424,15 @@ impl Config {
             return invalid("executor", "module_timeout_s, install_timeout_s and collect_timeout_s must be at least 1");
         }
         if e.sandbox_uid_base == 0
-            || e.sandbox_uid_base.checked_add(u32::try_from(self.node.slots).unwrap_or(u32::MAX)).is_none()
+            || e.sandbox_uid_base.checked_add(u32::try_from(2 * self.node.slots).unwrap_or(u32::MAX)).is_none()
         {
-            return invalid("executor.sandbox_uid_base", "must be above 0 (root) and leave room for one id per slot");
+            return invalid(
+                "executor.sandbox_uid_base",
+                "must be above 0 (root) and leave room for two ids per slot (its runs and its fork server)",
+            );
+        }
+        if e.fork_server_max_runs == 0 || e.fork_server_idle_s == 0 {
+            return invalid("executor", "fork_server_max_runs and fork_server_idle_s must be at least 1");
         }
         if e.cpu_limit_s == 0 || e.memory_limit_bytes < 64 << 20 || e.process_limit < 8 || e.file_size_limit_bytes == 0
         {

@@ -387,13 +387,13 @@ pub fn resolve_interpreter(python: &str) -> (PathBuf, Vec<PathBuf>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::executor::sandbox::tests::sandbox;
 
     /// A cache as the node makes one, with its index proxy serving PyPI;
     /// must be called on an actix runtime.
-    fn cache(data: &Path) -> EnvCache {
+    pub(crate) fn cache(data: &Path) -> EnvCache {
         let (executable, interpreter) = resolve_interpreter("python3");
         let sandbox = sandbox(data);
         let bridge = data.join("sandbox/bridge.py");

@@ -23,6 +23,9 @@ use super::runner::{module_results, Runner};
 use crate::evaluation::model::{round2, ModuleResult, Tally};
 use crate::peer::LamportClock;
 
+/// How often the runner may let go of what has been idle too long.
+const TIDY_EVERY: Duration = Duration::from_secs(10);
+
 /// Queues a job.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -207,6 +210,10 @@ impl Executor {
 
 impl Actor for Executor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(TIDY_EVERY, |act, _| act.runner.tidy());
+    }
 }
 
 impl Handler<Submit> for Executor {
@@ -349,6 +356,7 @@ mod tests {
             exit_code: Some(0),
             output: "1 passed".into(),
             elapsed: Duration::from_millis(300),
+            walls: BTreeMap::from([(module.to_owned(), Duration::from_millis(300))]),
         }
     }
 

@@ -23,6 +23,9 @@ with ``EVALMESH_RESULTS_FD`` naming an inherited pipe. The launcher
    closes the pipe, before ``atexit`` handlers run: the node reads nothing
    after it.
 
+A fork server (``forkserver.py``) runs the launcher the same way in each
+child it forks, as the main script with these arguments, on descriptor 3.
+
 Only the standard library and pytest are imported, so the launcher runs in
 any project's environment, on pytest 7 and later. The reporter observes
 only: it never changes what pytest collects, runs or returns.
@@ -34,6 +37,10 @@ import resource
 import shutil
 import sys
 
+# Bound before any test runs, so that a test that replaces json.dumps (and
+# does not put it back) still has its results reported.
+_dumps = json.dumps
+
 
 class _Reporter:
     def __init__(self, out, mode, message_cap):
@@ -43,7 +50,7 @@ class _Reporter:
         self.errors = {}
 
     def _write(self, record):
-        self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.out.write(_dumps(record, ensure_ascii=False) + "\n")
         self.out.flush()
 
     def _text(self, text):
@@ -138,7 +145,7 @@ def main():
     sys.argv = [os.path.join(os.path.dirname(pytest.__file__), "__main__.py"), *pytest_args]
     reporter = _Reporter(out, mode, int(os.environ.get("EVALMESH_MESSAGE_CAP", "4096")))
     status = pytest.main(pytest_args, plugins=[reporter])
-    out.write(json.dumps({"event": "end", "exitstatus": int(status)}) + "\n")
+    out.write(_dumps({"event": "end", "exitstatus": int(status)}) + "\n")
     out.close()
     raise SystemExit(int(status))
 

@@ -5,6 +5,7 @@
 
 pub mod collect;
 pub mod envs;
+pub mod forkserver;
 pub mod index_proxy;
 // Each actor lives in a file named after it, as the house style asks.
 #[allow(clippy::module_inception)]

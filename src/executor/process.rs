@@ -118,6 +118,32 @@ pub async fn run(mut cmd: Command, timeout: Duration, cap: usize, side: Option<S
     Ok(Finished { status, output, elapsed: started.elapsed(), side })
 }
 
+/// Reads the output and the side channel of a process the node did not
+/// spawn itself (a fork server's child) while `exit` runs, and for no more
+/// than [`GRACE`] once it has returned: the output capped at `cap`, the
+/// side channel at `side_cap`.
+pub async fn read_while<T>(
+    output: OwnedFd,
+    side: OwnedFd,
+    cap: usize,
+    side_cap: usize,
+    exit: impl std::future::Future<Output = T>,
+) -> std::io::Result<(T, String, Vec<u8>)> {
+    let output = tokio::net::unix::pipe::Receiver::from_owned_fd(output)?;
+    let side = tokio::net::unix::pipe::Receiver::from_owned_fd(side)?;
+    let (exited, gone) = watch::channel(false);
+    let (value, text, (side, _)) = tokio::join!(
+        async {
+            let value = exit.await;
+            exited.send_replace(true);
+            value
+        },
+        read_capped(output, cap, gone.clone()),
+        read_bytes(side, side_cap, gone.clone()),
+    );
+    Ok((value, text, side))
+}
+
 /// Reads `reader` to its end, keeping the first `cap` bytes: the rest is
 /// read and dropped so that the child never blocks on a full pipe. Reading
 /// stops [`GRACE`] after `gone` turns true. Answers what was kept and how

@@ -18,8 +18,9 @@ use tokio::process::Command;
 
 use super::collect::Collected;
 use super::envs::Env;
-use super::process::{self, Finished, Side};
-use super::results::{ModuleReport, StreamReader};
+use super::forkserver::{ForkServers, ForkSettings, Request, FORKSERVER_SOURCE};
+use super::process::{self, Side};
+use super::results::{ModuleReport, Stream, StreamReader};
 use super::sandbox::{Sandbox, SandboxKind, Spec, RESULTS_FD};
 use super::ExecutorError;
 
@@ -33,6 +34,7 @@ const PROJECT: &str = "/project";
 /// no business seeing.
 const BASE: &str = "/evalmesh/base";
 const LAUNCHER: &str = "/evalmesh/launcher.py";
+const FORKSERVER: &str = "/evalmesh/forkserver.py";
 
 /// What one pytest run over some modules produced.
 #[derive(Debug)]
@@ -44,6 +46,9 @@ pub enum RunReport {
         exit_code: Option<i32>,
         output: String,
         elapsed: Duration,
+        /// Each module's wall time: its own child's where it had one, else
+        /// an equal share of the process's.
+        walls: BTreeMap<String, Duration>,
     },
     TimedOut {
         output: String,
@@ -62,51 +67,88 @@ pub struct PytestCaps {
     pub results: usize,
 }
 
+/// How pytest runs are made.
+pub struct PytestSettings {
+    /// Where the launcher and the fork server are written.
+    pub sandbox_dir: PathBuf,
+    /// Where the private copies live when there is no sandbox to make them.
+    pub scratch: PathBuf,
+    pub collect_timeout: Duration,
+    pub caps: PytestCaps,
+    pub process_limit: u64,
+    /// What the interpreter needs to be read inside the sandbox: its
+    /// installation, which may sit in a hidden home folder.
+    pub interpreter: Vec<PathBuf>,
+    /// Fork servers, one place per slot; none runs every module in a fresh
+    /// process.
+    pub fork: Option<ForkSettings>,
+    pub slots: usize,
+}
+
 pub struct Pytest {
     launcher: PathBuf,
-    /// Where the private copies live when there is no sandbox to make them.
+    forkserver: PathBuf,
     scratch: PathBuf,
     collect_timeout: Duration,
     caps: PytestCaps,
     process_limit: u64,
     /// Every run happens inside it.
     sandbox: Arc<Sandbox>,
-    /// What the interpreter needs to be read inside the sandbox: its
-    /// installation, which may sit in a hidden home folder.
     interpreter: Vec<PathBuf>,
+    servers: Option<ForkServers>,
+}
+
+/// How one pytest process, or one forked child, ended.
+struct Ran {
+    timed_out: bool,
+    code: Option<i32>,
+    output: String,
+    results: Stream,
+    elapsed: Duration,
 }
 
 impl Pytest {
-    /// Writes the launcher into `sandbox_dir`.
-    pub fn new(
-        sandbox_dir: &Path,
-        scratch: PathBuf,
-        collect_timeout: Duration,
-        caps: PytestCaps,
-        process_limit: u64,
-        sandbox: Arc<Sandbox>,
-        interpreter: Vec<PathBuf>,
-    ) -> Result<Self, ExecutorError> {
-        let launcher = sandbox_dir.join("launcher.py");
-        std::fs::create_dir_all(&scratch).map_err(|e| ExecutorError::io("creating the scratch folder", e))?;
+    /// Writes the launcher and the fork server into the sandbox folder.
+    pub fn new(settings: PytestSettings, sandbox: Arc<Sandbox>) -> Result<Self, ExecutorError> {
+        let dir = &settings.sandbox_dir;
+        let launcher = dir.join("launcher.py");
+        let forkserver = dir.join("forkserver.py");
+        std::fs::create_dir_all(&settings.scratch).map_err(|e| ExecutorError::io("creating the scratch folder", e))?;
         std::fs::write(&launcher, LAUNCHER_SOURCE).map_err(|e| ExecutorError::io("writing the launcher", e))?;
-        Ok(Self { launcher, scratch, collect_timeout, caps, process_limit, sandbox, interpreter })
+        std::fs::write(&forkserver, FORKSERVER_SOURCE).map_err(|e| ExecutorError::io("writing the fork server", e))?;
+        let servers = settings.fork.map(|fork| ForkServers::new(fork, settings.slots, dir.join("servers")));
+        Ok(Self {
+            launcher,
+            forkserver,
+            scratch: settings.scratch,
+            collect_timeout: settings.collect_timeout,
+            caps: settings.caps,
+            process_limit: settings.process_limit,
+            sandbox,
+            interpreter: settings.interpreter,
+            servers,
+        })
     }
 
     /// Lists the project's test modules as pytest itself collects them, so that
     /// the project's own pytest configuration is honoured.
     pub async fn collect(&self, env: &Env, base: &Path) -> Result<Collected, ExecutorError> {
         let args = ["--collect-only", "-q"].map(OsString::from).to_vec();
-        let (out, results) = self.launch(env, base, "collect", args, self.collect_timeout).await?;
-        if out.timed_out() {
-            return Err(ExecutorError::CollectTimeout(self.collect_timeout.as_secs()));
+        let timeout = self.collect_timeout;
+        let ran = match self.forked(env, base, "collect", vec![args.clone()], timeout).await {
+            Some(mut runs) => runs.pop().expect("one request, one run"),
+            None => self.fresh(env, base, "collect", args, timeout).await?,
+        };
+        if ran.timed_out {
+            return Err(ExecutorError::CollectTimeout(timeout.as_secs()));
         }
-        results
+        ran.results
             .collected(self.caps.message)
-            .map_err(|reason| ExecutorError::Collect(format!("{reason}\n{}", out.output.trim())))
+            .map_err(|reason| ExecutorError::Collect(format!("{reason}\n{}", ran.output.trim())))
     }
 
-    /// Runs `modules` (paths relative to the project root) in one pytest run.
+    /// Runs `modules` (paths relative to the project root): each in a child
+    /// of a fork server where there is one, else all in one fresh process.
     pub async fn run(
         &self,
         env: &Env,
@@ -114,26 +156,176 @@ impl Pytest {
         modules: &[String],
         timeout: Duration,
     ) -> Result<RunReport, ExecutorError> {
-        let mut args: Vec<OsString> = vec![OsString::from("-q"), OsString::from("--")];
-        args.extend(modules.iter().map(OsString::from));
-        let (out, results) = self.launch(env, base, "run", args, timeout).await?;
-        if out.timed_out() {
-            return Ok(RunReport::TimedOut { output: out.output, elapsed: out.elapsed });
+        let args = |modules: &[String]| {
+            let mut args: Vec<OsString> = vec![OsString::from("-q"), OsString::from("--")];
+            args.extend(modules.iter().map(OsString::from));
+            args
+        };
+        let each = modules.iter().map(|m| args(std::slice::from_ref(m))).collect();
+        if let Some(runs) = self.forked(env, base, "run", each, timeout).await {
+            return Ok(self.merge(modules, runs));
         }
-        let reports = results.module_reports(modules, self.caps.message);
-        Ok(RunReport::Completed { reports, exit_code: out.code(), output: out.output, elapsed: out.elapsed })
+        let ran = self.fresh(env, base, "run", args(modules), timeout).await?;
+        if ran.timed_out {
+            return Ok(RunReport::TimedOut { output: ran.output, elapsed: ran.elapsed });
+        }
+        let reports = ran.results.module_reports(modules, self.caps.message);
+        let share = ran.elapsed / modules.len().max(1) as u32;
+        let walls = modules.iter().map(|m| (m.clone(), share)).collect();
+        Ok(RunReport::Completed { reports, exit_code: ran.code, output: ran.output, elapsed: ran.elapsed, walls })
     }
 
-    /// The launcher in `mode` over `base`, in the sandbox, with `pytest_args`
-    /// after the ones every run has.
-    async fn launch(
+    /// Stops the fork servers that have been idle too long.
+    pub fn tidy(&self) {
+        if let Some(servers) = &self.servers {
+            servers.tidy(&self.sandbox);
+        }
+    }
+
+    /// One report for the children of a batch, as one process would give:
+    /// timed out if one did, else every module's results, refused as a
+    /// whole if one child's are.
+    fn merge(&self, modules: &[String], runs: Vec<Ran>) -> RunReport {
+        let elapsed = runs.iter().map(|r| r.elapsed).sum();
+        let output = runs.iter().map(|r| r.output.as_str()).collect::<Vec<_>>().join("\n");
+        if runs.iter().any(|r| r.timed_out) {
+            return RunReport::TimedOut { output, elapsed };
+        }
+        let exit_code = runs.iter().map(|r| r.code).find(|c| *c != Some(0)).unwrap_or(Some(0));
+        let walls = modules.iter().zip(&runs).map(|(m, r)| (m.clone(), r.elapsed)).collect();
+        let mut reports = Ok(BTreeMap::new());
+        for (module, ran) in modules.iter().zip(runs) {
+            let one = ran.results.module_reports(std::slice::from_ref(module), self.caps.message);
+            reports = match (reports, one) {
+                (Ok(mut all), Ok(one)) => {
+                    all.extend(one);
+                    Ok(all)
+                }
+                (Err(reason), _) | (_, Err(reason)) => Err(reason),
+            };
+        }
+        RunReport::Completed { reports, exit_code, output, elapsed, walls }
+    }
+
+    /// Runs each of `each` (pytest arguments) in a child of a fork server,
+    /// the time-out shared among them. None when there is no server for
+    /// this environment or it failed: the caller runs them afresh.
+    async fn forked(
+        &self,
+        env: &Env,
+        base: &Path,
+        mode: &str,
+        each: Vec<Vec<OsString>>,
+        timeout: Duration,
+    ) -> Option<Vec<Ran>> {
+        let servers = self.servers.as_ref()?;
+        if !servers.forkable(&env.python) {
+            return None;
+        }
+        let sandboxed = self.sandbox.kind() == SandboxKind::Bwrap;
+        let bytes = if sandboxed { tmpfs_bytes(base) } else { 0 };
+        // Without a sandbox each child gets a private folder of its own here.
+        let mut privates = Vec::new();
+        for _ in &each {
+            if sandboxed {
+                break;
+            }
+            privates.push(tempfile::Builder::new().prefix("project-").tempdir_in(&self.scratch).ok()?);
+        }
+        let (base_seen, project) =
+            if sandboxed { (PathBuf::from(BASE), Some(PathBuf::from(PROJECT))) } else { (base.to_owned(), None) };
+        let mut args = Vec::with_capacity(each.len());
+        for (i, rest) in each.into_iter().enumerate() {
+            let project = project.clone().unwrap_or_else(|| privates[i].path().to_owned());
+            let mut all = base_args(&project);
+            all.extend(rest);
+            args.push((project, all));
+        }
+        let share = timeout.as_secs_f64() / args.len().max(1) as f64;
+        let requests: Vec<Request<'_>> = args
+            .iter()
+            .map(|(project, args)| Request { mode, base: &base_seen, project, args, timeout: share.max(1.0) })
+            .collect();
+        let spec = |room, mirror: Option<&Path>| self.server_spec(env, room, mirror);
+        let caps = (self.caps.output, self.caps.results + 1);
+        match servers.run_all(&self.sandbox, &env.python, spec, base, bytes, &requests, caps).await {
+            Ok(runs) => Some(
+                runs.into_iter()
+                    .map(|run| {
+                        let mut reader = StreamReader::new(self.caps.results);
+                        reader.feed(&run.results);
+                        Ran {
+                            timed_out: run.timed_out,
+                            code: run.code,
+                            output: run.output,
+                            results: reader.finish(),
+                            elapsed: run.elapsed,
+                        }
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                log::warn!("fork server for {}: {e}; running in a fresh process", env.dir.display());
+                None
+            }
+        }
+    }
+
+    /// A fork server's command: `room` is what its project folder holds
+    /// beyond the scratch size, `mirror` the folder it shows as the base.
+    fn server_spec(&self, env: &Env, room: u64, mirror: Option<&Path>) -> Spec {
+        let sandboxed = mirror.is_some();
+        let script = if sandboxed { PathBuf::from(FORKSERVER) } else { self.forkserver.clone() };
+        let mut spec = self.spec(env, vec![script.into_os_string()]);
+        spec.env.push(("EVALMESH_CONTROL_FD".into(), RESULTS_FD.to_string().into()));
+        if let Some(mirror) = mirror {
+            spec.env.push(("EVALMESH_ISOLATE".into(), "1".into()));
+            spec.env.push(("EVALMESH_WIPE".into(), format!("{PROJECT}:/tmp:/dev/shm").into()));
+            spec.cwd = PathBuf::from(PROJECT);
+            spec.renamed = vec![
+                (mirror.to_owned(), PathBuf::from(BASE)),
+                (self.launcher.clone(), PathBuf::from(LAUNCHER)),
+                (self.forkserver.clone(), PathBuf::from(FORKSERVER)),
+            ];
+            spec.private = vec![PathBuf::from(PROJECT)];
+            spec.private_room = room;
+        } else {
+            spec.cwd = self.scratch.clone();
+        }
+        spec
+    }
+
+    /// What every command running pytest in `env` has: the interpreter
+    /// with `args`, the environment's variables and files.
+    fn spec(&self, env: &Env, args: Vec<OsString>) -> Spec {
+        let mut readable = vec![env.dir.clone()];
+        readable.extend(self.interpreter.iter().cloned());
+        let path = format!("{}:/usr/local/bin:/usr/bin:/bin", env.dir.join("bin").display());
+        Spec {
+            program: env.python.clone(),
+            args,
+            env: vec![
+                ("PATH".into(), path.into()),
+                ("VIRTUAL_ENV".into(), env.dir.clone().into()),
+                ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
+                ("EVALMESH_PROCESS_LIMIT".into(), self.process_limit.to_string().into()),
+                ("EVALMESH_MESSAGE_CAP".into(), self.caps.message.to_string().into()),
+            ],
+            readable,
+            ..Spec::default()
+        }
+    }
+
+    /// The launcher in `mode` over `base`, in a fresh process in the
+    /// sandbox, with `pytest_args` after the ones every run has.
+    async fn fresh(
         &self,
         env: &Env,
         base: &Path,
         mode: &str,
         pytest_args: Vec<OsString>,
         timeout: Duration,
-    ) -> Result<(Finished, super::results::Stream), ExecutorError> {
+    ) -> Result<Ran, ExecutorError> {
         let unsandboxed = self.sandbox.kind() == SandboxKind::None;
         let private = if unsandboxed {
             Some(
@@ -160,28 +352,14 @@ impl Pytest {
         ];
         args.extend(base_args(&project));
         args.extend(pytest_args);
-        let mut readable = vec![env.dir.clone()];
-        readable.extend(self.interpreter.iter().cloned());
-        let path = format!("{}:/usr/local/bin:/usr/bin:/bin", env.dir.join("bin").display());
-        let spec = Spec {
-            program: env.python.clone(),
-            args,
-            cwd: project.clone(),
-            env: vec![
-                ("PATH".into(), path.into()),
-                ("VIRTUAL_ENV".into(), env.dir.clone().into()),
-                ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
-                ("EVALMESH_RESULTS_FD".into(), RESULTS_FD.to_string().into()),
-                ("EVALMESH_PROCESS_LIMIT".into(), self.process_limit.to_string().into()),
-                ("EVALMESH_MESSAGE_CAP".into(), self.caps.message.to_string().into()),
-            ],
-            readable,
-            renamed: vec![(base.to_owned(), base_seen), (self.launcher.clone(), launcher_seen)],
-            writable: Vec::new(),
-            private: if unsandboxed { Vec::new() } else { vec![project] },
-            private_room: if unsandboxed { 0 } else { tmpfs_bytes(base) },
-            install: false,
-        };
+        let mut spec = self.spec(env, args);
+        spec.env.push(("EVALMESH_RESULTS_FD".into(), RESULTS_FD.to_string().into()));
+        spec.cwd = project.clone();
+        spec.renamed = vec![(base.to_owned(), base_seen), (self.launcher.clone(), launcher_seen)];
+        if !unsandboxed {
+            spec.private = vec![project];
+            spec.private_room = tmpfs_bytes(base);
+        }
         let (read, write) = process::pipe().map_err(|e| ExecutorError::io("creating the results pipe", e))?;
         let lease = self.sandbox.lease().map_err(|e| ExecutorError::Sandbox(e.to_string()))?;
         let cmd = Command::from(self.sandbox.command(&spec, &lease, Some(write.as_raw_fd())));
@@ -193,7 +371,13 @@ impl Pytest {
         self.sandbox.clean(&lease);
         let mut reader = StreamReader::new(self.caps.results);
         reader.feed(&out.side);
-        Ok((out, reader.finish()))
+        Ok(Ran {
+            timed_out: out.timed_out(),
+            code: out.code(),
+            output: out.output,
+            results: reader.finish(),
+            elapsed: out.elapsed,
+        })
     }
 }
 
@@ -232,6 +416,195 @@ fn tmpfs_bytes(base: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evaluation::model::Tally;
+    use crate::executor::envs::resolve_interpreter;
+    use crate::executor::envs::tests::cache;
+    use crate::executor::sandbox::tests::sandbox;
+
+    /// The runs of a node with `fork` servers or without, in bwrap.
+    fn pytest(data: &Path, fork: bool) -> Pytest {
+        let (_, interpreter) = resolve_interpreter("python3");
+        let settings = PytestSettings {
+            sandbox_dir: data.join("sandbox"),
+            scratch: data.join("tmp"),
+            collect_timeout: Duration::from_secs(60),
+            caps: PytestCaps { output: 64 << 10, message: 4 << 10, results: 16 << 20 },
+            process_limit: 128,
+            interpreter,
+            fork: fork.then_some(ForkSettings {
+                max_runs: 100,
+                idle: Duration::from_secs(600),
+                start_timeout: Duration::from_secs(60),
+            }),
+            slots: 2,
+        };
+        Pytest::new(settings, sandbox(data)).unwrap()
+    }
+
+    fn write(root: &Path, files: &[(&str, &str)]) {
+        for (name, text) in files {
+            let path = root.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+    }
+
+    /// A module that leaves all it can behind: files, a process of its
+    /// own session, a patched library, an environment variable, a module.
+    const LEAVES: &str = r#"import json, os, subprocess, sys
+
+def test_leave():
+    open('/tmp/left', 'w').write('x')
+    open('/dev/shm/left', 'w').write('x')
+    open('left.txt', 'w').write('x')
+    subprocess.Popen(['sleep', '60'], start_new_session=True)
+    json.dumps = lambda *a, **k: 'patched'
+    os.environ['EVALMESH_LEFT'] = '1'
+    sys.modules['evalmesh_left'] = sys
+"#;
+
+    /// A module that fails if anything of an earlier run is left.
+    const CLEAN: &str = r#"import json, os, sys
+
+def sleepers():
+    names = []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            names.append(open(f'/proc/{pid}/comm').read().strip())
+        except OSError:
+            pass
+    return names.count('sleep')
+
+def test_nothing_is_left():
+    assert not os.path.exists('/tmp/left')
+    assert not os.path.exists('/dev/shm/left')
+    assert not os.path.exists('left.txt')
+    assert json.dumps({}) == '{}'
+    assert 'EVALMESH_LEFT' not in os.environ and 'evalmesh_left' not in sys.modules
+    assert sleepers() == 0
+"#;
+
+    fn tally(report: &RunReport, module: &str) -> Result<Tally, String> {
+        match report {
+            RunReport::Completed { reports: Ok(r), .. } => Ok(r[module].tally),
+            RunReport::Completed { reports: Err(reason), .. } => Err(reason.clone()),
+            RunReport::TimedOut { .. } => Err("timed out".into()),
+        }
+    }
+
+    /// Each module in a forked child reports what a fresh process reports,
+    /// and nothing one child leaves reaches the next one of its server.
+    #[actix_rt::test]
+    async fn forked_children_report_what_fresh_processes_report_and_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("p");
+        write(
+            &project,
+            &[
+                (
+                    "tests/test_plain.py",
+                    "import pytest\ndef test_pass(): pass\ndef test_fail(): assert 1 == 2\n\
+                     def test_skip(): pytest.skip('no')\n@pytest.mark.xfail\ndef test_xfail(): assert 0\n",
+                ),
+                ("tests/test_leaves.py", LEAVES),
+                ("tests/test_clean.py", CLEAN),
+                ("tests/test_exit.py", "import os\ndef test_exit():\n    os._exit(3)\n"),
+            ],
+        );
+        let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
+        let order = ["tests/test_plain.py", "tests/test_leaves.py", "tests/test_clean.py", "tests/test_exit.py"];
+        let mut seen = Vec::new();
+        for fork in [true, false] {
+            let data = dir.path().join(if fork { "forked" } else { "fresh" });
+            let p = pytest(&data, fork);
+            let collected = p.collect(&env, &project).await.unwrap();
+            assert_eq!(collected.modules.values().sum::<u32>(), 7, "{collected:?}");
+            let mut tallies = Vec::new();
+            for module in order.iter().chain(&["tests/test_clean.py"]) {
+                let report = p.run(&env, &project, &[(*module).to_owned()], Duration::from_secs(60)).await.unwrap();
+                tallies.push(tally(&report, module));
+            }
+            if fork {
+                assert_eq!(p.servers.as_ref().unwrap().running(), 1, "one server served every run");
+            }
+            seen.push(tallies);
+        }
+        let passed = |n| Ok(Tally { passed: n, ..Tally::default() });
+        assert_eq!(seen[0][0], Ok(Tally { passed: 1, failed: 1, skipped: 2, ..Tally::default() }));
+        assert_eq!(seen[0][1..3], [passed(1), passed(1)]);
+        assert!(seen[0][3].as_ref().is_err_and(|e| e.contains("end")), "{:?}", seen[0][3]);
+        assert_eq!(seen[0][4], passed(1), "a child that called os._exit leaves nothing either");
+        assert_eq!(seen[0], seen[1], "forked and fresh runs agree");
+    }
+
+    /// A child past its time-out is killed and its server serves the next;
+    /// a child that kills its server has its module run again afresh, and
+    /// the next run gets a new server.
+    #[actix_rt::test]
+    async fn a_hung_child_is_killed_and_a_lost_server_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("p");
+        write(
+            &project,
+            &[
+                ("tests/test_hang.py", "import time\ndef test_hang():\n    time.sleep(600)\n"),
+                (
+                    "tests/test_kill.py",
+                    "import os, signal, time\n\ndef test_kill():\n    try:\n        os.kill(os.getppid(), signal.SIGKILL)\n    \
+                     except PermissionError:\n        pass\n    time.sleep(0.5)\n",
+                ),
+                ("tests/test_clean.py", CLEAN),
+            ],
+        );
+        let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
+        let p = pytest(&dir.path().join("data"), true);
+        let run = |module: &'static str, secs| {
+            let (p, env, project) = (&p, &env, &project);
+            async move { p.run(env, project, &[module.to_owned()], Duration::from_secs(secs)).await.unwrap() }
+        };
+        let hung = run("tests/test_hang.py", 2).await;
+        assert!(matches!(hung, RunReport::TimedOut { .. }), "{hung:?}");
+        let clean = run("tests/test_clean.py", 60).await;
+        assert_eq!(tally(&clean, "tests/test_clean.py"), Ok(Tally { passed: 1, ..Tally::default() }), "{clean:?}");
+        let servers = p.servers.as_ref().unwrap();
+        assert_eq!(servers.running(), 1, "the server outlived the hung child");
+        let killed = run("tests/test_kill.py", 60).await;
+        assert_eq!(tally(&killed, "tests/test_kill.py"), Ok(Tally { passed: 1, ..Tally::default() }), "{killed:?}");
+        assert_eq!(servers.running(), 0, "the lost server is gone");
+        assert_eq!(
+            tally(&run("tests/test_clean.py", 60).await, "tests/test_clean.py"),
+            Ok(Tally { passed: 1, ..Tally::default() })
+        );
+        assert_eq!(servers.running(), 1);
+    }
+
+    /// A server serves projects of one environment one after the other; each
+    /// child sees its own project's files and no other's.
+    #[actix_rt::test]
+    async fn a_server_shared_by_projects_shows_each_child_its_own_project_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let check = r#"import os
+
+def test_alone():
+    assert sorted(os.listdir('/evalmesh/base/tests')) == ['test_NAME.py']
+    assert sorted(os.listdir('tests')) == ['test_NAME.py']
+"#;
+        let mut projects = Vec::new();
+        for name in ["a", "b", "c"] {
+            let root = dir.path().join(name);
+            write(&root, &[(&format!("tests/test_{name}.py"), &check.replace("NAME", name))]);
+            projects.push(root);
+        }
+        let env = cache(&dir.path().join("envdata")).ensure(&projects[0]).await.unwrap();
+        let p = pytest(&dir.path().join("data"), true);
+        for (i, name) in [(0, "a"), (1, "b"), (2, "c"), (0, "a")] {
+            let root = &projects[i];
+            let module = format!("tests/test_{name}.py");
+            let report = p.run(&env, root, std::slice::from_ref(&module), Duration::from_secs(60)).await.unwrap();
+            assert_eq!(tally(&report, &module), Ok(Tally { passed: 1, ..Tally::default() }), "{report:?}");
+        }
+        assert_eq!(p.servers.as_ref().unwrap().running(), 1);
+    }
 
     #[test]
     fn a_projects_own_files_are_counted_in_whole_pages() {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,16 +27,18 @@ pub trait Runner {
         modules: Vec<String>,
         timeout: Duration,
     ) -> LocalBoxFuture<'static, Result<RunReport, ExecutorError>>;
+    /// Lets go of what has been idle too long; called now and then.
+    fn tidy(&self) {}
 }
 
 pub struct PytestRunner {
     envs: Arc<EnvCache>,
-    pytest: Arc<Pytest>,
+    pytest: Rc<Pytest>,
 }
 
 impl PytestRunner {
     pub fn new(envs: EnvCache, pytest: Pytest) -> Self {
-        Self { envs: Arc::new(envs), pytest: Arc::new(pytest) }
+        Self { envs: Arc::new(envs), pytest: Rc::new(pytest) }
     }
 }
 
@@ -61,6 +64,10 @@ impl Runner for PytestRunner {
             pytest.run(&env, &root, &modules, timeout).await
         }
         .boxed_local()
+    }
+
+    fn tidy(&self) {
+        self.pytest.tidy();
     }
 }
 

@@ -28,8 +28,9 @@ use crate::evaluation::registry::{Registry, Shared};
 use crate::evaluation::supervisor::SupervisorSettings;
 use crate::evaluation::worker::{Worker, WorkerSettings};
 use crate::executor::envs::{resolve_interpreter, EnvCache, EnvSettings, BRIDGE_SOURCE};
+use crate::executor::forkserver::ForkSettings;
 use crate::executor::index_proxy;
-use crate::executor::pytest::{Pytest, PytestCaps};
+use crate::executor::pytest::{Pytest, PytestCaps, PytestSettings};
 use crate::executor::sandbox::{RunLimits, Sandbox, SandboxError, SandboxKind, SandboxSettings};
 use crate::executor::{Executor, ExecutorError, PytestRunner};
 use crate::locks::{Locks, LocksLinks};
@@ -169,14 +170,23 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         sandbox.clone(),
     );
     let caps = PytestCaps { output: e.output_cap_bytes, message: e.message_cap_bytes, results: RESULTS_CAP };
+    let fork = e.fork_server.then(|| ForkSettings {
+        max_runs: e.fork_server_max_runs,
+        idle: Duration::from_secs(e.fork_server_idle_s),
+        start_timeout: Duration::from_secs(e.collect_timeout_s),
+    });
     let pytest = Pytest::new(
-        &sandbox_dir,
-        data_dir.join("tmp"),
-        Duration::from_secs(e.collect_timeout_s),
-        caps,
-        e.process_limit,
+        PytestSettings {
+            sandbox_dir: sandbox_dir.clone(),
+            scratch: data_dir.join("tmp"),
+            collect_timeout: Duration::from_secs(e.collect_timeout_s),
+            caps,
+            process_limit: e.process_limit,
+            interpreter,
+            fork,
+            slots: config.node.slots,
+        },
         sandbox,
-        interpreter,
     )?;
     let runner = Rc::new(PytestRunner::new(envs, pytest));
     let clock = Arc::new(LamportClock::default());

@@ -109,12 +109,44 @@ pub fn assert_config_shows_nowhere(node: &Node, id: &str) {
     }
 }
 
-/// Waits until no process of the runs is left: none under the node, and, for
-/// a root node, none of the sandbox user ids of its `slots`.
+/// The processes under node `pid` other than idle fork servers: a server
+/// waiting for work is a sandbox (`bwrap` processes) holding one Python
+/// process running the fork server and nothing else; a child it forked, or
+/// anything a run left, makes its sandbox a stray.
+fn strays(pid: i32) -> Vec<i32> {
+    let comm = |p: i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+    let serving = |p: i32| {
+        std::fs::read(format!("/proc/{p}/cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"/evalmesh/forkserver.py"))
+    };
+    let mut strays = Vec::new();
+    for sandbox in descendants(pid).into_iter().filter(|p| is_child_of(*p, pid)) {
+        let mut tree = descendants(sandbox);
+        tree.push(sandbox);
+        let (bwraps, others): (Vec<i32>, Vec<i32>) = tree.iter().partition(|p| comm(**p).trim() == "bwrap");
+        let idle = !bwraps.is_empty() && others.len() == 1 && serving(others[0]) && descendants(others[0]).is_empty();
+        if !idle {
+            strays.extend(tree);
+        }
+    }
+    strays
+}
+
+/// Whether `child`'s parent is `parent`.
+fn is_child_of(child: i32, parent: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{child}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(") ").and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok()))
+        == Some(parent)
+}
+
+/// Waits until no process of the runs is left: none under the node but idle
+/// fork servers, and, for a root node, none of the sandbox user ids of its
+/// `slots`.
 pub fn assert_runs_ended(node: &Node, user: User, uid_base: u32, slots: u32) {
     let pid = node.pid();
-    let left = poll_until(Duration::from_secs(10), || descendants(pid).is_empty().then_some(()));
-    assert!(left.is_some(), "processes of the runs outlive them: {:?}", descendants(pid));
+    let left = poll_until(Duration::from_secs(10), || strays(pid).is_empty().then_some(()));
+    assert!(left.is_some(), "processes of the runs outlive them: {:?}", strays(pid));
     if user == User::Root {
         let uids: Vec<String> = (uid_base..uid_base + slots).map(|u| u.to_string()).collect();
         let leftovers = std::process::Command::new("pgrep").args(["-u", &uids.join(",")]).output().unwrap();

@@ -197,6 +197,11 @@ pub fn args(
         a.parents(layout, dir);
         a.tmpfs(dir, 0o777, scratch.bytes.saturating_add(spec.private_room));
     }
+    // The root and /dev are tmpfs mounts of bwrap's, which in a user
+    // namespace belong to the run's user: left writable, they would take
+    // files past every size cap, and keep them for a fork server's next
+    // child. Only the mounts above stay writable.
+    a.flags(&["--remount-ro", "/dev", "--remount-ro", "/"]);
     a.pair_one("--chdir", &spec.cwd);
     a.flags(&["--clearenv"]);
     for (key, value) in base_env.iter().map(|(k, v)| (*k, v)).chain(spec.env.iter().map(|(k, v)| (k.as_str(), v))) {
@@ -305,7 +310,7 @@ mod tests {
         );
         assert!(a.contains("--perms 0755 --dir /evalmesh --ro-bind /data/evaluations/e/p /evalmesh/base"), "{a}");
         assert!(!a.contains("--dir /data/evaluations"), "the way to the node's copy is not shown: {a}");
-        assert!(a.contains("--perms 777 --size 120 --tmpfs /project --chdir /project --clearenv --setenv HOME /tmp --setenv A 1 -- /envs/e/bin/python -c pass"), "{a}");
+        assert!(a.contains("--perms 777 --size 120 --tmpfs /project --remount-ro /dev --remount-ro / --chdir /project --clearenv --setenv HOME /tmp --setenv A 1 -- /envs/e/bin/python -c pass"), "{a}");
         assert!(!a.contains("setpriv"), "{a}");
     }
 

@@ -114,12 +114,16 @@ pub struct SandboxMode {
 /// A slot, given back when dropped.
 pub struct Lease {
     slot: usize,
-    pool: Arc<Mutex<Vec<usize>>>,
+    /// Where it goes back to; none for a fork server's slot, which belongs
+    /// to its server.
+    pool: Option<Arc<Mutex<Vec<usize>>>>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.pool.lock().expect("no code panics while holding this lock").push(self.slot);
+        if let Some(pool) = &self.pool {
+            pool.lock().expect("no code panics while holding this lock").push(self.slot);
+        }
     }
 }
 
@@ -142,7 +146,7 @@ impl Sandbox {
         let root = unsafe { libc::geteuid() } == 0;
         let limits = CgroupLimits { memory_bytes: settings.limits.memory_bytes, processes: settings.limits.processes };
         let cgroups = if settings.cgroups {
-            SlotCgroups::create(limits, settings.slots)
+            SlotCgroups::create(limits, 2 * settings.slots)
         } else {
             Err("executor.cgroups = false".to_owned())
         };
@@ -178,7 +182,7 @@ impl Sandbox {
             "per-slot" => format!(
                 "each slot runs as its own user id ({}..{})",
                 self.settings.uid_base,
-                self.settings.uid_base as usize + self.settings.slots.max(1) - 1
+                self.settings.uid_base as usize + 2 * self.settings.slots.max(1) - 1
             ),
             "user-namespace" => "runs are unprivileged in a user namespace of their own".to_owned(),
             _ => "student code runs without isolation, as this node's user".to_owned(),
@@ -315,7 +319,14 @@ impl Sandbox {
     pub fn lease(&self) -> Result<Lease, SandboxError> {
         let slot =
             self.free.lock().expect("no code panics while holding this lock").pop().ok_or(SandboxError::NoSlot)?;
-        Ok(Lease { slot, pool: self.free.clone() })
+        Ok(Lease { slot, pool: Some(self.free.clone()) })
+    }
+
+    /// The slot of fork server `index` (below the node's slot count): a
+    /// user and a cgroup apart from the slots of other commands, so that an
+    /// install or a fresh run never shares them with a waiting server.
+    pub fn server_lease(&self, index: usize) -> Lease {
+        Lease { slot: self.settings.slots + index, pool: None }
     }
 }
 
@@ -335,7 +346,7 @@ fn write_etc(settings: &SandboxSettings, root: bool) -> Result<(), SandboxError>
     let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
     let mut group = String::from("root:x:0:\n");
     if root && settings.kind == SandboxKind::Bwrap {
-        for slot in 0..settings.slots {
+        for slot in 0..2 * settings.slots {
             let id = settings.uid_base as usize + slot;
             passwd.push_str(&format!("evalmesh{slot}:x:{id}:{}:evalmesh run:/tmp:/bin/sh\n", settings.uid_base));
         }
