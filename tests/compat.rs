@@ -3,10 +3,12 @@
 //! rely on — processes with "fork" and "spawn", threads, child processes,
 //! loopback sockets, signals, /dev/shm, devices, /proc, time zones, UTF-8,
 //! a 1 GiB mapping, files in the project — and one module of every kind of
-//! outcome) is graded by a node run by root and by an ordinary user, with
-//! `sandbox = "bwrap"` and `"none"`, and each module must end `done` with
-//! the counts plain pytest gives it, run on the same files in a virtual
-//! environment of the test's own.
+//! outcome, modules that change the interpreter, modules named like the
+//! standard library's) is graded by a node run by root and by an ordinary
+//! user, with `sandbox = "bwrap"` and `"none"`, in children of the fork
+//! server and (as root in bwrap) in fresh processes, and each module must
+//! end `done` with the counts plain pytest gives it, run on the same files
+//! in a virtual environment of the test's own.
 
 mod common;
 
@@ -26,7 +28,7 @@ const EVALUATION_TIMEOUT: Duration = Duration::from_secs(240);
 const TEST_TIMEOUT: Duration = Duration::from_secs(480);
 
 /// The project's files, as `tests/data/compat/` holds them.
-const FILES: [(&str, &str); 20] = [
+const FILES: [(&str, &str); 27] = [
     ("requirements.txt", include_str!("data/compat/requirements.txt")),
     ("tests/workers.py", include_str!("data/compat/tests/workers.py")),
     ("tests/test_counts.py", include_str!("data/compat/tests/test_counts.py")),
@@ -47,6 +49,13 @@ const FILES: [(&str, &str); 20] = [
     ("tests/test_threads.py", include_str!("data/compat/tests/test_threads.py")),
     ("tests/test_timezones.py", include_str!("data/compat/tests/test_timezones.py")),
     ("tests/test_utf8.py", include_str!("data/compat/tests/test_utf8.py")),
+    ("tests/test_state_a.py", include_str!("data/compat/tests/test_state_a.py")),
+    ("tests/test_state_b.py", include_str!("data/compat/tests/test_state_b.py")),
+    ("tests/shadowing/conftest.py", include_str!("data/compat/tests/shadowing/conftest.py")),
+    ("tests/shadowing/code.py", include_str!("data/compat/tests/shadowing/code.py")),
+    ("tests/shadowing/ctypes.py", include_str!("data/compat/tests/shadowing/ctypes.py")),
+    ("tests/shadowing/resource.py", include_str!("data/compat/tests/shadowing/resource.py")),
+    ("tests/shadowing/test_shadowing.py", include_str!("data/compat/tests/shadowing/test_shadowing.py")),
 ];
 
 /// What plain pytest must give `tests/test_counts.py`, `[passed, failed,
@@ -56,7 +65,11 @@ const COUNTS_MODULE: [u64; 4] = [3, 1, 3, 2];
 
 /// The test modules of the project.
 fn modules() -> Vec<&'static str> {
-    FILES.iter().map(|(path, _)| *path).filter(|path| path.starts_with("tests/test_")).collect()
+    FILES
+        .iter()
+        .map(|(path, _)| *path)
+        .filter(|path| path.rsplit('/').next().is_some_and(|f| f.starts_with("test_")))
+        .collect()
 }
 
 /// Runs `program args` in `cwd`, panicking with its output on failure.
@@ -131,7 +144,16 @@ fn counts(m: &Value) -> [u64; 4] {
     ["passed", "failed", "skipped", "errors"].map(|k| m[k].as_u64().unwrap_or(u64::MAX))
 }
 
-fn graded_as_plain_pytest(mode: Mode) {
+/// How the node starts the runs it grades.
+#[derive(Clone, Copy)]
+enum Runs {
+    /// Children of a warm fork server, the default.
+    Forked,
+    /// A fresh Python process per run.
+    Fresh,
+}
+
+fn graded_as_plain_pytest(mode: Mode, runs: Runs) {
     with_timeout(TEST_TIMEOUT, move || {
         let dir = tempfile::Builder::new().prefix("evalmesh-compat-").tempdir().unwrap();
         let plain = plain_pytest_counts(dir.path());
@@ -143,11 +165,15 @@ fn graded_as_plain_pytest(mode: Mode) {
             assert_eq!(*tally, expected, "{module} under plain pytest");
         }
 
-        let cfg = mode.config(&dir.path().join("data")).set("node", "slots", "2").set(
-            "executor",
-            "sandbox_uid_base",
-            "62900",
-        );
+        let (uid_base, fork_server) = match runs {
+            Runs::Forked => ("62900", "true"),
+            Runs::Fresh => ("62950", "false"),
+        };
+        let cfg = mode
+            .config(&dir.path().join("data"))
+            .set("node", "slots", "2")
+            .set("executor", "sandbox_uid_base", uid_base)
+            .set("executor", "fork_server", fork_server);
         let node = mode.start(&cfg, dir.path(), "node");
         let zip = zip_of(&under("compat", &FILES));
         let id = node.submit_multipart("compat.zip", &zip);
@@ -185,22 +211,27 @@ fn graded_as_plain_pytest(mode: Mode) {
 
 #[test]
 fn honest_code_is_graded_as_plain_pytest_grades_it_as_root_in_bwrap() {
-    graded_as_plain_pytest(Mode::new(User::Root, Sandbox::Bwrap));
+    graded_as_plain_pytest(Mode::new(User::Root, Sandbox::Bwrap), Runs::Forked);
+}
+
+#[test]
+fn honest_code_is_graded_as_plain_pytest_grades_it_in_fresh_processes_as_root_in_bwrap() {
+    graded_as_plain_pytest(Mode::new(User::Root, Sandbox::Bwrap), Runs::Fresh);
 }
 
 #[test]
 fn honest_code_is_graded_as_plain_pytest_grades_it_as_root_without_sandbox() {
-    graded_as_plain_pytest(Mode::new(User::Root, Sandbox::None));
+    graded_as_plain_pytest(Mode::new(User::Root, Sandbox::None), Runs::Forked);
 }
 
 #[test]
 fn honest_code_is_graded_as_plain_pytest_grades_it_as_ordinary_user_in_bwrap() {
-    graded_as_plain_pytest(Mode::new(User::Ordinary, Sandbox::Bwrap));
+    graded_as_plain_pytest(Mode::new(User::Ordinary, Sandbox::Bwrap), Runs::Forked);
 }
 
 #[test]
 fn honest_code_is_graded_as_plain_pytest_grades_it_as_ordinary_user_without_sandbox() {
-    graded_as_plain_pytest(Mode::new(User::Ordinary, Sandbox::None));
+    graded_as_plain_pytest(Mode::new(User::Ordinary, Sandbox::None), Runs::Forked);
 }
 
 #[test]

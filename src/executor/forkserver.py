@@ -53,6 +53,9 @@ PR_SET_DUMPABLE = 4
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher.py")
 # The variables of the server's that a fresh run does not have.
 SERVER_ONLY = ("EVALMESH_CONTROL_FD", "EVALMESH_ISOLATE", "EVALMESH_WIPE")
+# Modules the server imports and pytest does not: a child forgets them, so
+# that a project's own module of one of these names is the one it imports.
+SERVER_MODULES = ("ctypes", "resource")
 # A request is a few kilobytes of JSON.
 REQUEST_CAP = 1 << 20
 
@@ -67,11 +70,11 @@ def _warm():
     import pytest  # noqa: F401
     from _pytest.config import default_plugins
 
+    # Only pytest's own modules and the plugins: a module of the standard
+    # library that pytest imports after it loaded a project's conftest
+    # (pdb, code, ...) may be a project's own module of that name there.
     for name in default_plugins:
         importlib.import_module("_pytest." + name)
-    # What a run imports after the plugins, seen by watching one.
-    for name in ("faulthandler", "pdb", "code", "codeop", "_pytest._argcomplete"):
-        importlib.import_module(name)
     from importlib.metadata import entry_points
 
     for entry in entry_points(group="pytest11"):
@@ -226,6 +229,8 @@ def _fork(control, request, results, output):
     # The child may be traced and dumped like any process: only the
     # server is kept out of reach.
     _prctl(PR_SET_DUMPABLE, 1)
+    for name in [m for m in sys.modules if m.split(".")[0] in SERVER_MODULES]:
+        del sys.modules[name]
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)

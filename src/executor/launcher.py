@@ -132,6 +132,9 @@ def main():
     pytest_args = sys.argv[5:]
     limit = int(os.environ["EVALMESH_PROCESS_LIMIT"])
     resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+    # pytest does not import it: a project's own module of that name is the
+    # one its conftest imports, as under plain pytest.
+    del sys.modules["resource"]
     fd = int(os.environ["EVALMESH_RESULTS_FD"])
     # Children the tests start do not inherit the channel.
     os.set_inheritable(fd, False)

@@ -486,7 +486,9 @@ def test_nothing_is_left():
 
     fn tally(report: &RunReport, module: &str) -> Result<Tally, String> {
         match report {
-            RunReport::Completed { reports: Ok(r), .. } => Ok(r[module].tally),
+            RunReport::Completed { reports: Ok(r), .. } => {
+                r.get(module).map(|m| m.tally).ok_or_else(|| format!("{module} not reported"))
+            }
             RunReport::Completed { reports: Err(reason), .. } => Err(reason.clone()),
             RunReport::TimedOut { .. } => Err("timed out".into()),
         }
@@ -604,6 +606,54 @@ def test_alone():
             assert_eq!(tally(&report, &module), Ok(Tally { passed: 1, ..Tally::default() }), "{report:?}");
         }
         assert_eq!(p.servers.as_ref().unwrap().running(), 1);
+    }
+
+    /// A server whose imports started a thread cannot fork (the child would
+    /// hold the thread's locks without the thread): its environment's runs
+    /// are fresh processes, in which the plugin's thread runs as under
+    /// plain pytest.
+    #[actix_rt::test]
+    async fn an_environment_whose_plugin_starts_a_thread_runs_in_fresh_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("p");
+        let module = "tests/test_threads.py".to_owned();
+        write(
+            &project,
+            &[(
+                module.as_str(),
+                "import threading\ndef test_the_plugins_thread_runs():\n    \
+                 assert [t.name for t in threading.enumerate()] == ['MainThread', 'plugin']\n",
+            )],
+        );
+        let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
+        let site =
+            std::fs::read_dir(env.dir.join("lib")).unwrap().next().unwrap().unwrap().path().join("site-packages");
+        write(
+            &site,
+            &[
+                (
+                    "evalmesh_thread_plugin.py",
+                    "import threading, time\n\
+                     threading.Thread(target=time.sleep, args=(3600,), name='plugin', daemon=True).start()\n",
+                ),
+                (
+                    "evalmesh_thread_plugin-1.0.dist-info/METADATA",
+                    "Metadata-Version: 2.1\nName: evalmesh-thread-plugin\nVersion: 1.0\n",
+                ),
+                (
+                    "evalmesh_thread_plugin-1.0.dist-info/entry_points.txt",
+                    "[pytest11]\nthread = evalmesh_thread_plugin\n",
+                ),
+            ],
+        );
+        let p = pytest(&dir.path().join("data"), true);
+        for _ in 0..2 {
+            let report = p.run(&env, &project, std::slice::from_ref(&module), Duration::from_secs(60)).await.unwrap();
+            assert_eq!(tally(&report, &module), Ok(Tally { passed: 1, ..Tally::default() }), "{report:?}");
+        }
+        let servers = p.servers.as_ref().unwrap();
+        assert!(!servers.forkable(&env.python), "the environment is known not to fork");
+        assert_eq!(servers.running(), 0, "no server was kept for it");
     }
 
     #[test]
