@@ -48,6 +48,7 @@ import stat
 import sys
 import threading
 import time
+import traceback
 
 PR_SET_DUMPABLE = 4
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher.py")
@@ -199,7 +200,23 @@ class Child:
         request = self.request
         _ballast(request["project"], int(request["ballast"]))
         sys.argv = [LAUNCHER, request["base"], request["project"], request["mode"], "--", *request["args"]]
-        runpy.run_path(LAUNCHER, run_name="__main__")
+        try:
+            runpy.run_path(LAUNCHER, run_name="__main__")
+            code = 0
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else int(done.code is not None)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        # The launcher has sent its results and closed the channel: what an
+        # interpreter's exit still does (atexit handlers, tearing down every
+        # module) cannot change them, and costs a child as much as a test.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
 
 
 def _ballast(folder, size):
@@ -222,8 +239,9 @@ def _fork(control, request, results, output):
     control.close()
     for name in SERVER_ONLY:
         os.environ.pop(name, None)
-    os.dup2(results, 3)
-    os.close(results)
+    if results != 3:
+        os.dup2(results, 3)
+        os.close(results)
     os.environ["EVALMESH_RESULTS_FD"] = "3"
     os.setsid()
     # The child may be traced and dumped like any process: only the
