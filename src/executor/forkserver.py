@@ -22,9 +22,9 @@ node. The server
    a child that does what the launcher does in a fresh process: copies BASE
    into PROJECT and runs pytest on it, reporting over the channel. The
    server kills the child's process group at the time-out, then — when
-   ``EVALMESH_ISOLATE`` is 1, in the sandbox's own PID namespace — kills
-   every other process left in it and empties the writable folders
-   (``EVALMESH_WIPE``), and answers ``{"event": "exit", "status",
+   ``EVALMESH_ISOLATE`` is 1, in the sandbox's own PID and IPC namespaces —
+   kills every other process left in it, removes the System V IPC objects
+   and empties the writable folders (``EVALMESH_WIPE``), and answers ``{"event": "exit", "status",
    "signal", "timed_out", "clean"}``. So every child starts from what the
    server was when it said ready, and nothing one child leaves behind
    reaches the next. Not clean (a leftover it could not remove): the server
@@ -51,6 +51,7 @@ import time
 import traceback
 
 PR_SET_DUMPABLE = 4
+IPC_RMID = 0
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher.py")
 # The variables of the server's that a fresh run does not have.
 SERVER_ONLY = ("EVALMESH_CONTROL_FD", "EVALMESH_ISOLATE", "EVALMESH_WIPE")
@@ -109,6 +110,22 @@ def _sweep(me):
             return True
         time.sleep(0.001)
     return False
+
+
+def _remove_ipc():
+    """Removes the System V shared memory, message queues and semaphores of
+    this IPC namespace, which outlive the processes that made them. False if
+    one is left."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    removers = {"shm": libc.shmctl, "msg": libc.msgctl, "sem": libc.semctl}
+    left = False
+    for kind, remove in removers.items():
+        with open(f"/proc/sysvipc/{kind}") as table:
+            ids = [int(line.split()[1]) for line in table.readlines()[1:]]
+        for ipc_id in ids:
+            args = (ipc_id, 0, IPC_RMID, None) if kind == "sem" else (ipc_id, IPC_RMID, None)
+            left |= remove(*args) != 0
+    return not left
 
 
 def _unlock(function, path, _excinfo):
@@ -283,7 +300,7 @@ def serve(control, isolate, wipe):
         status, timed_out = _wait(child, float(request["timeout"]))
         clean = True
         if isolate:
-            clean = _sweep(me) and _wipe(wipe)
+            clean = _sweep(me) and _remove_ipc() and _wipe(wipe)
         _send(
             control,
             {

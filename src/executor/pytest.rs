@@ -450,10 +450,15 @@ mod tests {
     }
 
     /// A module that leaves all it can behind: files, a process of its
-    /// own session, a patched library, an environment variable, a module.
-    const LEAVES: &str = r#"import json, os, subprocess, sys
+    /// own session, System V shared memory, a message queue and a semaphore
+    /// set, a patched library, an environment variable, a module.
+    const LEAVES: &str = r#"import ctypes, json, os, subprocess, sys
 
 def test_leave():
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.shmget(0x5eed, 4096, 0o1600) >= 0
+    assert libc.msgget(0x5eed, 0o1600) >= 0
+    assert libc.semget(0x5eed, 1, 0o1600) >= 0
     open('/tmp/left', 'w').write('x')
     open('/dev/shm/left', 'w').write('x')
     open('left.txt', 'w').write('x')
@@ -476,6 +481,8 @@ def sleepers():
     return names.count('sleep')
 
 def test_nothing_is_left():
+    for kind in ('shm', 'msg', 'sem'):
+        assert open(f'/proc/sysvipc/{kind}').read().count('\n') == 1, kind
     assert not os.path.exists('/tmp/left')
     assert not os.path.exists('/dev/shm/left')
     assert not os.path.exists('left.txt')
