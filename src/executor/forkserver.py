@@ -9,8 +9,9 @@ node. The server
 
 1. sets RLIMIT_NPROC as the launcher does, makes itself non-dumpable, so that
    no child of its can trace it or read its memory, and imports pytest, its
-   built-in plugins and the plugins installed in the environment (the
-   ``pytest11`` entry points) — never a project's code;
+   built-in plugins and what the plugins installed in the environment (the
+   ``pytest11`` entry points) depend on — never a plugin, which the child's
+   pytest imports and rewrites, and never a project's code;
 2. freezes the garbage collector's view of what it imported, so that the
    children's collections skip it (and copy-on-write pages stay shared);
 3. says ``{"event": "ready", "forkable": bool}``: not forkable when the
@@ -67,23 +68,56 @@ def _prctl(option, value):
 
 
 def _warm():
-    """Imports what every pytest run imports, and the environment's plugins.
-    Returns the error text of a plugin that failed to import, or None."""
+    """Imports what every pytest run imports, and what the environment's
+    plugins depend on — never a plugin itself."""
     import pytest  # noqa: F401
     from _pytest.config import default_plugins
 
-    # Only pytest's own modules and the plugins: a module of the standard
-    # library that pytest imports after it loaded a project's conftest
-    # (pdb, code, ...) may be a project's own module of that name there.
+    # Only pytest's own modules and the plugins' dependencies: a module of
+    # the standard library that pytest imports after it loaded a project's
+    # conftest (pdb, code, ...) may be a project's own module of that name.
     for name in default_plugins:
         importlib.import_module("_pytest." + name)
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group="pytest11"):
+    for name in _plugin_dependencies():
         try:
-            importlib.import_module(entry.module)
-        except Exception:  # the child's pytest reports it as a fresh run would
+            importlib.import_module(name)
+        except Exception:  # the child imports it again, as a fresh run would
             pass
+
+
+def _plugin_dependencies():
+    """The top-level modules of what the ``pytest11`` plugins require. A
+    plugin's own modules are left out: pytest marks them for assertion
+    rewriting before it imports them, and one imported earlier would be
+    neither rewritten nor quiet (``PytestAssertRewriteWarning``, an error
+    under ``filterwarnings = error``)."""
+    from importlib import metadata
+
+    modules_of = getattr(metadata, "packages_distributions", None)
+    if modules_of is None:
+        return []
+    try:
+        from packaging.requirements import InvalidRequirement, Requirement
+        from packaging.utils import canonicalize_name
+    except ImportError:
+        return []
+
+    tops = {}
+    for module, dists in modules_of().items():
+        for dist in dists:
+            tops.setdefault(canonicalize_name(dist), set()).add(module)
+    plugins = [d for d in metadata.distributions() if any(e.group == "pytest11" for e in d.entry_points)]
+    own = set().union(*(tops.get(canonicalize_name(d.metadata["Name"] or ""), set()) for d in plugins))
+    wanted = set()
+    for plugin in plugins:
+        for line in plugin.requires or []:
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                wanted |= tops.get(canonicalize_name(requirement.name), set())
+    return sorted(wanted - own - {"pytest", "_pytest", "py"})
 
 
 def _send(control, record):

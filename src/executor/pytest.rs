@@ -615,43 +615,95 @@ def test_alone():
         assert_eq!(p.servers.as_ref().unwrap().running(), 1);
     }
 
-    /// A server whose imports started a thread cannot fork (the child would
-    /// hold the thread's locks without the thread): its environment's runs
-    /// are fresh processes, in which the plugin's thread runs as under
-    /// plain pytest.
+    /// Installs `source` into `env`'s site-packages as a pytest plugin (a
+    /// `pytest11` entry point) named `evalmesh_plugin`.
+    fn install_plugin(env: &Env, source: &str) {
+        write(
+            &site_packages(env),
+            &[
+                ("evalmesh_plugin.py", source),
+                (
+                    "evalmesh_plugin-1.0.dist-info/METADATA",
+                    "Metadata-Version: 2.1\nName: evalmesh-plugin\nVersion: 1.0\n",
+                ),
+                ("evalmesh_plugin-1.0.dist-info/entry_points.txt", "[pytest11]\nplugin = evalmesh_plugin\n"),
+                ("evalmesh_plugin-1.0.dist-info/RECORD", "evalmesh_plugin.py,,\n"),
+            ],
+        );
+    }
+
+    fn site_packages(env: &Env) -> PathBuf {
+        std::fs::read_dir(env.dir.join("lib")).unwrap().next().unwrap().unwrap().path().join("site-packages")
+    }
+
+    /// Python that starts a thread named `name` when it is imported.
+    fn starts_thread(name: &str) -> String {
+        format!(
+            "import threading, time\n\
+             threading.Thread(target=time.sleep, args=(3600,), name='{name}', daemon=True).start()\n"
+        )
+    }
+
+    /// A test module passing when the threads running are exactly the main
+    /// one and `name`.
+    fn sees_thread(name: &str) -> String {
+        format!(
+            "import threading\ndef test_the_thread_runs():\n    \
+             assert [t.name for t in threading.enumerate()] == ['MainThread', '{name}']\n"
+        )
+    }
+
+    /// A plugin is imported by the child's pytest, as by a fresh one: its
+    /// assertions are rewritten, pytest never warns that it was imported
+    /// before it could rewrite it (so a project that turns warnings into
+    /// errors runs), and a thread it starts at import runs in the child.
     #[actix_rt::test]
-    async fn an_environment_whose_plugin_starts_a_thread_runs_in_fresh_processes() {
+    async fn a_plugin_is_imported_by_the_childs_pytest_as_by_a_fresh_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("p");
+        let (rewritten, threads) = ("tests/test_rewritten.py".to_owned(), "tests/test_threads.py".to_owned());
+        write(
+            &project,
+            &[
+                ("pytest.ini", "[pytest]\nfilterwarnings = error\n"),
+                (
+                    rewritten.as_str(),
+                    "import pytest\ndef test_rewritten(checked):\n    \
+                     with pytest.raises(AssertionError, match='assert 1 == 2'):\n        checked(1, 2)\n",
+                ),
+                (threads.as_str(), &sees_thread("plugin")),
+            ],
+        );
+        let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
+        let fixture =
+            "@pytest.fixture\ndef checked():\n    def check(a, b):\n        assert a == b\n    return check\n";
+        install_plugin(&env, &format!("import pytest\n{}{fixture}", starts_thread("plugin")));
+        let p = pytest(&dir.path().join("data"), true);
+        let collected = p.collect(&env, &project).await.unwrap();
+        assert_eq!(collected.modules.values().sum::<u32>(), 2, "{collected:?}");
+        for module in [&rewritten, &threads] {
+            let report = p.run(&env, &project, std::slice::from_ref(module), Duration::from_secs(60)).await.unwrap();
+            assert_eq!(tally(&report, module), Ok(Tally { passed: 1, ..Tally::default() }), "{report:?}");
+        }
+        let servers = p.servers.as_ref().unwrap();
+        assert!(servers.forkable(&env.python));
+        assert_eq!(servers.running(), 1, "the server forked every run");
+    }
+
+    /// A server whose start started a thread (here a `.pth` file at the
+    /// interpreter's start) cannot fork: the child would hold the thread's
+    /// locks without the thread. Its environment's runs are fresh processes,
+    /// in which the thread runs as under plain pytest.
+    #[actix_rt::test]
+    async fn an_environment_that_starts_a_thread_runs_in_fresh_processes() {
         let dir = tempfile::tempdir().unwrap();
         let project = dir.path().join("p");
         let module = "tests/test_threads.py".to_owned();
-        write(
-            &project,
-            &[(
-                module.as_str(),
-                "import threading\ndef test_the_plugins_thread_runs():\n    \
-                 assert [t.name for t in threading.enumerate()] == ['MainThread', 'plugin']\n",
-            )],
-        );
+        write(&project, &[(module.as_str(), &sees_thread("site"))]);
         let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
-        let site =
-            std::fs::read_dir(env.dir.join("lib")).unwrap().next().unwrap().unwrap().path().join("site-packages");
         write(
-            &site,
-            &[
-                (
-                    "evalmesh_thread_plugin.py",
-                    "import threading, time\n\
-                     threading.Thread(target=time.sleep, args=(3600,), name='plugin', daemon=True).start()\n",
-                ),
-                (
-                    "evalmesh_thread_plugin-1.0.dist-info/METADATA",
-                    "Metadata-Version: 2.1\nName: evalmesh-thread-plugin\nVersion: 1.0\n",
-                ),
-                (
-                    "evalmesh_thread_plugin-1.0.dist-info/entry_points.txt",
-                    "[pytest11]\nthread = evalmesh_thread_plugin\n",
-                ),
-            ],
+            &site_packages(&env),
+            &[("evalmesh_thread.py", &starts_thread("site")), ("evalmesh_thread.pth", "import evalmesh_thread\n")],
         );
         let p = pytest(&dir.path().join("data"), true);
         for _ in 0..2 {
