@@ -25,8 +25,8 @@ same environment. Each corpus is measured, all warm, in one run:
 
 Warm: the bench's own environments (one per requirements file, built with
 uv like the node's) exist and every way has run the corpus once, untimed,
-before the --reps timed repetitions; each cluster's nodes have built every
-environment before its timing starts. The figure is the median wall time:
+before the --reps timed repetitions; each cluster is warmed up by whole
+evaluations until no node builds another environment (at least two). The figure is the median wall time:
 for a and b from the first pytest started to the last ended, for c and d
 from the POST of the corpus's zip (all projects in one evaluation) to the
 poll that sees it done (every 0.1 s); `_run_info.eval_time` is shown too.
@@ -56,6 +56,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -419,7 +420,13 @@ def run_evalmesh(nodes, archive):
                 not_done.append(f"{project}/{module}: {r['status']}")
     for project, p in e["projects"].items():
         if p.get("error"):
-            not_done.append(f"{project}: {p['error']}")
+            # Its first line and the exception's own line, past the
+            # interpreter's closing ResourceWarnings.
+            lines = [line for line in p["error"].splitlines() if line.strip()]
+            raised = [line for line in lines[1:] if re.match(r"[\w.]+(Error|Warning|Exception): ", line)
+                      and not line.startswith("ResourceWarning")]
+            shown = f"{lines[0]} … {raised[-1]}" if raised else lines[0]
+            not_done.append(f"{project}: {shown}")
     return wall, e["_run_info"]["eval_time"], counts, not_done
 
 
@@ -489,16 +496,19 @@ def measure(label, folders, args, scratch):
         nodes = []
         try:
             nodes = start_cluster(args.binary, root, size, slots)
-            # Warm-up: until every node holds every environment (a node builds
-            # one the first time it runs a module of it), then once more so
-            # that every warm server and duration record is in place.
+            # Warm-up: until no node builds another environment (a node builds
+            # one the first time it runs a module of it; the supervisor
+            # prefers nodes that hold a project's environment, so a node may
+            # never need one), and at least twice, so that warm servers and
+            # duration records are in place.
+            held = None
             for attempt in range(6):
                 run_evalmesh(nodes, archive)
-                if all(ready_envs(n) >= distinct for n in nodes):
+                now = [ready_envs(n) for n in nodes]
+                if attempt >= 1 and now == held:
                     break
-            else:
-                problems.append(f"{way}: some node still lacks an environment after the warm-up")
-            run_evalmesh(nodes, archive)
+                held = now
+            print(f"  {way}: environments held by each node after the warm-up: {held}", flush=True)
             for _ in range(args.reps):
                 wall, eval_time, counts, not_done = run_evalmesh(nodes, archive)
                 times[way].append(wall)
