@@ -60,13 +60,13 @@ SECRET = "evalmesh-bench-secret-0123456789"
 
 
 class Node:
-    def __init__(self, binary, root, name, seed):
+    def __init__(self, binary, root, name, seed, slots=1):
         self.dir = os.path.join(root, name)
         os.makedirs(self.dir)
         config = os.path.join(self.dir, "node.toml")
         seeds = f'["{seed}"]' if seed else "[]"
         with open(config, "w") as f:
-            f.write(f'[node]\nlisten = "127.0.0.1:0"\ndata_dir = "{self.dir}/data"\nslots = 1\n'
+            f.write(f'[node]\nlisten = "127.0.0.1:0"\ndata_dir = "{self.dir}/data"\nslots = {slots}\n'
                     f'[cluster]\nseeds = {seeds}\nsecret = "{SECRET}"\n')
         self.log = os.path.join(self.dir, "node.log")
         with open(self.log, "w") as log:

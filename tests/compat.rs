@@ -3,8 +3,8 @@
 //! rely on — processes with "fork" and "spawn", threads, child processes,
 //! loopback sockets, signals, /dev/shm, devices, /proc, time zones, UTF-8,
 //! a 1 GiB mapping, files in the project — and one module of every kind of
-//! outcome, modules that change the interpreter, modules named like the
-//! standard library's) is graded by a node run by root and by an ordinary
+//! outcome, one of subtests, modules that change the interpreter, modules
+//! named like the standard library's) is graded by a node run by root and by an ordinary
 //! user, with `sandbox = "bwrap"` and `"none"`, in children of the fork
 //! server and (as root in bwrap) in fresh processes, and each module must
 //! end `done` with the counts plain pytest gives it, run on the same files
@@ -28,7 +28,7 @@ const EVALUATION_TIMEOUT: Duration = Duration::from_secs(240);
 const TEST_TIMEOUT: Duration = Duration::from_secs(480);
 
 /// The project's files, as `tests/data/compat/` holds them.
-const FILES: [(&str, &str); 27] = [
+const FILES: [(&str, &str); 28] = [
     ("requirements.txt", include_str!("data/compat/requirements.txt")),
     ("tests/workers.py", include_str!("data/compat/tests/workers.py")),
     ("tests/test_counts.py", include_str!("data/compat/tests/test_counts.py")),
@@ -44,6 +44,7 @@ const FILES: [(&str, &str); 27] = [
     ("tests/test_shm.py", include_str!("data/compat/tests/test_shm.py")),
     ("tests/test_signals.py", include_str!("data/compat/tests/test_signals.py")),
     ("tests/test_subprocess.py", include_str!("data/compat/tests/test_subprocess.py")),
+    ("tests/test_subtests.py", include_str!("data/compat/tests/test_subtests.py")),
     ("tests/test_tcp.py", include_str!("data/compat/tests/test_tcp.py")),
     ("tests/test_tempfile_home.py", include_str!("data/compat/tests/test_tempfile_home.py")),
     ("tests/test_threads.py", include_str!("data/compat/tests/test_threads.py")),
@@ -62,6 +63,12 @@ const FILES: [(&str, &str); 27] = [
 /// skipped, errors]`: a pass, a pass whose teardown errors, and an xpass;
 /// a failure; two skips and an xfail; a setup error and that teardown error.
 const COUNTS_MODULE: [u64; 4] = [3, 1, 3, 2];
+
+/// What plain pytest must give `tests/test_subtests.py`: a test whose
+/// subtests pass, a unittest test that passes with two failed subtests, a
+/// test that fails with its one failed subtest, and a test whose subtests
+/// skip and xfail, which its summary does not count.
+const SUBTESTS_MODULE: [u64; 4] = [3, 4, 0, 0];
 
 /// The test modules of the project.
 fn modules() -> Vec<&'static str> {
@@ -113,7 +120,9 @@ fn parse_summary(line: &str) -> [u64; 4] {
 /// Each module's counts under plain pytest: the project written to
 /// `<dir>/plain`, pytest installed into a fresh venv of the system Python,
 /// one pytest run per module (as the node runs them), with a home of its
-/// own and the locale the node gives its runs.
+/// own and the locale the node gives its runs. At pytest's default
+/// verbosity: with `-q` or `-v` its summary counts subtests that skip or
+/// xfail too (`pytest_report_teststatus` in `_pytest/subtests.py`).
 fn plain_pytest_counts(dir: &Path) -> BTreeMap<String, [u64; 4]> {
     let project = dir.join("plain");
     write_files(&project, &FILES);
@@ -126,7 +135,7 @@ fn plain_pytest_counts(dir: &Path) -> BTreeMap<String, [u64; 4]> {
         .into_iter()
         .map(|module| {
             let out = Command::new(&python)
-                .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", module])
+                .args(["-m", "pytest", "-p", "no:cacheprovider", module])
                 .current_dir(&project)
                 .env("HOME", &home)
                 .env("LANG", "C.UTF-8")
@@ -158,10 +167,14 @@ fn graded_as_plain_pytest(mode: Mode, runs: Runs) {
         let dir = tempfile::Builder::new().prefix("evalmesh-compat-").tempdir().unwrap();
         let plain = plain_pytest_counts(dir.path());
         // The project itself is sound: everything passes under plain pytest
-        // but the module of outcomes, which counts as designed.
+        // but the modules of outcomes and of subtests, which count as designed.
         for (module, tally) in &plain {
-            let expected = if module == "tests/test_counts.py" { COUNTS_MODULE } else { [tally[0], 0, 0, 0] };
-            assert!(tally[0] > 0 || module == "tests/test_counts.py", "{module} ran nothing under plain pytest");
+            let expected = match module.as_str() {
+                "tests/test_counts.py" => COUNTS_MODULE,
+                "tests/test_subtests.py" => SUBTESTS_MODULE,
+                _ => [tally[0], 0, 0, 0],
+            };
+            assert!(tally[0] > 0, "{module} ran nothing under plain pytest");
             assert_eq!(*tally, expected, "{module} under plain pytest");
         }
 

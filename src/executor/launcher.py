@@ -16,9 +16,11 @@ with ``EVALMESH_RESULTS_FD`` naming an inherited pipe. The launcher
    a line to the pipe: in ``collect`` mode ``{"event": "collected",
    "modules": {path: tests}, "errors": {nodeid: text}}`` when the session
    ends; in ``run`` mode ``{"event": "report", "nodeid", "when", "outcome",
-   "duration", "wasxfail", "message"}`` for each phase of each test and
-   ``{"event": "collecterror", "nodeid", "message"}`` for each collector
-   that fails;
+   "duration", "wasxfail", "message", "subtest"}`` for each phase of each
+   test and for each subtest (unittest's ``subTest``, pytest's ``subtests``
+   fixture), which pytest reports as one more ``call`` of its test, there
+   with ``subtest`` true; and ``{"event": "collecterror", "nodeid",
+   "message"}`` for each collector that fails;
 4. writes ``{"event": "end", "exitstatus": N}`` once pytest has returned and
    closes the pipe, before ``atexit`` handlers run: the node reads nothing
    after it.
@@ -89,6 +91,7 @@ class _Reporter:
                 "duration": float(getattr(report, "duration", 0.0) or 0.0),
                 "wasxfail": hasattr(report, "wasxfail"),
                 "message": message,
+                "subtest": _is_subtest(report),
             }
         )
 
@@ -102,6 +105,13 @@ class _Reporter:
             module = _clean(item.nodeid.split("::", 1)[0])
             modules[module] = modules.get(module, 0) + 1
         self._write({"event": "collected", "modules": modules, "errors": self.errors})
+
+
+def _is_subtest(report):
+    # pytest 9's SubtestReport, and pytest-subtests' SubTestReport before it:
+    # a TestReport of the test's call phase, one per subtest. By class name,
+    # so that neither needs to be importable.
+    return any(c.__name__ in ("SubtestReport", "SubTestReport") for c in type(report).__mro__)
 
 
 def _longrepr_text(report):

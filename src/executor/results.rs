@@ -17,6 +17,16 @@
 //! that passes and whose teardown fails counts passed and error, as pytest
 //! says. Each test keeps one `TestCase`, whose outcome is the worst of its
 //! phases: failed, then error, then skipped, then passed.
+//!
+//! Subtests (unittest's `subTest`, pytest's `subtests` fixture) arrive as
+//! more reports of their test's call phase, flagged `subtest`; they are the
+//! one case where a phase reports more than once. pytest 9's summary, at its
+//! default verbosity (`pytest_report_teststatus` in `_pytest/subtests.py`),
+//! counts each failed subtest as one failure and nothing for the others,
+//! besides the test itself; so does the tally, and a failed subtest makes
+//! its test's case failed. A subtest's time is inside its test's call, and
+//! not added again. A flagged report cannot raise a grade: the flag is what
+//! lets a phase come again, and a flagged report only ever adds a failure.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -48,6 +58,9 @@ enum Record {
         #[serde(rename = "wasxfail")]
         _wasxfail: bool,
         message: Option<String>,
+        /// One subtest of the test's call, of which there may be many.
+        #[serde(default)]
+        subtest: bool,
     },
     CollectError {
         nodeid: String,
@@ -175,14 +188,22 @@ impl Stream {
         let mut seen: HashSet<(String, Phase)> = HashSet::new();
         for record in self.records {
             match record {
-                Record::Report { nodeid, when, outcome, duration, message, .. } => {
+                Record::Report { nodeid, when, outcome, duration, message, subtest, .. } => {
                     let module = module_of(&nodeid, modules)?;
-                    if !seen.insert((nodeid.clone(), when)) {
-                        return Err(format!("the run reported the {when:?} of {nodeid} twice"));
-                    }
+                    let (phase, duration) = if subtest {
+                        if when != Phase::Call {
+                            return Err(format!("the run reported a subtest of {nodeid} in its {when:?}"));
+                        }
+                        (subtest_outcome(outcome), 0.0)
+                    } else {
+                        if !seen.insert((nodeid.clone(), when)) {
+                            return Err(format!("the run reported the {when:?} of {nodeid} twice"));
+                        }
+                        let duration = if duration.is_finite() && duration > 0.0 { duration } else { 0.0 };
+                        (phase_outcome(when, outcome), duration)
+                    };
                     let report = reports.entry(module.clone()).or_default();
-                    report.duration += if duration.is_finite() && duration > 0.0 { duration } else { 0.0 };
-                    let phase = phase_outcome(when, outcome);
+                    report.duration += duration;
                     if let Some(counted) = phase {
                         report.tally.count(counted);
                     }
@@ -191,7 +212,7 @@ impl Stream {
                         report.tests.len() - 1
                     });
                     let case = &mut report.tests[at];
-                    case.duration += if duration.is_finite() && duration > 0.0 { duration } else { 0.0 };
+                    case.duration += duration;
                     if let Some(counted) = phase {
                         if rank(counted) > rank(case.outcome) {
                             case.outcome = counted;
@@ -229,6 +250,15 @@ fn phase_outcome(when: Phase, outcome: PhaseOutcome) -> Option<Outcome> {
         (Phase::Call, PhaseOutcome::Failed) => Some(Outcome::Failed),
         (_, PhaseOutcome::Failed) => Some(Outcome::Error),
         (_, PhaseOutcome::Passed) => None,
+    }
+}
+
+/// What a subtest adds to the tally: pytest's summary counts a failed one,
+/// and says nothing of one that passes, skips or fails as expected.
+fn subtest_outcome(outcome: PhaseOutcome) -> Option<Outcome> {
+    match outcome {
+        PhaseOutcome::Failed => Some(Outcome::Failed),
+        PhaseOutcome::Passed | PhaseOutcome::Skipped => None,
     }
 }
 
@@ -345,6 +375,80 @@ mod tests {
         assert_eq!(strict.classname, "tests.test_a.TestK");
         assert!((strict.duration - 1.5).abs() < 1e-9);
         assert!((r.duration - 12.5).abs() < 1e-9);
+    }
+
+    fn subtest(nodeid: &str, outcome: &str, xfail: bool) -> String {
+        serde_json::json!({"event": "report", "nodeid": nodeid, "when": "call", "outcome": outcome,
+            "duration": 0.25, "wasxfail": xfail, "message": (outcome != "passed").then_some("subtest says"),
+            "subtest": true})
+        .to_string()
+    }
+
+    /// A test and its subtests as the launcher reports them: setup, one
+    /// report per subtest, the test's own call, teardown.
+    fn with_subtests(nodeid: &str, subtests: &[(&str, bool)], call: &str) -> Vec<String> {
+        let mut out = vec![report(nodeid, "setup", "passed", false, None)];
+        out.extend(subtests.iter().map(|(outcome, xfail)| subtest(nodeid, outcome, *xfail)));
+        out.push(report(nodeid, "call", call, false, (call != "passed").then_some("call says")));
+        out.push(report(nodeid, "teardown", "passed", false, None));
+        out
+    }
+
+    #[test]
+    fn subtests_count_as_pytests_summary_counts_them() {
+        // pytest 9.2, default verbosity, on the same tests: "4 failed, 3 passed".
+        let m = "tests/test_s.py";
+        let mut lines = Vec::new();
+        // unittest's subTest: the test itself still passes.
+        lines.extend(with_subtests("tests/test_s.py::T::test_all_pass", &[("passed", false); 3], "passed"));
+        lines.extend(with_subtests(
+            "tests/test_s.py::T::test_two_fail",
+            &[("passed", false), ("failed", false), ("failed", false)],
+            "passed",
+        ));
+        // The subtests fixture: pytest fails the test that holds a failed one.
+        lines.extend(with_subtests(
+            "tests/test_s.py::test_one_fails",
+            &[("passed", false), ("failed", false)],
+            "failed",
+        ));
+        lines.extend(with_subtests(
+            "tests/test_s.py::test_skip_xfail",
+            &[("skipped", false), ("skipped", true)],
+            "passed",
+        ));
+        let reports = stream(&lines, true).module_reports(&[m.to_owned()], 100).unwrap();
+        let r = &reports[m];
+        assert_eq!(r.tally, Tally { passed: 3, failed: 4, skipped: 0, errors: 0 });
+        assert_eq!(r.tests.len(), 4, "one case a test, not a subtest");
+        let case = |name: &str| r.tests.iter().find(|t| t.name == name).unwrap();
+        assert_eq!(case("test_all_pass").outcome, Outcome::Passed);
+        assert_eq!(case("test_two_fail").outcome, Outcome::Failed);
+        assert_eq!(case("test_two_fail").message.as_deref(), Some("subtest says"));
+        assert_eq!(case("test_one_fails").outcome, Outcome::Failed);
+        assert_eq!(case("test_skip_xfail").outcome, Outcome::Passed);
+        // A subtest's time is inside its test's call: 3 phases of 0.5 s a test.
+        assert!((r.duration - 6.0).abs() < 1e-9, "{}", r.duration);
+    }
+
+    #[test]
+    fn a_second_call_is_refused_among_subtests_and_a_subtest_outside_a_call() {
+        let m = ["tests/test_s.py".to_owned()];
+        let id = "tests/test_s.py::test_x";
+        let mut forged = with_subtests(id, &[("passed", false), ("failed", false)], "failed");
+        forged.insert(3, report(id, "call", "passed", false, None));
+        let err = stream(&forged, true).module_reports(&m, 100).unwrap_err();
+        assert!(err.contains("the Call of tests/test_s.py::test_x twice"), "{err}");
+
+        let mut in_setup = with_subtests(id, &[], "passed");
+        in_setup.insert(
+            1,
+            serde_json::json!({"event": "report", "nodeid": id, "when": "setup", "outcome": "passed",
+                "duration": 0.0, "wasxfail": false, "message": null, "subtest": true})
+            .to_string(),
+        );
+        let err = stream(&in_setup, true).module_reports(&m, 100).unwrap_err();
+        assert!(err.contains("subtest of tests/test_s.py::test_x in its Setup"), "{err}");
     }
 
     #[test]
