@@ -174,6 +174,12 @@ pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// Rounds to milliseconds: wall times of forked modules are a few of them,
+/// and two decimals would round many to 0.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
 /// What one module's run produced, as the executor hands it to its supervisor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModuleResult {
@@ -182,6 +188,13 @@ pub struct ModuleResult {
     /// Seconds: the sum of the module's test durations, or the time it was
     /// given before a timeout.
     pub duration: f64,
+    /// Seconds the module took on its node, wall clock: its forked child's
+    /// life, or its share of the process it ran in. It includes what
+    /// `duration` leaves out (collection, imports, fixtures set up outside
+    /// tests), and it is what dispatch estimates from. Results written
+    /// before it existed, and peers that do not send it, read as 0.
+    #[serde(default)]
+    pub wall: f64,
     /// The address of the node that ran it.
     pub node: String,
     /// pytest's console output for the run that held this module, capped.

@@ -575,15 +575,17 @@ impl Handler<JobFinished> for EvaluationSupervisor {
             Event { lamport: stamp.started, node: stamp.node.clone(), kind: EventKind::Started, detail: started },
             Event { lamport: stamp.finished, node: stamp.node, kind: EventKind::Result, detail: result },
         ]);
-        if let Ok(JobOutput::TimedOut { output }) = &msg.outcome {
+        if let Ok(JobOutput::TimedOut { output, elapsed }) = &msg.outcome {
             if let Some(worker) = self.plan.node_of(msg.task) {
                 self.balancer.do_send(Release(worker.to_owned()));
             }
             match self.plan.timed_out(msg.task) {
                 TimeoutAction::Split => self.dispatch(ctx),
+                // A report is for a task of one module: the run's time is its own.
                 TimeoutAction::Report { project, module } => {
                     let tests = self.plan.tests_in(&project, &module);
-                    let result = runner::timeout_result(tests, self.settings.module_timeout, output, &node);
+                    let timeout = self.settings.module_timeout;
+                    let result = runner::timeout_result(tests, timeout, *elapsed, output, &node);
                     self.save_results(project, vec![(module, result)], ctx);
                 }
                 TimeoutAction::Ignore => {}
@@ -812,6 +814,7 @@ pub(crate) mod tests {
             status: ModuleStatus::Done,
             tally: Tally { passed, failed, ..Tally::default() },
             duration: 0.1,
+            wall: 0.15,
             node: "n1".into(),
             output: String::new(),
             tests: outcomes.enumerate().map(|(i, o)| case(i as u32, o)).collect(),
@@ -871,7 +874,11 @@ pub(crate) mod tests {
         supervisor.send(finished(f.id, jobs[0].0, Ok(JobOutput::Collected(collected)))).await.unwrap();
         let runs = f.jobs(1).await;
         supervisor
-            .send(finished(f.id, runs[0].0, Ok(JobOutput::TimedOut { output: "sleeping".into() })))
+            .send(finished(
+                f.id,
+                runs[0].0,
+                Ok(JobOutput::TimedOut { output: "sleeping".into(), elapsed: Duration::from_millis(7020) }),
+            ))
             .await
             .unwrap();
         f.until_finished().await;
@@ -879,6 +886,7 @@ pub(crate) mod tests {
         assert_eq!(result.status, ModuleStatus::Timeout);
         assert_eq!(result.tally, Tally { errors: 3, ..Tally::default() });
         assert_eq!(result.duration, 7.0);
+        assert_eq!(result.wall, 7.02, "the wall time of the killed run");
     }
 
     #[actix::test]

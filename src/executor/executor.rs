@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::collect::Collected;
 use super::pytest::RunReport;
-use super::runner::{module_results, Runner};
+use super::runner::{module_results, Completed, Runner};
 use crate::evaluation::model::{round2, ModuleResult, Tally};
 use crate::peer::LamportClock;
 
@@ -76,6 +76,8 @@ pub enum JobOutput {
     /// The run was killed at its time-out; no module has a result.
     TimedOut {
         output: String,
+        /// How long the run went before it was killed.
+        elapsed: Duration,
     },
 }
 
@@ -151,10 +153,11 @@ impl Executor {
                 JobKind::Collect => runner.collect(root).await.map(JobOutput::Collected),
                 JobKind::Run { modules, timeout } => {
                     runner.run(root, modules.clone(), timeout).await.map(|report| match report {
-                        RunReport::Completed { reports, exit_code, output, .. } => {
-                            JobOutput::Ran(module_results(&modules, reports, exit_code, &output, &node))
+                        RunReport::Completed { reports, exit_code, output, walls, .. } => {
+                            let run = Completed { reports, exit_code, output: &output, walls: &walls };
+                            JobOutput::Ran(module_results(&modules, run, &node))
                         }
-                        RunReport::TimedOut { output, .. } => JobOutput::TimedOut { output },
+                        RunReport::TimedOut { output, elapsed } => JobOutput::TimedOut { output, elapsed },
                     })
                 }
             }

@@ -413,6 +413,7 @@ mod tests {
             status: ModuleStatus::Done,
             tally: Tally { passed: 1, ..Tally::default() },
             duration: 0.1,
+            wall: 0.2,
             node: "n1".into(),
             output: String::new(),
             tests: Vec::new(),

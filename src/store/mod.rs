@@ -24,6 +24,10 @@ pub enum StoreError {
     Folder { path: std::path::PathBuf, source: std::io::Error },
     #[error("store unreachable: {0}")]
     Unreachable(#[from] actix::MailboxError),
+    #[error("the database is of schema version {found}, newer than this evalmesh reads ({supported})")]
+    NewerSchema { found: i64, supported: i64 },
+    #[error("migrating the database to schema version {version}: {source}")]
+    Migration { version: i64, source: rusqlite::Error },
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
     /// A replicated journal breaks a constraint of the schema (a module of a
