@@ -202,6 +202,39 @@ pub struct ModuleResult {
     pub tests: Vec<TestCase>,
 }
 
+/// How long a module is expected to take on a node, from the wall times of
+/// modules that finished before it: what dispatch orders pending work by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub seconds: f64,
+    pub basis: Basis,
+}
+
+/// What an estimate rests on, from the closest evidence to the weakest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// This module of this very content ran before: the mean of its walls.
+    Exact,
+    /// A module of the same path ran in other content: the mean of theirs.
+    Module,
+    /// Nothing of the module ran: its test count times the mean wall of one
+    /// test over every module recorded.
+    PerTest,
+    /// Nothing recorded at all: its test count, as a weight only.
+    Tests,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exact => "history",
+            Self::Module => "same module",
+            Self::PerTest => "per-test mean",
+            Self::Tests => "test count",
+        }
+    }
+}
+
 /// One step in the life of an evaluation, stamped with the Lamport time of
 /// the node where it happened: sorted by (lamport, node), the log is in an
 /// order that agrees with causality.

@@ -1,6 +1,7 @@
 //! The store subsystem: the `Store` actor over the node's SQLite database, and
 //! the rows it reads and writes.
 
+mod durations;
 mod model;
 mod replica;
 mod schema;
@@ -8,6 +9,7 @@ mod schema;
 #[allow(clippy::module_inception)]
 mod store;
 
+pub use durations::GetEstimates;
 pub use model::{EvaluationRecord, EvaluationSummary, EvaluationView, ModuleRow, ProjectRow, Source};
 pub use replica::{ApplyReplica, GetSnapshot, GetSummary, SetSupervisor};
 pub use store::{

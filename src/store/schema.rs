@@ -16,7 +16,8 @@ use super::StoreError;
 pub const VERSION: i64 = 1;
 
 /// Each step brings a database from the version before it to its own.
-/// Version 0 is the schema before versioning, whose `modules` had no `wall`.
+/// Version 0 is the schema before versioning, whose `modules` had no `wall`
+/// and which had no `durations` (a missing table is created by [`TABLES`]).
 const MIGRATIONS: [(i64, &str); 1] = [(1, "ALTER TABLE modules ADD COLUMN wall REAL NOT NULL DEFAULT 0;")];
 
 /// Settings of the connection, not of the file: given at every open.
@@ -126,6 +127,19 @@ CREATE TABLE IF NOT EXISTS replicas (
     seq         INTEGER NOT NULL
 );
 
+-- The wall time of each finished module, keyed by the content it ran (the
+-- project's blob, none without one) and its path: what dispatch estimates
+-- from (`durations.rs`). Only the newest rows are kept.
+CREATE TABLE IF NOT EXISTS durations (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    content     TEXT,
+    module      TEXT NOT NULL,
+    tests       INTEGER NOT NULL,
+    wall        REAL NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS durations_by_content ON durations(content, module);
+CREATE INDEX IF NOT EXISTS durations_by_module ON durations(module);
 CREATE INDEX IF NOT EXISTS evaluations_by_status ON evaluations(status);
 CREATE INDEX IF NOT EXISTS events_by_evaluation ON events(evaluation, lamport);
 -- A node stamps each of its events with a time of its own: the same event

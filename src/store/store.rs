@@ -15,8 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
 use super::model::{EvaluationRecord, EvaluationSummary, EvaluationView, ModuleRow, ProjectRow, Source};
-use super::schema;
 use super::StoreError;
+use super::{durations, schema};
 use crate::evaluation::model::{
     EvaluationStatus, Event, EventKind, ModuleResult, ModuleStatus, Outcome, Tally, TestCase,
 };
@@ -185,6 +185,11 @@ impl Store {
     fn save_result(&mut self, m: &SaveResult) -> Reply<bool> {
         let tx = self.conn.transaction()?;
         let saved = write_result(&tx, m.id, &m.project, &m.module, &m.result)?;
+        // A module that never ran (it failed to collect) says nothing of how
+        // long it takes.
+        if saved && m.result.wall > 0.0 {
+            durations::remember(&tx, m.id, &m.project, &m.module, m.result.wall)?;
+        }
         tx.commit()?;
         Ok(saved)
     }
