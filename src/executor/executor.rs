@@ -86,11 +86,14 @@ pub enum JobOutput {
 #[rtype(result = "Load")]
 pub struct GetLoad;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Load {
     pub slots: usize,
     pub busy: usize,
     pub queued: usize,
+    /// Tags of the environments built here, last used first, at most
+    /// [`super::envs::MAX_ADVERTISED`].
+    pub envs: Vec<String>,
 }
 
 #[derive(Message)]
@@ -232,7 +235,8 @@ impl Handler<GetLoad> for Executor {
     type Result = MessageResult<GetLoad>;
 
     fn handle(&mut self, _: GetLoad, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(Load { slots: self.slots, busy: self.busy, queued: self.queue.len() })
+        let envs = self.runner.envs();
+        MessageResult(Load { slots: self.slots, busy: self.busy, queued: self.queue.len(), envs })
     }
 }
 
@@ -378,19 +382,19 @@ mod tests {
             executor.send(run_job(task, module, probe.clone().recipient())).await.unwrap();
         }
         settle().await;
-        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 2, busy: 2, queued: 1 });
+        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 2, busy: 2, queued: 1, envs: vec![] });
         assert_eq!(*runner.started.borrow(), vec!["a.py", "b.py"]);
 
         runner.finish("b.py", Ok(passed_report("b.py")));
         settle().await;
         assert_eq!(*runner.started.borrow(), vec!["a.py", "b.py", "c.py"]);
-        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 2, busy: 2, queued: 0 });
+        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 2, busy: 2, queued: 0, envs: vec![] });
         assert_eq!(probe.send(Seen).await.unwrap(), vec![(2, "ran 1".to_string())]);
 
         runner.finish("a.py", Ok(passed_report("a.py")));
         runner.finish("c.py", Ok(passed_report("c.py")));
         settle().await;
-        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 2, busy: 0, queued: 0 });
+        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 2, busy: 0, queued: 0, envs: vec![] });
         let stats = executor.send(GetExecutorStats).await.unwrap();
         assert_eq!(stats.modules_run, 3);
         assert_eq!(stats.tests.passed, 3);

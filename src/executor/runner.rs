@@ -29,6 +29,10 @@ pub trait Runner {
     ) -> LocalBoxFuture<'static, Result<RunReport, ExecutorError>>;
     /// Lets go of what has been idle too long; called now and then.
     fn tidy(&self) {}
+    /// Tags of the environments ready on this node, last used first.
+    fn envs(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 pub struct PytestRunner {
@@ -47,7 +51,8 @@ impl Runner for PytestRunner {
         let (envs, pytest) = (self.envs.clone(), self.pytest.clone());
         async move {
             let env = envs.ensure(&root).await?;
-            pytest.collect(&env, &root).await
+            let collected = pytest.collect(&env, &root).await?;
+            Ok(Collected { env: Some(super::envs::tag(&env.key)), ..collected })
         }
         .boxed_local()
     }
@@ -68,6 +73,10 @@ impl Runner for PytestRunner {
 
     fn tidy(&self) {
         self.pytest.tidy();
+    }
+
+    fn envs(&self) -> Vec<String> {
+        self.envs.tags()
     }
 }
 

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::evaluation::model::ModuleResult;
 use crate::executor::collect::Collected;
+use crate::executor::envs::is_tag;
 use crate::executor::{JobKind, JobOutput, RunStamp};
 
 /// A task for a worker.
@@ -73,6 +74,9 @@ pub enum Outcome {
     Collected {
         modules: BTreeMap<String, u32>,
         errors: BTreeMap<String, String>,
+        /// The project's environment tag; absent from older workers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<String>,
     },
     Ran {
         results: BTreeMap<String, ModuleResult>,
@@ -93,7 +97,7 @@ pub enum Outcome {
 impl From<Result<JobOutput, String>> for Outcome {
     fn from(outcome: Result<JobOutput, String>) -> Self {
         match outcome {
-            Ok(JobOutput::Collected(c)) => Self::Collected { modules: c.modules, errors: c.errors },
+            Ok(JobOutput::Collected(c)) => Self::Collected { modules: c.modules, errors: c.errors, env: c.env },
             Ok(JobOutput::Ran(results)) => Self::Ran { results },
             Ok(JobOutput::TimedOut { output, elapsed }) => {
                 Self::TimedOut { output, elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX) }
@@ -106,7 +110,9 @@ impl From<Result<JobOutput, String>> for Outcome {
 impl From<Outcome> for Result<JobOutput, String> {
     fn from(outcome: Outcome) -> Self {
         match outcome {
-            Outcome::Collected { modules, errors } => Ok(JobOutput::Collected(Collected { modules, errors })),
+            Outcome::Collected { modules, errors, env } => {
+                Ok(JobOutput::Collected(Collected { modules, errors, env: env.filter(|t| is_tag(t)) }))
+            }
             Outcome::Ran { results } => Ok(JobOutput::Ran(results)),
             Outcome::TimedOut { output, elapsed_ms } => {
                 Ok(JobOutput::TimedOut { output, elapsed: Duration::from_millis(elapsed_ms) })
