@@ -220,7 +220,8 @@ pub enum Basis {
     /// Nothing of the module ran: its test count times the mean wall of one
     /// test over every module recorded.
     PerTest,
-    /// Nothing recorded at all: its test count, as a weight only.
+    /// Nothing recorded at all: its test count times an assumed time per
+    /// test, which only orders modules by their test counts.
     Tests,
 }
 

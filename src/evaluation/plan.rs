@@ -134,9 +134,9 @@ impl Plan {
     }
 
     /// Hands out every task that can start now: collections, then pending
-    /// modules grouped by project, `modules_per_task` at a time, the longest
-    /// expected ones together. In project and module order: the balancer's
-    /// policy decides the order they start in.
+    /// modules grouped by project, `modules_per_task` at a time, each task
+    /// with the sum of its modules' estimates. In project and module order:
+    /// the balancer's policy decides the order they start in.
     pub fn next_tasks(&mut self) -> Vec<Task> {
         let mut out = Vec::new();
         for (name, project) in self.projects.iter_mut() {
@@ -146,12 +146,12 @@ impl Plan {
                     out.push((name.clone(), TaskKind::Collect, None));
                 }
                 ProjectState::Collected => {
-                    let mut pending: Vec<(&String, &mut Module)> =
-                        project.modules.iter_mut().filter(|(_, m)| m.state == ModuleState::Pending).collect();
-                    pending.sort_by_key(|(_, m)| std::cmp::Reverse(m.estimate_ms()));
                     let mut batch = Vec::new();
                     let mut batch_ms = 0;
-                    for (module, m) in pending {
+                    for (module, m) in project.modules.iter_mut() {
+                        if m.state != ModuleState::Pending {
+                            continue;
+                        }
                         m.state = ModuleState::Assigned;
                         if m.alone {
                             out.push((name.clone(), TaskKind::Run(vec![module.clone()]), Some(m.estimate_ms())));
@@ -498,7 +498,7 @@ mod tests {
     }
 
     #[test]
-    fn tasks_carry_their_estimates_and_batches_group_the_longest_modules() {
+    fn tasks_carry_the_sum_of_their_modules_estimates() {
         let mut plan = Plan::new(2, 1);
         plan.add_project("a", true, false);
         for m in ["m1", "m2", "m3"] {
@@ -511,8 +511,8 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (TaskKind::Run(vec!["m2".into(), "m3".into()]), Some(6250)),
-                (TaskKind::Run(vec!["m1".into()]), Some(500))
+                (TaskKind::Run(vec!["m1".into(), "m2".into()]), Some(4500)),
+                (TaskKind::Run(vec!["m3".into()]), Some(2250))
             ]
         );
         assert_eq!(plan.env_of("a"), Some("0123456789abcdef"));
