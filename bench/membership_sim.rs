@@ -67,12 +67,13 @@ struct Net {
 impl Net {
     /// `n` nodes that know each other, as after a settled join.
     fn new(n: usize, config: &SwimConfig, seed: u64) -> Net {
-        let meta = Meta { slots: 2, busy: 0, boot: 0 };
-        let infos: Vec<MemberInfo> =
-            (0..n).map(|i| MemberInfo { address: addr(i), status: Status::Alive, incarnation: 0, meta }).collect();
+        let meta = Meta { slots: 2, busy: 0, boot: 0, ..Meta::default() };
+        let infos: Vec<MemberInfo> = (0..n)
+            .map(|i| MemberInfo { address: addr(i), status: Status::Alive, incarnation: 0, meta: meta.clone() })
+            .collect();
         let mut nodes = BTreeMap::new();
         for i in 0..n {
-            let mut node = Swim::new(&addr(i), 0, meta, config.clone(), seed * 10_000 + i as u64);
+            let mut node = Swim::new(&addr(i), 0, meta.clone(), config.clone(), seed * 10_000 + i as u64);
             node.joined(0, infos.clone());
             nodes.insert(addr(i), node);
         }
@@ -204,13 +205,14 @@ fn run(n: usize, config: &SwimConfig, seed: u64) -> Option<Run> {
     }
     let (t0, sent0) = (net.now, net.requests_sent());
     let changed = addr(rng.below(n as u64) as usize);
-    let busy = Meta { slots: 2, busy: 1, boot: 0 };
-    net.node(&changed).set_meta(busy);
+    let busy = Meta { slots: 2, busy: 1, boot: 0, ..Meta::default() };
+    net.node(&changed).set_meta(busy.clone());
     let mut spread_at = None;
     let kill_at = KILL_AFTER_MS + rng.below(2_000);
     while net.now < kill_at {
         net.step();
-        if spread_at.is_none() && net.nodes.values().all(|s| s.member(&changed).map(|m| m.meta) == Some(busy)) {
+        if spread_at.is_none() && net.nodes.values().all(|s| s.member(&changed).map(|m| m.meta).as_ref() == Some(&busy))
+        {
             spread_at = Some(net.now);
         }
     }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::Secret;
+pub use crate::balance::PolicyKind;
 pub use crate::executor::sandbox::SandboxKind;
 
 /// Errors loading or validating a configuration file.
@@ -32,6 +33,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub discovery: DiscoveryConfig,
     pub executor: ExecutorConfig,
+    pub balance: BalanceConfig,
     pub intake: IntakeConfig,
     pub admission: AdmissionConfig,
     pub grading: GradingConfig,
@@ -219,6 +221,16 @@ impl Default for ExecutorConfig {
             fork_server_idle_s: 120,
         }
     }
+}
+
+/// How a supervisor hands out its tasks.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BalanceConfig {
+    /// `longest_first`: the longest expected module first, to a free slot of
+    /// a node that holds its environment when there is one; or
+    /// `least_connections`: modules in name order, to the least loaded node.
+    pub policy: PolicyKind,
 }
 
 /// Bounds on one submission: what a client may send and what its input may
@@ -580,6 +592,7 @@ mod tests {
     fn container_config_parses() {
         let c = Config::parse(include_str!("../docker/node.toml")).unwrap();
         assert_eq!(c.node.listen, "0.0.0.0:5001");
+        assert_eq!(c.balance.policy, PolicyKind::LongestFirst);
     }
 
     #[test]
@@ -610,6 +623,16 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("line 3"), "{text}");
         assert!(text.contains("module_timeout_s"), "{text}");
+    }
+
+    #[test]
+    fn balance_policy_defaults_to_longest_first_and_least_connections_stays_selectable() {
+        assert_eq!(Config::parse("").unwrap().balance.policy, PolicyKind::LongestFirst);
+        let c = Config::parse("[balance]\npolicy = \"least_connections\"\n").unwrap();
+        assert_eq!(c.balance.policy, PolicyKind::LeastConnections);
+        let err = Config::parse("[balance]\n\npolicy = \"round_robin\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("policy"), "{err}");
+        assert!(err.contains("longest_first") && err.contains("least_connections"), "the choices are named: {err}");
     }
 
     #[test]

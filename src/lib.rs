@@ -4,8 +4,9 @@
 //! A client posts a zip of projects, or a list of git repositories, to any
 //! node; that node supervises the evaluation: it unpacks or clones the
 //! projects, packs each into a content-addressed blob, and hands collection
-//! and test tasks to the live nodes a least-connections balancer picks —
-//! itself included. Workers fetch the blob, build (or reuse) the project's
+//! and test tasks to the live nodes its balancer picks — itself included —
+//! the longest expected module first, where its environment is built when a
+//! slot is free there. Workers fetch the blob, build (or reuse) the project's
 //! environment, run pytest and post the results back; the supervisor serves
 //! per-module and per-project pass rates and a grade. Nodes find each other
 //! through seeds, or by multicast on one network segment, and watch each
@@ -23,7 +24,7 @@
 //!  ├── store::Store         SQLite (WAL) on an arbiter thread of its own
 //!  ├── executor::Executor   `slots` pytest jobs at once, the rest queued
 //!  ├── evaluation::Worker   tasks other nodes' supervisors hand this node
-//!  ├── balance::LoadBalancer  least connections weighted by slots
+//!  ├── balance::LoadBalancer  longest first, environment-aware (or least connections)
 //!  ├── membership::Membership SWIM probes, suspicion, gossip of members and load
 //!  ├── coordination::Coordination  the bully election of the coordinator
 //!  ├── discovery::Announcer multicast announcements; only with `[discovery] multicast`

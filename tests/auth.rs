@@ -52,7 +52,7 @@ fn member(address: &str) -> MemberInfo {
         address: address.to_owned(),
         status: Status::Alive,
         incarnation: 1,
-        meta: Meta { slots: 8, busy: 0, boot: 1 },
+        meta: Meta { slots: 8, busy: 0, boot: 1, ..Meta::default() },
     }
 }
 

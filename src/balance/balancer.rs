@@ -2,8 +2,9 @@
 //! supervisor on it. A child of the node root.
 //!
 //! Takes `SetMembers` from the membership actor (the live nodes and the load
-//! their heartbeats carry) and `Assign`/`Release` from the supervisors; answers
-//! with the node that takes a task. It adds the tasks it handed out itself to
+//! their heartbeats carry: slots, busy ones, environments built) and
+//! `Place`/`Release` from the supervisors; answers with the node that takes
+//! each task, in the order its policy hands tasks out. It adds the tasks it handed out itself to
 //! the load heartbeats report, since heartbeats lag behind its own
 //! assignments. If it dies, supervisors cannot dispatch until it is restarted;
 //! nothing is lost, since it holds only estimates.
@@ -12,23 +13,26 @@ use std::collections::BTreeMap;
 
 use actix::prelude::*;
 
-use super::policy::{NodeLoad, Policy};
+use super::policy::{NodeLoad, Policy, TaskHint};
 
 /// The live nodes as membership sees them; nodes not listed are gone.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SetMembers(pub Vec<NodeLoad>);
 
-/// Chooses a node for one task and counts the task against it; `None` when
-/// every node is full (the caller retries later).
+/// Places waiting tasks: offers them slots in the order the policy gives,
+/// each on the node it chooses and counted against it, until no slot is
+/// free. Answers each placed task as its index in `tasks` and its node, in
+/// the order placed; the others wait (the caller offers them again later).
 #[derive(Message)]
-#[rtype(result = "Option<String>")]
-pub struct Assign {
-    /// Nodes not to use, e.g. one that just refused the task.
+#[rtype(result = "Vec<(usize, String)>")]
+pub struct Place {
+    pub tasks: Vec<TaskHint>,
+    /// Nodes not to use, e.g. one that just refused a task.
     pub exclude: Vec<String>,
 }
 
-/// A task handed out by `Assign` to this node has ended or moved.
+/// A task placed by `Place` on this node has ended or moved.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Release(pub String);
@@ -45,6 +49,8 @@ struct Entry {
     reported: u32,
     /// Tasks this balancer handed to it that have not ended.
     assigned: u32,
+    /// Environments built on it, from its last heartbeat.
+    envs: Vec<String>,
 }
 
 pub struct LoadBalancer {
@@ -60,7 +66,12 @@ impl LoadBalancer {
     fn loads(&self) -> Vec<NodeLoad> {
         self.nodes
             .iter()
-            .map(|(addr, e)| NodeLoad { addr: addr.clone(), slots: e.slots, busy: e.reported.max(e.assigned) })
+            .map(|(addr, e)| NodeLoad {
+                addr: addr.clone(),
+                slots: e.slots,
+                busy: e.reported.max(e.assigned),
+                envs: e.envs.clone(),
+            })
             .collect()
     }
 }
@@ -76,23 +87,31 @@ impl Handler<SetMembers> for LoadBalancer {
         let mut nodes = BTreeMap::new();
         for m in members {
             let assigned = self.nodes.get(&m.addr).map_or(0, |e| e.assigned);
-            nodes.insert(m.addr, Entry { slots: m.slots, reported: m.busy, assigned });
+            nodes.insert(m.addr, Entry { slots: m.slots, reported: m.busy, assigned, envs: m.envs });
         }
         self.nodes = nodes;
     }
 }
 
-impl Handler<Assign> for LoadBalancer {
-    type Result = Option<String>;
+impl Handler<Place> for LoadBalancer {
+    type Result = MessageResult<Place>;
 
-    fn handle(&mut self, msg: Assign, _: &mut Context<Self>) -> Option<String> {
-        let candidates: Vec<NodeLoad> = self.loads().into_iter().filter(|n| !msg.exclude.contains(&n.addr)).collect();
-        let pick = self.policy.choose(&candidates)?;
-        let addr = candidates[pick].addr.clone();
-        if let Some(e) = self.nodes.get_mut(&addr) {
-            e.assigned += 1;
+    fn handle(&mut self, msg: Place, _: &mut Context<Self>) -> Self::Result {
+        let mut placed = Vec::new();
+        for i in self.policy.order(&msg.tasks) {
+            let candidates: Vec<NodeLoad> =
+                self.loads().into_iter().filter(|n| !msg.exclude.contains(&n.addr)).collect();
+            // A policy declines only when no slot is free: later tasks would find none either.
+            let Some(pick) = self.policy.choose(&candidates, &msg.tasks[i]) else {
+                break;
+            };
+            let addr = candidates[pick].addr.clone();
+            if let Some(e) = self.nodes.get_mut(&addr) {
+                e.assigned += 1;
+            }
+            placed.push((i, addr));
         }
-        Some(addr)
+        MessageResult(placed)
     }
 }
 
@@ -120,14 +139,25 @@ impl Handler<GetBalance> for LoadBalancer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::policy::LeastConnections;
+    use crate::balance::policy::{LeastConnections, LongestFirst};
 
     fn node(addr: &str, slots: u32, busy: u32) -> NodeLoad {
-        NodeLoad { addr: addr.into(), slots, busy }
+        NodeLoad { addr: addr.into(), slots, busy, envs: vec![] }
     }
 
     fn balancer() -> Addr<LoadBalancer> {
         LoadBalancer::new(Box::new(LeastConnections::default())).start()
+    }
+
+    /// Places one task of unknown length and environment.
+    async fn assign(lb: &Addr<LoadBalancer>, exclude: &[&str]) -> Option<String> {
+        let exclude = exclude.iter().map(|n| n.to_string()).collect();
+        let placed = lb.send(Place { tasks: vec![TaskHint::default()], exclude }).await.unwrap();
+        placed.into_iter().next().map(|(_, node)| node)
+    }
+
+    fn task(estimate_ms: u64, env: Option<&str>) -> TaskHint {
+        TaskHint { estimate_ms: Some(estimate_ms), env: env.map(String::from) }
     }
 
     #[actix::test]
@@ -135,32 +165,32 @@ mod tests {
         let lb = balancer();
         lb.send(SetMembers(vec![node("a", 1, 0), node("b", 2, 0)])).await.unwrap();
         let mut picks = Vec::new();
-        while let Some(addr) = lb.send(Assign { exclude: vec![] }).await.unwrap() {
+        while let Some(addr) = assign(&lb, &[]).await {
             picks.push(addr);
         }
         picks.sort();
         assert_eq!(picks, vec!["a", "b", "b"]);
         lb.send(Release("b".into())).await.unwrap();
-        assert_eq!(lb.send(Assign { exclude: vec![] }).await.unwrap(), Some("b".into()));
+        assert_eq!(assign(&lb, &[]).await, Some("b".into()));
     }
 
     #[actix::test]
     async fn heartbeat_load_counts_when_above_own_assignments() {
         let lb = balancer();
         lb.send(SetMembers(vec![node("a", 2, 2), node("b", 2, 0)])).await.unwrap();
-        assert_eq!(lb.send(Assign { exclude: vec![] }).await.unwrap(), Some("b".into()));
-        assert_eq!(lb.send(Assign { exclude: vec![] }).await.unwrap(), Some("b".into()));
-        assert_eq!(lb.send(Assign { exclude: vec![] }).await.unwrap(), None);
+        assert_eq!(assign(&lb, &[]).await, Some("b".into()));
+        assert_eq!(assign(&lb, &[]).await, Some("b".into()));
+        assert_eq!(assign(&lb, &[]).await, None);
     }
 
     #[actix::test]
     async fn own_assignments_survive_a_heartbeat_and_gone_nodes_are_dropped() {
         let lb = balancer();
         lb.send(SetMembers(vec![node("a", 1, 0), node("b", 1, 0)])).await.unwrap();
-        let first = lb.send(Assign { exclude: vec![] }).await.unwrap().unwrap();
+        let first = assign(&lb, &[]).await.unwrap();
         // A heartbeat that has not seen the task yet does not free the slot.
         lb.send(SetMembers(vec![node("a", 1, 0), node("b", 1, 0)])).await.unwrap();
-        let second = lb.send(Assign { exclude: vec![] }).await.unwrap().unwrap();
+        let second = assign(&lb, &[]).await.unwrap();
         assert_ne!(first, second);
         lb.send(SetMembers(vec![node("a", 1, 0)])).await.unwrap();
         let view = lb.send(GetBalance).await.unwrap();
@@ -172,18 +202,53 @@ mod tests {
     async fn a_released_slot_is_free_before_the_next_heartbeat() {
         let lb = balancer();
         lb.send(SetMembers(vec![node("a", 1, 0)])).await.unwrap();
-        assert_eq!(lb.send(Assign { exclude: vec![] }).await.unwrap(), Some("a".into()));
+        assert_eq!(assign(&lb, &[]).await, Some("a".into()));
         // The heartbeat sees the task running, then the task ends.
         lb.send(SetMembers(vec![node("a", 1, 1)])).await.unwrap();
         lb.send(Release("a".into())).await.unwrap();
-        assert_eq!(lb.send(Assign { exclude: vec![] }).await.unwrap(), Some("a".into()));
-        assert_eq!(lb.send(Assign { exclude: vec![] }).await.unwrap(), None);
+        assert_eq!(assign(&lb, &[]).await, Some("a".into()));
+        assert_eq!(assign(&lb, &[]).await, None);
     }
 
     #[actix::test]
     async fn excluded_nodes_are_skipped() {
         let lb = balancer();
         lb.send(SetMembers(vec![node("a", 4, 0), node("b", 1, 0)])).await.unwrap();
-        assert_eq!(lb.send(Assign { exclude: vec!["a".into()] }).await.unwrap(), Some("b".into()));
+        assert_eq!(assign(&lb, &["a"]).await, Some("b".into()));
+    }
+
+    #[actix::test]
+    async fn longest_first_hands_the_free_slots_to_the_longest_tasks() {
+        let lb = LoadBalancer::new(Box::new(LongestFirst::default())).start();
+        lb.send(SetMembers(vec![node("a", 1, 0), node("b", 1, 0)])).await.unwrap();
+        let tasks = vec![task(100, None), task(9000, None), task(2000, None)];
+        let placed = lb.send(Place { tasks, exclude: vec![] }).await.unwrap();
+        let order: Vec<usize> = placed.iter().map(|(i, _)| *i).collect();
+        assert_eq!(order, vec![1, 2], "the two longest take the two slots; the shortest waits");
+        assert_ne!(placed[0].1, placed[1].1);
+    }
+
+    #[actix::test]
+    async fn longest_first_sends_tasks_where_their_environment_is_and_leaves_no_slot_idle() {
+        let lb = LoadBalancer::new(Box::new(LongestFirst::default())).start();
+        let holder = NodeLoad { envs: vec!["e1".into()], ..node("b", 2, 0) };
+        lb.send(SetMembers(vec![node("a", 2, 0), holder])).await.unwrap();
+        let tasks = vec![task(10, Some("e1")), task(30, Some("e1")), task(20, Some("e1")), task(5, Some("e2"))];
+        let placed = lb.send(Place { tasks, exclude: vec![] }).await.unwrap();
+        // The two longest fill the holder; the third does not wait for it.
+        assert_eq!(
+            placed,
+            vec![(1, "b".to_string()), (2, "b".to_string()), (0, "a".to_string()), (3, "a".to_string())]
+        );
+        let view = lb.send(GetBalance).await.unwrap();
+        assert!(view.iter().all(|n| n.busy == n.slots), "every slot is taken: {view:?}");
+    }
+
+    #[actix::test]
+    async fn least_connections_keeps_the_order_given() {
+        let lb = balancer();
+        lb.send(SetMembers(vec![node("a", 1, 0)])).await.unwrap();
+        let placed = lb.send(Place { tasks: vec![task(1, None), task(9000, None)], exclude: vec![] }).await.unwrap();
+        assert_eq!(placed, vec![(0, "a".to_string())]);
     }
 }

@@ -1,9 +1,9 @@
 //! The balancing subsystem: the `LoadBalancer` actor and the policies it can
-//! run, behind one trait so that another policy (duration-aware scheduling)
-//! can replace least connections.
+//! run, behind one trait: longest first with environment preference (the
+//! default), or least connections (`balance.policy`).
 
 mod balancer;
 pub mod policy;
 
-pub use balancer::{Assign, GetBalance, LoadBalancer, Release, SetMembers};
-pub use policy::{LeastConnections, NodeLoad, Policy};
+pub use balancer::{GetBalance, LoadBalancer, Place, Release, SetMembers};
+pub use policy::{LeastConnections, LongestFirst, NodeLoad, Policy, PolicyKind, TaskHint};

@@ -174,6 +174,12 @@ pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// Rounds to milliseconds: wall times of forked modules are a few of them,
+/// and two decimals would round many to 0.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
 /// What one module's run produced, as the executor hands it to its supervisor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModuleResult {
@@ -182,11 +188,52 @@ pub struct ModuleResult {
     /// Seconds: the sum of the module's test durations, or the time it was
     /// given before a timeout.
     pub duration: f64,
+    /// Seconds the module took on its node, wall clock: its forked child's
+    /// life, or its share of the process it ran in. It includes what
+    /// `duration` leaves out (collection, imports, fixtures set up outside
+    /// tests), and it is what dispatch estimates from. Results written
+    /// before it existed, and peers that do not send it, read as 0.
+    #[serde(default)]
+    pub wall: f64,
     /// The address of the node that ran it.
     pub node: String,
     /// pytest's console output for the run that held this module, capped.
     pub output: String,
     pub tests: Vec<TestCase>,
+}
+
+/// How long a module is expected to take on a node, from the wall times of
+/// modules that finished before it: what dispatch orders pending work by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub seconds: f64,
+    pub basis: Basis,
+}
+
+/// What an estimate rests on, from the closest evidence to the weakest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// This module of this very content ran before: the mean of its walls.
+    Exact,
+    /// A module of the same path ran in other content: the mean of theirs.
+    Module,
+    /// Nothing of the module ran: its test count times the mean wall of one
+    /// test over every module recorded.
+    PerTest,
+    /// Nothing recorded at all: its test count times an assumed time per
+    /// test, which only orders modules by their test counts.
+    Tests,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exact => "history",
+            Self::Module => "same module",
+            Self::PerTest => "per-test mean",
+            Self::Tests => "test count",
+        }
+    }
 }
 
 /// One step in the life of an evaluation, stamped with the Lamport time of

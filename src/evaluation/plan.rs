@@ -1,9 +1,13 @@
 //! The bookkeeping of one evaluation, apart from its actor: which projects
 //! still need collecting, which modules are pending, assigned or finished,
 //! where each handed-out task runs and until when, and how pending modules
-//! are grouped into tasks. No I/O; time comes in as milliseconds.
+//! are grouped into tasks, each with how long it is expected to take and
+//! the environment it runs in, for the balancer to order and place them.
+//! No I/O; time comes in as milliseconds.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use super::model::Estimate;
 
 /// A unit of work handed to an executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +15,9 @@ pub struct Task {
     pub id: u64,
     pub project: String,
     pub kind: TaskKind,
+    /// The sum of its modules' estimates; none for a collection, whose
+    /// length is unknown.
+    pub estimate_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,12 +61,26 @@ struct Module {
     state: ModuleState,
     /// It timed out in a batch: from now on it runs in a task of its own.
     alone: bool,
+    /// How long it is expected to take, once the history was asked.
+    estimate: Option<Estimate>,
+}
+
+impl Module {
+    fn new(tests: u32, state: ModuleState) -> Self {
+        Self { tests, state, alone: false, estimate: None }
+    }
+
+    fn estimate_ms(&self) -> u64 {
+        self.estimate.map_or(0, |e| (e.seconds.max(0.0) * 1000.0).round() as u64)
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Project {
     state: ProjectState,
     modules: BTreeMap<String, Module>,
+    /// The tag of its environment, as its collection told it.
+    env: Option<String>,
 }
 
 /// Where a handed-out task runs, and until when its worker has to answer.
@@ -101,53 +122,58 @@ impl Plan {
             (false, true) => ProjectState::Collected,
             (false, false) => ProjectState::Uncollected { assigned: false },
         };
-        self.projects.insert(name.to_owned(), Project { state, modules: BTreeMap::new() });
+        self.projects.insert(name.to_owned(), Project { state, modules: BTreeMap::new(), env: None });
     }
 
     /// Adds a module of a collected project, finished when it has a stored result.
     pub fn add_module(&mut self, project: &str, module: &str, tests: u32, finished: bool) {
         if let Some(p) = self.projects.get_mut(project) {
             let state = if finished { ModuleState::Finished } else { ModuleState::Pending };
-            p.modules.insert(module.to_owned(), Module { tests, state, alone: false });
+            p.modules.insert(module.to_owned(), Module::new(tests, state));
         }
     }
 
-    /// Hands out every task that can start now: collections first, then
-    /// pending modules grouped by project, `modules_per_task` at a time.
+    /// Hands out every task that can start now: collections, then pending
+    /// modules grouped by project, `modules_per_task` at a time, each task
+    /// with the sum of its modules' estimates. In project and module order:
+    /// the balancer's policy decides the order they start in.
     pub fn next_tasks(&mut self) -> Vec<Task> {
         let mut out = Vec::new();
         for (name, project) in self.projects.iter_mut() {
             match project.state {
                 ProjectState::Uncollected { assigned: false } => {
                     project.state = ProjectState::Uncollected { assigned: true };
-                    out.push((name.clone(), TaskKind::Collect));
+                    out.push((name.clone(), TaskKind::Collect, None));
                 }
                 ProjectState::Collected => {
                     let mut batch = Vec::new();
+                    let mut batch_ms = 0;
                     for (module, m) in project.modules.iter_mut() {
                         if m.state != ModuleState::Pending {
                             continue;
                         }
                         m.state = ModuleState::Assigned;
                         if m.alone {
-                            out.push((name.clone(), TaskKind::Run(vec![module.clone()])));
+                            out.push((name.clone(), TaskKind::Run(vec![module.clone()]), Some(m.estimate_ms())));
                             continue;
                         }
                         batch.push(module.clone());
+                        batch_ms += m.estimate_ms();
                         if batch.len() == self.modules_per_task {
-                            out.push((name.clone(), TaskKind::Run(std::mem::take(&mut batch))));
+                            let ms = std::mem::take(&mut batch_ms);
+                            out.push((name.clone(), TaskKind::Run(std::mem::take(&mut batch)), Some(ms)));
                         }
                     }
                     if !batch.is_empty() {
-                        out.push((name.clone(), TaskKind::Run(batch)));
+                        out.push((name.clone(), TaskKind::Run(batch), Some(batch_ms)));
                     }
                 }
                 _ => {}
             }
         }
         out.into_iter()
-            .map(|(project, kind)| {
-                let task = Task { id: self.next_task, project, kind };
+            .map(|(project, kind, estimate_ms)| {
+                let task = Task { id: self.next_task, project, kind, estimate_ms };
                 self.next_task += 1;
                 self.tasks.insert(task.id, (task.clone(), None));
                 task
@@ -234,13 +260,56 @@ impl Plan {
         if let Some(p) = self.projects.get_mut(project) {
             p.state = ProjectState::Collected;
             for (module, tests) in modules {
-                p.modules.entry(module.clone()).or_insert(Module {
-                    tests: *tests,
-                    state: ModuleState::Pending,
-                    alone: false,
-                });
+                p.modules.entry(module.clone()).or_insert(Module::new(*tests, ModuleState::Pending));
             }
         }
+    }
+
+    /// Records how long each of a project's modules is expected to take.
+    pub fn estimated(&mut self, project: &str, estimates: &BTreeMap<String, Estimate>) {
+        if let Some(p) = self.projects.get_mut(project) {
+            for (module, estimate) in estimates {
+                if let Some(m) = p.modules.get_mut(module) {
+                    m.estimate = Some(*estimate);
+                }
+            }
+        }
+    }
+
+    /// How long a module is expected to take, once known.
+    pub fn estimate_of(&self, project: &str, module: &str) -> Option<Estimate> {
+        self.projects.get(project).and_then(|p| p.modules.get(module)).and_then(|m| m.estimate)
+    }
+
+    /// Records the tag of a project's environment.
+    pub fn set_env(&mut self, project: &str, env: Option<String>) {
+        if let Some(p) = self.projects.get_mut(project) {
+            p.env = env;
+        }
+    }
+
+    /// The tag of a project's environment, once its collection told it.
+    pub fn env_of(&self, project: &str) -> Option<&str> {
+        self.projects.get(project).and_then(|p| p.env.as_deref())
+    }
+
+    /// Each collected project with modules not finished, and those modules
+    /// with their test counts: what a resumed evaluation asks estimates for.
+    pub fn unfinished_modules(&self) -> Vec<(String, Vec<(String, u32)>)> {
+        self.projects
+            .iter()
+            .filter(|(_, p)| p.state == ProjectState::Collected)
+            .map(|(name, p)| {
+                let modules = p
+                    .modules
+                    .iter()
+                    .filter(|(_, m)| m.state != ModuleState::Finished)
+                    .map(|(module, m)| (module.clone(), m.tests))
+                    .collect::<Vec<_>>();
+                (name.clone(), modules)
+            })
+            .filter(|(_, modules)| !modules.is_empty())
+            .collect()
     }
 
     pub fn project_failed(&mut self, project: &str) {
@@ -310,7 +379,7 @@ mod tests {
         let mut plan = Plan::new(2, 1);
         plan.add_project("a", false, false);
         let tasks = plan.next_tasks();
-        assert_eq!(tasks, vec![Task { id: 1, project: "a".into(), kind: TaskKind::Collect }]);
+        assert_eq!(tasks, vec![Task { id: 1, project: "a".into(), kind: TaskKind::Collect, estimate_ms: None }]);
         assert!(plan.next_tasks().is_empty(), "a collection is handed out once");
         plan.close_task(1);
         plan.collected("a", &modules(&["m1", "m2", "m3"]));
@@ -421,5 +490,44 @@ mod tests {
         assert!(!plan.is_complete());
         plan.project_failed("a");
         assert!(plan.is_complete());
+    }
+
+    fn estimates(list: &[(&str, f64)]) -> BTreeMap<String, Estimate> {
+        let basis = crate::evaluation::model::Basis::Exact;
+        list.iter().map(|(m, seconds)| (m.to_string(), Estimate { seconds: *seconds, basis })).collect()
+    }
+
+    #[test]
+    fn tasks_carry_the_sum_of_their_modules_estimates() {
+        let mut plan = Plan::new(2, 1);
+        plan.add_project("a", true, false);
+        for m in ["m1", "m2", "m3"] {
+            plan.add_module("a", m, 1, false);
+        }
+        plan.estimated("a", &estimates(&[("m1", 0.5), ("m2", 4.0), ("m3", 2.25)]));
+        plan.set_env("a", Some("0123456789abcdef".into()));
+        let tasks = plan.next_tasks();
+        let got: Vec<_> = tasks.iter().map(|t| (t.kind.clone(), t.estimate_ms)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (TaskKind::Run(vec!["m1".into(), "m2".into()]), Some(4500)),
+                (TaskKind::Run(vec!["m3".into()]), Some(2250))
+            ]
+        );
+        assert_eq!(plan.env_of("a"), Some("0123456789abcdef"));
+        assert_eq!(plan.estimate_of("a", "m3").map(|e| e.seconds), Some(2.25));
+    }
+
+    #[test]
+    fn a_resumed_plan_asks_estimates_for_its_unfinished_modules_only() {
+        let mut plan = Plan::new(1, 1);
+        plan.add_project("a", true, false);
+        plan.add_module("a", "done.py", 1, true);
+        plan.add_module("a", "todo.py", 3, false);
+        plan.add_project("b", false, false);
+        plan.add_project("c", true, false);
+        plan.add_module("c", "done.py", 1, true);
+        assert_eq!(plan.unfinished_modules(), vec![("a".to_string(), vec![("todo.py".to_string(), 3)])]);
     }
 }

@@ -477,7 +477,7 @@ mod tests {
         let executor = ProbeExecutor::default().start();
         let settings = crate::evaluation::supervisor::tests::test_settings(dir.path());
         let balancer = LoadBalancer::new(Box::new(LeastConnections::default())).start();
-        let this_node = NodeLoad { addr: "n1".into(), slots: 1, busy: 0 };
+        let this_node = NodeLoad { addr: "n1".into(), slots: 1, busy: 0, envs: vec![] };
         balancer.send(SetMembers(vec![this_node])).await.unwrap();
         let locks = ProbeLocks::default().start();
         let registry = Registry::new(Shared {

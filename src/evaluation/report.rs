@@ -84,6 +84,7 @@ fn module(r: &ModuleResult, detail: bool) -> Value {
         "%passed": r.tally.percent_passed(),
         "%failed": r.tally.percent_failed(),
         "duration": r.duration,
+        "wall": r.wall,
         "node": r.node,
     });
     if detail {
@@ -121,6 +122,7 @@ mod tests {
             status: ModuleStatus::Done,
             tally: Tally { passed, failed, skipped: 1, errors },
             duration: 0.5,
+            wall: 0.75,
             node: "127.0.0.1:5001".into(),
             output: "out".into(),
             tests: Vec::new(),
@@ -188,6 +190,7 @@ mod tests {
         assert_eq!(m["%passed"], json!(80.0));
         assert_eq!(m["%failed"], json!(20.0));
         assert_eq!(m["skipped"], json!(1));
+        assert_eq!((&m["duration"], &m["wall"]), (&json!(0.5), &json!(0.75)));
         assert!(m.get("tests").is_none());
         assert!(v["module_results"]["a"].get("tests/test_3.py").is_none(), "unfinished modules are not reported");
         assert_eq!(v["projects"]["a"]["passed"], json!(7));

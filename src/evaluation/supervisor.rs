@@ -8,7 +8,7 @@
 //! Takes `JobFinished` (from the local executor, or from a worker through
 //! the registry), `NodeLost` (from the registry) and its own `Tick`. Sends
 //! `Submit` to the executor, `POST /execute_module` and
-//! `POST /evaluation_done` to workers, `Assign`/`Release` to the balancer,
+//! `POST /evaluation_done` to workers, `Place`/`Release` to the balancer,
 //! writes to the `Store`, and tells the registry `EvaluationFinished`. If it
 //! dies, nothing stored is lost: the evaluation stays `running` in the store
 //! and the next start of the node resumes it from its stored results.
@@ -28,7 +28,7 @@ use super::model::{EvaluationStatus, Event, EventKind, ModuleResult};
 use super::plan::{Plan, Task, TaskKind, TimeoutAction};
 use super::prepare::{self, PrepareError};
 use super::workspace::{self, collection_errors};
-use crate::balance::{Assign, LoadBalancer, Release};
+use crate::balance::{LoadBalancer, Place, Release, TaskHint};
 use crate::executor::collect::Collected;
 use crate::executor::{runner, Job, JobFinished, JobKind, JobOutput, Submit};
 use crate::peer::model::{EvaluationDone, ExecuteModule, TaskSpec};
@@ -36,8 +36,8 @@ use crate::peer::PeerClient;
 use crate::replication::model::ReplicaOp;
 use crate::replication::{Append, Flush, Replicator, ReplicatorSettings, Stop, Superseded};
 use crate::store::{
-    EvaluationRecord, GetEvaluation, GetSnapshot, ProjectRow, RecordEvent, SaveCollected, SaveResult, SetStatus, Store,
-    StoreError,
+    EvaluationRecord, GetEstimates, GetEvaluation, GetSnapshot, ProjectRow, RecordEvent, SaveCollected, SaveResult,
+    SetStatus, Store, StoreError,
 };
 
 /// Most journal entries in one replication request.
@@ -154,7 +154,8 @@ impl EvaluationSupervisor {
         u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Hands out what can start now, each task to the node the balancer picks.
+    /// Hands out what can start now: the balancer orders the tasks and
+    /// picks each one's node while slots are free; the rest wait.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
         if !self.ready || self.dispatching || self.closing {
             return;
@@ -170,28 +171,23 @@ impl EvaluationSupervisor {
         self.avoid.retain(|_, until| *until > now);
         let exclude: Vec<String> = self.avoid.keys().cloned().collect();
         let tasks = self.plan.next_tasks();
-        let balancer = self.balancer.clone();
-        let place = async move {
-            let mut placed = Vec::with_capacity(tasks.len());
-            let mut full = false;
-            for task in tasks {
-                let node =
-                    if full { None } else { balancer.send(Assign { exclude: exclude.clone() }).await.ok().flatten() };
-                full = node.is_none();
-                placed.push((task, node));
-            }
-            placed
-        };
+        let hints = tasks
+            .iter()
+            .map(|t| TaskHint { estimate_ms: t.estimate_ms, env: self.plan.env_of(&t.project).map(String::from) })
+            .collect();
+        let place = self.balancer.send(Place { tasks: hints, exclude });
         ctx.wait(place.into_actor(self).map(|placed, act, ctx| {
             act.dispatching = false;
-            for (task, node) in placed {
-                match node {
-                    Some(node) => act.send(task, node, ctx),
-                    // Every node is full: the task waits for a result or a tick.
-                    None => {
-                        act.plan.requeue(task.id);
-                    }
+            let mut tasks: Vec<Option<Task>> = tasks.into_iter().map(Some).collect();
+            // In the order placed: the executor queues its tasks in arrival order.
+            for (i, node) in placed.unwrap_or_default() {
+                if let Some(task) = tasks.get_mut(i).and_then(Option::take) {
+                    act.send(task, node, ctx);
                 }
+            }
+            // Every node is full: these wait for a result or a tick.
+            for task in tasks.into_iter().flatten() {
+                act.plan.requeue(task.id);
             }
         }));
     }
@@ -214,7 +210,14 @@ impl EvaluationSupervisor {
         self.plan.place(task.id, &node, deadline);
         let what = match &task.kind {
             TaskKind::Collect => "collect".to_owned(),
-            TaskKind::Run(modules) => modules.join(", "),
+            TaskKind::Run(modules) => modules
+                .iter()
+                .map(|m| match self.plan.estimate_of(&task.project, m) {
+                    Some(e) => format!("{m} (estimated {:.2} s from {})", e.seconds, e.basis.as_str()),
+                    None => m.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
         };
         self.event(EventKind::Assigned, format!("task {} of {} to {node}: {what}", task.id, task.project));
         let kind = match task.kind {
@@ -320,6 +323,32 @@ impl EvaluationSupervisor {
         }));
     }
 
+    /// Asks the history how long the modules left of a resumed evaluation
+    /// take, then starts replicating and handing out work. Their projects'
+    /// environment tags died with the earlier supervisor: those modules go
+    /// where the balancer finds room, until nothing else is known.
+    fn estimate_resumed(&mut self, ctx: &mut Context<Self>) {
+        let (store, id) = (self.store.clone(), self.record.id);
+        let wanted = self.plan.unfinished_modules();
+        let ask = async move {
+            let mut all = Vec::with_capacity(wanted.len());
+            for (project, modules) in wanted {
+                let estimates = store.send(GetEstimates { id, project: project.clone(), modules }).await??;
+                all.push((project, estimates));
+            }
+            Ok::<_, StoreError>(all)
+        };
+        ctx.wait(ask.into_actor(self).map(|all, act, ctx| match all {
+            Ok(all) => {
+                for (project, estimates) in all {
+                    act.plan.estimated(&project, &estimates);
+                }
+                act.start_replicating(ctx);
+            }
+            Err(e) => act.abandon(e, ctx),
+        }));
+    }
+
     /// Closes a task that was answered and frees its slot.
     fn answered(&mut self, task: u64) -> Option<Task> {
         if let Some(node) = self.plan.node_of(task) {
@@ -418,6 +447,7 @@ impl EvaluationSupervisor {
             return;
         }
         let errors = collection_errors(&collected);
+        let env = collected.env;
         let mut modules: Vec<(String, u32)> = collected.modules.into_iter().collect();
         modules.extend(errors.iter().map(|(module, _)| (module.clone(), 0)));
         if modules.is_empty() {
@@ -428,10 +458,16 @@ impl EvaluationSupervisor {
             errors.into_iter().map(|(module, text)| (module, runner::collection_error_result(&text, &node))).collect();
         let (store, id) = (self.store.clone(), self.record.id);
         let msg = SaveCollected { id, project: project.clone(), modules: modules.clone(), error: None };
-        let write = async move { store.send(msg).await? };
+        let ask = GetEstimates { id, project: project.clone(), modules: modules.clone() };
+        let write = async move {
+            store.send(msg).await??;
+            store.send(ask).await?
+        };
         ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(()) => {
+            Ok(estimates) => {
                 act.plan.collected(&project, &modules);
+                act.plan.estimated(&project, &estimates);
+                act.plan.set_env(&project, env);
                 let op = ReplicaOp::Collected { project: project.clone(), modules: modules.clone(), error: None };
                 act.replicate(vec![op]);
                 // Modules that failed to collect get their result now; the
@@ -485,7 +521,7 @@ impl Actor for EvaluationSupervisor {
                 for (project, module, tests, finished) in modules {
                     act.plan.add_module(&project, &module, tests, finished);
                 }
-                act.start_replicating(ctx);
+                act.estimate_resumed(ctx);
             }
             Err(PrepareError::InputLost) => {
                 act.close(EvaluationStatus::Failed, Some(PrepareError::InputLost.to_string()), ctx);
@@ -575,15 +611,17 @@ impl Handler<JobFinished> for EvaluationSupervisor {
             Event { lamport: stamp.started, node: stamp.node.clone(), kind: EventKind::Started, detail: started },
             Event { lamport: stamp.finished, node: stamp.node, kind: EventKind::Result, detail: result },
         ]);
-        if let Ok(JobOutput::TimedOut { output }) = &msg.outcome {
+        if let Ok(JobOutput::TimedOut { output, elapsed }) = &msg.outcome {
             if let Some(worker) = self.plan.node_of(msg.task) {
                 self.balancer.do_send(Release(worker.to_owned()));
             }
             match self.plan.timed_out(msg.task) {
                 TimeoutAction::Split => self.dispatch(ctx),
+                // A report is for a task of one module: the run's time is its own.
                 TimeoutAction::Report { project, module } => {
                     let tests = self.plan.tests_in(&project, &module);
-                    let result = runner::timeout_result(tests, self.settings.module_timeout, output, &node);
+                    let timeout = self.settings.module_timeout;
+                    let result = runner::timeout_result(tests, timeout, *elapsed, output, &node);
                     self.save_results(project, vec![(module, result)], ctx);
                 }
                 TimeoutAction::Ignore => {}
@@ -616,7 +654,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::auth::Secret;
-    use crate::balance::{LeastConnections, NodeLoad, SetMembers};
+    use crate::balance::{LeastConnections, LongestFirst, NodeLoad, Policy, SetMembers};
     use crate::evaluation::model::{ModuleStatus, Outcome, Tally};
     use crate::store::{ListUnfinished, SaveProjects, Source};
 
@@ -708,13 +746,18 @@ pub(crate) mod tests {
     }
 
     async fn fixture() -> Fixture {
+        fixture_on(Store::in_memory().unwrap().start()).await
+    }
+
+    /// A fixture whose evaluation is recorded in `store`: two fixtures on
+    /// one store are two evaluations of the same project on one node.
+    async fn fixture_on(store: Addr<Store>) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let id = Uuid::new_v4();
         let workspace = dir.path().join(id.to_string());
         std::fs::create_dir_all(workspace.join("proj/tests")).unwrap();
         std::fs::write(workspace.join("proj/requirements.txt"), "").unwrap();
         std::fs::write(workspace.join("proj/tests/test_a.py"), "def test_a(): pass\n").unwrap();
-        let store = Store::in_memory().unwrap().start();
         let record = EvaluationRecord {
             id,
             status: EvaluationStatus::Queued,
@@ -743,14 +786,19 @@ pub(crate) mod tests {
 
     impl Fixture {
         async fn start(&self) -> Addr<EvaluationSupervisor> {
-            self.start_with(vec![NodeLoad { addr: "n1".into(), slots: 8, busy: 0 }]).await
+            self.start_with(vec![NodeLoad { addr: "n1".into(), slots: 8, busy: 0, envs: vec![] }]).await
         }
 
         /// Starts the supervisor with the balancer seeing `members`.
         async fn start_with(&self, members: Vec<NodeLoad>) -> Addr<EvaluationSupervisor> {
+            self.start_balanced(members, Box::new(LeastConnections::default())).await
+        }
+
+        /// Starts the supervisor with a balancer that runs `policy`.
+        async fn start_balanced(&self, members: Vec<NodeLoad>, policy: Box<dyn Policy>) -> Addr<EvaluationSupervisor> {
             let view = self.store.send(GetEvaluation { id: self.id, with_tests: false }).await;
             let record = view.unwrap().unwrap().unwrap().record;
-            let balancer = LoadBalancer::new(Box::new(LeastConnections::default())).start();
+            let balancer = LoadBalancer::new(policy).start();
             balancer.send(SetMembers(members)).await.unwrap();
             let links = Links {
                 store: self.store.clone(),
@@ -812,6 +860,7 @@ pub(crate) mod tests {
             status: ModuleStatus::Done,
             tally: Tally { passed, failed, ..Tally::default() },
             duration: 0.1,
+            wall: 0.15,
             node: "n1".into(),
             output: String::new(),
             tests: outcomes.enumerate().map(|(i, o)| case(i as u32, o)).collect(),
@@ -832,6 +881,7 @@ pub(crate) mod tests {
         let collected = Collected {
             modules: BTreeMap::from([("tests/test_a.py".into(), 2), ("tests/test_b.py".into(), 1)]),
             errors: BTreeMap::from([("tests/test_c.py".into(), "ImportError".into())]),
+            env: None,
         };
         supervisor.send(finished(f.id, jobs[0].0, Ok(JobOutput::Collected(collected)))).await.unwrap();
         let runs = f.jobs(2).await;
@@ -867,11 +917,16 @@ pub(crate) mod tests {
         let f = fixture().await;
         let supervisor = f.start().await;
         let jobs = f.jobs(1).await;
-        let collected = Collected { modules: BTreeMap::from([("tests/test_a.py".into(), 3)]), errors: BTreeMap::new() };
+        let collected =
+            Collected { modules: BTreeMap::from([("tests/test_a.py".into(), 3)]), errors: BTreeMap::new(), env: None };
         supervisor.send(finished(f.id, jobs[0].0, Ok(JobOutput::Collected(collected)))).await.unwrap();
         let runs = f.jobs(1).await;
         supervisor
-            .send(finished(f.id, runs[0].0, Ok(JobOutput::TimedOut { output: "sleeping".into() })))
+            .send(finished(
+                f.id,
+                runs[0].0,
+                Ok(JobOutput::TimedOut { output: "sleeping".into(), elapsed: Duration::from_millis(7020) }),
+            ))
             .await
             .unwrap();
         f.until_finished().await;
@@ -879,6 +934,7 @@ pub(crate) mod tests {
         assert_eq!(result.status, ModuleStatus::Timeout);
         assert_eq!(result.tally, Tally { errors: 3, ..Tally::default() });
         assert_eq!(result.duration, 7.0);
+        assert_eq!(result.wall, 7.02, "the wall time of the killed run");
     }
 
     #[actix::test]
@@ -929,7 +985,8 @@ pub(crate) mod tests {
         let f = fixture().await;
         let supervisor = f.start().await;
         let jobs = f.jobs(1).await;
-        let collected = Collected { modules: BTreeMap::from([("tests/test_a.py".into(), 1)]), errors: BTreeMap::new() };
+        let collected =
+            Collected { modules: BTreeMap::from([("tests/test_a.py".into(), 1)]), errors: BTreeMap::new(), env: None };
         supervisor.send(finished(f.id, jobs[0].0, Ok(JobOutput::Collected(collected)))).await.unwrap();
         let first = f.jobs(1).await;
         supervisor.send(NodeLost("n1".into())).await.unwrap();
@@ -951,8 +1008,8 @@ pub(crate) mod tests {
     async fn a_task_a_worker_cannot_take_goes_to_another_node() {
         let f = fixture().await;
         // Nothing listens on port 9 of loopback: the remote node refuses.
-        let unreachable = NodeLoad { addr: "127.0.0.1:9".into(), slots: 1, busy: 0 };
-        let local = NodeLoad { addr: "n1".into(), slots: 1, busy: 0 };
+        let unreachable = NodeLoad { addr: "127.0.0.1:9".into(), slots: 1, busy: 0, envs: vec![] };
+        let local = NodeLoad { addr: "n1".into(), slots: 1, busy: 0, envs: vec![] };
         let _supervisor = f.start_with(vec![unreachable, local]).await;
         let jobs = f.jobs(1).await;
         assert_eq!((jobs[0].1.as_str(), &jobs[0].2), ("proj", &JobKind::Collect));
@@ -963,7 +1020,8 @@ pub(crate) mod tests {
         let f = fixture().await;
         let supervisor = f.start().await;
         let jobs = f.jobs(1).await;
-        let collected = Collected { modules: BTreeMap::from([("tests/test_a.py".into(), 1)]), errors: BTreeMap::new() };
+        let collected =
+            Collected { modules: BTreeMap::from([("tests/test_a.py".into(), 1)]), errors: BTreeMap::new(), env: None };
         supervisor.send(finished(f.id, jobs[0].0, Ok(JobOutput::Collected(collected)))).await.unwrap();
         let first = f.jobs(1).await;
         // The lease of one module: prepare (60 s) + module (7 s) + grace (10 s).
@@ -974,5 +1032,59 @@ pub(crate) mod tests {
         let second = f.jobs(1).await;
         assert_ne!(second[0].0, first[0].0);
         assert_eq!(second[0].2, first[0].2);
+    }
+
+    /// Runs one evaluation of `proj` (modules `tests/test_a.py` of 1 test
+    /// and `tests/test_b.py` of 5) on one slot under longest first, each
+    /// module taking the wall time given; answers the modules in the order
+    /// they were handed out.
+    async fn run_longest_first(f: &Fixture, walls: [(&str, f64); 2]) -> Vec<String> {
+        let one_slot = NodeLoad { addr: "n1".into(), slots: 1, busy: 0, envs: vec![] };
+        let supervisor = f.start_balanced(vec![one_slot], Box::new(LongestFirst::default())).await;
+        let jobs = f.jobs(1).await;
+        let collected = Collected {
+            modules: BTreeMap::from([("tests/test_a.py".into(), 1), ("tests/test_b.py".into(), 5)]),
+            errors: BTreeMap::new(),
+            env: Some("0123456789abcdef".into()),
+        };
+        supervisor.send(finished(f.id, jobs[0].0, Ok(JobOutput::Collected(collected)))).await.unwrap();
+        let mut order = Vec::new();
+        for _ in 0..2 {
+            // One slot: the next module is handed out once the last one answered.
+            let run = f.jobs(1).await.remove(0);
+            let JobKind::Run { modules, .. } = &run.2 else { panic!("expected a run") };
+            let module = modules[0].clone();
+            let wall = walls.iter().find(|(m, _)| *m == module).unwrap().1;
+            let tests = if module.ends_with("a.py") { 1 } else { 5 };
+            let result = ModuleResult { wall, ..done(tests, 0) };
+            let ran = BTreeMap::from([(module.clone(), result)]);
+            supervisor.send(finished(f.id, run.0, Ok(JobOutput::Ran(ran)))).await.unwrap();
+            order.push(module);
+        }
+        f.until_finished().await;
+        order
+    }
+
+    #[actix::test]
+    async fn longest_first_runs_the_module_history_says_is_longest_first() {
+        let f = fixture().await;
+        // No history: the module with more tests is taken for the longer.
+        let walls = [("tests/test_a.py", 4.0), ("tests/test_b.py", 0.5)];
+        assert_eq!(run_longest_first(&f, walls).await, ["tests/test_b.py", "tests/test_a.py"]);
+        let view = f.view().await;
+        let stored: Vec<f64> = view.modules.iter().map(|m| m.result.as_ref().unwrap().wall).collect();
+        assert_eq!(stored, vec![4.0, 0.5], "each module's wall is stored");
+
+        // The same project again: its own history says test_a is the long one.
+        let again = fixture_on(f.store.clone()).await;
+        assert_eq!(run_longest_first(&again, walls).await, ["tests/test_a.py", "tests/test_b.py"]);
+        let events = again.store.send(crate::store::GetEvents(again.id)).await.unwrap().unwrap().unwrap();
+        let assigned: Vec<&str> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Assigned && e.detail.contains("tests/test_a.py"))
+            .map(|e| e.detail.as_str())
+            .collect();
+        assert_eq!(assigned.len(), 1);
+        assert!(assigned[0].ends_with("tests/test_a.py (estimated 4.00 s from history)"), "{}", assigned[0]);
     }
 }

@@ -195,6 +195,7 @@ mod tests {
                 ("tests/sub".into(), "conftest".into()),
                 ("".into(), "session".into()),
             ]),
+            env: None,
         };
         assert_eq!(
             collection_errors(&collected),

@@ -16,4 +16,9 @@ pub struct Collected {
     /// folder whose `conftest.py` failed ("tests/sub"), or "" when pytest 7
     /// charges a conftest failure to the whole session.
     pub errors: BTreeMap<String, String>,
+    /// The tag of the environment the project runs in ([`super::envs::tag`]),
+    /// so that the supervisor can send its modules where it is built; none
+    /// from a worker that does not tell it.
+    #[serde(default)]
+    pub env: Option<String>,
 }

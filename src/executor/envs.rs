@@ -15,7 +15,7 @@
 //! An environment is complete when its `READY` marker exists; a folder without
 //! it is the remains of a build that was interrupted and is built again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -56,9 +56,28 @@ const PASSED_ON: [&str; 11] = [
     "REQUESTS_CA_BUNDLE",
 ];
 
+/// Hex digits of a key that name an environment to peers: short enough that
+/// a node's list rides on its heartbeats, long enough not to collide.
+pub const TAG_LEN: usize = 16;
+/// Most environments a node tells its peers it holds: the ones used last.
+pub const MAX_ADVERTISED: usize = 64;
+
+/// The name peers know an environment by: the start of its key.
+pub fn tag(key: &str) -> String {
+    key.chars().take(TAG_LEN).collect()
+}
+
+/// True for what [`tag`] makes: `TAG_LEN` lowercase hex digits. A peer's
+/// list is held to it.
+pub fn is_tag(s: &str) -> bool {
+    s.len() == TAG_LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// An environment ready to run a project's tests.
 #[derive(Debug, Clone)]
 pub struct Env {
+    /// The cache key: a hash of the interpreter and the requirements.
+    pub key: String,
     pub dir: PathBuf,
     pub python: PathBuf,
     /// False when this call built it.
@@ -101,6 +120,10 @@ pub struct EnvCache {
     /// One lock per key, so that two projects with the same requirements
     /// build their environment once.
     building: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Tags of the environments built here, last used first, at most
+    /// `MAX_ADVERTISED`: what the node's heartbeats tell the balancers, so
+    /// that a project's modules go where its environment already is.
+    recent: Mutex<VecDeque<String>>,
 }
 
 impl EnvCache {
@@ -113,7 +136,42 @@ impl EnvCache {
             identity: OnceCell::new(),
             installer: OnceCell::new(),
             building: Mutex::new(HashMap::new()),
+            recent: Mutex::new(VecDeque::new()),
         }
+        .with_built()
+    }
+
+    /// Takes in the environments a previous run of the node left ready,
+    /// the most recently finished first.
+    fn with_built(self) -> Self {
+        let mut built: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let ready = entry.path().join(READY).metadata().and_then(|m| m.modified()).ok()?;
+                Some((ready, tag(&entry.file_name().to_string_lossy())))
+            })
+            .filter(|(_, t)| is_tag(t))
+            .collect();
+        built.sort_by_key(|b| std::cmp::Reverse(b.0));
+        *self.recent.lock().expect("no code panics while holding this lock") =
+            built.into_iter().map(|(_, t)| t).take(MAX_ADVERTISED).collect();
+        self
+    }
+
+    /// Tags of the environments ready here, last used first.
+    pub fn tags(&self) -> Vec<String> {
+        self.recent.lock().expect("no code panics while holding this lock").iter().cloned().collect()
+    }
+
+    /// Moves `key`'s tag to the front of the advertised ones.
+    fn used(&self, key: &str) {
+        let tag = tag(key);
+        let mut recent = self.recent.lock().expect("no code panics while holding this lock");
+        recent.retain(|t| *t != tag);
+        recent.push_front(tag);
+        recent.truncate(MAX_ADVERTISED);
     }
 
     /// Returns the environment for the project at `project_root`, building it
@@ -124,7 +182,10 @@ impl EnvCache {
         let key = self.key(&requirements).await?;
         let dir = self.root.join(&key);
         let python = dir.join("bin").join("python");
-        let env = |cached| Env { dir: dir.clone(), python: python.clone(), cached, elapsed: started.elapsed() };
+        let env = |cached| {
+            self.used(&key);
+            Env { key: key.clone(), dir: dir.clone(), python: python.clone(), cached, elapsed: started.elapsed() }
+        };
         if dir.join(READY).exists() {
             return Ok(env(true));
         }
@@ -440,9 +501,38 @@ pub(crate) mod tests {
         let second = c.ensure(&project).await.unwrap();
         assert!(second.cached);
         assert_eq!(first.python, second.python);
+        assert_eq!(c.tags(), vec![tag(&first.key)], "the node tells it holds the environment");
         let left: Vec<_> =
             std::fs::read_dir(dir.path().join("data/envs")).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(left.len(), 1, "the build's own folder is gone: {left:?}");
+    }
+
+    #[actix_rt::test]
+    async fn advertises_the_environments_used_last_and_no_more_than_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        // A previous run of the node left two environments ready, `b` the
+        // later, and one whose build was interrupted.
+        let old = std::time::SystemTime::now() - Duration::from_secs(60);
+        for (key, ready) in [("a", Some(old)), ("b", Some(std::time::SystemTime::now())), ("c", None)] {
+            let env = data.join("envs").join(key.repeat(64));
+            std::fs::create_dir_all(&env).unwrap();
+            if let Some(at) = ready {
+                std::fs::File::create(env.join(READY)).unwrap().set_modified(at).unwrap();
+            }
+        }
+        let c = cache(&data);
+        assert_eq!(c.tags(), vec!["b".repeat(TAG_LEN), "a".repeat(TAG_LEN)]);
+        c.used(&"a".repeat(64));
+        assert_eq!(c.tags(), vec!["a".repeat(TAG_LEN), "b".repeat(TAG_LEN)]);
+        let key = |i: u32| format!("{i:016x}{}", "0".repeat(48));
+        for i in 0..100 {
+            c.used(&key(i));
+        }
+        let tags = c.tags();
+        assert_eq!(tags.len(), MAX_ADVERTISED);
+        assert_eq!(tags[0], tag(&key(99)));
+        assert!(tags.iter().all(|t| is_tag(t)));
     }
 
     #[actix_rt::test]

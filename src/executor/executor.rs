@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::collect::Collected;
 use super::pytest::RunReport;
-use super::runner::{module_results, Runner};
+use super::runner::{module_results, Completed, Runner};
 use crate::evaluation::model::{round2, ModuleResult, Tally};
 use crate::peer::LamportClock;
 
@@ -76,6 +76,8 @@ pub enum JobOutput {
     /// The run was killed at its time-out; no module has a result.
     TimedOut {
         output: String,
+        /// How long the run went before it was killed.
+        elapsed: Duration,
     },
 }
 
@@ -84,11 +86,14 @@ pub enum JobOutput {
 #[rtype(result = "Load")]
 pub struct GetLoad;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Load {
     pub slots: usize,
     pub busy: usize,
     pub queued: usize,
+    /// Tags of the environments built here, last used first, at most
+    /// [`super::envs::MAX_ADVERTISED`].
+    pub envs: Vec<String>,
 }
 
 #[derive(Message)]
@@ -151,10 +156,11 @@ impl Executor {
                 JobKind::Collect => runner.collect(root).await.map(JobOutput::Collected),
                 JobKind::Run { modules, timeout } => {
                     runner.run(root, modules.clone(), timeout).await.map(|report| match report {
-                        RunReport::Completed { reports, exit_code, output, .. } => {
-                            JobOutput::Ran(module_results(&modules, reports, exit_code, &output, &node))
+                        RunReport::Completed { reports, exit_code, output, walls, .. } => {
+                            let run = Completed { reports, exit_code, output: &output, walls: &walls };
+                            JobOutput::Ran(module_results(&modules, run, &node))
                         }
-                        RunReport::TimedOut { output, .. } => JobOutput::TimedOut { output },
+                        RunReport::TimedOut { output, elapsed } => JobOutput::TimedOut { output, elapsed },
                     })
                 }
             }
@@ -229,7 +235,8 @@ impl Handler<GetLoad> for Executor {
     type Result = MessageResult<GetLoad>;
 
     fn handle(&mut self, _: GetLoad, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(Load { slots: self.slots, busy: self.busy, queued: self.queue.len() })
+        let envs = self.runner.envs();
+        MessageResult(Load { slots: self.slots, busy: self.busy, queued: self.queue.len(), envs })
     }
 }
 
@@ -375,19 +382,19 @@ mod tests {
             executor.send(run_job(task, module, probe.clone().recipient())).await.unwrap();
         }
         settle().await;
-        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 2, busy: 2, queued: 1 });
+        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 2, busy: 2, queued: 1, envs: vec![] });
         assert_eq!(*runner.started.borrow(), vec!["a.py", "b.py"]);
 
         runner.finish("b.py", Ok(passed_report("b.py")));
         settle().await;
         assert_eq!(*runner.started.borrow(), vec!["a.py", "b.py", "c.py"]);
-        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 2, busy: 2, queued: 0 });
+        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 2, busy: 2, queued: 0, envs: vec![] });
         assert_eq!(probe.send(Seen).await.unwrap(), vec![(2, "ran 1".to_string())]);
 
         runner.finish("a.py", Ok(passed_report("a.py")));
         runner.finish("c.py", Ok(passed_report("c.py")));
         settle().await;
-        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 2, busy: 0, queued: 0 });
+        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 2, busy: 0, queued: 0, envs: vec![] });
         let stats = executor.send(GetExecutorStats).await.unwrap();
         assert_eq!(stats.modules_run, 3);
         assert_eq!(stats.tests.passed, 3);

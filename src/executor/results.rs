@@ -165,7 +165,7 @@ impl Stream {
             match record {
                 Record::Collected { modules, errors } if found.is_none() => {
                     let errors = errors.into_iter().map(|(k, v)| (k, cap_message(&v, message_cap))).collect();
-                    found = Some(Collected { modules, errors });
+                    found = Some(Collected { modules, errors, env: None });
                 }
                 _ => return Err("the collection run reported something other than one collection".into()),
             }

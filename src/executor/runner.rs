@@ -16,7 +16,7 @@ use super::envs::EnvCache;
 use super::pytest::{Pytest, RunReport};
 use super::results::ModuleReport;
 use super::ExecutorError;
-use crate::evaluation::model::{round2, ModuleResult, ModuleStatus, Tally};
+use crate::evaluation::model::{round2, round3, ModuleResult, ModuleStatus, Tally};
 
 /// Collects and runs a project's tests.
 pub trait Runner {
@@ -29,6 +29,10 @@ pub trait Runner {
     ) -> LocalBoxFuture<'static, Result<RunReport, ExecutorError>>;
     /// Lets go of what has been idle too long; called now and then.
     fn tidy(&self) {}
+    /// Tags of the environments ready on this node, last used first.
+    fn envs(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 pub struct PytestRunner {
@@ -47,7 +51,8 @@ impl Runner for PytestRunner {
         let (envs, pytest) = (self.envs.clone(), self.pytest.clone());
         async move {
             let env = envs.ensure(&root).await?;
-            pytest.collect(&env, &root).await
+            let collected = pytest.collect(&env, &root).await?;
+            Ok(Collected { env: Some(super::envs::tag(&env.key)), ..collected })
         }
         .boxed_local()
     }
@@ -69,24 +74,34 @@ impl Runner for PytestRunner {
     fn tidy(&self) {
         self.pytest.tidy();
     }
+
+    fn envs(&self) -> Vec<String> {
+        self.envs.tags()
+    }
 }
 
-/// Turns a completed run into one result per module; a module pytest said
-/// nothing about is an error carrying pytest's exit code and output, and
-/// every module of a run whose results cannot be trusted is an error
-/// carrying the reason.
-pub fn module_results(
-    modules: &[String],
-    reports: Result<BTreeMap<String, ModuleReport>, String>,
-    exit_code: Option<i32>,
-    output: &str,
-    node: &str,
-) -> BTreeMap<String, ModuleResult> {
+/// What a completed run hands to [`module_results`].
+pub struct Completed<'a> {
+    pub reports: Result<BTreeMap<String, ModuleReport>, String>,
+    pub exit_code: Option<i32>,
+    pub output: &'a str,
+    /// Each module's wall time; a module missing here took none of its own.
+    pub walls: &'a BTreeMap<String, Duration>,
+}
+
+/// Turns a completed run into one result per module, each with its wall
+/// time; a module pytest said nothing about is an error carrying pytest's
+/// exit code and output, and every module of a run whose results cannot be
+/// trusted is an error carrying the reason.
+pub fn module_results(modules: &[String], run: Completed<'_>, node: &str) -> BTreeMap<String, ModuleResult> {
+    let Completed { reports, exit_code, output, walls } = run;
     let code = exit_code.map_or_else(|| "none".to_owned(), |c| c.to_string());
-    let error = |text: String| ModuleResult {
+    let wall = |module: &str| walls.get(module).map_or(0.0, |w| round3(w.as_secs_f64()));
+    let error = |module: &str, text: String| ModuleResult {
         status: ModuleStatus::Error,
         tally: Tally { errors: 1, ..Tally::default() },
         duration: 0.0,
+        wall: wall(module),
         node: node.to_owned(),
         output: text,
         tests: Vec::new(),
@@ -96,7 +111,7 @@ pub fn module_results(
         Err(reason) => {
             return modules
                 .iter()
-                .map(|m| (m.clone(), error(format!("results refused: {reason} (exit code {code}):\n{output}"))))
+                .map(|m| (m.clone(), error(m, format!("results refused: {reason} (exit code {code}):\n{output}"))))
                 .collect()
         }
     };
@@ -108,11 +123,12 @@ pub fn module_results(
                     status: ModuleStatus::Done,
                     tally: report.tally,
                     duration: round2(report.duration),
+                    wall: wall(module),
                     node: node.to_owned(),
                     output: output.to_owned(),
                     tests: report.tests,
                 },
-                None => error(format!("pytest reported no result for {module} (exit code {code}):\n{output}")),
+                None => error(module, format!("pytest reported no result for {module} (exit code {code}):\n{output}")),
             };
             (module.clone(), result)
         })
@@ -141,12 +157,14 @@ pub fn vet(result: ModuleResult, expected: u32) -> ModuleResult {
 }
 
 /// The result of a module killed at its time-out: every test it holds counts
-/// as an error, so that a hanging module cannot raise a grade.
-pub fn timeout_result(tests: u32, timeout: Duration, output: &str, node: &str) -> ModuleResult {
+/// as an error, so that a hanging module cannot raise a grade. `wall` is
+/// the module's share of the killed run's time.
+pub fn timeout_result(tests: u32, timeout: Duration, wall: Duration, output: &str, node: &str) -> ModuleResult {
     ModuleResult {
         status: ModuleStatus::Timeout,
         tally: Tally { errors: tests.max(1), ..Tally::default() },
         duration: round2(timeout.as_secs_f64()),
+        wall: round3(wall.as_secs_f64()),
         node: node.to_owned(),
         output: format!("killed after {} s\n{output}", timeout.as_secs()),
         tests: Vec::new(),
@@ -159,6 +177,7 @@ pub fn collection_error_result(message: &str, node: &str) -> ModuleResult {
         status: ModuleStatus::Error,
         tally: Tally { errors: 1, ..Tally::default() },
         duration: 0.0,
+        wall: 0.0,
         node: node.to_owned(),
         output: message.to_owned(),
         tests: Vec::new(),
@@ -179,7 +198,37 @@ mod tests {
         for t in &tests {
             tally.count(t.outcome);
         }
-        ModuleResult { status: ModuleStatus::Done, tally, duration: 0.2, node: "n".into(), output: "out".into(), tests }
+        ModuleResult {
+            status: ModuleStatus::Done,
+            tally,
+            duration: 0.2,
+            wall: 0.3,
+            node: "n".into(),
+            output: "out".into(),
+            tests,
+        }
+    }
+
+    #[test]
+    fn each_module_gets_its_own_wall_time() {
+        let report = |passed| ModuleReport {
+            tally: Tally { passed, ..Tally::default() },
+            duration: 0.1,
+            tests: (0..passed).map(|i| case(&format!("t{i}"), Outcome::Passed)).collect(),
+        };
+        let modules: Vec<String> = ["a.py", "b.py", "gone.py"].map(String::from).to_vec();
+        let walls = BTreeMap::from([
+            ("a.py".to_owned(), Duration::from_millis(1234)),
+            ("b.py".to_owned(), Duration::from_micros(40_400)),
+            ("gone.py".to_owned(), Duration::from_millis(9)),
+        ]);
+        let reports = Ok(BTreeMap::from([("a.py".to_owned(), report(2)), ("b.py".to_owned(), report(1))]));
+        let run = Completed { reports, exit_code: Some(0), output: "", walls: &walls };
+        let results = module_results(&modules, run, "n");
+        let walls: Vec<f64> = modules.iter().map(|m| results[m].wall).collect();
+        assert_eq!(walls, vec![1.234, 0.04, 0.009]);
+        assert_eq!(results["a.py"].duration, 0.1, "duration stays pytest's own");
+        assert_eq!(results["gone.py"].status, ModuleStatus::Error);
     }
 
     #[test]
@@ -201,7 +250,9 @@ mod tests {
 
     #[test]
     fn an_error_counts_every_collected_test_and_a_class_error_is_no_test() {
-        let refused = module_results(&["tests/test_a.py".into()], Err("no end".into()), Some(0), "", "n");
+        let walls = BTreeMap::new();
+        let run = Completed { reports: Err("no end".into()), exit_code: Some(0), output: "", walls: &walls };
+        let refused = module_results(&["tests/test_a.py".into()], run, "n");
         let vetted = vet(refused["tests/test_a.py"].clone(), 5);
         assert_eq!(vetted.tally, Tally { errors: 5, ..Tally::default() });
         assert!(vetted.output.starts_with("results refused: no end (exit code 0)"), "{}", vetted.output);

@@ -24,6 +24,7 @@ use super::swim::{Action, Swim};
 use super::transport::Transport;
 use crate::balance::{NodeLoad, SetMembers};
 use crate::evaluation::supervisor::NodeLost;
+use crate::executor::envs::{is_tag, MAX_ADVERTISED};
 use crate::executor::{GetLoad, Load};
 
 /// Advances the protocol: probes, time-outs, suspicions, gossip to the balancer.
@@ -233,7 +234,11 @@ impl Membership {
             .members()
             .into_iter()
             .filter(|m| m.status == Status::Alive)
-            .map(|m| NodeLoad { addr: m.address, slots: m.meta.slots, busy: m.meta.busy })
+            .map(|m| {
+                // A peer's list is held to what this node's own would be.
+                let envs = m.meta.envs.into_iter().filter(|t| is_tag(t)).take(MAX_ADVERTISED).collect();
+                NodeLoad { addr: m.address, slots: m.meta.slots, busy: m.meta.busy, envs }
+            })
             .collect();
         self.balancer.do_send(SetMembers(live));
     }
@@ -275,6 +280,7 @@ impl Handler<LoadRead> for Membership {
             slots: u32::try_from(load.slots).unwrap_or(u32::MAX),
             busy: u32::try_from(load.busy + load.queued).unwrap_or(u32::MAX),
             boot: self.swim.info().meta.boot,
+            envs: load.envs,
         };
         self.swim.set_meta(meta);
     }
@@ -438,6 +444,8 @@ mod tests {
     struct Recorder {
         live: Vec<String>,
         lost: Vec<String>,
+        /// The environments the balancer was told each live node holds.
+        envs: Vec<Vec<String>>,
     }
 
     impl Actor for Recorder {
@@ -447,13 +455,14 @@ mod tests {
     impl Handler<GetLoad> for Recorder {
         type Result = MessageResult<GetLoad>;
         fn handle(&mut self, _: GetLoad, _: &mut Context<Self>) -> Self::Result {
-            MessageResult(Load { slots: 2, busy: 1, queued: 0 })
+            MessageResult(Load { slots: 2, busy: 1, queued: 0, envs: vec!["0123456789abcdef".into()] })
         }
     }
 
     impl Handler<SetMembers> for Recorder {
         type Result = ();
         fn handle(&mut self, SetMembers(live): SetMembers, _: &mut Context<Self>) {
+            self.envs = live.iter().map(|n| n.envs.clone()).collect();
             self.live = live.into_iter().map(|n| n.addr).collect();
         }
     }
@@ -476,6 +485,17 @@ mod tests {
         }
     }
 
+    #[derive(Message)]
+    #[rtype(result = "Vec<Vec<String>>")]
+    struct SeenEnvs;
+
+    impl Handler<SeenEnvs> for Recorder {
+        type Result = MessageResult<SeenEnvs>;
+        fn handle(&mut self, _: SeenEnvs, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(self.envs.clone())
+        }
+    }
+
     struct Node {
         addr: Addr<Membership>,
         recorder: Addr<Recorder>,
@@ -483,7 +503,7 @@ mod tests {
 
     fn start(net: &Rc<Net>, name: &str, incarnation: u64, seeds: &[&str]) -> Node {
         let recorder = Recorder::default().start();
-        let meta = Meta { slots: 2, busy: 0, boot: incarnation };
+        let meta = Meta { slots: 2, busy: 0, boot: incarnation, envs: vec![] };
         let swim = Swim::new(name, incarnation, meta, SwimConfig::default(), incarnation);
         let settings = MembershipSettings {
             seeds: seeds.iter().map(|s| s.to_string()).collect(),
@@ -547,6 +567,12 @@ mod tests {
             live.sort();
             assert_eq!(live, vec!["a", "b", "c"]);
             assert!(lost.is_empty());
+            let envs = node.recorder.send(SeenEnvs).await.unwrap();
+            assert_eq!(
+                envs,
+                vec![vec!["0123456789abcdef".to_string()]; 3],
+                "each node's environments reach the balancers"
+            );
         }
     }
 

@@ -96,7 +96,7 @@ pub enum Action {
 }
 
 /// The load a node advertises: what the load balancer reads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     /// pytest processes the node runs at once.
     pub slots: u32,
@@ -108,6 +108,12 @@ pub struct Meta {
     /// are gone.
     #[serde(default)]
     pub boot: u64,
+    /// Tags of the environments built on the node, last used first, at most
+    /// `executor::envs::MAX_ADVERTISED`: the balancer prefers a node that
+    /// holds a task's environment. Absent from nodes that do not tell, and
+    /// left out when empty, so that such nodes read the same claims.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub envs: Vec<String>,
 }
 
 /// A member's state in one node's view (SWIM §4.2, plus memberlist's `left`).
@@ -219,7 +225,7 @@ impl MemberView {
             status: info.status,
             incarnation: info.incarnation,
             last_seen_ms,
-            meta: info.meta,
+            meta: info.meta.clone(),
         }
     }
 }

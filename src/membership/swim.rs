@@ -594,7 +594,7 @@ mod tests {
     const TICK_MS: u64 = 100;
 
     fn meta() -> Meta {
-        Meta { slots: 2, busy: 0, boot: 0 }
+        Meta { slots: 2, busy: 0, boot: 0, envs: vec![] }
     }
 
     fn addr(i: usize) -> String {
@@ -792,7 +792,7 @@ mod tests {
 
     #[test]
     fn a_restart_before_anyone_noticed_shows_as_rejoined() {
-        let meta = |boot| Meta { slots: 1, busy: 0, boot };
+        let meta = |boot| Meta { slots: 1, busy: 0, boot, envs: vec![] };
         let mut a = Swim::new("a", 10, meta(10), SwimConfig::default(), 1);
         let b_first = MemberInfo { address: "b".into(), status: Status::Alive, incarnation: 20, meta: meta(20) };
         a.joined(0, vec![b_first]);
@@ -938,8 +938,8 @@ mod tests {
         let mut sim = Sim::new(n, config.clone(), seed);
         sim.run_for(2000);
         let start = sim.now;
-        let busy = Meta { slots: 2, busy: 1, boot: 0 };
-        sim.node(&addr(0)).set_meta(busy);
+        let busy = Meta { slots: 2, busy: 1, boot: 0, envs: vec!["0123456789abcdef".into()] };
+        sim.node(&addr(0)).set_meta(busy.clone());
         let done = sim
             .run_until(30_000, |s| s.nodes.values().all(|node| node.member(&addr(0)).unwrap().meta == busy))
             .unwrap();
@@ -1052,7 +1052,8 @@ mod tests {
     fn a_node_that_joins_through_a_seed_is_known_everywhere() {
         let mut sim = Sim::new(8, SwimConfig::default(), 11);
         sim.run_for(1000);
-        let mut newcomer = Swim::new("new", 5, Meta { slots: 4, busy: 0, boot: 0 }, SwimConfig::default(), 12);
+        let mut newcomer =
+            Swim::new("new", 5, Meta { slots: 4, busy: 0, boot: 0, envs: vec![] }, SwimConfig::default(), 12);
         newcomer.tick(sim.now);
         sim.nodes.insert("new".into(), newcomer);
         sim.join("new", &addr(3));

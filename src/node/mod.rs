@@ -18,7 +18,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::api::{self, AppState};
 use crate::auth::{self, ReplayGuard};
-use crate::balance::{LeastConnections, LoadBalancer};
+use crate::balance::LoadBalancer;
 use crate::config::{Config, DEFAULT_SECRET};
 use crate::coordination::bully::{Bully, BullyConfig};
 use crate::coordination::Coordination;
@@ -196,7 +196,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     let peer_timeout = Duration::from_millis(c.peer_timeout_ms);
     let secret = c.secret.clone();
     let peers = PeerClient::new(&node, peer_timeout, clock.clone(), secret.clone());
-    let balancer = LoadBalancer::new(Box::new(LeastConnections::default())).start();
+    let balancer = LoadBalancer::new(config.balance.policy.build()).start();
     let blobs_dir = data_dir.join("blobs");
     let limits =
         UnpackLimits { max_entries: config.intake.max_entries, max_unpacked_bytes: config.intake.max_unpacked_bytes };
@@ -249,8 +249,13 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     // incarnation above its dead past self's.
     let incarnation = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
     let slots = u32::try_from(config.node.slots).unwrap_or(u32::MAX);
-    let swim =
-        Swim::new(&node, incarnation, Meta { slots, busy: 0, boot: incarnation }, swim_config.clone(), incarnation);
+    let swim = Swim::new(
+        &node,
+        incarnation,
+        Meta { slots, busy: 0, boot: incarnation, envs: Vec::new() },
+        swim_config.clone(),
+        incarnation,
+    );
     let membership = Membership::new(
         swim,
         MembershipSettings {

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::evaluation::model::ModuleResult;
 use crate::executor::collect::Collected;
+use crate::executor::envs::is_tag;
 use crate::executor::{JobKind, JobOutput, RunStamp};
 
 /// A task for a worker.
@@ -73,12 +74,19 @@ pub enum Outcome {
     Collected {
         modules: BTreeMap<String, u32>,
         errors: BTreeMap<String, String>,
+        /// The project's environment tag; absent from older workers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<String>,
     },
     Ran {
         results: BTreeMap<String, ModuleResult>,
     },
     TimedOut {
         output: String,
+        /// How long the run went before it was killed; 0 from a worker that
+        /// does not send it.
+        #[serde(default)]
+        elapsed_ms: u64,
     },
     /// The task could not run: a failed install, a missing blob.
     Failed {
@@ -89,9 +97,11 @@ pub enum Outcome {
 impl From<Result<JobOutput, String>> for Outcome {
     fn from(outcome: Result<JobOutput, String>) -> Self {
         match outcome {
-            Ok(JobOutput::Collected(c)) => Self::Collected { modules: c.modules, errors: c.errors },
+            Ok(JobOutput::Collected(c)) => Self::Collected { modules: c.modules, errors: c.errors, env: c.env },
             Ok(JobOutput::Ran(results)) => Self::Ran { results },
-            Ok(JobOutput::TimedOut { output }) => Self::TimedOut { output },
+            Ok(JobOutput::TimedOut { output, elapsed }) => {
+                Self::TimedOut { output, elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX) }
+            }
             Err(error) => Self::Failed { error },
         }
     }
@@ -100,9 +110,13 @@ impl From<Result<JobOutput, String>> for Outcome {
 impl From<Outcome> for Result<JobOutput, String> {
     fn from(outcome: Outcome) -> Self {
         match outcome {
-            Outcome::Collected { modules, errors } => Ok(JobOutput::Collected(Collected { modules, errors })),
+            Outcome::Collected { modules, errors, env } => {
+                Ok(JobOutput::Collected(Collected { modules, errors, env: env.filter(|t| is_tag(t)) }))
+            }
             Outcome::Ran { results } => Ok(JobOutput::Ran(results)),
-            Outcome::TimedOut { output } => Ok(JobOutput::TimedOut { output }),
+            Outcome::TimedOut { output, elapsed_ms } => {
+                Ok(JobOutput::TimedOut { output, elapsed: Duration::from_millis(elapsed_ms) })
+            }
             Outcome::Failed { error } => Err(error),
         }
     }
@@ -134,6 +148,28 @@ mod tests {
         assert_eq!(json, r#"{"kind":"run","modules":["tests/test_a.py"],"timeout_ms":1500}"#);
         let back: TaskSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(JobKind::from(back), kind);
+    }
+
+    #[test]
+    fn a_timed_out_run_carries_its_elapsed_time_and_an_old_worker_reads_as_zero() {
+        let out: Outcome = Ok(JobOutput::TimedOut { output: "x".into(), elapsed: Duration::from_millis(2500) }).into();
+        let json = serde_json::to_string(&out).unwrap();
+        assert_eq!(json, r#"{"kind":"timed_out","output":"x","elapsed_ms":2500}"#);
+        let back: Result<JobOutput, String> = serde_json::from_str::<Outcome>(&json).unwrap().into();
+        assert!(matches!(back, Ok(JobOutput::TimedOut { elapsed, .. }) if elapsed == Duration::from_millis(2500)));
+        let old: Outcome = serde_json::from_str(r#"{"kind":"timed_out","output":"x"}"#).unwrap();
+        assert_eq!(old, Outcome::TimedOut { output: "x".into(), elapsed_ms: 0 });
+    }
+
+    #[test]
+    fn a_module_result_carries_its_wall_and_one_without_reads_as_zero() {
+        let json = r#"{"status":"done","tally":{"passed":1,"failed":0,"skipped":0,"errors":0},
+                       "duration":0.25,"node":"n1","output":"","tests":[]}"#;
+        let old: ModuleResult = serde_json::from_str(json).unwrap();
+        assert_eq!(old.wall, 0.0);
+        let new = ModuleResult { wall: 0.4, ..old };
+        let back: ModuleResult = serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!((back.duration, back.wall), (0.25, 0.4));
     }
 
     #[test]

@@ -355,10 +355,10 @@ mod tests {
         /// `ME` and `peers` more nodes, all live.
         async fn new(peers: usize) -> Self {
             let mut stores = Stores::default();
-            let mut live = vec![NodeLoad { addr: ME.into(), slots: 1, busy: 0 }];
+            let mut live = vec![NodeLoad { addr: ME.into(), slots: 1, busy: 0, envs: vec![] }];
             for i in 1..=peers {
                 stores.stores.insert(format!("n{i}"), Store::in_memory().unwrap().start());
-                live.push(NodeLoad { addr: format!("n{i}"), slots: 1, busy: 0 });
+                live.push(NodeLoad { addr: format!("n{i}"), slots: 1, busy: 0, envs: vec![] });
             }
             let balancer = LoadBalancer::new(Box::new(LeastConnections::default())).start();
             balancer.send(SetMembers(live)).await.unwrap();
@@ -377,7 +377,7 @@ mod tests {
         }
 
         async fn set_live(&self, nodes: &[&str]) {
-            let live = nodes.iter().map(|n| NodeLoad { addr: (*n).into(), slots: 1, busy: 0 }).collect();
+            let live = nodes.iter().map(|n| NodeLoad { addr: (*n).into(), slots: 1, busy: 0, envs: vec![] }).collect();
             self.balancer.send(SetMembers(live)).await.unwrap();
         }
     }
@@ -413,6 +413,7 @@ mod tests {
             status: ModuleStatus::Done,
             tally: Tally { passed: 1, ..Tally::default() },
             duration: 0.1,
+            wall: 0.2,
             node: "n1".into(),
             output: String::new(),
             tests: Vec::new(),

@@ -1,6 +1,7 @@
 //! The store subsystem: the `Store` actor over the node's SQLite database, and
 //! the rows it reads and writes.
 
+mod durations;
 mod model;
 mod replica;
 mod schema;
@@ -8,6 +9,7 @@ mod schema;
 #[allow(clippy::module_inception)]
 mod store;
 
+pub use durations::GetEstimates;
 pub use model::{EvaluationRecord, EvaluationSummary, EvaluationView, ModuleRow, ProjectRow, Source};
 pub use replica::{ApplyReplica, GetSnapshot, GetSummary, SetSupervisor};
 pub use store::{
@@ -24,6 +26,10 @@ pub enum StoreError {
     Folder { path: std::path::PathBuf, source: std::io::Error },
     #[error("store unreachable: {0}")]
     Unreachable(#[from] actix::MailboxError),
+    #[error("the database is of schema version {found}, newer than this evalmesh reads ({supported})")]
+    NewerSchema { found: i64, supported: i64 },
+    #[error("migrating the database to schema version {version}: {source}")]
+    Migration { version: i64, source: rusqlite::Error },
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
     /// A replicated journal breaks a constraint of the schema (a module of a

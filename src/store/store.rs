@@ -15,8 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
 use super::model::{EvaluationRecord, EvaluationSummary, EvaluationView, ModuleRow, ProjectRow, Source};
-use super::schema::SCHEMA;
 use super::StoreError;
+use super::{durations, schema};
 use crate::evaluation::model::{
     EvaluationStatus, Event, EventKind, ModuleResult, ModuleStatus, Outcome, Tally, TestCase,
 };
@@ -126,16 +126,16 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder { path: dir.to_owned(), source })?;
         }
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
+        schema::apply(&mut conn)?;
         Ok(Self { conn })
     }
 
     /// An in-memory database, for tests.
     pub fn in_memory() -> Result<Self, StoreError> {
-        let conn = Connection::open_in_memory()?;
-        conn.execute_batch(SCHEMA)?;
+        let mut conn = Connection::open_in_memory()?;
+        schema::apply(&mut conn)?;
         Ok(Self { conn })
     }
 
@@ -185,6 +185,11 @@ impl Store {
     fn save_result(&mut self, m: &SaveResult) -> Reply<bool> {
         let tx = self.conn.transaction()?;
         let saved = write_result(&tx, m.id, &m.project, &m.module, &m.result)?;
+        // A module that never ran (it failed to collect) says nothing of how
+        // long it takes.
+        if saved && m.result.wall > 0.0 {
+            durations::remember(&tx, m.id, &m.project, &m.module, m.result.wall)?;
+        }
         tx.commit()?;
         Ok(saved)
     }
@@ -216,7 +221,7 @@ impl Store {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         let mut stmt = self.conn.prepare(
-            "SELECT project, module, tests, status, passed, failed, skipped, errors, duration, node, output
+            "SELECT project, module, tests, status, passed, failed, skipped, errors, duration, node, output, wall
              FROM modules WHERE evaluation = ?1 ORDER BY project, module",
         )?;
         let mut modules = stmt.query_map([&key], read_module)?.collect::<Result<Result<Vec<_>, _>, _>>()??;
@@ -357,7 +362,7 @@ pub(super) fn write_result(conn: &Connection, id: Uuid, project: &str, module: &
     let id = id.to_string();
     let changed = conn.execute(
         "UPDATE modules SET status = ?4, passed = ?5, failed = ?6, skipped = ?7, errors = ?8,
-         duration = ?9, node = ?10, output = ?11
+         duration = ?9, node = ?10, output = ?11, wall = ?12
          WHERE evaluation = ?1 AND project = ?2 AND module = ?3 AND status IS NULL",
         params![
             id,
@@ -371,6 +376,7 @@ pub(super) fn write_result(conn: &Connection, id: Uuid, project: &str, module: &
             r.duration,
             r.node,
             r.output,
+            r.wall,
         ],
     )?;
     if changed == 1 {
@@ -456,6 +462,7 @@ fn read_module(row: &Row) -> rusqlite::Result<Reply<ModuleRow>> {
                 status,
                 tally: Tally { passed: row.get(4)?, failed: row.get(5)?, skipped: row.get(6)?, errors: row.get(7)? },
                 duration: row.get(8)?,
+                wall: row.get(11)?,
                 node: row.get::<_, Option<String>>(9)?.unwrap_or_default(),
                 output: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
                 tests: Vec::new(),
@@ -538,6 +545,7 @@ mod tests {
             status: ModuleStatus::Done,
             tally: Tally { passed, ..Tally::default() },
             duration: 1.5,
+            wall: 1.75,
             node: "n1".into(),
             output: "ok".into(),
             tests: vec![TestCase {
@@ -571,6 +579,7 @@ mod tests {
         assert_eq!(view.modules.len(), 2);
         let a = view.modules[0].result.as_ref().unwrap();
         assert_eq!(a.tally.passed, 1);
+        assert_eq!((a.duration, a.wall), (1.5, 1.75), "wall is stored beside duration");
         assert_eq!(a.tests.len(), 1, "tests of a duplicate are not added twice");
         assert_eq!(view.modules[1].result, None);
         assert!(view.projects[0].collected);
