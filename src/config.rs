@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::auth::Secret;
 pub use crate::balance::PolicyKind;
 pub use crate::executor::sandbox::SandboxKind;
+use crate::executor::sandbox::IDS_PER_SLOT;
 
 /// Errors loading or validating a configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -186,8 +187,8 @@ pub struct ExecutorConfig {
     /// The `host:port` pairs an install may reach: the package index and
     /// where it serves files. Nothing else is reachable from an install.
     pub index_hosts: Vec<String>,
-    /// Run tests in children forked from a warm pytest, one server per slot
-    /// serving one environment at a time; false runs each module in a
+    /// Run tests in children forked from a warm pytest, two servers per
+    /// slot, each serving one environment at a time; false runs each module in a
     /// fresh process.
     pub fork_server: bool,
     /// A fork server is replaced after forking this many runs.
@@ -436,11 +437,13 @@ impl Config {
             return invalid("executor", "module_timeout_s, install_timeout_s and collect_timeout_s must be at least 1");
         }
         if e.sandbox_uid_base == 0
-            || e.sandbox_uid_base.checked_add(u32::try_from(2 * self.node.slots).unwrap_or(u32::MAX)).is_none()
+            || e.sandbox_uid_base
+                .checked_add(u32::try_from(IDS_PER_SLOT * self.node.slots).unwrap_or(u32::MAX))
+                .is_none()
         {
             return invalid(
                 "executor.sandbox_uid_base",
-                "must be above 0 (root) and leave room for two ids per slot (its runs and its fork server)",
+                "must be above 0 (root) and leave room for three ids per slot (its runs and its two fork servers)",
             );
         }
         if e.fork_server_max_runs == 0 || e.fork_server_idle_s == 0 {

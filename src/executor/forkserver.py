@@ -9,9 +9,9 @@ node. The server
 
 1. sets RLIMIT_NPROC as the launcher does, makes itself non-dumpable, so that
    no child of its can trace it or read its memory, and imports pytest, its
-   built-in plugins and what the plugins installed in the environment (the
-   ``pytest11`` entry points) depend on — never a plugin, which the child's
-   pytest imports and rewrites, and never a project's code;
+   built-in plugins, the plugins installed in the environment (the
+   ``pytest11`` entry points, through pytest's assertion rewriter as pytest
+   imports them) and what they depend on — never a project's code;
 2. freezes the garbage collector's view of what it imported, so that the
    children's collections skip it (and copy-on-write pages stay shared);
 3. says ``{"event": "ready", "forkable": bool}``: not forkable when the
@@ -68,14 +68,14 @@ def _prctl(option, value):
 
 
 def _warm():
-    """Imports what every pytest run imports, and what the environment's
-    plugins depend on — never a plugin itself."""
+    """Imports what every pytest run imports: pytest, its built-in plugins,
+    the environment's plugins and what they depend on."""
     import pytest  # noqa: F401
     from _pytest.config import default_plugins
 
-    # Only pytest's own modules and the plugins' dependencies: a module of
-    # the standard library that pytest imports after it loaded a project's
-    # conftest (pdb, code, ...) may be a project's own module of that name.
+    # Only pytest's own modules and the plugins': a module of the standard
+    # library that pytest imports after it loaded a project's conftest
+    # (pdb, code, ...) may be a project's own module of that name.
     for name in default_plugins:
         importlib.import_module("_pytest." + name)
     for name in _plugin_dependencies():
@@ -83,14 +83,47 @@ def _warm():
             importlib.import_module(name)
         except Exception:  # the child imports it again, as a fresh run would
             pass
+    _import_plugins_rewritten()
+
+
+def _import_plugins_rewritten():
+    """Imports the modules of the plugins' distributions as a fresh pytest
+    does: through its assertion rewriter, which pytest puts in place and
+    tells about them before it imports them. A child's pytest then finds
+    them rewritten, by a rewriter like its own, and takes them as its own
+    imports. Where pytest's inner API is not what this expects, the child
+    imports them itself."""
+    try:
+        from _pytest.assertion import install_importhook
+        from _pytest.config import get_config
+
+        config = get_config()
+    except Exception:
+        return
+    try:
+        hook = install_importhook(config)
+        try:
+            config._mark_plugins_for_rewrite(hook, False)
+        except TypeError:  # pytest before 8.4
+            config._mark_plugins_for_rewrite(hook)
+        for name in sorted(hook._must_rewrite):
+            try:
+                importlib.import_module(name)
+            except Exception:  # the child's pytest reports it as a fresh run would
+                pass
+    except Exception:
+        pass
+    finally:
+        config._ensure_unconfigure()
 
 
 def _plugin_dependencies():
     """The top-level modules of what the ``pytest11`` plugins require. A
-    plugin's own modules are left out: pytest marks them for assertion
-    rewriting before it imports them, and one imported earlier would be
-    neither rewritten nor quiet (``PytestAssertRewriteWarning``, an error
-    under ``filterwarnings = error``)."""
+    plugin's own modules are left to ``_import_plugins_rewritten``: pytest
+    marks them for assertion rewriting before it imports them, and one
+    imported otherwise would be neither rewritten nor quiet
+    (``PytestAssertRewriteWarning``, an error under ``filterwarnings =
+    error``)."""
     from importlib import metadata
 
     modules_of = getattr(metadata, "packages_distributions", None)

@@ -1,4 +1,4 @@
-//! Warm pytest processes: a fork server (`forkserver.py`) per slot, each
+//! Warm pytest processes: fork servers (`forkserver.py`), two per slot, each
 //! serving the environment it was started in, and forking a fresh child for
 //! every collection and every module. Pure helper of the executor, no actix
 //! inside.
@@ -268,8 +268,8 @@ impl<'a> WireRequest<'a> {
     }
 }
 
-/// The servers of one node: one place per slot, each empty, idle or lent
-/// to the job running in it.
+/// The servers of one node: `SERVERS_PER_SLOT` places per slot, each empty,
+/// idle or lent to the job running in it.
 pub struct ForkServers {
     settings: ForkSettings,
     places: RefCell<Vec<Place>>,

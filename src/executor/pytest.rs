@@ -21,7 +21,7 @@ use super::envs::Env;
 use super::forkserver::{ForkServers, ForkSettings, Request, FORKSERVER_SOURCE};
 use super::process::{self, Side};
 use super::results::{ModuleReport, Stream, StreamReader};
-use super::sandbox::{Sandbox, SandboxKind, Spec, RESULTS_FD};
+use super::sandbox::{Sandbox, SandboxKind, Spec, RESULTS_FD, SERVERS_PER_SLOT};
 use super::ExecutorError;
 
 /// The launcher, written into the node's sandbox folder at start.
@@ -116,7 +116,8 @@ impl Pytest {
         std::fs::create_dir_all(&settings.scratch).map_err(|e| ExecutorError::io("creating the scratch folder", e))?;
         std::fs::write(&launcher, LAUNCHER_SOURCE).map_err(|e| ExecutorError::io("writing the launcher", e))?;
         std::fs::write(&forkserver, FORKSERVER_SOURCE).map_err(|e| ExecutorError::io("writing the fork server", e))?;
-        let servers = settings.fork.map(|fork| ForkServers::new(fork, settings.slots, dir.join("servers")));
+        let servers =
+            settings.fork.map(|fork| ForkServers::new(fork, settings.slots * SERVERS_PER_SLOT, dir.join("servers")));
         Ok(Self {
             launcher,
             forkserver,
@@ -653,41 +654,40 @@ def test_alone():
         )
     }
 
-    /// A plugin is imported by the child's pytest, as by a fresh one: its
-    /// assertions are rewritten, pytest never warns that it was imported
-    /// before it could rewrite it (so a project that turns warnings into
-    /// errors runs), and a thread it starts at import runs in the child.
+    /// A plugin is imported in the server, through pytest's assertion
+    /// rewriter as a fresh pytest imports it: its assertions are rewritten,
+    /// and the child's pytest never warns that it was imported before it
+    /// could rewrite it (so a project that turns warnings into errors runs).
     #[actix_rt::test]
-    async fn a_plugin_is_imported_by_the_childs_pytest_as_by_a_fresh_one() {
+    async fn a_plugin_is_imported_in_the_server_as_a_fresh_pytest_imports_it() {
         let dir = tempfile::tempdir().unwrap();
         let project = dir.path().join("p");
-        let (rewritten, threads) = ("tests/test_rewritten.py".to_owned(), "tests/test_threads.py".to_owned());
+        let module = "tests/test_rewritten.py".to_owned();
         write(
             &project,
             &[
                 ("pytest.ini", "[pytest]\nfilterwarnings = error\n"),
                 (
-                    rewritten.as_str(),
-                    "import pytest\ndef test_rewritten(checked):\n    \
+                    module.as_str(),
+                    "import os, pytest, evalmesh_plugin\n\
+                     def test_warm_and_rewritten(checked):\n    \
+                     assert evalmesh_plugin.IMPORTED_IN != os.getpid()\n    \
                      with pytest.raises(AssertionError, match='assert 1 == 2'):\n        checked(1, 2)\n",
                 ),
-                (threads.as_str(), &sees_thread("plugin")),
             ],
         );
         let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
-        let fixture =
-            "@pytest.fixture\ndef checked():\n    def check(a, b):\n        assert a == b\n    return check\n";
-        install_plugin(&env, &format!("import pytest\n{}{fixture}", starts_thread("plugin")));
+        install_plugin(
+            &env,
+            "import os, pytest\nIMPORTED_IN = os.getpid()\n@pytest.fixture\ndef checked():\n    \
+             def check(a, b):\n        assert a == b\n    return check\n",
+        );
         let p = pytest(&dir.path().join("data"), true);
         let collected = p.collect(&env, &project).await.unwrap();
-        assert_eq!(collected.modules.values().sum::<u32>(), 2, "{collected:?}");
-        for module in [&rewritten, &threads] {
-            let report = p.run(&env, &project, std::slice::from_ref(module), Duration::from_secs(60)).await.unwrap();
-            assert_eq!(tally(&report, module), Ok(Tally { passed: 1, ..Tally::default() }), "{report:?}");
-        }
-        let servers = p.servers.as_ref().unwrap();
-        assert!(servers.forkable(&env.python));
-        assert_eq!(servers.running(), 1, "the server forked every run");
+        assert_eq!(collected.modules.get(&module), Some(&1), "{collected:?}");
+        let report = p.run(&env, &project, std::slice::from_ref(&module), Duration::from_secs(60)).await.unwrap();
+        assert_eq!(tally(&report, &module), Ok(Tally { passed: 1, ..Tally::default() }), "{report:?}");
+        assert_eq!(p.servers.as_ref().unwrap().running(), 1, "the server forked both runs");
     }
 
     /// A server whose start started a thread (here a `.pth` file at the

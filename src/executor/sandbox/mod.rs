@@ -45,6 +45,14 @@ use cgroup::{CgroupLimits, CgroupVersion, SlotCgroups};
 /// The descriptor a run writes its results to (see `launcher.py`).
 pub const RESULTS_FD: RawFd = 3;
 
+/// Fork servers a node keeps per slot: one for the environment its slot
+/// runs now and one more, so that projects of a few environments
+/// interleaved on the slots do not make a server start for each module.
+pub const SERVERS_PER_SLOT: usize = 2;
+
+/// User ids (and cgroups) per slot: the slot's own, and its servers'.
+pub const IDS_PER_SLOT: usize = 1 + SERVERS_PER_SLOT;
+
 /// Which sandbox runs the tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -146,7 +154,7 @@ impl Sandbox {
         let root = unsafe { libc::geteuid() } == 0;
         let limits = CgroupLimits { memory_bytes: settings.limits.memory_bytes, processes: settings.limits.processes };
         let cgroups = if settings.cgroups {
-            SlotCgroups::create(limits, 2 * settings.slots)
+            SlotCgroups::create(limits, settings.slots * IDS_PER_SLOT)
         } else {
             Err("executor.cgroups = false".to_owned())
         };
@@ -182,7 +190,7 @@ impl Sandbox {
             "per-slot" => format!(
                 "each slot runs as its own user id ({}..{})",
                 self.settings.uid_base,
-                self.settings.uid_base as usize + 2 * self.settings.slots.max(1) - 1
+                self.settings.uid_base as usize + IDS_PER_SLOT * self.settings.slots.max(1) - 1
             ),
             "user-namespace" => "runs are unprivileged in a user namespace of their own".to_owned(),
             _ => "student code runs without isolation, as this node's user".to_owned(),
@@ -322,7 +330,8 @@ impl Sandbox {
         Ok(Lease { slot, pool: Some(self.free.clone()) })
     }
 
-    /// The slot of fork server `index` (below the node's slot count): a
+    /// The slot of fork server `index` (below `SERVERS_PER_SLOT` times the
+    /// node's slot count): a
     /// user and a cgroup apart from the slots of other commands, so that an
     /// install or a fresh run never shares them with a waiting server.
     pub fn server_lease(&self, index: usize) -> Lease {
@@ -346,7 +355,7 @@ fn write_etc(settings: &SandboxSettings, root: bool) -> Result<(), SandboxError>
     let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
     let mut group = String::from("root:x:0:\n");
     if root && settings.kind == SandboxKind::Bwrap {
-        for slot in 0..2 * settings.slots {
+        for slot in 0..IDS_PER_SLOT * settings.slots {
             let id = settings.uid_base as usize + slot;
             passwd.push_str(&format!("evalmesh{slot}:x:{id}:{}:evalmesh run:/tmp:/bin/sh\n", settings.uid_base));
         }
