@@ -120,7 +120,7 @@ pub async fn run(mut cmd: Command, timeout: Duration, cap: usize, side: Option<S
 
 /// Reads the output and the side channel of a process the node did not
 /// spawn itself (a fork server's child) while `exit` runs, and for no more
-/// than [`GRACE`] once it has returned: the output capped at `cap`, the
+/// than `GRACE` (2 s) once it has returned: the output capped at `cap`, the
 /// side channel at `side_cap`.
 pub async fn read_while<T>(
     output: OwnedFd,
