@@ -58,7 +58,8 @@ LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher.py
 SERVER_ONLY = ("EVALMESH_CONTROL_FD", "EVALMESH_ISOLATE", "EVALMESH_WIPE")
 # Modules the server imports and pytest does not: a child forgets them, so
 # that a project's own module of one of these names is the one it imports.
-SERVER_MODULES = ("ctypes", "resource")
+# (The launcher forgets `resource` itself, in a fresh process as in a child.)
+SERVER_MODULES = ("ctypes",)
 # A request is a few kilobytes of JSON.
 REQUEST_CAP = 1 << 20
 
