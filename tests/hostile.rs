@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 // ---------------------------------------------------------------- contained and reported
 
 const READS: &str = include_str!("data/hostile/reads.py");
+const SERVER: &str = include_str!("data/hostile/server.py");
 
 /// The hostile project: one module per attack. `port` is a port the host
 /// listens on; `data_dir` and `config` are the node's own; `marker` a host
@@ -62,6 +63,7 @@ fn hostile_project(port: u16, data_dir: &Path, config: &Path, marker: &str) -> V
         ("hostile/tests/test_output.py", output.to_owned()),
         ("hostile/tests/test_fork.py", fork.to_owned()),
         ("hostile/tests/test_reads.py", reads),
+        ("hostile/tests/test_server.py", SERVER.to_owned()),
     ])
 }
 
@@ -85,7 +87,7 @@ fn contained_and_reported(user: User) {
         let e = finished(&node, &id);
         let escaped = std::fs::remove_file(&marker).is_ok();
         assert_eq!(e["status"], json!("done"), "{e:#}");
-        assert_eq!(e["_run_info"]["modules_done"], json!(6), "{e:#}");
+        assert_eq!(e["_run_info"]["modules_done"], json!(7), "{e:#}");
 
         assert_module(&e, "hostile", "tests/test_sleep.py", "timeout", [0, 0, 0, 1]);
 
@@ -111,6 +113,9 @@ fn contained_and_reported(user: User) {
 
         let reads = module(&e, "hostile", "tests/test_reads.py");
         assert_eq!(outcome(reads), [1, 0, 0, 0], "the node's data and config are not visible: {reads:#}");
+
+        let server = module(&e, "hostile", "tests/test_server.py");
+        assert_eq!(outcome(server), [1, 0, 0, 0], "the fork server is out of the child's reach: {server:#}");
 
         let after = rss_kib(&node);
         assert!(after < before + 40 * 1024, "node memory grew from {before} KiB to {after} KiB");

@@ -588,6 +588,25 @@ def test_nothing_is_left():
         assert_eq!(servers.running(), 1);
     }
 
+    /// A child cannot reach its server: no descriptor of the control socket
+    /// is left to it, and the server, not dumpable, can neither be traced
+    /// nor have its memory, environment or descriptors read through /proc;
+    /// the server serves the next child.
+    #[actix_rt::test]
+    async fn a_child_cannot_reach_its_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("p");
+        let module = "tests/test_reach.py".to_owned();
+        write(&project, &[(module.as_str(), include_str!("../../tests/data/hostile/server.py"))]);
+        let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
+        let p = pytest(&dir.path().join("data"), true);
+        for _ in 0..2 {
+            let report = p.run(&env, &project, std::slice::from_ref(&module), Duration::from_secs(60)).await.unwrap();
+            assert_eq!(tally(&report, &module), Ok(Tally { passed: 1, ..Tally::default() }), "{report:?}");
+        }
+        assert_eq!(p.servers.as_ref().unwrap().running(), 1, "one server forked both runs");
+    }
+
     /// A server serves projects of one environment one after the other; each
     /// child sees its own project's files and no other's.
     #[actix_rt::test]
