@@ -225,19 +225,20 @@ impl Pytest {
         }
         let sandboxed = self.sandbox.kind() == SandboxKind::Bwrap;
         let bytes = if sandboxed { tmpfs_bytes(base) } else { 0 };
-        // Without a sandbox each child gets a private folder of its own here.
+        let base_seen = if sandboxed { PathBuf::from(BASE) } else { base.to_owned() };
+        // Without a sandbox each child gets a private folder of its own here,
+        // kept until the children are done.
         let mut privates = Vec::new();
-        for _ in &each {
-            if sandboxed {
-                break;
-            }
-            privates.push(tempfile::Builder::new().prefix("project-").tempdir_in(&self.scratch).ok()?);
-        }
-        let (base_seen, project) =
-            if sandboxed { (PathBuf::from(BASE), Some(PathBuf::from(PROJECT))) } else { (base.to_owned(), None) };
         let mut args = Vec::with_capacity(each.len());
-        for (i, rest) in each.into_iter().enumerate() {
-            let project = project.clone().unwrap_or_else(|| privates[i].path().to_owned());
+        for rest in each {
+            let project = if sandboxed {
+                PathBuf::from(PROJECT)
+            } else {
+                let private = tempfile::Builder::new().prefix("project-").tempdir_in(&self.scratch).ok()?;
+                let path = private.path().to_owned();
+                privates.push(private);
+                path
+            };
             let mut all = base_args(&project);
             all.extend(rest);
             args.push((project, all));
