@@ -19,7 +19,7 @@
 //! lost; the caller runs it again in a fresh process.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ pub struct ForkSettings {
 /// What the server is asked to run.
 #[derive(Debug, Serialize)]
 pub struct Request<'a> {
-    /// `collect` or `run`, as the launcher takes it.
+    /// `collect`, `run` or `compile`, as the launcher takes it.
     pub mode: &'a str,
     /// The project as the child sees it, read-only, and its private copy.
     pub base: &'a Path,
@@ -112,10 +112,10 @@ pub struct ForkServer {
     runs: u32,
     last_used: Instant,
     /// The host folder shown at `/evalmesh/base`, and which project it
-    /// mirrors now; none without a sandbox, where the child reads the
-    /// project where it is.
+    /// mirrors now, and whether with its bytecode; none without a sandbox,
+    /// where the child reads the project where it is.
     mirror: Option<PathBuf>,
-    mirrored: Option<PathBuf>,
+    mirrored: Option<(PathBuf, bool)>,
 }
 
 impl ForkServer {
@@ -160,23 +160,26 @@ impl ForkServer {
     }
 
     /// Runs one request in a fresh child, `root` being the project's folder
-    /// on the node. The server is no longer usable after an error.
+    /// on the node, `compiled` whether its bytecode is there now. The server
+    /// is no longer usable after an error.
     async fn run(
         &mut self,
         root: &Path,
+        compiled: bool,
         bytes: u64,
         request: &Request<'_>,
         caps: (usize, usize),
     ) -> Result<ChildRun, ServerError> {
         if let Some(mirror) = &self.mirror {
-            if self.mirrored.as_deref() != Some(root) {
+            let wanted = (root.to_owned(), compiled);
+            if self.mirrored.as_ref() != Some(&wanted) {
                 self.mirrored = None;
                 let (from, to) = (root.to_owned(), mirror.clone());
                 tokio::task::spawn_blocking(move || mirror_project(&from, &to))
                     .await
                     .map_err(|e| ServerError::Io { context: "mirroring the project", source: e.into() })?
                     .map_err(|source| ServerError::Io { context: "mirroring the project", source })?;
-                self.mirrored = Some(root.to_owned());
+                self.mirrored = Some(wanted);
             }
         }
         let (results_read, results_write) =
@@ -277,6 +280,9 @@ pub struct ForkServers {
     unforkable: RefCell<HashSet<PathBuf>>,
     /// Where each place's mirror of a project lives on the node.
     mirrors: PathBuf,
+    /// The projects whose bytecode was asked for, by folder: true once it
+    /// is stored there.
+    bytecode: RefCell<HashMap<PathBuf, bool>>,
 }
 
 #[derive(Default)]
@@ -294,7 +300,30 @@ pub struct Lent {
 impl ForkServers {
     pub fn new(settings: ForkSettings, slots: usize, mirrors: PathBuf) -> Self {
         let places = (0..slots).map(|_| Place::default()).collect();
-        Self { settings, places: RefCell::new(places), unforkable: RefCell::default(), mirrors }
+        Self {
+            settings,
+            places: RefCell::new(places),
+            unforkable: RefCell::default(),
+            mirrors,
+            bytecode: RefCell::default(),
+        }
+    }
+
+    /// Whether the caller should compile the project at `root`: true once
+    /// per folder (the first to ask does it; the others run without).
+    pub fn claim_bytecode(&self, root: &Path) -> bool {
+        let mut bytecode = self.bytecode.borrow_mut();
+        if bytecode.contains_key(root) {
+            return false;
+        }
+        bytecode.insert(root.to_owned(), false);
+        true
+    }
+
+    /// Records that the bytecode of the project at `root` is stored there:
+    /// servers mirror it again before their next child.
+    pub fn bytecode_stored(&self, root: &Path) {
+        self.bytecode.borrow_mut().insert(root.to_owned(), true);
     }
 
     /// Whether `python`'s environment can be served by a fork server.
@@ -341,8 +370,10 @@ impl ForkServers {
         };
     }
 
-    /// Stops the servers idle for longer than the setting.
+    /// Stops the servers idle for longer than the setting, and forgets the
+    /// projects whose folders are gone.
     pub fn tidy(&self, sandbox: &Sandbox) {
+        self.bytecode.borrow_mut().retain(|root, _| root.exists());
         let mut places = self.places.borrow_mut();
         for place in places.iter_mut().filter(|p| !p.lent) {
             if place.server.as_ref().is_some_and(|s| s.last_used.elapsed() >= self.settings.idle) {
@@ -413,9 +444,10 @@ impl ForkServers {
             lent.server = Some(started.await?);
         }
         let server = lent.server.as_mut().expect("started above");
+        let compiled = self.bytecode.borrow().get(root) == Some(&true);
         let mut runs = Vec::with_capacity(requests.len());
         for request in requests {
-            let run = server.run(root, bytes, request, caps).await?;
+            let run = server.run(root, compiled, bytes, request, caps).await?;
             let timed_out = run.timed_out;
             runs.push(run);
             if timed_out {

@@ -25,6 +25,13 @@ with ``EVALMESH_RESULTS_FD`` naming an inherited pipe. The launcher
    closes the pipe, before ``atexit`` handlers run: the node reads nothing
    after it.
 
+In ``compile`` mode (no pytest arguments) it runs no pytest and none of the
+project's code: it compiles the project's sources as the children of its
+runs would, each to the bytes Python or pytest writes in ``__pycache__``,
+and sends ``{"event": "bytecode", "source", "path", "data"}`` for each
+(paths relative to PROJECT, data in base64), then the end. See
+``_compile``.
+
 A fork server (``forkserver.py``) runs the launcher the same way in each
 child it forks, as the main script with these arguments, on descriptor 3.
 
@@ -33,7 +40,11 @@ any project's environment, on pytest 7 and later. The reporter observes
 only: it never changes what pytest collects, runs or returns.
 """
 
+import base64
+import fnmatch
+import importlib.util
 import json
+import marshal
 import os
 import resource
 import shutil
@@ -137,6 +148,97 @@ def _copy_into(base, project):
             shutil.copy2(entry.path, target, follow_symlinks=False)
 
 
+# What pytest rewrites without being told: conftests and the files its
+# default `python_files` names.
+_REWRITTEN = ("conftest.py", "test_*.py", "*_test.py")
+# Where pytest's configuration may live: a project that turns the assertion
+# pass hook on (it changes the rewritten code) has its tests rewritten in
+# each run, as without this cache.
+_CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pytest.toml", ".pytest.toml", "pyproject.toml", "tox.ini", "setup.cfg")
+
+
+def _pyc(code, data):
+    # What importlib writes for a source (PEP 552, timestamp-checked).
+    st_mtime, st_size = data
+    return (
+        importlib.util.MAGIC_NUMBER
+        + (0).to_bytes(4, "little")
+        + (int(st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+        + (st_size & 0xFFFFFFFF).to_bytes(4, "little")
+        + marshal.dumps(code)
+    )
+
+
+def _rewriter(project):
+    """pytest's own rewrite of a test file and the pyc it writes for it, or
+    None where that cannot be had the same as in a run."""
+    for folder, _, files in os.walk(project):
+        for name in files:
+            if name in _CONFIG_FILES:
+                with open(os.path.join(folder, name), "rb") as f:
+                    if b"enable_assertion_pass_hook" in f.read():
+                        return None
+    try:
+        from _pytest.assertion.rewrite import PYC_TAIL, _rewrite_test, _write_pyc_fp
+    except ImportError:
+        return None
+    import io
+    from pathlib import Path
+
+    def rewrite(path):
+        # The config only says whether the pass hook is on; it is not.
+        key, code = _rewrite_test(Path(path), None)
+        out = io.BytesIO()
+        _write_pyc_fp(out, key, code)
+        return os.path.join("__pycache__", os.path.basename(path)[:-3] + PYC_TAIL), out.getvalue()
+
+    return rewrite
+
+
+def _imported_here(folder, files):
+    # Bytecode for a folder Python imports from: a package, a folder of
+    # tests (and the project's top). A folder of other .py files (data a test
+    # reads, examples) gets no __pycache__ a run would not have made.
+    return "__init__.py" in files or any(fnmatch.fnmatch(f, p) for f in files for p in _REWRITTEN)
+
+
+def _compile(project, out):
+    """Sends the bytecode of the project's sources, compiled as a run's
+    imports would compile them at PROJECT: plain modules to importlib's pyc,
+    conftests and test files to pytest's rewritten pyc. A source that does
+    not compile is left to the run, which reports it as it would."""
+    rewrite = _rewriter(project)
+    for folder, dirs, files in os.walk(project):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        if folder != project and not _imported_here(folder, files):
+            continue
+        for name in sorted(f for f in files if f.endswith(".py")):
+            path = os.path.join(folder, name)
+            try:
+                if any(fnmatch.fnmatch(name, p) for p in _REWRITTEN):
+                    if rewrite is None:
+                        continue
+                    pyc, data = rewrite(path)
+                else:
+                    with open(path, "rb") as f:
+                        source = f.read()
+                    st = os.stat(path)
+                    code = compile(source, path, "exec", dont_inherit=True)
+                    pyc = os.path.relpath(importlib.util.cache_from_source(path), folder)
+                    data = _pyc(code, (st.st_mtime, st.st_size))
+            except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError, OSError):
+                continue
+            record = {
+                "event": "bytecode",
+                "source": os.path.relpath(path, project),
+                "path": os.path.relpath(os.path.join(folder, pyc), project),
+                "data": base64.b64encode(data).decode("ascii"),
+            }
+            out.write(_dumps(record) + "\n")
+    out.write(_dumps({"event": "end", "exitstatus": 0}) + "\n")
+    out.close()
+
+
 def main():
     base, project, mode = sys.argv[1:4]
     pytest_args = sys.argv[5:]
@@ -150,6 +252,9 @@ def main():
     os.set_inheritable(fd, False)
     out = os.fdopen(fd, "w", encoding="utf-8")
     _copy_into(base, project)
+    if mode == "compile":
+        _compile(project, out)
+        return
     os.chdir(project)
     sys.path[0] = project
 

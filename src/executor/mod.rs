@@ -3,6 +3,7 @@
 //! requirements, the pytest runs through the launcher, the reader of their
 //! results, the sandbox and the capped process runner.
 
+pub mod bytecode;
 pub mod collect;
 pub mod envs;
 pub mod forkserver;

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use super::bytecode;
 use super::collect::Collected;
 use super::envs::Env;
 use super::forkserver::{ForkServers, ForkSettings, Request, FORKSERVER_SOURCE};
@@ -224,6 +225,9 @@ impl Pytest {
             return None;
         }
         let sandboxed = self.sandbox.kind() == SandboxKind::Bwrap;
+        if sandboxed && servers.claim_bytecode(base) {
+            self.compile(servers, env, base).await;
+        }
         let bytes = if sandboxed { tmpfs_bytes(base) } else { 0 };
         let base_seen = if sandboxed { PathBuf::from(BASE) } else { base.to_owned() };
         // Without a sandbox each child gets a private folder of its own here,
@@ -270,6 +274,45 @@ impl Pytest {
                 log::warn!("fork server for {}: {e}; running in a fresh process", env.dir.display());
                 None
             }
+        }
+    }
+
+    /// Compiles the sources of the project at `base` in a child of a fork
+    /// server and stores their bytecode there (see `bytecode`). Where that
+    /// fails, the project's runs compile what they import, as before.
+    async fn compile(&self, servers: &ForkServers, env: &Env, base: &Path) {
+        let bytes = tmpfs_bytes(base);
+        let (base_seen, project) = (PathBuf::from(BASE), PathBuf::from(PROJECT));
+        let request = Request {
+            mode: "compile",
+            base: &base_seen,
+            project: &project,
+            args: &[],
+            timeout: self.collect_timeout.as_secs_f64(),
+        };
+        let spec = |room, mirror: Option<&Path>| self.server_spec(env, room, mirror);
+        let caps = (self.caps.output, bytecode::CAP + 1);
+        let stored = match servers.run_all(&self.sandbox, &env.python, spec, base, bytes, &[request], caps).await {
+            Ok(mut runs) => {
+                let run = runs.pop().expect("one request, one run");
+                if run.timed_out || run.code != Some(0) {
+                    Err(format!("the compile run ended with {:?}: {}", run.code, run.output.trim()))
+                } else {
+                    let root = base.to_owned();
+                    tokio::task::spawn_blocking(move || bytecode::store(&root, &run.results))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|stored| stored.map_err(|e| e.to_string()))
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match stored {
+            Ok(count) => {
+                log::debug!("bytecode of {}: {count} files", base.display());
+                servers.bytecode_stored(base);
+            }
+            Err(e) => log::warn!("bytecode of {}: {e}; its runs compile their imports", base.display()),
         }
     }
 
@@ -608,16 +651,89 @@ def test_nothing_is_left():
         assert_eq!(p.servers.as_ref().unwrap().running(), 1, "one server forked both runs");
     }
 
+    /// Compares the bytecode the node stored in a project (argv 1) with what
+    /// Python and pytest write themselves in a copy of it (argv 2), where
+    /// pytest runs the tests: the same files, headers and code. Then
+    /// rewrites the stored pyc of `pkg/mod.py` to code of its own.
+    const ALIKE: &str = r#"import importlib.util, marshal, os, shutil, subprocess, sys
+
+def pycs(top):
+    return {os.path.relpath(os.path.join(d, f), top): open(os.path.join(d, f), 'rb').read()
+            for d, _, fs in os.walk(top) for f in fs if f.endswith('.pyc')}
+
+root, copy = sys.argv[1], sys.argv[2]
+shutil.copytree(root, copy, ignore=shutil.ignore_patterns('__pycache__'))
+env = {k: v for k, v in os.environ.items() if k != 'PYTHONDONTWRITEBYTECODE'}
+subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'tests'], cwd=copy, env=env,
+               check=True, stdout=subprocess.DEVNULL)
+ours, theirs = pycs(root), pycs(copy)
+assert sorted(ours) == sorted(theirs), (sorted(ours), sorted(theirs))
+for name, data in ours.items():
+    assert data[:16] == theirs[name][:16], name
+    assert marshal.loads(data[16:]) == marshal.loads(theirs[name][16:]), name
+print(len(ours), 'alike')
+mod = os.path.join(root, 'pkg', '__pycache__', 'mod.' + sys.implementation.cache_tag + '.pyc')
+data = ours[os.path.relpath(mod, root)]
+with open(mod, 'r+b') as f:
+    f.write(data[:16] + marshal.dumps(compile('VALUE = 2', 'pkg/mod.py', 'exec')))
+    f.truncate()
+"#;
+
+    /// The bytecode the node compiles once for a project is, file by file,
+    /// what Python and pytest write for it themselves, only where they would
+    /// (no pyc for a folder of other files, none for a source that does not
+    /// compile); and the children of its runs import it.
+    #[actix_rt::test]
+    async fn a_projects_bytecode_is_what_python_and_pytest_write_and_its_children_import_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("p");
+        write(
+            &project,
+            &[
+                ("pkg/__init__.py", "from .mod import VALUE\n"),
+                ("pkg/mod.py", "VALUE = 1\n\ndef double(x):\n    return [v * 2 for v in x]\n"),
+                ("tests/conftest.py", "import pytest\n\n@pytest.fixture\ndef one():\n    assert True\n    return 1\n"),
+                (
+                    "tests/test_a.py",
+                    "import pkg\nfrom pkg.mod import double\n\ndef test_a(one):\n    assert double([one]) == [2]\n",
+                ),
+                ("tests/test_value.py", "import pkg\n\ndef test_value():\n    assert pkg.VALUE == 1\n"),
+                ("data/sample.py", "print('read by a test, never imported')\n"),
+                ("broken.py", "def (\n"),
+            ],
+        );
+        let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
+        let p = pytest(&dir.path().join("data"), true);
+        let module = "tests/test_a.py".to_owned();
+        let report = p.run(&env, &project, std::slice::from_ref(&module), Duration::from_secs(60)).await.unwrap();
+        assert_eq!(tally(&report, &module), Ok(Tally { passed: 1, ..Tally::default() }), "{report:?}");
+        let out = std::process::Command::new(&env.python)
+            .arg("-c")
+            .arg(ALIKE)
+            .arg(&project)
+            .arg(dir.path().join("copy"))
+            .arg("tamper")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // pkg/__init__, pkg/mod, tests/conftest, tests/test_a, tests/test_value.
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "5 alike\n");
+        let module = "tests/test_value.py".to_owned();
+        let report = p.run(&env, &project, std::slice::from_ref(&module), Duration::from_secs(60)).await.unwrap();
+        assert_eq!(tally(&report, &module), Ok(Tally { failed: 1, ..Tally::default() }), "{report:?}");
+    }
+
     /// A server serves projects of one environment one after the other; each
     /// child sees its own project's files and no other's.
     #[actix_rt::test]
     async fn a_server_shared_by_projects_shows_each_child_its_own_project_only() {
         let dir = tempfile::tempdir().unwrap();
+        // Beside the sources, their bytecode, as plain pytest leaves it.
         let check = r#"import os
 
 def test_alone():
-    assert sorted(os.listdir('/evalmesh/base/tests')) == ['test_NAME.py']
-    assert sorted(os.listdir('tests')) == ['test_NAME.py']
+    assert sorted(os.listdir('/evalmesh/base/tests')) == ['__pycache__', 'test_NAME.py']
+    assert sorted(os.listdir('tests')) == ['__pycache__', 'test_NAME.py']
 "#;
         let mut projects = Vec::new();
         for name in ["a", "b", "c"] {
