@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: real projects' own test suites, and a class of small projects,
-graded four ways: plain pytest, pytest-xdist, evalmesh on 1 node and on 4.
+graded five ways: plain pytest (fresh, and with its bytecode kept),
+pytest-xdist, evalmesh on 1 node and on 4.
 
 Two corpora:
 
@@ -15,19 +16,28 @@ Two corpora:
 - class: 60 generated student projects of 2 test modules of 3 trivial tests,
   all with the same requirements.txt.
 
-Every requirements.txt pins pytest and pytest-xdist, so the four ways run the
+Every requirements.txt pins pytest and pytest-xdist, so the ways run the
 same environment. Each corpus is measured, all warm, in one run:
 
-  a. plain: `python -m pytest` in each project folder, one after the other;
-  b. xdist: `python -m pytest -n CORES` in each project folder;
-  c. evalmesh on 1 node of the release binary with slots = CORES;
-  d. evalmesh on 4 nodes of 1 slot each on loopback (the first the seed).
+  a. plain: `python -m pytest` in each project folder, one after the other,
+     on a fresh copy of the projects (no bytecode), as a grader runs it on
+     submissions it has not run before;
+  b. plain, bytecode kept: the same in the same folders each time, where
+     the run before left its bytecode;
+  c. xdist: `python -m pytest -n CORES` in each folder, fresh as in a;
+  d. evalmesh on 1 node of the release binary with slots = CORES;
+  e. evalmesh on 4 nodes of 1 slot each on loopback (the first the seed).
+
+Python writes bytecode in a, b and c as it does by default (the bench clears
+PYTHONDONTWRITEBYTECODE); evalmesh gets each evaluation as a new zip, and so
+compiles each project once per node.
 
 Warm: the bench's own environments (one per requirements file, built with
 uv like the node's) exist and every way has run the corpus once, untimed,
 before the --reps timed repetitions; each cluster is warmed up by whole
 evaluations until no node builds another environment (at least two). The figure is the median wall time:
-for a and b from the first pytest started to the last ended, for c and d
+for a, b and c from the first pytest started to the last ended (the copies
+are made before), for d and e
 from the POST of the corpus's zip (all projects in one evaluation) to the
 poll that sees it done (every 0.1 s); `_run_info.eval_time` is shown too.
 
@@ -36,7 +46,7 @@ Counts: per module, passed/failed/skipped/errors. For a and b a plugin
 terminal reporter's statistics at the end of the session, which are what
 pytest's summary line counts: passed and xpassed count passed, skipped and
 xfailed skipped, failed failed, error errors. Each module's counts must be
-the same in all four ways, in every repetition; the bench lists every
+the same in all the ways, in every repetition; the bench lists every
 difference and exits with status 1 if there is one. A module that pytest
 skips at import (`pytest.skip(allow_module_level=True)`, a module-level
 `importorskip`) collects no test: pytest counts it as 1 skipped, evalmesh
@@ -76,7 +86,7 @@ WORK = os.path.join(HERE, ".work")
 # every file of a project with where it is (a URL that may be relative).
 SIMPLE_URL = "https://pypi.org/simple/{name}/"
 
-# In every requirements.txt: the four ways run the same pytest and plugins.
+# In every requirements.txt: every way runs the same pytest and plugins.
 PYTEST = ["pytest==9.2.0", "pytest-xdist==3.8.0"]
 
 
@@ -363,12 +373,21 @@ def bench_env(requirements):
     return env
 
 
-def run_pytest(folders, envs, cores, scratch):
+def run_pytest(folders, envs, cores, scratch, fresh):
     """Runs pytest in each folder, one after the other (with -n `cores` when
-    given). Answers (wall seconds, {project: {module: counts}}, {project:
+    given); when `fresh`, in copies of the folders made before the clock
+    starts and without their bytecode. Python writes bytecode as it does by
+    default. Answers (wall seconds, {project: {module: counts}}, {project:
     [modules skipped at import]})."""
     counts_file = os.path.join(scratch, "counts.json")
     counts, skips = {}, {}
+    places = {folder: folder for folder in folders}
+    if fresh:
+        copies = os.path.join(scratch, "fresh")
+        shutil.rmtree(copies, ignore_errors=True)
+        for folder in folders:
+            places[folder] = os.path.join(copies, os.path.basename(folder))
+            shutil.copytree(folder, places[folder], ignore=shutil.ignore_patterns("__pycache__"))
     started = time.monotonic()
     for folder in folders:
         python = os.path.join(envs[folder], "bin", "python")
@@ -377,8 +396,9 @@ def run_pytest(folders, envs, cores, scratch):
         if cores:
             args += ["-n", str(cores)]
         env = {**os.environ, "EVALMESH_BENCH_COUNTS": counts_file, "LANG": "C.UTF-8"}
-        env.pop("PYTHONPATH", None)
-        done = subprocess.run(args, cwd=folder, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        for name in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"):
+            env.pop(name, None)
+        done = subprocess.run(args, cwd=places[folder], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
         name = os.path.basename(folder)
         if not os.path.exists(counts_file):
             sys.exit(f"{name}: pytest wrote no counts (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
@@ -467,7 +487,7 @@ def corpus_size(counts):
 
 
 def measure(label, folders, args, scratch):
-    """All four ways on one corpus, warm; answers the table's rows and the
+    """All the ways on one corpus, warm; answers the table's rows and the
     differences."""
     envs = {}
     for folder in folders:
@@ -478,21 +498,23 @@ def measure(label, folders, args, scratch):
     print(f"\n## {label}: {len(folders)} projects, {distinct} environments, zip {len(archive) / 1e6:.1f} MB\n",
           flush=True)
 
-    times = {w: [] for w in ("plain", "xdist", "1 node", "4 nodes")}
+    times = {w: [] for w in ("plain", "plain, bytecode kept", "xdist", "1 node", "4 nodes")}
     eval_times = {"1 node": [], "4 nodes": []}
-    ways, skips, problems = {}, {"plain": {}, "xdist": {}}, []
+    ways, skips, problems = {}, {w: {} for w in times if "node" not in w}, []
 
     def record(way, counts):
         if way in ways and ways[way] != counts:
             problems.append(f"{way}: counts changed between repetitions")
         ways[way] = counts
 
-    # Warm-up of plain and xdist (bytecode, assertion rewriting caches).
+    # Warm-up: the file system's cache, and the bytecode that "plain,
+    # bytecode kept" finds in the folders from the run before.
     for cores in (0, args.cores):
-        run_pytest(folders, envs, cores, scratch)
+        run_pytest(folders, envs, cores, scratch, fresh=False)
+    ways_of_pytest = (("plain", 0, True), ("plain, bytecode kept", 0, False), ("xdist", args.cores, True))
     for _ in range(args.reps):
-        for way, cores in (("plain", 0), ("xdist", args.cores)):
-            wall, counts, skipped = run_pytest(folders, envs, cores, scratch)
+        for way, cores, fresh in ways_of_pytest:
+            wall, counts, skipped = run_pytest(folders, envs, cores, scratch, fresh)
             times[way].append(wall)
             record(way, counts)
             skips[way] = skipped
@@ -531,7 +553,7 @@ def measure(label, folders, args, scratch):
 
     # Evalmesh never lists a module skipped at import: plain pytest's
     # statistics do not count it under the module's tests either (see
-    # COUNTS_PLUGIN), so the four agree on the modules they share.
+    # COUNTS_PLUGIN), so all agree on the modules they share.
     diffs = problems + differences(ways, skips)
     projects, modules, tests = corpus_size(ways["plain"])
     plain = statistics.median(times["plain"])
@@ -585,7 +607,7 @@ def main():
             for d in r["diffs"]:
                 print(f"- {d}")
         else:
-            print("\ncounts: every module the same in all four ways")
+            print("\ncounts: every module the same in all the ways")
     sys.exit(1 if failed else 0)
 
 
