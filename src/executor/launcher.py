@@ -157,16 +157,19 @@ _REWRITTEN = ("conftest.py", "test_*.py", "*_test.py")
 _CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pytest.toml", ".pytest.toml", "pyproject.toml", "tox.ini", "setup.cfg")
 
 
-def _pyc(code, data):
-    # What importlib writes for a source (PEP 552, timestamp-checked).
-    st_mtime, st_size = data
+def _pyc(code, st):
+    # What importlib writes for a source of stat `st` (PEP 552, timestamp-checked).
     return (
         importlib.util.MAGIC_NUMBER
         + (0).to_bytes(4, "little")
-        + (int(st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
-        + (st_size & 0xFFFFFFFF).to_bytes(4, "little")
+        + (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+        + (st.st_size & 0xFFFFFFFF).to_bytes(4, "little")
         + marshal.dumps(code)
     )
+
+
+def _is_rewritten(name):
+    return any(fnmatch.fnmatch(name, p) for p in _REWRITTEN)
 
 
 def _rewriter(project):
@@ -199,7 +202,7 @@ def _imported_here(folder, files):
     # Bytecode for a folder Python imports from: a package, a folder of
     # tests (and the project's top). A folder of other .py files (data a test
     # reads, examples) gets no __pycache__ a run would not have made.
-    return "__init__.py" in files or any(fnmatch.fnmatch(f, p) for f in files for p in _REWRITTEN)
+    return "__init__.py" in files or any(_is_rewritten(f) for f in files)
 
 
 def _compile(project, out):
@@ -215,17 +218,16 @@ def _compile(project, out):
         for name in sorted(f for f in files if f.endswith(".py")):
             path = os.path.join(folder, name)
             try:
-                if any(fnmatch.fnmatch(name, p) for p in _REWRITTEN):
+                if _is_rewritten(name):
                     if rewrite is None:
                         continue
                     pyc, data = rewrite(path)
                 else:
                     with open(path, "rb") as f:
                         source = f.read()
-                    st = os.stat(path)
                     code = compile(source, path, "exec", dont_inherit=True)
                     pyc = os.path.relpath(importlib.util.cache_from_source(path), folder)
-                    data = _pyc(code, (st.st_mtime, st.st_size))
+                    data = _pyc(code, os.stat(path))
             except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError, OSError):
                 continue
             record = {

@@ -723,6 +723,37 @@ with open(mod, 'r+b') as f:
         assert_eq!(tally(&report, &module), Ok(Tally { failed: 1, ..Tally::default() }), "{report:?}");
     }
 
+    /// A module that sends bytecode records of its own over its results
+    /// channel: the node takes bytecode only from its compile runs, so the
+    /// module's results are refused and nothing of it is stored.
+    #[actix_rt::test]
+    async fn bytecode_a_run_sends_is_refused_and_never_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("p");
+        let forge = r#"import base64, json, os
+
+def test_forge():
+    record = {'event': 'bytecode', 'source': 'pkg/mod.py', 'path': 'pkg/__pycache__/mod.forged.pyc',
+              'data': base64.b64encode(b'forged').decode()}
+    os.write(int(os.environ['EVALMESH_RESULTS_FD']), (json.dumps(record) + '\n').encode())
+"#;
+        write(&project, &[("pkg/__init__.py", ""), ("pkg/mod.py", "VALUE = 1\n"), ("tests/test_forge.py", forge)]);
+        let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
+        let p = pytest(&dir.path().join("data"), true);
+        let module = "tests/test_forge.py".to_owned();
+        let report = p.run(&env, &project, std::slice::from_ref(&module), Duration::from_secs(60)).await.unwrap();
+        let refused = tally(&report, &module).unwrap_err();
+        assert!(refused.contains("not a result"), "{refused}");
+        let mut pycs: Vec<_> = std::fs::read_dir(project.join("pkg/__pycache__"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        pycs.sort();
+        // pkg/__init__ and pkg/mod, as the compile run made them.
+        assert_eq!(pycs.len(), 2, "{pycs:?}");
+        assert!(pycs.iter().all(|name| name.contains(".cpython-") && !name.contains("forged")), "{pycs:?}");
+    }
+
     /// A server serves projects of one environment one after the other; each
     /// child sees its own project's files and no other's.
     #[actix_rt::test]
