@@ -157,7 +157,7 @@ mod tests {
     }
 
     fn task(estimate_ms: u64, env: Option<&str>) -> TaskHint {
-        TaskHint { estimate_ms: Some(estimate_ms), env: env.map(String::from) }
+        TaskHint { estimate_ms: Some(estimate_ms), env: env.map(String::from), project: String::new(), project_ms: 0 }
     }
 
     #[actix::test]

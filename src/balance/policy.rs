@@ -3,13 +3,17 @@
 //! `LoadBalancer` actor feeds them.
 //!
 //! `LongestFirst` (the default) is longest-processing-time-first list
-//! scheduling: the longest expected task takes the first free slot, so that
-//! no long task starts last and holds the evaluation up while the other
-//! slots idle. It sends a task where its environment is built (no install,
-//! a warm fork server) when such a node has a free slot, and to another
-//! free node otherwise: it never leaves a slot idle to wait for a preferred
-//! node. `LeastConnections` keeps the order tasks come in and looks at load
-//! alone.
+//! scheduling, by project: the project whose longest expected task is the
+//! longest goes first, its tasks longest first, so that no long task starts
+//! last and holds the evaluation up while the other slots idle, and a
+//! node's slots run a project's modules one after the other, forked from
+//! the zygote of a fork server that holds the project. It sends a task
+//! where its environment is built (no install, a warm fork server) when
+//! such a node has a free slot, and to another free node otherwise: it
+//! never leaves a slot idle to wait for a preferred node.
+//! `LeastConnections` keeps the order tasks come in and looks at load alone.
+
+use std::cmp::Reverse;
 
 /// The policies a node can run, as `balance.policy` names them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -54,6 +58,10 @@ pub struct TaskHint {
     pub estimate_ms: Option<u64>,
     /// The tag of the environment it runs in, once its project is collected.
     pub env: Option<String>,
+    /// The project it belongs to, and the longest expected module of that
+    /// project, handed out or not.
+    pub project: String,
+    pub project_ms: u64,
 }
 
 /// Orders waiting tasks and chooses a node for each.
@@ -105,19 +113,24 @@ impl Policy for LeastConnections {
     }
 }
 
-/// Longest expected task first, to a free node that holds its environment
-/// when there is one, else to the least loaded free node.
+/// Longest expected task first, a project's tasks together, to a free node
+/// that holds its environment when there is one, else to the least loaded
+/// free node.
 #[derive(Debug, Default)]
 pub struct LongestFirst {
     least: LeastConnections,
 }
 
 impl Policy for LongestFirst {
-    /// Work of unknown length first (it unlocks the rest), then the longest;
-    /// equal estimates keep their order.
+    /// Work of unknown length first (it unlocks the rest), then by project,
+    /// the project of the longest module first, each project's tasks
+    /// longest first; equal estimates keep their order.
     fn order(&self, tasks: &[TaskHint]) -> Vec<usize> {
         let mut order: Vec<usize> = (0..tasks.len()).collect();
-        order.sort_by_key(|&i| tasks[i].estimate_ms.map_or((0, 0), |ms| (1, u64::MAX - ms)));
+        order.sort_by_key(|&i| {
+            let task = &tasks[i];
+            task.estimate_ms.map(|ms| (Reverse(task.project_ms), task.project.as_str(), Reverse(ms)))
+        });
         order
     }
 
@@ -144,7 +157,11 @@ mod tests {
     }
 
     fn task(estimate_ms: Option<u64>, env: Option<&str>) -> TaskHint {
-        TaskHint { estimate_ms, env: env.map(String::from) }
+        TaskHint { estimate_ms, env: env.map(String::from), project: String::new(), project_ms: 0 }
+    }
+
+    fn of(project: &str, project_ms: u64, estimate_ms: u64) -> TaskHint {
+        TaskHint { project: project.into(), project_ms, ..task(Some(estimate_ms), None) }
     }
 
     #[test]
@@ -191,6 +208,21 @@ mod tests {
     fn longest_first_offers_collections_then_the_longest_tasks() {
         let tasks = [task(Some(100), None), task(Some(5000), None), task(None, None), task(Some(100), None)];
         assert_eq!(LongestFirst::default().order(&tasks), vec![2, 1, 0, 3]);
+    }
+
+    #[test]
+    fn longest_first_keeps_a_projects_tasks_together_the_project_of_the_longest_first() {
+        // a's longest module (900) is handed out already: a stays first.
+        let tasks = [
+            of("a", 900, 100),
+            of("b", 500, 500),
+            of("a", 900, 50),
+            of("b", 500, 10),
+            of("c", 300, 300),
+            task(None, None),
+            of("a", 900, 120),
+        ];
+        assert_eq!(LongestFirst::default().order(&tasks), vec![5, 6, 0, 2, 1, 3, 4]);
     }
 
     #[test]

@@ -288,6 +288,13 @@ impl Plan {
         }
     }
 
+    /// The longest expected module of a project, whatever its state: where
+    /// the project stands in the order of `LongestFirst`, which does not
+    /// move as its modules are handed out.
+    pub fn longest_ms(&self, project: &str) -> u64 {
+        self.projects.get(project).and_then(|p| p.modules.values().map(Module::estimate_ms).max()).unwrap_or(0)
+    }
+
     /// The tag of a project's environment, once its collection told it.
     pub fn env_of(&self, project: &str) -> Option<&str> {
         self.projects.get(project).and_then(|p| p.env.as_deref())

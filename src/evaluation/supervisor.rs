@@ -173,7 +173,12 @@ impl EvaluationSupervisor {
         let tasks = self.plan.next_tasks();
         let hints = tasks
             .iter()
-            .map(|t| TaskHint { estimate_ms: t.estimate_ms, env: self.plan.env_of(&t.project).map(String::from) })
+            .map(|t| TaskHint {
+                estimate_ms: t.estimate_ms,
+                env: self.plan.env_of(&t.project).map(String::from),
+                project: t.project.clone(),
+                project_ms: self.plan.longest_ms(&t.project),
+            })
             .collect();
         let place = self.balancer.send(Place { tasks: hints, exclude });
         ctx.wait(place.into_actor(self).map(|placed, act, ctx| {
