@@ -195,6 +195,12 @@ pub struct ExecutorConfig {
     pub fork_server_max_runs: u32,
     /// A fork server without a run for this long is stopped.
     pub fork_server_idle_s: u64,
+    /// Fork each module from a zygote: a child of the server that has run
+    /// pytest on the module's project up to collection (configuration read,
+    /// initial conftests imported), kept while the server runs modules of
+    /// the same folder of that project; false forks every module from the
+    /// server itself.
+    pub fork_zygote: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -220,6 +226,7 @@ impl Default for ExecutorConfig {
             fork_server: true,
             fork_server_max_runs: 500,
             fork_server_idle_s: 120,
+            fork_zygote: true,
         }
     }
 }

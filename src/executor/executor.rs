@@ -23,8 +23,9 @@ use super::runner::{module_results, Completed, Runner};
 use crate::evaluation::model::{round2, ModuleResult, Tally};
 use crate::peer::LamportClock;
 
-/// How often the runner may let go of what has been idle too long.
-const TIDY_EVERY: Duration = Duration::from_secs(10);
+/// How often the runner may let go of what has been idle too long, or whose
+/// project is gone.
+const TIDY_EVERY: Duration = Duration::from_secs(2);
 
 /// Queues a job.
 #[derive(Message)]

@@ -29,7 +29,15 @@ node. The server
    "signal", "timed_out", "clean"}``. So every child starts from what the
    server was when it said ready, and nothing one child leaves behind
    reaches the next. Not clean (a leftover it could not remove): the server
-   answers, then exits, and the node starts a new one.
+   answers, then exits, and the node starts a new one;
+5. with ``EVALMESH_ISOLATE``, for a request that names a ``zygote`` key (a
+   run of one module; the key names its project and folder), forks the
+   child from a zygote instead (see ``Zygote``): a child of the server that
+   runs the launcher on the first such request up to pytest's collection
+   and forks, for each request of the same key, a child that collects and
+   runs its module from there. Between two of them the server brings the
+   sandbox back to the zygote's state; where it cannot, or the zygote could
+   not be made as a fresh run would be, it forks that key's modules itself.
 
 The server ends when the node closes the socket.
 """
@@ -62,6 +70,9 @@ SERVER_ONLY = ("EVALMESH_CONTROL_FD", "EVALMESH_ISOLATE", "EVALMESH_WIPE")
 SERVER_MODULES = ("ctypes",)
 # A request is a few kilobytes of JSON.
 REQUEST_CAP = 1 << 20
+# How long past a run's time-out the server waits for its zygote's answer:
+# the zygote kills its child at the time-out itself.
+ZYGOTE_MARGIN = 2.0
 
 
 def _prctl(option, value):
@@ -158,14 +169,17 @@ def _send(control, record):
     control.send(json.dumps(record).encode())
 
 
-def _sweep(me):
-    """Kills every process of this PID namespace but the server and its init,
-    until none is left. False if some would not go."""
+def _sweep(keep):
+    """Kills every process of this PID namespace but its init and `keep`
+    (the server, and its zygote while it has one), until none is left.
+    False if some would not go."""
     for _ in range(2000):
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        # Without a zygote, one signal reaches them all at once.
+        for pid in _others(keep) if len(keep) > 1 else [-1]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         while True:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -173,26 +187,37 @@ def _sweep(me):
                 break
             if pid == 0:
                 break
-        left = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
-        if not left:
+        if not _others(keep):
             return True
         time.sleep(0.001)
     return False
 
 
-def _remove_ipc():
-    """Removes the System V shared memory, message queues and semaphores of
-    this IPC namespace, which outlive the processes that made them. False if
-    one is left."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    removers = {"shm": libc.shmctl, "msg": libc.msgctl, "sem": libc.semctl}
-    left = False
-    for kind, remove in removers.items():
+def _others(keep):
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != 1 and int(p) not in keep]
+
+
+IPC_REMOVERS = {"shm": "shmctl", "msg": "msgctl", "sem": "semctl"}
+
+
+def _ipc_ids():
+    """The System V shared memory, message queue and semaphore ids of this
+    IPC namespace, by kind."""
+    ids = []
+    for kind in IPC_REMOVERS:
         with open(f"/proc/sysvipc/{kind}") as table:
-            ids = [int(line.split()[1]) for line in table.readlines()[1:]]
-        for ipc_id in ids:
-            args = (ipc_id, 0, IPC_RMID, None) if kind == "sem" else (ipc_id, IPC_RMID, None)
-            left |= remove(*args) != 0
+            ids += [(kind, int(line.split()[1])) for line in table.readlines()[1:]]
+    return ids
+
+
+def _remove_ipc():
+    """Removes the System V IPC objects of this IPC namespace, which outlive
+    the processes that made them. False if one is left."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    left = False
+    for kind, ipc_id in _ipc_ids():
+        args = (ipc_id, 0, IPC_RMID, None) if kind == "sem" else (ipc_id, IPC_RMID, None)
+        left |= getattr(libc, IPC_REMOVERS[kind])(*args) != 0
     return not left
 
 
@@ -208,18 +233,24 @@ def _unlock(function, path, _excinfo):
 
 
 def _snapshot(folder):
-    """What ``folder`` holds, by path, with each entry's identity and mode:
-    at start, the folders bwrap made to reach mounts shown inside it, and the
-    mount points, none of which a wipe may remove."""
+    """What ``folder`` holds, by path, with each entry's identity and mode,
+    and for what is not a folder its size and times, the change time being
+    one no process of the sandbox can set back: at start, the folders bwrap
+    made to reach mounts shown inside it, and the mount points, none of
+    which a wipe may remove; with a zygote, what it holds when it is ready."""
     top = os.lstat(folder).st_dev
     entries = {}
     stack = [folder]
     while stack:
         for entry in os.scandir(stack.pop()):
             st = entry.stat(follow_symlinks=False)
-            entries[entry.path] = (st.st_dev, st.st_ino, st.st_mode, st.st_uid)
-            if stat.S_ISDIR(st.st_mode) and st.st_dev == top:
-                stack.append(entry.path)
+            identity = (st.st_dev, st.st_ino, st.st_mode, st.st_uid)
+            if stat.S_ISDIR(st.st_mode):
+                if st.st_dev == top:
+                    stack.append(entry.path)
+            else:
+                identity += (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            entries[entry.path] = identity
     return entries
 
 
@@ -273,20 +304,33 @@ def _wait(pid, timeout):
     return status, timed_out
 
 
+def _ended(status, timed_out):
+    """How a child ended, as the node reads it, from its wait status."""
+    return {
+        "status": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        "timed_out": timed_out,
+    }
+
+
 class Child:
     """The run a forked child does, once it has left the server's loop: the
     launcher, run as the main script exactly as in a fresh process, so that
     ``__main__`` is the launcher (``multiprocessing``'s spawn imports it)."""
 
-    def __init__(self, request):
+    def __init__(self, request, zygote=None):
         self.request = request
+        # A zygote's socket to the server: the launcher then pauses pytest
+        # before collection and forks a child per module (`_zygote_plugin`).
+        self.zygote = zygote
 
     def run(self):
         request = self.request
         _ballast(request["project"], int(request["ballast"]))
         sys.argv = [LAUNCHER, request["base"], request["project"], request["mode"], "--", *request["args"]]
+        extra = {} if self.zygote is None else {"_EVALMESH_ZYGOTE": _zygote_plugin(self.zygote)}
         try:
-            runpy.run_path(LAUNCHER, run_name="__main__")
+            runpy.run_path(LAUNCHER, init_globals=extra, run_name="__main__")
             code = 0
         except SystemExit as done:
             code = done.code if isinstance(done.code, int) else int(done.code is not None)
@@ -315,6 +359,28 @@ def _ballast(folder, size):
     os.posix_fallocate(fd, 0, size)
 
 
+def _leave_server(output):
+    """What a process forked from the server does first: drops the server's
+    variables and modules, and takes `output` as its standard output and
+    error, in a session of its own."""
+    for name in SERVER_ONLY:
+        os.environ.pop(name, None)
+    os.setsid()
+    for name in [m for m in sys.modules if m.split(".")[0] in SERVER_MODULES]:
+        del sys.modules[name]
+    _take_output(output)
+
+
+def _take_output(output):
+    """Reads nothing, and writes to `output`."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.close(output)
+
+
 def _fork(control, request, results, output):
     """Forks the child of one request. Answers the child's `Child` in the
     child, its pid in the server."""
@@ -322,31 +388,223 @@ def _fork(control, request, results, output):
     if pid != 0:
         return pid
     control.close()
-    for name in SERVER_ONLY:
-        os.environ.pop(name, None)
     if results != 3:
         os.dup2(results, 3)
         os.close(results)
+    _leave_server(output)
     os.environ["EVALMESH_RESULTS_FD"] = "3"
-    os.setsid()
     # The child may be traced and dumped like any process: only the
     # server is kept out of reach.
     _prctl(PR_SET_DUMPABLE, 1)
-    for name in [m for m in sys.modules if m.split(".")[0] in SERVER_MODULES]:
-        del sys.modules[name]
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    os.dup2(output, 1)
-    os.dup2(output, 2)
-    os.close(output)
     return Child(request)
 
 
+class Zygote:
+    """The server's end of a zygote: a child that copied one project and ran
+    pytest on it up to collection (its configuration read, its initial
+    conftests imported, the session started), and that forks from there a
+    child per module of the group it was made for. A module that a fresh
+    process would run with the same initial conftests: same project, same
+    options, a module in the same folder (``key``, from the node).
+
+    It is kept only while it is what a fresh process would be at that
+    point: no thread, timer, other process or System V IPC object of its
+    own, and after each child the server brings the writable folders back
+    to what they held when it said ready (``state``), or drops it."""
+
+    def __init__(self, pid, sock, request):
+        self.pid = pid
+        self.sock = sock
+        self.key = request["zygote"]
+        self.args = request["args"]
+        self.state = None
+
+    def serves(self, key, request):
+        return key == self.key and request["args"][:-1] == self.args[:-1]
+
+    def answer(self, timeout):
+        """Its next message, or None when it sends none in time, closes the
+        socket or sends something else than JSON."""
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        if not poller.poll(max(0, int(timeout * 1000))):
+            return None
+        try:
+            answer = json.loads(self.sock.recv(REQUEST_CAP))
+        except (OSError, ValueError):
+            return None
+        return answer if isinstance(answer, dict) else None
+
+    def run(self, request, results, output):
+        """Has it fork the request's child and answers how the child ended;
+        None when the zygote did not answer that in time. The zygote runs
+        project code: what it says is only believed for its own modules."""
+        try:
+            socket.send_fds(self.sock, [json.dumps(request).encode()], [results, output])
+        except OSError:
+            return None
+        finally:
+            os.close(results)
+            os.close(output)
+        answer = self.answer(float(request["timeout"]) + ZYGOTE_MARGIN)
+        if answer is None or answer.get("event") != "exit":
+            return None
+        status, sig = answer.get("status"), answer.get("signal")
+        return {
+            "status": status if type(status) is int else None,
+            "signal": sig if type(sig) is int else None,
+            "timed_out": answer.get("timed_out") is True,
+        }
+
+    def stop(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        self.sock.close()
+
+
+def _start_zygote(control, request, me, wipe):
+    """Forks a zygote for the request. Answers its `Child` in the zygote; in
+    the server its `Zygote` once ready, else None (it is gone then)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        control.close()
+        ours.close()
+        _leave_server(os.open(os.devnull, os.O_WRONLY))
+        return Child(request, zygote=theirs)
+    theirs.close()
+    zygote = Zygote(pid, ours, request)
+    ready = zygote.answer(float(request["timeout"]))
+    if ready == {"event": "ready", "forkable": True} and not _others({me, pid}) and not _ipc_ids():
+        zygote.state = [(folder, stat.S_IMODE(os.stat(folder).st_mode), _snapshot(folder)) for folder, _, _ in wipe]
+        return zygote
+    zygote.stop()
+    return None
+
+
+def _zygote_plugin(sock):
+    """The plugin class of a zygote's pytest, made with the zygote's socket
+    to the server; the launcher makes it with its reporter."""
+    import pytest
+
+    class ZygotePlugin:
+        def __init__(self, reporter):
+            self.reporter = reporter
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_collection(self, session):
+            """In the zygote, never returns: forks a child per request and
+            answers how it ended. In a child, returns at once, so that
+            pytest collects and runs its module as a fresh process would."""
+            _flush()
+            timers = (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
+            quiet = not any(signal.getitimer(t)[0] for t in timers)
+            alone = threading.active_count() == 1 and len(os.listdir("/proc/self/task")) == 1
+            _send(sock, {"event": "ready", "forkable": quiet and alone})
+            if not (quiet and alone):
+                os._exit(0)
+            while True:
+                try:
+                    message, fds, _, _ = socket.recv_fds(sock, REQUEST_CAP, 2)
+                except OSError:
+                    os._exit(0)
+                if not message or len(fds) != 2:
+                    os._exit(0)
+                request = json.loads(message)
+                results, output = fds
+                _flush()
+                pid = os.fork()
+                if pid == 0:
+                    self._become(session, request, results, output)
+                    return None
+                os.close(results)
+                os.close(output)
+                _send(sock, {"event": "exit", **_ended(*_wait(pid, float(request["timeout"])))})
+
+        def _become(self, session, request, results, output):
+            """Makes this child what a fresh run of the request's module is
+            when pytest is about to collect it: its own output, results
+            channel, capture files and faulthandler target, and the module
+            as pytest's argument."""
+            sock.close()
+            os.setsid()
+            _prctl(PR_SET_DUMPABLE, 1)
+            config = session.config
+            capture = config.pluginmanager.getplugin("capturemanager")
+            if capture is not None:
+                # Its files are the zygote's, shared with every child.
+                capture.stop_global_capturing()
+            _take_output(output)
+            _faulthandler_to_stderr(config)
+            if capture is not None:
+                capture.start_global_capturing()
+                capture.suspend_global_capture()
+            os.set_inheritable(results, False)
+            os.environ["EVALMESH_RESULTS_FD"] = str(results)
+            self.reporter.out = os.fdopen(results, "w", encoding="utf-8")
+            args = request["args"]
+            sys.argv = [sys.argv[0], *args]
+            config.args = [args[-1]]
+            config.option.file_or_dir = [args[-1]]
+            params = config.invocation_params
+            config.invocation_params = type(params)(args=tuple(args), plugins=params.plugins, dir=params.dir)
+            _restart_clock(config)
+
+    return ZygotePlugin
+
+
+def _flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _faulthandler_to_stderr(config):
+    """Points the descriptor pytest's faulthandler writes to (a copy of the
+    zygote's standard error) at this child's."""
+    try:
+        from _pytest import faulthandler as plugin
+    except ImportError:
+        return
+    fd_key = getattr(plugin, "fault_handler_stderr_fd_key", None)  # pytest 8 and later
+    file_key = getattr(plugin, "fault_handler_stderr_key", None)  # pytest 7: a file
+    if fd_key is not None and fd_key in config.stash:
+        os.dup2(2, config.stash[fd_key])
+    elif file_key is not None and file_key in config.stash:
+        os.dup2(2, config.stash[file_key].fileno())
+
+
+def _restart_clock(config):
+    # The summary's "in N s" counts from the session's start.
+    from _pytest import timing
+
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if hasattr(reporter, "_session_start"):
+        reporter._session_start = timing.Instant()
+    elif hasattr(reporter, "_sessionstarttime"):
+        reporter._sessionstarttime = timing.time()
+
+
 def serve(control, isolate, wipe):
-    """Answers requests until the node closes the socket; in a child,
-    answers the child's run instead."""
+    """Answers requests until the node closes the socket; in a child or a
+    zygote, answers its run instead."""
     me = os.getpid()
+    zygote = None
+    # Groups whose zygote could not be made, or not cleaned after a child:
+    # their modules are forked from the server.
+    refused = set()
+
+    def clean():
+        return _sweep({me}) and _remove_ipc() and _wipe(wipe)
+
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(control, REQUEST_CAP, 2)
@@ -360,26 +618,43 @@ def serve(control, isolate, wipe):
             raise SystemExit("a request came without its two descriptors")
         request = json.loads(message)
         results, output = fds
-        child = _fork(control, request, results, output)
-        if isinstance(child, Child):
-            return child
-        os.close(results)
-        os.close(output)
-        status, timed_out = _wait(child, float(request["timeout"]))
-        clean = True
-        if isolate:
-            clean = _sweep(me) and _remove_ipc() and _wipe(wipe)
-        _send(
-            control,
-            {
-                "event": "exit",
-                "status": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-                "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-                "timed_out": timed_out,
-                "clean": clean,
-            },
-        )
-        if not clean:
+        key = request.get("zygote") if isolate else None
+        if zygote is not None and not zygote.serves(key, request):
+            zygote.stop()
+            zygote = None
+            if not clean():
+                return None
+        if key is not None and zygote is None and key not in refused:
+            zygote = _start_zygote(control, request, me, wipe)
+            if isinstance(zygote, Child):
+                os.close(results)
+                os.close(output)
+                return zygote
+            if zygote is None:
+                refused.add(key)
+                if not clean():
+                    return None
+        if zygote is not None:
+            ended = zygote.run(request, results, output)
+            if ended is None:
+                # The node runs the module again, in a fresh process.
+                return None
+            tidy = _sweep({me, zygote.pid}) and _remove_ipc() and _wipe(zygote.state)
+            if not tidy:
+                zygote.stop()
+                zygote = None
+                refused.add(key)
+                tidy = clean()
+        else:
+            child = _fork(control, request, results, output)
+            if isinstance(child, Child):
+                return child
+            os.close(results)
+            os.close(output)
+            ended = _ended(*_wait(child, float(request["timeout"])))
+            tidy = not isolate or clean()
+        _send(control, {"event": "exit", **ended, "clean": tidy})
+        if not tidy:
             return None
 
 

@@ -51,6 +51,8 @@ pub struct ForkSettings {
     pub idle: Duration,
     /// How long a server may take to import pytest and say it is ready.
     pub start_timeout: Duration,
+    /// Whether runs of a module may be forked from a zygote (`forkserver.py`).
+    pub zygote: bool,
 }
 
 /// What the server is asked to run.
@@ -64,6 +66,9 @@ pub struct Request<'a> {
     pub args: &'a [OsString],
     /// Seconds.
     pub timeout: f64,
+    /// For a run of one module, the folder it is in: the runs of a project's
+    /// modules of one folder may be forked from one zygote.
+    pub group: Option<&'a str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,8 +165,10 @@ impl ForkServer {
     }
 
     /// Runs one request in a fresh child, `root` being the project's folder
-    /// on the node, `compiled` whether its bytecode is there now. The server
-    /// is no longer usable after an error.
+    /// on the node, `compiled` whether its bytecode is there now; forked
+    /// from a zygote where `zygote` allows it and the request names its
+    /// group. The server is no longer usable after an error.
+    #[allow(clippy::too_many_arguments)]
     async fn run(
         &mut self,
         root: &Path,
@@ -169,6 +176,7 @@ impl ForkServer {
         bytes: u64,
         request: &Request<'_>,
         caps: (usize, usize),
+        zygote: bool,
     ) -> Result<ChildRun, ServerError> {
         if let Some(mirror) = &self.mirror {
             let wanted = (root.to_owned(), compiled);
@@ -187,7 +195,10 @@ impl ForkServer {
         let (output_read, output_write) =
             process::pipe().map_err(|source| ServerError::Io { context: "creating the output pipe", source })?;
         let ballast = if self.mirror.is_some() { self.room.saturating_sub(bytes) } else { 0 };
-        let message = serde_json::to_vec(&WireRequest::new(request, ballast)).expect("a request serializes");
+        // The project as this server shows it, and the module's folder:
+        // what makes a zygote's initial state that of the module's fresh run.
+        let key = request.group.filter(|_| zygote).map(|g| format!("{}\n{compiled}\n{g}", root.display()));
+        let message = serde_json::to_vec(&WireRequest::new(request, ballast, key)).expect("a request serializes");
         let started = Instant::now();
         self.send(&message, &[results_write.as_raw_fd(), output_write.as_raw_fd()]).await?;
         drop((results_write, output_write));
@@ -256,10 +267,12 @@ struct WireRequest<'a> {
     /// Bytes the child takes of its project folder before it copies the
     /// project: the server's room beyond what this project needs.
     ballast: u64,
+    /// Runs with the same key may be forked from one zygote.
+    zygote: Option<String>,
 }
 
 impl<'a> WireRequest<'a> {
-    fn new(r: &Request<'a>, ballast: u64) -> Self {
+    fn new(r: &Request<'a>, ballast: u64, zygote: Option<String>) -> Self {
         WireRequest {
             mode: r.mode,
             base: r.base.to_string_lossy().into_owned(),
@@ -267,6 +280,7 @@ impl<'a> WireRequest<'a> {
             args: r.args.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
             timeout: r.timeout,
             ballast,
+            zygote,
         }
     }
 }
@@ -331,16 +345,20 @@ impl ForkServers {
         !self.unforkable.borrow().contains(python)
     }
 
-    /// Lends a place to a job for `python`'s environment and a project of
-    /// `bytes`: the place whose server already serves it, else an empty
-    /// one, else the one idle longest (its server is stopped).
-    fn lend(&self, python: &Path, bytes: u64, sandbox: &Sandbox) -> Lent {
+    /// Lends a place to a job for `python`'s environment and the project at
+    /// `root` of `bytes`: a place whose server already serves it, the one
+    /// that shows that project (and may hold its zygote) first, else the one
+    /// whose project was used longest ago; else an empty one, else the one
+    /// idle longest (its server is stopped).
+    fn lend(&self, python: &Path, root: &Path, bytes: u64, sandbox: &Sandbox) -> Lent {
         let mut places = self.places.borrow_mut();
         let free = || places.iter().enumerate().filter(|(_, p)| !p.lent);
         let serves = |s: &ForkServer| s.python == python && s.room >= bytes;
         let fits = |p: &Place| p.server.as_ref().is_some_and(serves);
+        let shows = |s: &ForkServer| s.mirrored.as_ref().is_some_and(|(r, _)| r == root);
         let index = free()
-            .find(|(_, p)| fits(p))
+            .filter(|(_, p)| fits(p))
+            .max_by_key(|(_, p)| p.server.as_ref().map(|s| (shows(s), std::cmp::Reverse(s.last_used))))
             .or_else(|| free().find(|(_, p)| p.server.is_none()))
             .or_else(|| free().min_by_key(|(_, p)| p.server.as_ref().map(|s| s.last_used)))
             .map(|(i, _)| i)
@@ -370,13 +388,18 @@ impl ForkServers {
         };
     }
 
-    /// Stops the servers idle for longer than the setting, and forgets the
-    /// projects whose folders are gone.
+    /// Stops the servers idle for longer than the setting, and those whose
+    /// project's folder is gone (its evaluation ended here: its zygote, a
+    /// process of that project's code, ends with it), and forgets those
+    /// projects.
     pub fn tidy(&self, sandbox: &Sandbox) {
         self.bytecode.borrow_mut().retain(|root, _| root.exists());
         let mut places = self.places.borrow_mut();
+        let done = |s: &ForkServer| {
+            s.last_used.elapsed() >= self.settings.idle || s.mirrored.as_ref().is_some_and(|(root, _)| !root.exists())
+        };
         for place in places.iter_mut().filter(|p| !p.lent) {
-            if place.server.as_ref().is_some_and(|s| s.last_used.elapsed() >= self.settings.idle) {
+            if place.server.as_ref().is_some_and(done) {
                 place.server.take().expect("checked above").stop(sandbox);
             }
         }
@@ -403,7 +426,7 @@ impl ForkServers {
         requests: &[Request<'_>],
         caps: (usize, usize),
     ) -> Result<Vec<ChildRun>, ServerError> {
-        let mut lent = self.lend(python, bytes, sandbox);
+        let mut lent = self.lend(python, root, bytes, sandbox);
         let out = self.run_lent(&mut lent, sandbox, python, spec, root, bytes, requests, caps).await;
         if let Err(e) = &out {
             if let Some(server) = lent.server.take() {
@@ -447,7 +470,7 @@ impl ForkServers {
         let compiled = self.bytecode.borrow().get(root) == Some(&true);
         let mut runs = Vec::with_capacity(requests.len());
         for request in requests {
-            let run = server.run(root, compiled, bytes, request, caps).await?;
+            let run = server.run(root, compiled, bytes, request, caps, self.settings.zygote).await?;
             let timed_out = run.timed_out;
             runs.push(run);
             if timed_out {

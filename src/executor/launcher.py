@@ -249,10 +249,15 @@ def main():
     # pytest does not import it: a project's own module of that name is the
     # one its conftest imports, as under plain pytest.
     del sys.modules["resource"]
-    fd = int(os.environ["EVALMESH_RESULTS_FD"])
-    # Children the tests start do not inherit the channel.
-    os.set_inheritable(fd, False)
-    out = os.fdopen(fd, "w", encoding="utf-8")
+    # Set by a fork server in a zygote, which has no channel of its own: the
+    # plugin it makes gives each child it forks its own (see forkserver.py).
+    zygote = globals().get("_EVALMESH_ZYGOTE")
+    out = None
+    if zygote is None:
+        fd = int(os.environ["EVALMESH_RESULTS_FD"])
+        # Children the tests start do not inherit the channel.
+        os.set_inheritable(fd, False)
+        out = os.fdopen(fd, "w", encoding="utf-8")
     _copy_into(base, project)
     if mode == "compile":
         _compile(project, out)
@@ -264,9 +269,12 @@ def main():
 
     sys.argv = [os.path.join(os.path.dirname(pytest.__file__), "__main__.py"), *pytest_args]
     reporter = _Reporter(out, mode, int(os.environ.get("EVALMESH_MESSAGE_CAP", "4096")))
-    status = pytest.main(pytest_args, plugins=[reporter])
-    out.write(_dumps({"event": "end", "exitstatus": int(status)}) + "\n")
-    out.close()
+    plugins = [reporter] if zygote is None else [reporter, zygote(reporter)]
+    status = pytest.main(pytest_args, plugins=plugins)
+    # A zygote that stopped before its first child has no channel.
+    if reporter.out is not None:
+        reporter.out.write(_dumps({"event": "end", "exitstatus": int(status)}) + "\n")
+        reporter.out.close()
     raise SystemExit(int(status))
 
 

@@ -137,7 +137,7 @@ impl Pytest {
     pub async fn collect(&self, env: &Env, base: &Path) -> Result<Collected, ExecutorError> {
         let args = ["--collect-only", "-q"].map(OsString::from).to_vec();
         let timeout = self.collect_timeout;
-        let ran = match self.forked(env, base, "collect", vec![args.clone()], timeout).await {
+        let ran = match self.forked(env, base, "collect", vec![(args.clone(), None)], timeout).await {
             Some(mut runs) => runs.pop().expect("one request, one run"),
             None => self.fresh(env, base, "collect", args, timeout).await?,
         };
@@ -163,7 +163,8 @@ impl Pytest {
             args.extend(modules.iter().map(OsString::from));
             args
         };
-        let each = modules.iter().map(|m| args(std::slice::from_ref(m))).collect();
+        let folder = |m: &String| Path::new(m).parent().map(|f| f.to_string_lossy().into_owned());
+        let each = modules.iter().map(|m| (args(std::slice::from_ref(m)), folder(m))).collect();
         if let Some(runs) = self.forked(env, base, "run", each, timeout).await {
             return Ok(self.merge(modules, runs));
         }
@@ -209,15 +210,16 @@ impl Pytest {
         RunReport::Completed { reports, exit_code, output, elapsed, walls }
     }
 
-    /// Runs each of `each` (pytest arguments) in a child of a fork server,
-    /// the time-out shared among them. None when there is no server for
-    /// this environment or it failed: the caller runs them afresh.
+    /// Runs each of `each` (pytest arguments, and the folder of the one
+    /// module they run) in a child of a fork server, the time-out shared
+    /// among them. None when there is no server for this environment or it
+    /// failed: the caller runs them afresh.
     async fn forked(
         &self,
         env: &Env,
         base: &Path,
         mode: &str,
-        each: Vec<Vec<OsString>>,
+        each: Vec<(Vec<OsString>, Option<String>)>,
         timeout: Duration,
     ) -> Option<Vec<Ran>> {
         let servers = self.servers.as_ref()?;
@@ -234,7 +236,7 @@ impl Pytest {
         // kept until the children are done.
         let mut privates = Vec::new();
         let mut args = Vec::with_capacity(each.len());
-        for rest in each {
+        for (rest, group) in each {
             let project = if sandboxed {
                 PathBuf::from(PROJECT)
             } else {
@@ -245,12 +247,19 @@ impl Pytest {
             };
             let mut all = base_args(&project);
             all.extend(rest);
-            args.push((project, all));
+            args.push((project, all, group));
         }
         let share = timeout.as_secs_f64() / args.len().max(1) as f64;
         let requests: Vec<Request<'_>> = args
             .iter()
-            .map(|(project, args)| Request { mode, base: &base_seen, project, args, timeout: share.max(1.0) })
+            .map(|(project, args, group)| Request {
+                mode,
+                base: &base_seen,
+                project,
+                args,
+                timeout: share.max(1.0),
+                group: group.as_deref(),
+            })
             .collect();
         let spec = |room, mirror: Option<&Path>| self.server_spec(env, room, mirror);
         let caps = (self.caps.output, self.caps.results + 1);
@@ -289,6 +298,7 @@ impl Pytest {
             project: &project,
             args: &[],
             timeout: self.collect_timeout.as_secs_f64(),
+            group: None,
         };
         let spec = |room, mirror: Option<&Path>| self.server_spec(env, room, mirror);
         let caps = (self.caps.output, bytecode::CAP + 1);
@@ -466,8 +476,18 @@ mod tests {
     use crate::executor::envs::tests::cache;
     use crate::executor::sandbox::tests::sandbox;
 
-    /// The runs of a node with `fork` servers or without, in bwrap.
-    fn pytest(data: &Path, fork: bool) -> Pytest {
+    /// How a test node runs modules.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Way {
+        Fresh,
+        /// Forked from the server.
+        Forked,
+        /// Forked from a zygote, as by default.
+        Zygote,
+    }
+
+    /// The runs of a node that runs its modules the `way` given, in bwrap.
+    fn pytest(data: &Path, way: Way) -> Pytest {
         let (_, interpreter) = resolve_interpreter("python3");
         let settings = PytestSettings {
             sandbox_dir: data.join("sandbox"),
@@ -476,10 +496,11 @@ mod tests {
             caps: PytestCaps { output: 64 << 10, message: 4 << 10, results: 16 << 20 },
             process_limit: 128,
             interpreter,
-            fork: fork.then_some(ForkSettings {
+            fork: (way != Way::Fresh).then_some(ForkSettings {
                 max_runs: 100,
                 idle: Duration::from_secs(600),
                 start_timeout: Duration::from_secs(60),
+                zygote: way == Way::Zygote,
             }),
             slots: 2,
         };
@@ -568,9 +589,9 @@ def test_nothing_is_left():
         let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
         let order = ["tests/test_plain.py", "tests/test_leaves.py", "tests/test_clean.py", "tests/test_exit.py"];
         let mut seen = Vec::new();
-        for fork in [true, false] {
-            let data = dir.path().join(if fork { "forked" } else { "fresh" });
-            let p = pytest(&data, fork);
+        for way in [Way::Zygote, Way::Forked, Way::Fresh] {
+            let data = dir.path().join(format!("{way:?}"));
+            let p = pytest(&data, way);
             let collected = p.collect(&env, &project).await.unwrap();
             assert_eq!(collected.modules.values().sum::<u32>(), 7, "{collected:?}");
             let mut tallies = Vec::new();
@@ -578,7 +599,7 @@ def test_nothing_is_left():
                 let report = p.run(&env, &project, &[(*module).to_owned()], Duration::from_secs(60)).await.unwrap();
                 tallies.push(tally(&report, module));
             }
-            if fork {
+            if way != Way::Fresh {
                 assert_eq!(p.servers.as_ref().unwrap().running(), 1, "one server served every run");
             }
             seen.push(tallies);
@@ -588,7 +609,8 @@ def test_nothing_is_left():
         assert_eq!(seen[0][1..3], [passed(1), passed(1)]);
         assert!(seen[0][3].as_ref().is_err_and(|e| e.contains("end")), "{:?}", seen[0][3]);
         assert_eq!(seen[0][4], passed(1), "a child that called os._exit leaves nothing either");
-        assert_eq!(seen[0], seen[1], "forked and fresh runs agree");
+        assert_eq!(seen[0], seen[2], "runs forked from a zygote and fresh runs agree");
+        assert_eq!(seen[1], seen[2], "runs forked from the server and fresh runs agree");
     }
 
     /// A child past its time-out is killed and its server serves the next;
@@ -611,7 +633,7 @@ def test_nothing_is_left():
             ],
         );
         let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
-        let p = pytest(&dir.path().join("data"), true);
+        let p = pytest(&dir.path().join("data"), Way::Zygote);
         let run = |module: &'static str, secs| {
             let (p, env, project) = (&p, &env, &project);
             async move { p.run(env, project, &[module.to_owned()], Duration::from_secs(secs)).await.unwrap() }
@@ -643,7 +665,7 @@ def test_nothing_is_left():
         let module = "tests/test_reach.py".to_owned();
         write(&project, &[(module.as_str(), include_str!("../../tests/data/hostile/server.py"))]);
         let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
-        let p = pytest(&dir.path().join("data"), true);
+        let p = pytest(&dir.path().join("data"), Way::Zygote);
         for _ in 0..2 {
             let report = p.run(&env, &project, std::slice::from_ref(&module), Duration::from_secs(60)).await.unwrap();
             assert_eq!(tally(&report, &module), Ok(Tally { passed: 1, ..Tally::default() }), "{report:?}");
@@ -703,7 +725,7 @@ with open(mod, 'r+b') as f:
             ],
         );
         let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
-        let p = pytest(&dir.path().join("data"), true);
+        let p = pytest(&dir.path().join("data"), Way::Zygote);
         let module = "tests/test_a.py".to_owned();
         let report = p.run(&env, &project, std::slice::from_ref(&module), Duration::from_secs(60)).await.unwrap();
         assert_eq!(tally(&report, &module), Ok(Tally { passed: 1, ..Tally::default() }), "{report:?}");
@@ -718,6 +740,8 @@ with open(mod, 'r+b') as f:
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         // pkg/__init__, pkg/mod, tests/conftest, tests/test_a, tests/test_value.
         assert_eq!(String::from_utf8_lossy(&out.stdout), "5 alike\n");
+        // A node of its own, whose zygote copies the project as it is now.
+        let p = pytest(&dir.path().join("data2"), Way::Zygote);
         let module = "tests/test_value.py".to_owned();
         let report = p.run(&env, &project, std::slice::from_ref(&module), Duration::from_secs(60)).await.unwrap();
         assert_eq!(tally(&report, &module), Ok(Tally { failed: 1, ..Tally::default() }), "{report:?}");
@@ -739,7 +763,7 @@ def test_forge():
 "#;
         write(&project, &[("pkg/__init__.py", ""), ("pkg/mod.py", "VALUE = 1\n"), ("tests/test_forge.py", forge)]);
         let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
-        let p = pytest(&dir.path().join("data"), true);
+        let p = pytest(&dir.path().join("data"), Way::Zygote);
         let module = "tests/test_forge.py".to_owned();
         let report = p.run(&env, &project, std::slice::from_ref(&module), Duration::from_secs(60)).await.unwrap();
         let refused = tally(&report, &module).unwrap_err();
@@ -752,6 +776,74 @@ def test_forge():
         // pkg/__init__ and pkg/mod, as the compile run made them.
         assert_eq!(pycs.len(), 2, "{pycs:?}");
         assert!(pycs.iter().all(|name| name.contains(".cpython-") && !name.contains("forged")), "{pycs:?}");
+    }
+
+    /// The modules of one folder of a project are forked from one zygote,
+    /// which imported the conftest once; another folder, or the same folder
+    /// after a run of another project, gets a zygote of its own; and with
+    /// zygotes off, each run imports the conftest itself. A server whose
+    /// project is gone is stopped with its zygote.
+    #[actix_rt::test]
+    async fn the_modules_of_a_folder_are_forked_from_one_zygote() {
+        let dir = tempfile::tempdir().unwrap();
+        let (project, other) = (dir.path().join("p"), dir.path().join("q"));
+        // Fails with the pid that imported the conftest, and whether it is
+        // the test's own.
+        let test = "import os\nimport conftest\n\ndef test_pid():\n    \
+                    assert (conftest.PID, conftest.PID == os.getpid()) == ()\n";
+        let conftest = "import os\nPID = os.getpid()\n";
+        write(
+            &project,
+            &[
+                ("tests/conftest.py", conftest),
+                ("tests/test_a.py", test),
+                ("tests/test_b.py", test),
+                ("tests/sub/__init__.py", ""),
+                ("tests/sub/test_c.py", test),
+            ],
+        );
+        write(&other, &[("tests/test_a.py", "def test_a(): pass\n")]);
+        let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
+        let imported_by = |report: &RunReport, module: &str| -> (u32, bool) {
+            let RunReport::Completed { reports: Ok(reports), .. } = report else { panic!("{report:?}") };
+            let message = reports[module].tests[0].message.clone().unwrap_or_default();
+            let shown = message.split("E       assert (").nth(1).and_then(|rest| rest.split_once(')'));
+            let (pid, own) = shown.and_then(|(inner, _)| inner.split_once(", ")).unwrap_or_else(|| panic!("{message}"));
+            (pid.parse().unwrap_or_else(|_| panic!("{message}")), own == "True")
+        };
+        for way in [Way::Forked, Way::Zygote] {
+            let p = pytest(&dir.path().join(format!("{way:?}")), way);
+            let mut seen = Vec::new();
+            for (root, module) in [
+                (&project, "tests/test_a.py"),
+                (&project, "tests/test_b.py"),
+                (&project, "tests/sub/test_c.py"),
+                (&other, "tests/test_a.py"),
+                (&project, "tests/test_b.py"),
+            ] {
+                let report = p.run(&env, root, &[module.to_owned()], Duration::from_secs(60)).await.unwrap();
+                if root == &project {
+                    seen.push(imported_by(&report, module));
+                } else {
+                    assert_eq!(tally(&report, module), Ok(Tally { passed: 1, ..Tally::default() }));
+                }
+            }
+            if way == Way::Forked {
+                assert!(seen.iter().all(|(_, own)| *own), "{seen:?}");
+                continue;
+            }
+            assert!(seen.iter().all(|(_, own)| !own), "every child imported nothing itself: {seen:?}");
+            assert_eq!(seen[0].0, seen[1].0, "one zygote for the folder");
+            assert_ne!(seen[1].0, seen[2].0, "another for the subfolder");
+            assert_ne!(seen[1].0, seen[3].0, "a new one after another project");
+            let servers = p.servers.as_ref().unwrap();
+            assert_eq!(servers.running(), 1);
+            p.tidy();
+            assert_eq!(servers.running(), 1, "a server of a project still there is kept");
+            std::fs::rename(&project, dir.path().join("gone")).unwrap();
+            p.tidy();
+            assert_eq!(servers.running(), 0, "the server, and its zygote, end with their project");
+        }
     }
 
     /// A server serves projects of one environment one after the other; each
@@ -773,7 +865,7 @@ def test_alone():
             projects.push(root);
         }
         let env = cache(&dir.path().join("envdata")).ensure(&projects[0]).await.unwrap();
-        let p = pytest(&dir.path().join("data"), true);
+        let p = pytest(&dir.path().join("data"), Way::Zygote);
         for (i, name) in [(0, "a"), (1, "b"), (2, "c"), (0, "a")] {
             let root = &projects[i];
             let module = format!("tests/test_{name}.py");
@@ -849,7 +941,7 @@ def test_alone():
             "import os, pytest\nIMPORTED_IN = os.getpid()\n@pytest.fixture\ndef checked():\n    \
              def check(a, b):\n        assert a == b\n    return check\n",
         );
-        let p = pytest(&dir.path().join("data"), true);
+        let p = pytest(&dir.path().join("data"), Way::Zygote);
         let collected = p.collect(&env, &project).await.unwrap();
         assert_eq!(collected.modules.get(&module), Some(&1), "{collected:?}");
         let report = p.run(&env, &project, std::slice::from_ref(&module), Duration::from_secs(60)).await.unwrap();
@@ -872,7 +964,7 @@ def test_alone():
             &site_packages(&env),
             &[("evalmesh_thread.py", &starts_thread("site")), ("evalmesh_thread.pth", "import evalmesh_thread\n")],
         );
-        let p = pytest(&dir.path().join("data"), true);
+        let p = pytest(&dir.path().join("data"), Way::Zygote);
         for _ in 0..2 {
             let report = p.run(&env, &project, std::slice::from_ref(&module), Duration::from_secs(60)).await.unwrap();
             assert_eq!(tally(&report, &module), Ok(Tally { passed: 1, ..Tally::default() }), "{report:?}");
@@ -880,6 +972,51 @@ def test_alone():
         let servers = p.servers.as_ref().unwrap();
         assert!(!servers.forkable(&env.python), "the environment is known not to fork");
         assert_eq!(servers.running(), 0, "no server was kept for it");
+    }
+
+    /// Where a zygote would not be what a fresh process is at collection —
+    /// its conftest started a thread, or a module changed a file of the
+    /// project — its modules are forked from the server instead, each
+    /// importing the conftest itself and seeing the project as unpacked.
+    #[actix_rt::test]
+    async fn a_zygote_that_differs_from_a_fresh_run_gives_way_to_forks_of_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let (threads, writes) = (dir.path().join("threads"), dir.path().join("writes"));
+        write(
+            &threads,
+            &[
+                ("tests/conftest.py", &starts_thread("conftest")),
+                ("tests/test_a.py", &sees_thread("conftest")),
+                ("tests/test_b.py", &sees_thread("conftest")),
+            ],
+        );
+        let pristine = "def test_pristine():\n    assert open('tests/data.txt').read() == 'pristine'\n";
+        write(
+            &writes,
+            &[
+                ("tests/data.txt", "pristine"),
+                ("tests/test_a.py", pristine),
+                (
+                    "tests/test_b.py",
+                    &format!("{pristine}\ndef test_change():\n    open('tests/data.txt', 'w').write('changed')\n"),
+                ),
+                ("tests/test_c.py", pristine),
+            ],
+        );
+        let env = cache(&dir.path().join("envdata")).ensure(&threads).await.unwrap();
+        let p = pytest(&dir.path().join("data"), Way::Zygote);
+        for (root, module, passed) in [
+            (&threads, "tests/test_a.py", 1),
+            (&threads, "tests/test_b.py", 1),
+            (&writes, "tests/test_a.py", 1),
+            (&writes, "tests/test_b.py", 2),
+            (&writes, "tests/test_c.py", 1),
+            (&writes, "tests/test_a.py", 1),
+        ] {
+            let report = p.run(&env, root, &[module.to_owned()], Duration::from_secs(60)).await.unwrap();
+            assert_eq!(tally(&report, module), Ok(Tally { passed, ..Tally::default() }), "{module}: {report:?}");
+        }
+        assert_eq!(p.servers.as_ref().unwrap().running(), 1, "one server forked every run");
     }
 
     #[test]

@@ -173,6 +173,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     let fork = e.fork_server.then(|| ForkSettings {
         max_runs: e.fork_server_max_runs,
         idle: Duration::from_secs(e.fork_server_idle_s),
+        zygote: e.fork_zygote,
         start_timeout: Duration::from_secs(e.collect_timeout_s),
     });
     let pytest = Pytest::new(
