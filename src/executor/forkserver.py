@@ -31,11 +31,12 @@ node. The server
    reaches the next. Not clean (a leftover it could not remove): the server
    answers, then exits, and the node starts a new one;
 5. with ``EVALMESH_ISOLATE``, for a request that names a ``zygote`` key (a
-   run of one module; the key names its project and folder), forks the
-   child from a zygote instead (see ``Zygote``): a child of the server that
-   runs the launcher on the first such request up to pytest's collection
-   and forks, for each request of the same key, a child that collects and
-   runs its module from there. Between two of them the server brings the
+   run of one module; the key names its project and folder) and follows
+   one of the same key, forks the child from a zygote instead (see
+   ``Zygote``): a child of the server that runs the launcher on that
+   request up to pytest's collection and forks, for it and each next
+   request of the same key, a child that collects and runs its module from
+   there. Between two of them the server brings the
    sandbox back to the zygote's state; where it cannot, or the zygote could
    not be made as a fresh run would be, it forks that key's modules itself.
 
@@ -601,6 +602,10 @@ def serve(control, isolate, wipe):
     # Groups whose zygote could not be made, or not cleaned after a child:
     # their modules are forked from the server.
     refused = set()
+    # The key of the request before: a zygote is made for the second request
+    # of a group in a row, so that a group that brings this server a single
+    # module (the other slot took the rest) costs no zygote.
+    last = None
 
     def clean():
         return _sweep({me}) and _remove_ipc() and _wipe(wipe)
@@ -619,12 +624,13 @@ def serve(control, isolate, wipe):
         request = json.loads(message)
         results, output = fds
         key = request.get("zygote") if isolate else None
+        again, last = key == last, key
         if zygote is not None and not zygote.serves(key, request):
             zygote.stop()
             zygote = None
             if not clean():
                 return None
-        if key is not None and zygote is None and key not in refused:
+        if key is not None and zygote is None and again and key not in refused:
             zygote = _start_zygote(control, request, me, wipe)
             if isinstance(zygote, Child):
                 os.close(results)
