@@ -37,6 +37,11 @@ const BASE: &str = "/evalmesh/base";
 const LAUNCHER: &str = "/evalmesh/launcher.py";
 const FORKSERVER: &str = "/evalmesh/forkserver.py";
 
+/// The Python sources a project must weigh for its bytecode to be compiled
+/// once for all its runs: below, each run compiles what it imports in less
+/// time than a compile run takes to start (a class's small projects).
+const COMPILE_FROM: u64 = 64 << 10;
+
 /// What one pytest run over some modules produced.
 #[derive(Debug)]
 pub enum RunReport {
@@ -227,7 +232,7 @@ impl Pytest {
             return None;
         }
         let sandboxed = self.sandbox.kind() == SandboxKind::Bwrap;
-        if sandboxed && servers.claim_bytecode(base) {
+        if sandboxed && servers.claim_bytecode(base) && source_bytes(base) >= COMPILE_FROM {
             self.compile(servers, env, base).await;
         }
         let bytes = if sandboxed { tmpfs_bytes(base) } else { 0 };
@@ -454,18 +459,30 @@ fn base_args(project: &Path) -> Vec<OsString> {
 /// the node's copy of a project holds none.
 fn tmpfs_bytes(base: &Path) -> u64 {
     const PAGE: u64 = 4096;
-    let mut total = 0u64;
+    files(base).iter().fold(0u64, |total, (_, len)| total.saturating_add(len.div_ceil(PAGE) * PAGE))
+}
+
+/// What the Python sources under `base` weigh.
+fn source_bytes(base: &Path) -> u64 {
+    let sources = files(base).into_iter().filter(|(path, _)| path.extension().is_some_and(|e| e == "py"));
+    sources.fold(0u64, |total, (_, len)| total.saturating_add(len))
+}
+
+/// Each regular file under `base`, with its size. Links are not followed;
+/// the node's copy of a project holds none.
+fn files(base: &Path) -> Vec<(PathBuf, u64)> {
+    let mut found = Vec::new();
     let mut stack = vec![base.to_owned()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             match entry.metadata() {
                 Ok(meta) if meta.is_dir() => stack.push(entry.path()),
-                Ok(meta) if meta.is_file() => total = total.saturating_add(meta.len().div_ceil(PAGE) * PAGE),
+                Ok(meta) if meta.is_file() => found.push((entry.path(), meta.len())),
                 _ => {}
             }
         }
     }
-    total
+    found
 }
 
 #[cfg(test)]
@@ -712,8 +729,9 @@ with open(mod, 'r+b') as f:
         write(
             &project,
             &[
-                ("pkg/__init__.py", "from .mod import VALUE\n"),
+                ("pkg/__init__.py", "from . import big\nfrom .mod import VALUE\n"),
                 ("pkg/mod.py", "VALUE = 1\n\ndef double(x):\n    return [v * 2 for v in x]\n"),
+                ("pkg/big.py", &big_module()),
                 ("tests/conftest.py", "import pytest\n\n@pytest.fixture\ndef one():\n    assert True\n    return 1\n"),
                 (
                     "tests/test_a.py",
@@ -738,13 +756,22 @@ with open(mod, 'r+b') as f:
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        // pkg/__init__, pkg/mod, tests/conftest, tests/test_a, tests/test_value.
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "5 alike\n");
+        // pkg/__init__, pkg/mod, pkg/big, tests/conftest, tests/test_a,
+        // tests/test_value.
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "6 alike\n");
         // A node of its own, whose zygote copies the project as it is now.
         let p = pytest(&dir.path().join("data2"), Way::Zygote);
         let module = "tests/test_value.py".to_owned();
         let report = p.run(&env, &project, std::slice::from_ref(&module), Duration::from_secs(60)).await.unwrap();
         assert_eq!(tally(&report, &module), Ok(Tally { failed: 1, ..Tally::default() }), "{report:?}");
+    }
+
+    /// A module large enough that its project's bytecode is compiled once
+    /// (`COMPILE_FROM`).
+    fn big_module() -> String {
+        let source: String = (0..6000).map(|i| format!("V{i} = {i}\n")).collect();
+        assert!(source.len() as u64 >= COMPILE_FROM);
+        source
     }
 
     /// A module that sends bytecode records of its own over its results
@@ -761,7 +788,15 @@ def test_forge():
               'data': base64.b64encode(b'forged').decode()}
     os.write(int(os.environ['EVALMESH_RESULTS_FD']), (json.dumps(record) + '\n').encode())
 "#;
-        write(&project, &[("pkg/__init__.py", ""), ("pkg/mod.py", "VALUE = 1\n"), ("tests/test_forge.py", forge)]);
+        write(
+            &project,
+            &[
+                ("pkg/__init__.py", ""),
+                ("pkg/mod.py", "VALUE = 1\n"),
+                ("pkg/big.py", &big_module()),
+                ("tests/test_forge.py", forge),
+            ],
+        );
         let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
         let p = pytest(&dir.path().join("data"), Way::Zygote);
         let module = "tests/test_forge.py".to_owned();
@@ -773,8 +808,8 @@ def test_forge():
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         pycs.sort();
-        // pkg/__init__ and pkg/mod, as the compile run made them.
-        assert_eq!(pycs.len(), 2, "{pycs:?}");
+        // pkg/__init__, pkg/mod and pkg/big, as the compile run made them.
+        assert_eq!(pycs.len(), 3, "{pycs:?}");
         assert!(pycs.iter().all(|name| name.contains(".cpython-") && !name.contains("forged")), "{pycs:?}");
     }
 
@@ -856,12 +891,12 @@ def test_forge():
     #[actix_rt::test]
     async fn a_server_shared_by_projects_shows_each_child_its_own_project_only() {
         let dir = tempfile::tempdir().unwrap();
-        // Beside the sources, their bytecode, as plain pytest leaves it.
+        // Projects this small get no bytecode of the node's.
         let check = r#"import os
 
 def test_alone():
-    assert sorted(os.listdir('/evalmesh/base/tests')) == ['__pycache__', 'test_NAME.py']
-    assert sorted(os.listdir('tests')) == ['__pycache__', 'test_NAME.py']
+    assert sorted(os.listdir('/evalmesh/base/tests')) == ['test_NAME.py']
+    assert sorted(os.listdir('tests')) == ['test_NAME.py']
 "#;
         let mut projects = Vec::new();
         for name in ["a", "b", "c"] {
