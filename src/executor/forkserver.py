@@ -507,8 +507,9 @@ def _zygote_plugin(sock):
             timers = (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
             quiet = not any(signal.getitimer(t)[0] for t in timers)
             alone = threading.active_count() == 1 and len(os.listdir("/proc/self/task")) == 1
-            _send(sock, {"event": "ready", "forkable": quiet and alone})
-            if not (quiet and alone):
+            forkable = quiet and alone and _fits(session.config)
+            _send(sock, {"event": "ready", "forkable": forkable})
+            if not forkable:
                 os._exit(0)
             while True:
                 try:
@@ -558,6 +559,19 @@ def _zygote_plugin(sock):
             _restart_clock(config)
 
     return ZygotePlugin
+
+
+def _fits(config):
+    """Whether this pytest has the insides a zygote's child changes (pytest
+    7 to 9 have): where it has not, its modules are forked from the server."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    methods = ("stop_global_capturing", "start_global_capturing", "suspend_global_capture")
+    return (
+        isinstance(getattr(config, "args", None), list)
+        and hasattr(config.option, "file_or_dir")
+        and all(hasattr(config.invocation_params, name) for name in ("args", "plugins", "dir"))
+        and (capture is None or all(hasattr(capture, name) for name in methods))
+    )
 
 
 def _flush():

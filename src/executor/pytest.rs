@@ -886,6 +886,61 @@ def test_forge():
         }
     }
 
+    /// A zygote leans on pytest's insides (its capture manager, faulthandler
+    /// descriptor, arguments): on the pytest versions the launcher takes, the
+    /// children of a zygote report what fresh processes report, captured
+    /// output included, and the second module is forked from a zygote.
+    #[actix_rt::test]
+    async fn children_of_a_zygote_report_as_fresh_processes_on_pytest_7_8_and_9() {
+        let dir = tempfile::tempdir().unwrap();
+        // test_fail fails either way, saying whether this process imported
+        // the conftest.
+        let test = "import os, sys\nimport conftest\n\ndef test_pass():\n    print('out')\n    sys.stderr.write('err')\n\n\
+                    def test_fail():\n    print('shown')\n    assert conftest.PID < 0, f'own={conftest.PID == os.getpid()}'\n";
+        for version in ["7.1.3", "7.4.4", "8.0.2", "9.0.0"] {
+            let project = dir.path().join(version);
+            write(
+                &project,
+                &[
+                    ("requirements.txt", &format!("pytest=={version}\n")),
+                    ("tests/conftest.py", "import os\nPID = os.getpid()\n"),
+                    ("tests/test_a.py", test),
+                    ("tests/test_b.py", test),
+                ],
+            );
+            let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
+            let mut seen = Vec::new();
+            for way in [Way::Zygote, Way::Fresh] {
+                let p = pytest(&dir.path().join(format!("{version}-{way:?}")), way);
+                for module in ["tests/test_a.py", "tests/test_b.py"] {
+                    let report = p.run(&env, &project, &[module.to_owned()], Duration::from_secs(60)).await.unwrap();
+                    let RunReport::Completed { reports: Ok(mut r), exit_code, output, .. } = report else {
+                        panic!("pytest {version}, {way:?}: {report:?}")
+                    };
+                    let cases = r.remove(module).unwrap().tests;
+                    let failed = cases.iter().find(|c| c.name == "test_fail").unwrap();
+                    assert!(output.contains("Captured stdout call -") && output.contains("shown"), "{output}");
+                    assert!(
+                        !output.contains("out\n") && !output.contains("err\n"),
+                        "a passing test's output shows: {output}"
+                    );
+                    let own = failed.message.as_deref().unwrap_or_default().contains("own=True");
+                    seen.push((
+                        way,
+                        cases.iter().map(|c| (c.name.clone(), c.outcome)).collect::<Vec<_>>(),
+                        exit_code,
+                        own,
+                    ));
+                }
+            }
+            let owns: Vec<bool> = seen.iter().map(|s| s.3).collect();
+            assert_eq!(owns, [true, false, true, true], "pytest {version}: the second module from a zygote");
+            for (zygote, fresh) in seen[..2].iter().zip(&seen[2..]) {
+                assert_eq!((&zygote.1, zygote.2), (&fresh.1, fresh.2), "pytest {version}");
+            }
+        }
+    }
+
     /// A server serves projects of one environment one after the other; each
     /// child sees its own project's files and no other's.
     #[actix_rt::test]
