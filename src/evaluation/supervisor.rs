@@ -171,13 +171,14 @@ impl EvaluationSupervisor {
         self.avoid.retain(|_, until| *until > now);
         let exclude: Vec<String> = self.avoid.keys().cloned().collect();
         let tasks = self.plan.next_tasks();
+        let mut longest = HashMap::new();
         let hints = tasks
             .iter()
             .map(|t| TaskHint {
                 estimate_ms: t.estimate_ms,
                 env: self.plan.env_of(&t.project).map(String::from),
                 project: t.project.clone(),
-                project_ms: self.plan.longest_ms(&t.project),
+                project_ms: *longest.entry(t.project.as_str()).or_insert_with(|| self.plan.longest_ms(&t.project)),
             })
             .collect();
         let place = self.balancer.send(Place { tasks: hints, exclude });

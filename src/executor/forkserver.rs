@@ -67,7 +67,8 @@ pub struct Request<'a> {
     /// Seconds.
     pub timeout: f64,
     /// For a run of one module, the folder it is in: the runs of a project's
-    /// modules of one folder may be forked from one zygote.
+    /// modules of one folder may be forked from one zygote (see
+    /// `ForkServers::zygotes`).
     pub group: Option<&'a str>,
 }
 
@@ -166,9 +167,8 @@ impl ForkServer {
 
     /// Runs one request in a fresh child, `root` being the project's folder
     /// on the node, `compiled` whether its bytecode is there now; forked
-    /// from a zygote where `zygote` allows it and the request names its
-    /// group. The server is no longer usable after an error.
-    #[allow(clippy::too_many_arguments)]
+    /// from a zygote where the request names its group. The server is no
+    /// longer usable after an error.
     async fn run(
         &mut self,
         root: &Path,
@@ -176,7 +176,6 @@ impl ForkServer {
         bytes: u64,
         request: &Request<'_>,
         caps: (usize, usize),
-        zygote: bool,
     ) -> Result<ChildRun, ServerError> {
         if let Some(mirror) = &self.mirror {
             let wanted = (root.to_owned(), compiled);
@@ -197,7 +196,7 @@ impl ForkServer {
         let ballast = if self.mirror.is_some() { self.room.saturating_sub(bytes) } else { 0 };
         // The project as this server shows it, and the module's folder:
         // what makes a zygote's initial state that of the module's fresh run.
-        let key = request.group.filter(|_| zygote).map(|g| format!("{}\n{compiled}\n{g}", root.display()));
+        let key = request.group.map(|g| format!("{}\n{compiled}\n{g}", root.display()));
         let message = serde_json::to_vec(&WireRequest::new(request, ballast, key)).expect("a request serializes");
         let started = Instant::now();
         self.send(&message, &[results_write.as_raw_fd(), output_write.as_raw_fd()]).await?;
@@ -340,6 +339,11 @@ impl ForkServers {
         self.bytecode.borrow_mut().insert(root.to_owned(), true);
     }
 
+    /// Whether runs may name a group, to be forked from a zygote.
+    pub fn zygotes(&self) -> bool {
+        self.settings.zygote
+    }
+
     /// Whether `python`'s environment can be served by a fork server.
     pub fn forkable(&self, python: &Path) -> bool {
         !self.unforkable.borrow().contains(python)
@@ -470,7 +474,7 @@ impl ForkServers {
         let compiled = self.bytecode.borrow().get(root) == Some(&true);
         let mut runs = Vec::with_capacity(requests.len());
         for request in requests {
-            let run = server.run(root, compiled, bytes, request, caps, self.settings.zygote).await?;
+            let run = server.run(root, compiled, bytes, request, caps).await?;
             let timed_out = run.timed_out;
             runs.push(run);
             if timed_out {

@@ -168,7 +168,8 @@ impl Pytest {
             args.extend(modules.iter().map(OsString::from));
             args
         };
-        let folder = |m: &String| Path::new(m).parent().map(|f| f.to_string_lossy().into_owned());
+        let zygotes = self.servers.as_ref().is_some_and(ForkServers::zygotes);
+        let folder = |m: &String| Path::new(m).parent().filter(|_| zygotes).map(|f| f.to_string_lossy().into_owned());
         let each = modules.iter().map(|m| (args(std::slice::from_ref(m)), folder(m))).collect();
         if let Some(runs) = self.forked(env, base, "run", each, timeout).await {
             return Ok(self.merge(modules, runs));
@@ -459,30 +460,29 @@ fn base_args(project: &Path) -> Vec<OsString> {
 /// the node's copy of a project holds none.
 fn tmpfs_bytes(base: &Path) -> u64 {
     const PAGE: u64 = 4096;
-    files(base).iter().fold(0u64, |total, (_, len)| total.saturating_add(len.div_ceil(PAGE) * PAGE))
+    sum_files(base, |_, len| len.div_ceil(PAGE) * PAGE)
 }
 
 /// What the Python sources under `base` weigh.
 fn source_bytes(base: &Path) -> u64 {
-    let sources = files(base).into_iter().filter(|(path, _)| path.extension().is_some_and(|e| e == "py"));
-    sources.fold(0u64, |total, (_, len)| total.saturating_add(len))
+    sum_files(base, |path, len| if path.extension().is_some_and(|e| e == "py") { len } else { 0 })
 }
 
-/// Each regular file under `base`, with its size. Links are not followed;
-/// the node's copy of a project holds none.
-fn files(base: &Path) -> Vec<(PathBuf, u64)> {
-    let mut found = Vec::new();
+/// The sum of `weigh` over each regular file under `base` and its size.
+/// Links are not followed; the node's copy of a project holds none.
+fn sum_files(base: &Path, weigh: impl Fn(&Path, u64) -> u64) -> u64 {
+    let mut total = 0u64;
     let mut stack = vec![base.to_owned()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             match entry.metadata() {
                 Ok(meta) if meta.is_dir() => stack.push(entry.path()),
-                Ok(meta) if meta.is_file() => found.push((entry.path(), meta.len())),
+                Ok(meta) if meta.is_file() => total = total.saturating_add(weigh(&entry.path(), meta.len())),
                 _ => {}
             }
         }
     }
-    found
+    total
 }
 
 #[cfg(test)]
