@@ -671,10 +671,11 @@ def test_nothing_is_left():
         assert_eq!(servers.running(), 1);
     }
 
-    /// A child cannot reach its server: no descriptor of the control socket
-    /// is left to it, and the server, not dumpable, can neither be traced
-    /// nor have its memory, environment or descriptors read through /proc;
-    /// the server serves the next child.
+    /// A child cannot reach its server, nor the zygote it was forked from
+    /// (the second run and after): no descriptor of a control socket is left
+    /// to it, and neither, not dumpable, can be traced nor have its memory,
+    /// environment or descriptors read through /proc; the server serves the
+    /// next child.
     #[actix_rt::test]
     async fn a_child_cannot_reach_its_server() {
         let dir = tempfile::tempdir().unwrap();
@@ -683,11 +684,55 @@ def test_nothing_is_left():
         write(&project, &[(module.as_str(), include_str!("../../tests/data/hostile/server.py"))]);
         let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
         let p = pytest(&dir.path().join("data"), Way::Zygote);
-        for _ in 0..2 {
+        for _ in 0..3 {
             let report = p.run(&env, &project, std::slice::from_ref(&module), Duration::from_secs(60)).await.unwrap();
             assert_eq!(tally(&report, &module), Ok(Tally { passed: 1, ..Tally::default() }), "{report:?}");
         }
-        assert_eq!(p.servers.as_ref().unwrap().running(), 1, "one server forked both runs");
+        assert_eq!(p.servers.as_ref().unwrap().running(), 1, "one server forked every run");
+    }
+
+    /// A project whose conftest writes into every writable mount when the
+    /// zygote imports it, and whose modules, forked from that zygote, leave
+    /// files, processes, IPC objects and patched globals behind: its modules
+    /// see what a fresh run sees, and the next project, on the same server,
+    /// finds none of it.
+    #[actix_rt::test]
+    async fn a_zygote_leaves_nothing_to_the_next_project() {
+        let dir = tempfile::tempdir().unwrap();
+        let (hostile, next) = (dir.path().join("hostile"), dir.path().join("next"));
+        let conftest = "import os\nfor path in ('/tmp/zygote', '/dev/shm/zygote', 'zygote.txt'):\n    \
+                        open(path, 'w').write('x')\nos.environ['EVALMESH_ZYGOTE_LEFT'] = '1'\n";
+        let sees_conftest = "import os\n\ndef test_conftest_ran():\n    \
+                             assert all(os.path.exists(p) for p in ('/tmp/zygote', '/dev/shm/zygote', 'zygote.txt'))\n";
+        write(
+            &hostile,
+            &[
+                ("tests/conftest.py", conftest),
+                ("tests/test_leaves_a.py", LEAVES),
+                // Checks first that the run before left nothing, then leaves.
+                ("tests/test_leaves_b.py", &format!("{CLEAN}\n{LEAVES}")),
+                ("tests/test_sees.py", sees_conftest),
+            ],
+        );
+        let none_left = "import os\n\ndef test_nothing_of_the_zygote():\n    \
+                         assert not any(os.path.exists(p) for p in ('/tmp/zygote', '/dev/shm/zygote', 'zygote.txt'))\n    \
+                         assert 'EVALMESH_ZYGOTE_LEFT' not in os.environ\n    \
+                         assert sorted(os.listdir('tests')) == ['test_clean.py', 'test_none_left.py']\n";
+        write(&next, &[("tests/test_clean.py", CLEAN), ("tests/test_none_left.py", none_left)]);
+        let env = cache(&dir.path().join("envdata")).ensure(&hostile).await.unwrap();
+        let p = pytest(&dir.path().join("data"), Way::Zygote);
+        for (root, module, passed) in [
+            (&hostile, "tests/test_leaves_a.py", 1),
+            (&hostile, "tests/test_leaves_b.py", 2),
+            (&hostile, "tests/test_leaves_b.py", 2),
+            (&hostile, "tests/test_sees.py", 1),
+            (&next, "tests/test_clean.py", 1),
+            (&next, "tests/test_none_left.py", 1),
+        ] {
+            let report = p.run(&env, root, &[module.to_owned()], Duration::from_secs(60)).await.unwrap();
+            assert_eq!(tally(&report, module), Ok(Tally { passed, ..Tally::default() }), "{module}: {report:?}");
+        }
+        assert_eq!(p.servers.as_ref().unwrap().running(), 1, "one server forked every run");
     }
 
     /// Compares the bytecode the node stored in a project (argv 1) with what
