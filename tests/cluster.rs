@@ -150,6 +150,18 @@ fn an_evaluation_is_spread_over_the_nodes_and_readable_from_each() {
         assert_eq!(stats["global"]["slots"], 4);
         assert_eq!(stats["global"]["passed"], 12);
         assert_eq!(stats["global"]["failed"], 6);
+        // Three nodes hold the finished evaluation (its supervisor and two
+        // replicas); the cluster counts it once.
+        let stats = wait_until("three copies of the finished evaluation", Duration::from_secs(30), || {
+            let stats = nodes[0].get("/stats").json();
+            let held: u64 =
+                stats["nodes"].as_object().unwrap().values().filter_map(|n| n["evaluations"]["done"].as_u64()).sum();
+            (held == 3).then_some(stats)
+        });
+        assert_eq!(
+            stats["global"]["evaluations"],
+            serde_json::json!({"queued": 0, "running": 0, "done": 1, "failed": 0})
+        );
         assert_causal(&nodes[3].get(&format!("/evaluation/{id}/events")).json());
         let peers = nodes[3].get("/peers").json();
         let expected: Vec<&str> = {

@@ -749,6 +749,59 @@ fn config_errors_stop_the_node_with_a_useful_message() {
 }
 
 #[test]
+fn lists_evaluations_a_page_at_a_time_and_by_status() {
+    with_timeout(TEST_TIMEOUT, || {
+        let dir = temp_dir();
+        let node = Node::start(&config(dir.path()), dir.path(), "node");
+        let zip = zip_of(&[("calc/tests/test_calc.py", "def test_one():\n    assert True\n")]);
+        let mut submitted: Vec<String> = (0..3).map(|_| node.submit_raw_zip(&zip)).collect();
+        for id in &submitted {
+            finished(&node, id);
+        }
+        let page = |query: &str| {
+            let answer = node.get(&format!("/evaluation{query}"));
+            assert_eq!(answer.status, 200, "{query}: {answer:?}");
+            let v = answer.json();
+            let ids: Vec<String> =
+                v["evaluations"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+            (ids, v["next"].clone())
+        };
+        let (all, next) = page("");
+        assert_eq!(next, Value::Null);
+        let mut listed = all.clone();
+        listed.sort();
+        submitted.sort();
+        assert_eq!(listed, submitted);
+
+        let (first, next) = page("?limit=2");
+        assert_eq!(first, all[..2]);
+        assert_eq!(next, json!(all[1]));
+        let (rest, next) = page(&format!("?limit=2&after={}", all[1]));
+        assert_eq!(rest, all[2..]);
+        assert_eq!(next, Value::Null);
+        assert_eq!(page(&format!("?after={}", all[0])).0, all[1..]);
+        assert_eq!(page("?status=done").0, all);
+        assert_eq!(page("?status=done&limit=3").1, Value::Null);
+        assert_eq!(page("?status=running").0, Vec::<String>::new());
+        assert_eq!(page(&format!("?status=queued&after={}", all[0])).0, Vec::<String>::new());
+
+        let unknown = uuid::Uuid::new_v4();
+        for bad in [
+            "?limit=0".to_owned(),
+            "?limit=1001".to_owned(),
+            "?limit=two".to_owned(),
+            "?status=finished".to_owned(),
+            "?after=not-an-id".to_owned(),
+            format!("?after={unknown}"),
+        ] {
+            let answer = node.get(&format!("/evaluation{bad}"));
+            assert_eq!(answer.status, 400, "{bad}: {answer:?}");
+            assert!(answer.json()["error"].is_string(), "{bad}: {answer:?}");
+        }
+    });
+}
+
+#[test]
 fn stats_and_health_report_the_work_done() {
     with_timeout(TEST_TIMEOUT, || {
         let dir = temp_dir();

@@ -237,11 +237,66 @@ fn describe(source: &Source) -> String {
     }
 }
 
+/// `GET /evaluation`'s query: the scope, and a page of the evaluations of
+/// one status.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    scope: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// The most lines one page of `GET /evaluation` may ask for.
+pub const MAX_PAGE: usize = 1000;
+
 pub async fn list(
-    query: web::Query<Scope>,
+    query: web::Query<ListQuery>,
     state: web::Data<AppState>,
     peers: web::Data<PeerClient>,
 ) -> Result<HttpResponse, ApiError> {
+    let scope = Scope { scope: query.scope.clone(), detail: None };
+    let status =
+        match query.status.as_deref() {
+            None => None,
+            Some(s) => Some(EvaluationStatus::parse(s).ok_or_else(|| {
+                ApiError::BadRequest(format!("unknown status {s:?}: queued, running, done or failed"))
+            })?),
+        };
+    let limit = match query.limit {
+        Some(n) if n == 0 || n > MAX_PAGE => {
+            return Err(ApiError::BadRequest(format!("limit {n}: from 1 to {MAX_PAGE}")));
+        }
+        limit => limit,
+    };
+    let mut list = summaries(&state, &peers, scope.local()?).await?;
+    if let Some(after) = &query.after {
+        let cursor = Uuid::parse_str(after)
+            .map_err(|_| ApiError::BadRequest(format!("after {after:?}: not an evaluation id")))?
+            .to_string();
+        let at = list
+            .iter()
+            .position(|e| e["id"].as_str() == Some(cursor.as_str()))
+            .ok_or_else(|| ApiError::BadRequest(format!("after {after:?}: no such evaluation in the list")))?;
+        list.drain(..=at);
+    }
+    if let Some(status) = status {
+        list.retain(|e| e["status"].as_str() == Some(status.as_str()));
+    }
+    let next = match limit {
+        Some(n) if list.len() > n => {
+            list.truncate(n);
+            list.last().map(|e| e["id"].clone())
+        }
+        _ => None,
+    };
+    Ok(HttpResponse::Ok().json(json!({ "evaluations": list, "next": next })))
+}
+
+/// One line per evaluation, oldest first (by submission, then id): this
+/// node's own, or with `local` false every live node's, where the most
+/// advanced of the copies that replicas hold stands for each evaluation.
+pub async fn summaries(state: &AppState, peers: &PeerClient, local: bool) -> Result<Vec<Value>, ApiError> {
     let summaries = state
         .store
         .send(ListEvaluations)
@@ -250,12 +305,10 @@ pub async fn list(
         .map_err(|e| ApiError::internal("listing evaluations", e))?;
     let scale = state.config.grading.grade_scale;
     let mut list: Vec<Value> = summaries.iter().map(|s| report::summary(s, scale)).collect();
-    if !query.local()? {
-        let live = cluster::live_peers(&state).await?;
-        // Replicas hold copies: of the lines for one evaluation, the most
-        // advanced one stands.
+    if !local {
+        let live = cluster::live_peers(state).await?;
         let mut best: HashMap<String, Value> = HashMap::new();
-        let answers = cluster::fan_out(&peers, &live, "/evaluation?scope=local").await;
+        let answers = cluster::fan_out(peers, &live, "/evaluation?scope=local").await;
         let theirs = answers.iter().filter_map(|(_, a)| a["evaluations"].as_array()).flatten();
         for e in list.drain(..).chain(theirs.cloned()) {
             let id = e["id"].as_str().unwrap_or_default().to_owned();
@@ -264,11 +317,11 @@ pub async fn list(
             }
         }
         list = best.into_values().collect();
-        list.sort_by(|a, b| {
-            (a["submitted_at"].as_str(), a["id"].as_str()).cmp(&(b["submitted_at"].as_str(), b["id"].as_str()))
-        });
     }
-    Ok(HttpResponse::Ok().json(json!({ "evaluations": list })))
+    list.sort_by(|a, b| {
+        (a["submitted_at"].as_str(), a["id"].as_str()).cmp(&(b["submitted_at"].as_str(), b["id"].as_str()))
+    });
+    Ok(list)
 }
 
 pub async fn get(

@@ -1,9 +1,12 @@
 //! `GET /stats` and `GET /health`: the figures of the cluster and of this node, and liveness.
 
+use std::collections::BTreeMap;
+
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::cluster::{self, Scope};
+use super::evaluations;
 use super::{ApiError, AppState};
 use crate::evaluation::registry::GetAdmission;
 use crate::executor::{GetExecutorStats, GetLoad};
@@ -27,7 +30,14 @@ pub async fn stats(
     for (peer, stats) in cluster::fan_out(&peers, &live, "/stats?scope=local").await {
         nodes.insert(peer, stats);
     }
-    let global = cluster::global_stats(&nodes);
+    let mut global = cluster::global_stats(&nodes);
+    // Each node counts the copies it holds, replicas' included; the
+    // cluster counts each evaluation once, at its most advanced copy.
+    let mut by_status = zeroed();
+    for e in evaluations::summaries(&state, &peers, false).await? {
+        *by_status.entry(e["status"].as_str().unwrap_or_default().to_owned()).or_insert(0) += 1;
+    }
+    global["evaluations"] = json!(by_status);
     Ok(HttpResponse::Ok().json(json!({ "nodes": nodes, "global": global })))
 }
 
@@ -37,15 +47,14 @@ async fn local_stats(state: &AppState) -> Result<Value, ApiError> {
         state.executor.send(GetExecutorStats).await.map_err(|e| ApiError::internal("executor unreachable", e))?;
     let admission =
         state.registry.send(GetAdmission).await.map_err(|e| ApiError::internal("registry unreachable", e))?;
-    let mut by_status = state
+    let counted = state
         .store
         .send(CountByStatus)
         .await
         .map_err(|e| ApiError::internal("store unreachable", e))?
         .map_err(|e| ApiError::internal("counting evaluations", e))?;
-    for status in ["queued", "running", "done", "failed"] {
-        by_status.entry(status.to_owned()).or_insert(0);
-    }
+    let mut by_status = zeroed();
+    by_status.extend(counted);
     Ok(json!({
         "node": state.node,
         "uptime_s": state.started.elapsed().as_secs(),
@@ -66,6 +75,11 @@ async fn local_stats(state: &AppState) -> Result<Value, ApiError> {
         "errors": done.tests.errors,
         "mean_module_time": done.mean_module_time,
     }))
+}
+
+/// Every status, counted 0.
+fn zeroed() -> BTreeMap<String, u64> {
+    ["queued", "running", "done", "failed"].into_iter().map(|s| (s.to_owned(), 0)).collect()
 }
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
