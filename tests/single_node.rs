@@ -298,6 +298,34 @@ fn grades_a_multipart_zip_of_two_projects_exactly() {
 }
 
 #[test]
+fn shows_each_project_as_students_csv_names_it() {
+    with_timeout(TEST_TIMEOUT, || {
+        let dir = temp_dir();
+        let node = Node::start(&config(dir.path()), dir.path(), "node");
+        let zip = zip_of(&[
+            ("students.csv", "path,id,name\nclass/alice,s1,Alice Smith\nclass/bob/,s2,\n"),
+            ("class/alice/requirements.txt", ""),
+            ("class/alice/tests/test_a.py", PASS_3),
+            ("class/bob/requirements.txt", ""),
+            ("class/bob/tests/test_b.py", PASS_3),
+            ("class/carol/requirements.txt", ""),
+            ("class/carol/tests/test_c.py", PASS_3),
+        ]);
+        let id = node.submit_raw_zip(&zip);
+        let e = finished(&node, &id);
+        assert_done(&e, &node);
+        let labels: Vec<(&str, &str)> = e["projects"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, p)| (name.as_str(), p["label"].as_str().unwrap()))
+            .collect();
+        assert_eq!(labels, [("class/alice", "Alice Smith (s1)"), ("class/bob", "s2"), ("class/carol", "class/carol")]);
+        assert_project(&e, "class/alice", [3, 0, 0, 0], 100.0, 20.0);
+    });
+}
+
+#[test]
 fn grades_a_raw_application_zip_body() {
     with_timeout(TEST_TIMEOUT, || {
         let dir = temp_dir();
@@ -598,6 +626,9 @@ fn refuses_bad_input_and_keeps_nothing_of_it() {
             .finish();
         expect("symlink entry", zip_post(&symlink), 400, "symlink");
 
+        let stranger = zip_of(&[("p/tests/test_ok.py", PASS_3), ("students.csv", "path,name\nq,Quinn\n")]);
+        expect("students.csv naming no project", zip_post(&stranger), 400, "students.csv: line 2: \"q\" is no project");
+
         let no_tests = zip_of(&[("docs/requirements.txt", ""), ("docs/README.md", "# hi\n")]);
         expect("no test files", zip_post(&no_tests), 400, "no tests");
 
@@ -640,7 +671,7 @@ fn refuses_bad_input_and_keeps_nothing_of_it() {
         // Nothing was accepted, and nothing of it stayed on disk.
         let list = node.get("/evaluation");
         assert_eq!(list.status, 200, "{list:?}");
-        assert_eq!(list.json(), json!({ "evaluations": [] }));
+        assert_eq!(list.json(), json!({ "evaluations": [], "next": null }));
         for folder in ["evaluations", "uploads"] {
             let entries: Vec<_> = std::fs::read_dir(node.data_dir.join(folder))
                 .unwrap_or_else(|e| panic!("reading {folder}: {e}"))

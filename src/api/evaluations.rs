@@ -175,6 +175,8 @@ fn unpack_into_workspace(
         if !projects.iter().any(|p| p.has_tests) {
             return Err(ApiError::BadRequest("no tests found in the archive (test_*.py or *_test.py)".into()));
         }
+        let names: Vec<&str> = projects.iter().map(|p| p.name.as_str()).collect();
+        intake::students::labels(&partial, &names).map_err(intake_error)?;
         std::fs::rename(&partial, evaluations.join(id.to_string()))
             .map_err(|e| ApiError::internal("creating a workspace", e))
     })();

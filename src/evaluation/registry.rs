@@ -527,7 +527,7 @@ mod tests {
             };
             self.store.send(CreateEvaluation(record.clone())).await.unwrap().unwrap();
             if known {
-                let row = ProjectRow { blob: None, name: "p".into(), root: "p".into(), collected: false, error: None };
+                let row = ProjectRow::found("p".into(), "p".into(), None);
                 self.store.send(SaveProjects { id, projects: vec![row] }).await.unwrap().unwrap();
             }
             record

@@ -30,6 +30,7 @@ pub fn evaluation(view: &EvaluationView, grade_scale: f64, now: DateTime<Utc>, d
         .map(|p| {
             let t = project_tallies.get(p.name.as_str()).copied().unwrap_or_default();
             let value = json!({
+                "label": p.shown_as(),
                 "passed": t.passed,
                 "failed": t.failed,
                 "skipped": t.skipped,
@@ -152,13 +153,11 @@ mod tests {
                 error: None,
             },
             projects: vec![
-                ProjectRow { blob: None, name: "a".into(), root: "a".into(), collected: true, error: None },
+                ProjectRow { collected: true, ..ProjectRow::found("a".into(), "a".into(), Some("Ada (s1)".into())) },
                 ProjectRow {
-                    blob: None,
-                    name: "b".into(),
-                    root: "b".into(),
                     collected: true,
                     error: Some("pip failed".into()),
+                    ..ProjectRow::found("b".into(), "b".into(), None)
                 },
             ],
             modules: vec![
@@ -196,6 +195,7 @@ mod tests {
         assert_eq!(v["projects"]["a"]["passed"], json!(7));
         assert_eq!(v["projects"]["b"]["error"], json!("pip failed"));
         assert_eq!(v["projects"]["b"]["nota"], json!(0.0));
+        assert_eq!((&v["projects"]["a"]["label"], &v["projects"]["b"]["label"]), (&json!("Ada (s1)"), &json!("b")));
     }
 
     #[test]

@@ -960,8 +960,7 @@ pub(crate) mod tests {
     async fn a_resumed_evaluation_runs_only_modules_without_a_result() {
         let f = fixture().await;
         let id = f.id;
-        let project =
-            ProjectRow { blob: None, name: "proj".into(), root: "proj".into(), collected: false, error: None };
+        let project = ProjectRow::found("proj".into(), "proj".into(), None);
         f.store.send(SaveProjects { id, projects: vec![project] }).await.unwrap().unwrap();
         let modules = vec![("tests/test_a.py".into(), 1), ("tests/test_b.py".into(), 1)];
         f.store.send(SaveCollected { id, project: "proj".into(), modules, error: None }).await.unwrap().unwrap();

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::blobs;
-use super::intake::{self, discover, git, CloneLimits, UnpackLimits};
+use super::intake::{self, discover, git, students, CloneLimits, UnpackLimits};
 use crate::executor::collect::Collected;
 use crate::store::{ProjectRow, Source};
 
@@ -29,11 +29,9 @@ pub async fn clone_all(
         if let Err(e) = git::clone(url, &dest, token, schemes, limits).await {
             let _ = tokio::fs::remove_dir_all(&dest).await;
             failed.push(ProjectRow {
-                blob: None,
-                name,
-                root: String::new(),
                 collected: true,
                 error: Some(e.to_string()),
+                ..ProjectRow::found(name, String::new(), None)
             });
         }
     }
@@ -43,17 +41,25 @@ pub async fn clone_all(
 /// The projects in the workspace: for git, each repository's projects named
 /// after the repository.
 pub fn find_projects(workspace: &std::path::Path, source: &Source) -> Vec<ProjectRow> {
-    let row = |name: String, root: &std::path::Path| ProjectRow {
-        blob: None,
-        name,
-        root: root.strip_prefix(workspace).unwrap_or(root).to_string_lossy().replace('\\', "/"),
-        collected: false,
-        error: None,
-    };
+    let relative =
+        |root: &std::path::Path| root.strip_prefix(workspace).unwrap_or(root).to_string_lossy().replace('\\', "/");
+    let row = |name: String, root: &std::path::Path| ProjectRow::found(name, relative(root), None);
     let mut rows = Vec::new();
     match source {
         Source::Zip { name } => match discover::discover(workspace, name) {
-            Ok(projects) => rows.extend(projects.into_iter().map(|p| row(p.name, &p.root))),
+            Ok(projects) => {
+                let names: Vec<&str> = projects.iter().map(|p| p.name.as_str()).collect();
+                // Checked when the archive was accepted: a failure now is the
+                // node's own, and the projects are still graded, by name.
+                let mut labels = students::labels(workspace, &names).unwrap_or_else(|e| {
+                    log::error!("workspace {}: {e}", workspace.display());
+                    Default::default()
+                });
+                rows.extend(projects.into_iter().map(|p| {
+                    let label = labels.remove(&p.name);
+                    ProjectRow::found(p.name, relative(&p.root), label)
+                }));
+            }
             Err(e) => log::error!("cannot read workspace {}: {e}", workspace.display()),
         },
         Source::Git { repositories } => {
@@ -64,11 +70,9 @@ pub fn find_projects(workspace: &std::path::Path, source: &Source) -> Vec<Projec
                 }
                 match discover::discover(&dir, &repo) {
                     Ok(projects) if projects.is_empty() => rows.push(ProjectRow {
-                        blob: None,
-                        name: repo.clone(),
-                        root: repo.clone(),
                         collected: true,
                         error: Some("no Python project with tests in this repository".into()),
+                        ..ProjectRow::found(repo.clone(), repo.clone(), None)
                     }),
                     // Without a marker file the repository itself is the project,
                     // whatever its top folder holds.

@@ -149,13 +149,7 @@ mod tests {
     use super::*;
 
     fn project(root: &str, blob: Option<&str>) -> ReplicaOp {
-        let row = ProjectRow {
-            name: "p".into(),
-            root: root.into(),
-            collected: false,
-            error: None,
-            blob: blob.map(str::to_owned),
-        };
+        let row = ProjectRow { blob: blob.map(str::to_owned), ..ProjectRow::found("p".into(), root.into(), None) };
         ReplicaOp::Projects { projects: vec![row] }
     }
 

@@ -399,7 +399,8 @@ mod tests {
     }
 
     fn snapshot(id: Uuid, epoch: u64) -> Vec<ReplicaOp> {
-        let project = ProjectRow { name: "p".into(), root: "p".into(), collected: true, error: None, blob: None };
+        let project =
+            ProjectRow { collected: true, ..ProjectRow::found("p".into(), "p".into(), Some("Pat (p1)".into())) };
         let modules = (0..4).map(|i| (format!("tests/test_{i}.py"), 1)).collect();
         vec![
             ReplicaOp::Record { record: record(id, epoch) },

@@ -196,11 +196,8 @@ mod tests {
         };
         store.send(CreateEvaluation(record)).await.unwrap().unwrap();
         let project = |name: &str, blob: &str| ProjectRow {
-            name: name.into(),
-            root: name.into(),
-            collected: false,
-            error: None,
             blob: Some(blob.into()),
+            ..ProjectRow::found(name.into(), name.into(), None)
         };
         let projects = vec![project("p", "blob-1"), project("q", "blob-2")];
         store.send(SaveProjects { id, projects }).await.unwrap().unwrap();

@@ -46,6 +46,22 @@ pub struct ProjectRow {
     pub error: Option<String>,
     /// SHA-256 of the project packed as a zip, the name workers fetch it by.
     pub blob: Option<String>,
+    /// Who the project is shown as, from the submission's `students.csv`;
+    /// `None` shows its name.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+impl ProjectRow {
+    /// A project found in a submission, not yet collected.
+    pub fn found(name: String, root: String, label: Option<String>) -> Self {
+        Self { name, root, collected: false, error: None, blob: None, label }
+    }
+
+    /// What a client is shown it as.
+    pub fn shown_as(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -13,12 +13,16 @@ use rusqlite::{Connection, OptionalExtension};
 use super::StoreError;
 
 /// The version this code reads and writes.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// Each step brings a database from the version before it to its own.
 /// Version 0 is the schema before versioning, whose `modules` had no `wall`
-/// and which had no `durations` (a missing table is created by [`TABLES`]).
-const MIGRATIONS: [(i64, &str); 1] = [(1, "ALTER TABLE modules ADD COLUMN wall REAL NOT NULL DEFAULT 0;")];
+/// and which had no `durations` (a missing table is created by [`TABLES`]);
+/// version 1's `projects` had no `label`.
+const MIGRATIONS: [(i64, &str); 2] = [
+    (1, "ALTER TABLE modules ADD COLUMN wall REAL NOT NULL DEFAULT 0;"),
+    (2, "ALTER TABLE projects ADD COLUMN label TEXT;"),
+];
 
 /// Settings of the connection, not of the file: given at every open.
 const PRAGMAS: &str = "
@@ -75,6 +79,7 @@ CREATE TABLE IF NOT EXISTS projects (
     collected   INTEGER NOT NULL DEFAULT 0,
     error       TEXT,
     blob        TEXT,
+    label       TEXT,
     PRIMARY KEY (evaluation, name)
 );
 
@@ -188,7 +193,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_0_database_gains_wall_and_keeps_its_results() {
+    fn a_version_0_database_gains_wall_and_label_and_keeps_its_results() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("evalmesh.sqlite3");
         let id = Uuid::new_v4().to_string();
@@ -216,6 +221,7 @@ mod tests {
         let view = store.view(Uuid::parse_str(&id).unwrap(), false).unwrap().unwrap();
         let result = view.modules[0].result.as_ref().unwrap();
         assert_eq!((result.tally.passed, result.duration, result.wall), (2, 0.5, 0.0));
+        assert_eq!(view.projects[0].label, None);
         drop(store);
         assert_eq!(version(&path), VERSION);
 

@@ -167,8 +167,9 @@ impl Store {
         let tx = self.conn.transaction()?;
         for p in &m.projects {
             tx.execute(
-                "INSERT OR IGNORE INTO projects (evaluation, name, root, collected, error, blob) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![m.id.to_string(), p.name, p.root, p.collected, p.error, p.blob],
+                "INSERT OR IGNORE INTO projects (evaluation, name, root, collected, error, blob, label)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![m.id.to_string(), p.name, p.root, p.collected, p.error, p.blob, p.label],
             )?;
         }
         tx.commit()?;
@@ -206,9 +207,9 @@ impl Store {
         let Some(record) = self.record(&key)? else {
             return Ok(None);
         };
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, root, collected, error, blob FROM projects WHERE evaluation = ?1 ORDER BY name")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT name, root, collected, error, blob, label FROM projects WHERE evaluation = ?1 ORDER BY name",
+        )?;
         let projects = stmt
             .query_map([&key], |row| {
                 Ok(ProjectRow {
@@ -217,6 +218,7 @@ impl Store {
                     collected: row.get(2)?,
                     error: row.get(3)?,
                     blob: row.get(4)?,
+                    label: row.get(5)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -562,7 +564,7 @@ mod tests {
         let store = Store::in_memory().unwrap().start();
         let id = Uuid::new_v4();
         store.send(CreateEvaluation(record(id))).await.unwrap().unwrap();
-        let project = ProjectRow { blob: None, name: "p".into(), root: "p".into(), collected: false, error: None };
+        let project = ProjectRow::found("p".into(), "p".into(), Some("Pat (p1)".into()));
         store.send(SaveProjects { id, projects: vec![project] }).await.unwrap().unwrap();
         let modules = vec![("tests/test_a.py".into(), 1), ("tests/test_b.py".into(), 2)];
         store.send(SaveCollected { id, project: "p".into(), modules, error: None }).await.unwrap().unwrap();
@@ -583,6 +585,7 @@ mod tests {
         assert_eq!(a.tests.len(), 1, "tests of a duplicate are not added twice");
         assert_eq!(view.modules[1].result, None);
         assert!(view.projects[0].collected);
+        assert_eq!(view.projects[0].label.as_deref(), Some("Pat (p1)"));
     }
 
     #[actix::test]

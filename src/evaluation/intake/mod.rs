@@ -10,6 +10,8 @@
 //!   within a time and a size on disk ([`git::CloneLimits`]).
 //! - [`discover::discover`] walks an unpacked or cloned workspace, without
 //!   following symlinks, and names the projects pytest should run in.
+//! - [`students::labels`] reads who each project of an archive is from its
+//!   `students.csv`.
 //!
 //! Every failure is an [`IntakeError`] whose text can go back to the client
 //! as is, except [`IntakeError::Io`] which names server paths (see
@@ -17,6 +19,7 @@
 
 pub mod discover;
 pub mod git;
+pub mod students;
 pub mod zip;
 
 use std::path::PathBuf;
@@ -84,6 +87,10 @@ pub enum IntakeError {
     /// with the token scrubbed.
     #[error("git clone of {url:?} failed: {stderr}")]
     CloneFailed { url: String, stderr: String },
+
+    /// The archive's `students.csv` is malformed or names no project.
+    #[error("students.csv: {reason}")]
+    Students { reason: String },
 
     /// A local file operation failed; `path` is the file or program involved.
     /// This is the server's fault, not the client's.
