@@ -114,6 +114,19 @@ fn an_evaluation_submitted_through_nginx_is_spread_over_the_cluster() {
         let used: BTreeSet<&String> = placed.values().collect();
         assert!(used.len() >= 3, "modules ran on {used:?}");
         assert_eq!(http(&proxy.addr, "GET", "/health", &[], Body::None).status, 200, "health needs no token");
+        for (export, content_type) in [
+            ("events", "application/json"),
+            ("grades.csv", "text/csv; charset=utf-8"),
+            ("junit.xml", "application/xml"),
+        ] {
+            let answer = proxy.get(&format!("/evaluation/{id}/{export}"), &bearer);
+            assert_eq!(
+                (answer.status, answer.header("content-type")),
+                (200, Some(content_type)),
+                "{export}: {answer:?}"
+            );
+            assert_eq!(answer.body, nodes[3].get(&format!("/evaluation/{id}/{export}")).body, "{export}");
+        }
         // A peer route called without a node's signature is refused.
         let direct = nodes[0].post("/execute_module", "application/json", b"{}");
         assert_eq!(direct.status, 401, "{direct:?}");
@@ -140,6 +153,8 @@ fn an_evaluation_is_spread_over_the_nodes_and_readable_from_each() {
         assert_eq!(evaluation["supervisor"], nodes[1].addr.as_str());
         for node in &nodes {
             assert_eq!(node.evaluation(&id, "")["_run_info"], evaluation["_run_info"], "as seen from {}", node.addr);
+            // One of the four holds no copy: it asks its peers.
+            assert_gradebook(node, &id, &evaluation);
             let listed = node.get("/evaluation").json();
             let ids: Vec<&str> =
                 listed["evaluations"].as_array().unwrap().iter().filter_map(|e| e["id"].as_str()).collect();

@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    die_with_parent, files_under, free_port, git_repo, multipart, noise, under, wait_until, with_timeout, zip_of, Body,
-    Node, NodeConfig, Part, ZipBuilder, PASS_2_FAIL_1,
+    assert_gradebook, die_with_parent, files_under, free_port, git_repo, multipart, noise, under, wait_until,
+    with_timeout, zip_of, Body, Node, NodeConfig, Part, ZipBuilder, PASS_2_FAIL_1,
 };
 use serde_json::{json, Value};
 
@@ -294,7 +294,50 @@ fn grades_a_multipart_zip_of_two_projects_exactly() {
         assert_eq!(line["nota"], json!(6.0));
         assert_eq!(line["submitted_at"], e["submitted_at"]);
         assert_eq!(line["finished_at"], e["finished_at"]);
+
+        assert_gradebook(&node, &id, &e);
+        assert_eq!((&e["projects"]["alpha"]["points"], &e["projects"]["alpha"]["max_points"]), (&json!(5), &json!(8)));
+        let junit = node.get(&format!("/evaluation/{id}/junit.xml"));
+        assert_eq!(junit.status, 200, "{junit:?}");
+        assert_eq!(junit.header("content-type"), Some("application/xml"));
+        let disposition = format!("attachment; filename=\"evaluation-{id}-junit.xml\"");
+        assert_eq!(junit.header("content-disposition"), Some(disposition.as_str()));
+        assert_eq!(junit_suites(&junit.text()), {
+            let mut suites = Vec::new();
+            for (project, modules) in e["module_results"].as_object().unwrap() {
+                for (module, m) in modules.as_object().unwrap() {
+                    let c = counts(m);
+                    suites.push((format!("{project}::{module}"), c.iter().sum::<u64>(), c[1], c[3], c[2]));
+                }
+            }
+            suites
+        });
+        let unknown = uuid::Uuid::new_v4();
+        for export in ["grades.csv", "junit.xml"] {
+            let missing = node.get(&format!("/evaluation/{unknown}/{export}"));
+            assert_eq!(missing.status, 404, "{missing:?}");
+            assert!(missing.json()["error"].is_string());
+        }
     });
+}
+
+/// Each testsuite of a JUnit report: its name, tests, failures, errors and
+/// skipped.
+fn junit_suites(xml: &str) -> Vec<(String, u64, u64, u64, u64)> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut suites = Vec::new();
+    loop {
+        match reader.read_event().unwrap_or_else(|e| panic!("{e}: {xml}")) {
+            quick_xml::events::Event::Eof => return suites,
+            quick_xml::events::Event::Start(e) if e.name().as_ref() == b"testsuite" => {
+                let get =
+                    |name: &str| e.try_get_attribute(name).unwrap().unwrap().unescape_value().unwrap().into_owned();
+                let n = |name: &str| get(name).parse::<u64>().unwrap();
+                suites.push((get("name"), n("tests"), n("failures"), n("errors"), n("skipped")));
+            }
+            _ => {}
+        }
+    }
 }
 
 #[test]

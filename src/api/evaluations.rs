@@ -18,7 +18,7 @@ use crate::evaluation::admission::Ticket;
 use crate::evaluation::intake::{self, IntakeError, UnpackLimits};
 use crate::evaluation::model::{EvaluationStatus, Event, EventKind};
 use crate::evaluation::registry::{CancelReservation, Registry, Reserve, StartEvaluation};
-use crate::evaluation::report;
+use crate::evaluation::{gradebook, report};
 use crate::peer::PeerClient;
 use crate::store::{
     CreateEvaluation, EvaluationRecord, GetEvaluation, GetEvents, ListEvaluations, RecordEvent, Source,
@@ -332,30 +332,64 @@ pub async fn get(
     state: web::Data<AppState>,
     peers: web::Data<PeerClient>,
 ) -> Result<HttpResponse, ApiError> {
-    let raw = path.into_inner();
-    let id = evaluation_id(&raw)?;
     let detail = match query.detail.as_deref() {
         None => false,
         Some("tests") => true,
         Some(other) => return Err(ApiError::BadRequest(format!("unknown detail {other:?}: the only one is tests"))),
     };
+    let answer = answer(&path, query.local()?, detail, &state, &peers).await?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// `GET /evaluation/{id}/grades.csv`: the gradebook, from any node.
+pub async fn grades_csv(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    peers: web::Data<PeerClient>,
+) -> Result<HttpResponse, ApiError> {
+    let answer = answer(&path, false, false, &state, &peers).await?;
+    Ok(attachment(gradebook::csv(&answer), "text/csv; charset=utf-8", &format!("evaluation-{path}.csv")))
+}
+
+/// `GET /evaluation/{id}/junit.xml`: every module's tests as JUnit XML, from
+/// any node.
+pub async fn junit_xml(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    peers: web::Data<PeerClient>,
+) -> Result<HttpResponse, ApiError> {
+    let answer = answer(&path, false, true, &state, &peers).await?;
+    Ok(attachment(gradebook::junit(&answer), "application/xml", &format!("evaluation-{path}-junit.xml")))
+}
+
+fn attachment(body: String, content_type: &str, file_name: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file_name}\"")))
+        .body(body)
+}
+
+/// The answer of `GET /evaluation/{raw}`: this node's copy when it holds the
+/// evaluation (the supervisor's while it runs), else the best of the live
+/// peers' unless `local`.
+async fn answer(raw: &str, local: bool, detail: bool, state: &AppState, peers: &PeerClient) -> Result<Value, ApiError> {
+    let id = evaluation_id(raw)?;
     let view = state
         .store
         .send(GetEvaluation { id, with_tests: detail })
         .await
         .map_err(|e| ApiError::internal("store unreachable", e))?
         .map_err(|e| ApiError::internal(&format!("evaluation {id}: reading it"), e))?;
-    let local = query.local()?;
     let detail_query = if detail { "&detail=tests" } else { "" };
     let path = format!("/evaluation/{id}?scope=local{detail_query}");
     if let Some(view) = view {
         let report = report::evaluation(&view, state.config.grading.grade_scale, Utc::now(), detail);
-        return Ok(HttpResponse::Ok().json(fresher(&state, &peers, local, &view.record, &path, report).await));
+        return Ok(fresher(state, peers, local, &view.record, &path, report).await);
     }
     if local {
-        return Err(unknown(&raw));
+        return Err(unknown(raw));
     }
-    from_peers(&state, &peers, &path, &raw).await
+    from_peers(state, peers, &path, raw).await
 }
 
 /// A running evaluation's copy on a replica lags its supervisor's by a
@@ -411,7 +445,7 @@ pub async fn events(
     if local {
         return Err(unknown(&raw));
     }
-    from_peers(&state, &peers, &path, &raw).await
+    from_peers(&state, &peers, &path, &raw).await.map(|v| HttpResponse::Ok().json(v))
 }
 
 /// A malformed id is as unknown as a missing one.
@@ -425,12 +459,12 @@ fn unknown(raw: &str) -> ApiError {
 
 /// The evaluation is not held here: of the live peers that hold it, the
 /// supervisor answers, or else the copy that got furthest.
-async fn from_peers(state: &AppState, peers: &PeerClient, path: &str, raw: &str) -> Result<HttpResponse, ApiError> {
+async fn from_peers(state: &AppState, peers: &PeerClient, path: &str, raw: &str) -> Result<Value, ApiError> {
     let live = cluster::live_peers(state).await?;
     let answers = cluster::fan_out(peers, &live, path).await;
     let best = answers.into_iter().max_by_key(|(node, v)| {
         let supervising = v["supervisor"].as_str() == Some(node.as_str());
         (progress(v).0, supervising, progress(v).1)
     });
-    best.map(|(_, v)| HttpResponse::Ok().json(v)).ok_or_else(|| unknown(raw))
+    best.map(|(_, v)| v).ok_or_else(|| unknown(raw))
 }

@@ -91,6 +91,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/evaluation/{id}").route(web::get().to(evaluations::get)))
         .service(resource("/evaluation/{id}/events").route(web::get().to(evaluations::events)))
+        .service(resource("/evaluation/{id}/grades.csv").route(web::get().to(evaluations::grades_csv)))
+        .service(resource("/evaluation/{id}/junit.xml").route(web::get().to(evaluations::junit_xml)))
         .service(resource("/stats").route(web::get().to(node::stats)))
         .service(web::resource("/health").route(web::get().to(node::health)).default_service(web::to(not_allowed)))
         .service(resource("/network").route(web::get().to(cluster::network)))

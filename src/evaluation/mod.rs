@@ -1,12 +1,14 @@
 //! The evaluation subsystem: the `Registry` of this node's evaluations, one
 //! `EvaluationSupervisor` per evaluation, and the plain parts they use — the
 //! admission (which evaluations run and wait), the plan (task bookkeeping),
-//! the report (the JSON a client reads), intake (zip, git, project discovery)
+//! the report (the JSON a client reads) and the gradebook (its CSV and
+//! JUnit forms), intake (zip, git, project discovery)
 //! and the shared model types.
 
 pub mod admission;
 mod adoption;
 pub mod blobs;
+pub mod gradebook;
 pub mod intake;
 pub mod model;
 pub mod plan;

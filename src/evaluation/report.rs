@@ -37,6 +37,8 @@ pub fn evaluation(view: &EvaluationView, grade_scale: f64, now: DateTime<Utc>, d
                 "errors": t.errors,
                 "%passed": t.percent_passed(),
                 "%failed": t.percent_failed(),
+                "points": t.passed,
+                "max_points": t.graded(),
                 "nota": t.grade(grade_scale),
                 "error": p.error,
             });
@@ -193,6 +195,7 @@ mod tests {
         assert!(m.get("tests").is_none());
         assert!(v["module_results"]["a"].get("tests/test_3.py").is_none(), "unfinished modules are not reported");
         assert_eq!(v["projects"]["a"]["passed"], json!(7));
+        assert_eq!((&v["projects"]["a"]["points"], &v["projects"]["a"]["max_points"]), (&json!(7), &json!(8)));
         assert_eq!(v["projects"]["b"]["error"], json!("pip failed"));
         assert_eq!(v["projects"]["b"]["nota"], json!(0.0));
         assert_eq!((&v["projects"]["a"]["label"], &v["projects"]["b"]["label"]), (&json!("Ada (s1)"), &json!("b")));

@@ -977,3 +977,43 @@ pub fn disk_usage(dir: &Path) -> u64 {
     }
     total
 }
+
+/// `GET /evaluation/{id}/grades.csv` from `node`, checked against
+/// `evaluation` (its JSON answer): a header row, then one row per project,
+/// each column what the JSON says.
+pub fn assert_gradebook(node: &Node, id: &str, evaluation: &Value) {
+    let answer = node.get(&format!("/evaluation/{id}/grades.csv"));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.header("content-type"), Some("text/csv; charset=utf-8"));
+    let disposition = format!("attachment; filename=\"evaluation-{id}.csv\"");
+    assert_eq!(answer.header("content-disposition"), Some(disposition.as_str()));
+    let mut reader = csv::Reader::from_reader(answer.body.as_slice());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    let columns = [
+        "label",
+        "project",
+        "passed",
+        "failed",
+        "errors",
+        "skipped",
+        "%passed",
+        "points",
+        "max_points",
+        "nota",
+        "error",
+    ];
+    assert_eq!(header, columns);
+    let mut named = Vec::new();
+    for row in reader.records() {
+        let row = row.unwrap();
+        let project = &evaluation["projects"][&row[1]];
+        named.push(row[1].to_owned());
+        assert_eq!(&row[0], project["label"].as_str().unwrap(), "{}", &row[1]);
+        for (i, column) in columns.iter().enumerate().take(10).skip(2) {
+            assert_eq!(row[i].parse::<f64>().unwrap(), project[*column].as_f64().unwrap(), "{} {column}", &row[1]);
+        }
+        assert_eq!(&row[10], project["error"].as_str().unwrap_or_default(), "{}", &row[1]);
+    }
+    let projects: Vec<String> = evaluation["projects"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(named, projects);
+}
