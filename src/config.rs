@@ -316,8 +316,12 @@ impl Default for GradingConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Bearer tokens a client must present on every public route but
-    /// `GET /health`; empty, the default, asks for none.
+    /// `GET /health`; empty, the default, asks for none. They are teachers'
+    /// tokens: they read everything.
     pub tokens: Vec<Secret>,
+    /// Students' tokens: they reach the same routes, but read of a hidden
+    /// module (grading rules) only its counts. Needs `tokens`.
+    pub student_tokens: Vec<Secret>,
 }
 
 /// Routes for tests only.
@@ -505,20 +509,25 @@ impl Config {
         if !(self.grading.grade_scale.is_finite() && self.grading.grade_scale > 0.0) {
             return invalid("grading.grade_scale", "must be a positive number");
         }
-        for token in &self.api.tokens {
-            // The token's text is never part of the reason: the error is printed.
-            if token.len() < MIN_SECRET_BYTES {
-                return invalid("api.tokens", "each token must be at least 16 bytes");
+        for (key, tokens) in [("api.tokens", &self.api.tokens), ("api.student_tokens", &self.api.student_tokens)] {
+            for token in tokens {
+                // The token's text is never part of the reason: the error is printed.
+                if token.len() < MIN_SECRET_BYTES {
+                    return invalid(key, "each token must be at least 16 bytes");
+                }
+                if !token.expose().bytes().all(|b| b.is_ascii_graphic()) {
+                    return invalid(key, "a token is printable ASCII without spaces, as a Bearer header carries it");
+                }
+                if token == &c.secret {
+                    return invalid(key, "a token must not be the cluster secret, which clients must never hold");
+                }
             }
-            if !token.expose().bytes().all(|b| b.is_ascii_graphic()) {
-                return invalid(
-                    "api.tokens",
-                    "a token is printable ASCII without spaces, as a Bearer header carries it",
-                );
-            }
-            if token == &c.secret {
-                return invalid("api.tokens", "a token must not be the cluster secret, which clients must never hold");
-            }
+        }
+        if !self.api.student_tokens.is_empty() && self.api.tokens.is_empty() {
+            return invalid("api.student_tokens", "needs api.tokens: without them every client reads as a teacher");
+        }
+        if self.api.student_tokens.iter().any(|s| self.api.tokens.contains(s)) {
+            return invalid("api.student_tokens", "a token cannot be both a teacher's (api.tokens) and a student's");
         }
         Ok(())
     }
@@ -782,6 +791,23 @@ mod tests {
         let err = Config::parse(&tokens(&format!("[\"{SECRET}\"]"))).unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { key: "api.tokens", .. }), "{err}");
         assert!(!err.to_string().contains(SECRET), "{err}");
+    }
+
+    #[test]
+    fn student_tokens_need_teacher_tokens_and_are_never_one() {
+        let api = |lines: &str| Config::parse(&format!("[cluster]\nsecret = \"{SECRET}\"\n[api]\n{lines}\n"));
+        let teacher = "tokens = [\"teacher-token-0123456789\"]";
+        let c = api(&format!("{teacher}\nstudent_tokens = [\"student-token-0123456789\"]")).unwrap();
+        assert_eq!((c.api.tokens.len(), c.api.student_tokens.len()), (1, 1));
+        for bad in [
+            "student_tokens = [\"student-token-0123456789\"]".to_owned(),
+            format!("{teacher}\nstudent_tokens = [\"teacher-token-0123456789\"]"),
+            format!("{teacher}\nstudent_tokens = [\"short\"]"),
+            format!("{teacher}\nstudent_tokens = [\"{SECRET}\"]"),
+        ] {
+            let err = api(&bad).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { key: "api.student_tokens", .. }), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -296,7 +296,10 @@ fn grades_a_multipart_zip_of_two_projects_exactly() {
         assert_eq!(line["finished_at"], e["finished_at"]);
 
         assert_gradebook(&node, &id, &e);
-        assert_eq!((&e["projects"]["alpha"]["points"], &e["projects"]["alpha"]["max_points"]), (&json!(5), &json!(8)));
+        assert_eq!(
+            (&e["projects"]["alpha"]["points"], &e["projects"]["alpha"]["max_points"]),
+            (&json!(5.0), &json!(8.0))
+        );
         let junit = node.get(&format!("/evaluation/{id}/junit.xml"));
         assert_eq!(junit.status, 200, "{junit:?}");
         assert_eq!(junit.header("content-type"), Some("application/xml"));
@@ -365,6 +368,84 @@ fn shows_each_project_as_students_csv_names_it() {
             .collect();
         assert_eq!(labels, [("class/alice", "Alice Smith (s1)"), ("class/bob", "s2"), ("class/carol", "class/carol")]);
         assert_project(&e, "class/alice", [3, 0, 0, 0], 100.0, 20.0);
+    });
+}
+
+#[test]
+fn grades_by_the_rules_of_evalmesh_toml_and_hides_hidden_tests_from_students() {
+    const TEACHER: &str = "teacher-token-0123456789";
+    const STUDENT: &str = "student-token-0123456789";
+    with_timeout(TEST_TIMEOUT, || {
+        let dir = temp_dir();
+        let cfg = config(dir.path()).token(TEACHER).set("api", "student_tokens", &format!("[\"{STUDENT}\"]")).set(
+            "executor",
+            "module_timeout_s",
+            "120",
+        );
+        let node = Node::start(&cfg, dir.path(), "node");
+        let rules = "grade_scale = 10\n\
+            [modules.\"tests/test_basic.py\"]\nweight = 1\n\
+            [modules.\"tests/test_hidden.py\"]\nweight = 3\nhidden = true\n\
+            [modules.\"tests/test_slow.py\"]\nweight = 1\ntimeout_s = 2\n\
+            [modules.\"tests/test_deleted.py\"]\nweight = 5\n";
+        let zip = zip_of(&[
+            ("p/requirements.txt", ""),
+            ("p/evalmesh.toml", rules),
+            ("p/tests/test_basic.py", "def test_one():\n    pass\n\n\ndef test_two():\n    pass\n"),
+            (
+                "p/tests/test_hidden.py",
+                "def test_shown():\n    pass\n\n\ndef test_secret_case():\n    assert 'SECRET-ANSWER' == 'x'\n",
+            ),
+            ("p/tests/test_slow.py", "import time\n\n\ndef test_sleeps():\n    time.sleep(60)\n"),
+        ]);
+        let id = node.submit_raw_zip(&zip);
+        let e = finished(&node, &id);
+        assert_done(&e, &node);
+        assert_module(&e, "p", "tests/test_basic.py", "done", [2, 0, 0, 0]);
+        assert_module(&e, "p", "tests/test_hidden.py", "done", [1, 1, 0, 0]);
+        // Its own time-out, 2 s, not the node's 120 s.
+        assert_module(&e, "p", "tests/test_slow.py", "timeout", [0, 0, 0, 1]);
+        assert_eq!(e["module_results"]["p"]["tests/test_slow.py"]["duration"], json!(2.0));
+        // 1 of 1, 1.5 of 3 (one of two passed), 0 of 1 (timed out), 0 of 5
+        // (no such module): 2.5 of 10 on a scale of 10.
+        let p = &e["projects"]["p"];
+        assert_eq!((&p["points"], &p["max_points"], &p["nota"]), (&json!(2.5), &json!(10.0), &json!(2.5)), "{p}");
+        assert_eq!(p["%passed"], json!(60.0), "tests passed, unweighted: 3 of 5");
+        assert_gradebook(&node, &id, &e);
+
+        let as_whom = |token: &str, path: &str| {
+            let bearer = format!("Bearer {token}");
+            let answer = node.request("GET", path, &[("Authorization", &bearer)], Body::None);
+            assert_eq!(answer.status, 200, "{path}: {answer:?}");
+            answer
+        };
+        let teacher = as_whom(TEACHER, &format!("/evaluation/{id}?detail=tests")).json();
+        let student = as_whom(STUDENT, &format!("/evaluation/{id}?detail=tests")).json();
+        let hidden = |v: &Value| v["module_results"]["p"]["tests/test_hidden.py"].clone();
+        assert_eq!(hidden(&teacher)["hidden"], json!(true));
+        assert_eq!(hidden(&teacher)["tests"].as_array().map(Vec::len), Some(2));
+        assert!(hidden(&teacher).to_string().contains("SECRET-ANSWER"));
+        assert_eq!(counts(&hidden(&student)), [1, 1, 0, 0]);
+        assert!(hidden(&student).get("tests").is_none() && hidden(&student).get("output").is_none(), "{student}");
+        assert!(!student.to_string().contains("SECRET-ANSWER") && !student.to_string().contains("test_secret_case"));
+        let basic = |v: &Value| v["module_results"]["p"]["tests/test_basic.py"].clone();
+        assert_eq!(
+            (basic(&student)["hidden"].clone(), basic(&student)["tests"].as_array().map(Vec::len)),
+            (json!(false), Some(2))
+        );
+        assert_eq!(student["projects"], teacher["projects"]);
+
+        let junit = |token| as_whom(token, &format!("/evaluation/{id}/junit.xml")).text();
+        assert!(junit(TEACHER).contains("SECRET-ANSWER") && junit(TEACHER).contains("test_secret_case"));
+        assert!(!junit(STUDENT).contains("SECRET-ANSWER") && !junit(STUDENT).contains("test_secret_case"));
+        assert!(junit(STUDENT).contains("name=\"p::tests/test_hidden.py\" tests=\"2\" failures=\"1\""));
+        let refused = node.request(
+            "GET",
+            &format!("/evaluation/{id}"),
+            &[("Authorization", "Bearer not-a-token-at-all")],
+            Body::None,
+        );
+        assert_eq!(refused.status, 401);
     });
 }
 
@@ -671,6 +752,17 @@ fn refuses_bad_input_and_keeps_nothing_of_it() {
 
         let stranger = zip_of(&[("p/tests/test_ok.py", PASS_3), ("students.csv", "path,name\nq,Quinn\n")]);
         expect("students.csv naming no project", zip_post(&stranger), 400, "students.csv: line 2: \"q\" is no project");
+
+        let bad_rules = zip_of(&[
+            ("p/tests/test_ok.py", PASS_3),
+            ("p/evalmesh.toml", "[modules.\"tests/test_ok.py\"]\nweight = -1\n"),
+        ]);
+        expect(
+            "evalmesh.toml with a negative weight",
+            zip_post(&bad_rules),
+            400,
+            "evalmesh.toml: module \"tests/test_ok.py\": weight",
+        );
 
         let no_tests = zip_of(&[("docs/requirements.txt", ""), ("docs/README.md", "# hi\n")]);
         expect("no test files", zip_post(&no_tests), 400, "no tests");

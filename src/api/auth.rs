@@ -51,40 +51,67 @@ pub async fn peer_guard(
     Ok(res)
 }
 
-/// With client tokens configured, lets through a request that presents one,
-/// or a node's signed `GET`; without, lets everything through.
+/// Who asks, as the client guard found: a teacher reads everything, a
+/// student reads of a hidden module only its counts. A node without client
+/// tokens takes every client for a teacher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    Teacher,
+    Student,
+}
+
+impl actix_web::FromRequest for Viewer {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Ok(req.extensions().get::<Viewer>().copied().unwrap_or(Viewer::Teacher)))
+    }
+}
+
+/// With client tokens configured, lets through a request that presents one
+/// (telling the handler whose, as a [`Viewer`]), or a node's signed `GET`;
+/// without, lets everything through.
 pub async fn client_guard(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let state = state_of(&req)?;
-    let tokens = &state.config.api.tokens;
-    if tokens.is_empty() {
+    let api = &state.config.api;
+    if api.tokens.is_empty() {
         return next.call(req).await;
     }
     let presented = req.headers().get(AUTHORIZATION).map(|v| v.to_str().ok().and_then(token::bearer));
-    let refused = match presented {
-        Some(Some(bearer)) if token::matches(tokens, bearer) => None,
-        Some(_) => Some("invalid bearer token".to_owned()),
+    let viewer = match presented {
+        Some(Some(bearer)) if token::matches(&api.tokens, bearer) => Ok(Viewer::Teacher),
+        Some(Some(bearer)) if token::matches(&api.student_tokens, bearer) => Ok(Viewer::Student),
+        Some(_) => Err("invalid bearer token".to_owned()),
         None if req.method() == Method::GET && req.headers().contains_key(SIGNATURE_HEADER) => {
             match verify_signed(&mut req, &state).await {
-                Ok(_) => None,
+                // A peer asks for its part of an answer that it conceals
+                // itself when its own client is a student.
+                Ok(_) => Ok(Viewer::Teacher),
                 Err(Refusal::Body(e)) => return Err(e.into()),
                 Err(Refusal::Auth(e)) => {
                     log::warn!("{} refused: {e} (claimed sender {})", route(&req), claimed_sender(req.headers()));
-                    Some(format!("peer signature refused: {e}"))
+                    Err(format!("peer signature refused: {e}"))
                 }
             }
         }
-        None => Some("this route needs an Authorization: Bearer <token> header".to_owned()),
+        None => Err("this route needs an Authorization: Bearer <token> header".to_owned()),
     };
-    if let Some(reason) = refused {
-        // The token presented is never logged: it may be a real one mistyped.
-        let from = req.peer_addr().map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-        log::info!("{} refused: {reason} (from {from})", route(&req));
-        return Err(ApiError::BearerRequired(reason).into());
+    match viewer {
+        Ok(viewer) => {
+            req.extensions_mut().insert(viewer);
+            next.call(req).await
+        }
+        Err(reason) => {
+            // The token presented is never logged: it may be a real one mistyped.
+            let from = req.peer_addr().map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+            log::info!("{} refused: {reason} (from {from})", route(&req));
+            Err(ApiError::BearerRequired(reason).into())
+        }
     }
-    next.call(req).await
 }
 
 /// Why a signed request does not pass.

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::auth::Viewer;
 use super::cluster::{self, Scope};
 use super::upload::{self, Upload};
 use super::{ApiError, AppState};
@@ -18,6 +19,7 @@ use crate::evaluation::admission::Ticket;
 use crate::evaluation::intake::{self, IntakeError, UnpackLimits};
 use crate::evaluation::model::{EvaluationStatus, Event, EventKind};
 use crate::evaluation::registry::{CancelReservation, Registry, Reserve, StartEvaluation};
+use crate::evaluation::rules::Rules;
 use crate::evaluation::{gradebook, report};
 use crate::peer::PeerClient;
 use crate::store::{
@@ -177,6 +179,9 @@ fn unpack_into_workspace(
         }
         let names: Vec<&str> = projects.iter().map(|p| p.name.as_str()).collect();
         intake::students::labels(&partial, &names).map_err(intake_error)?;
+        for project in &projects {
+            Rules::read(&project.root).map_err(|e| ApiError::BadRequest(format!("project {:?}: {e}", project.name)))?;
+        }
         std::fs::rename(&partial, evaluations.join(id.to_string()))
             .map_err(|e| ApiError::internal("creating a workspace", e))
     })();
@@ -329,6 +334,7 @@ pub async fn summaries(state: &AppState, peers: &PeerClient, local: bool) -> Res
 pub async fn get(
     path: web::Path<String>,
     query: web::Query<Scope>,
+    viewer: Viewer,
     state: web::Data<AppState>,
     peers: web::Data<PeerClient>,
 ) -> Result<HttpResponse, ApiError> {
@@ -337,7 +343,7 @@ pub async fn get(
         Some("tests") => true,
         Some(other) => return Err(ApiError::BadRequest(format!("unknown detail {other:?}: the only one is tests"))),
     };
-    let answer = answer(&path, query.local()?, detail, &state, &peers).await?;
+    let answer = answer(&path, query.local()?, detail, viewer, &state, &peers).await?;
     Ok(HttpResponse::Ok().json(answer))
 }
 
@@ -347,7 +353,7 @@ pub async fn grades_csv(
     state: web::Data<AppState>,
     peers: web::Data<PeerClient>,
 ) -> Result<HttpResponse, ApiError> {
-    let answer = answer(&path, false, false, &state, &peers).await?;
+    let answer = answer(&path, false, false, Viewer::Teacher, &state, &peers).await?;
     Ok(attachment(gradebook::csv(&answer), "text/csv; charset=utf-8", &format!("evaluation-{path}.csv")))
 }
 
@@ -355,10 +361,11 @@ pub async fn grades_csv(
 /// any node.
 pub async fn junit_xml(
     path: web::Path<String>,
+    viewer: Viewer,
     state: web::Data<AppState>,
     peers: web::Data<PeerClient>,
 ) -> Result<HttpResponse, ApiError> {
-    let answer = answer(&path, false, true, &state, &peers).await?;
+    let answer = answer(&path, false, true, viewer, &state, &peers).await?;
     Ok(attachment(gradebook::junit(&answer), "application/xml", &format!("evaluation-{path}-junit.xml")))
 }
 
@@ -371,8 +378,36 @@ fn attachment(body: String, content_type: &str, file_name: &str) -> HttpResponse
 
 /// The answer of `GET /evaluation/{raw}`: this node's copy when it holds the
 /// evaluation (the supervisor's while it runs), else the best of the live
-/// peers' unless `local`.
-async fn answer(raw: &str, local: bool, detail: bool, state: &AppState, peers: &PeerClient) -> Result<Value, ApiError> {
+/// peers' unless `local`; for a student, without the tests and output of
+/// hidden modules.
+async fn answer(
+    raw: &str,
+    local: bool,
+    detail: bool,
+    viewer: Viewer,
+    state: &AppState,
+    peers: &PeerClient,
+) -> Result<Value, ApiError> {
+    let mut answer = any_copy(raw, local, detail, state, peers).await?;
+    if viewer == Viewer::Student {
+        let projects = answer["module_results"].as_object_mut().into_iter().flat_map(|p| p.values_mut());
+        for module in projects.filter_map(Value::as_object_mut).flat_map(|modules| modules.values_mut()) {
+            if let Some(fields) = module.as_object_mut().filter(|m| m.get("hidden") == Some(&Value::Bool(true))) {
+                fields.remove("tests");
+                fields.remove("output");
+            }
+        }
+    }
+    Ok(answer)
+}
+
+async fn any_copy(
+    raw: &str,
+    local: bool,
+    detail: bool,
+    state: &AppState,
+    peers: &PeerClient,
+) -> Result<Value, ApiError> {
     let id = evaluation_id(raw)?;
     let view = state
         .store

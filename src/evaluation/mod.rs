@@ -2,7 +2,7 @@
 //! `EvaluationSupervisor` per evaluation, and the plain parts they use — the
 //! admission (which evaluations run and wait), the plan (task bookkeeping),
 //! the report (the JSON a client reads) and the gradebook (its CSV and
-//! JUnit forms), intake (zip, git, project discovery)
+//! JUnit forms), the grading rules, intake (zip, git, project discovery)
 //! and the shared model types.
 
 pub mod admission;
@@ -15,6 +15,7 @@ pub mod plan;
 mod prepare;
 pub mod registry;
 pub mod report;
+pub mod rules;
 pub mod supervisor;
 pub mod worker;
 pub mod workspace;

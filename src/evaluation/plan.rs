@@ -133,6 +133,14 @@ impl Plan {
         }
     }
 
+    /// Runs `module` in a task of its own from now on (a module with a
+    /// time-out of its own); nothing when there is no such module.
+    pub fn alone(&mut self, project: &str, module: &str) {
+        if let Some(m) = self.projects.get_mut(project).and_then(|p| p.modules.get_mut(module)) {
+            m.alone = true;
+        }
+    }
+
     /// Hands out every task that can start now: collections, then pending
     /// modules grouped by project, `modules_per_task` at a time, each task
     /// with the sum of its modules' estimates. In project and module order:

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::model::{round2, ModuleResult, Tally};
+use super::rules::{Rules, Score};
 use crate::store::{EvaluationSummary, EvaluationView};
 
 /// The full answer of `GET /evaluation/{id}`; `detail` adds every test case
@@ -17,18 +18,33 @@ pub fn evaluation(view: &EvaluationView, grade_scale: f64, now: DateTime<Utc>, d
     let mut project_tallies: BTreeMap<&str, Tally> = BTreeMap::new();
     let mut total = Tally::default();
     let mut finished = 0usize;
+    let rules: BTreeMap<&str, &Rules> =
+        view.projects.iter().filter_map(|p| Some((p.name.as_str(), p.rules.as_ref()?))).collect();
     for m in &view.modules {
         let Some(result) = &m.result else { continue };
         finished += 1;
         project_tallies.entry(m.project.as_str()).or_default().add(&result.tally);
         total.add(&result.tally);
-        module_results.entry(m.project.as_str()).or_default().insert(m.module.clone(), module(result, detail));
+        let hidden = rules.get(m.project.as_str()).is_some_and(|r| r.hidden(&m.module));
+        module_results.entry(m.project.as_str()).or_default().insert(m.module.clone(), module(result, detail, hidden));
     }
     let projects: Map<String, Value> = view
         .projects
         .iter()
         .map(|p| {
             let t = project_tallies.get(p.name.as_str()).copied().unwrap_or_default();
+            let score = match &p.rules {
+                Some(rules) => {
+                    let modules = view.modules.iter().filter(|m| m.project == p.name);
+                    let tallies = modules.map(|m| (m.module.as_str(), m.result.as_ref().map(|r| r.tally)));
+                    rules.score(tallies, grade_scale)
+                }
+                None => {
+                    Score { points: f64::from(t.passed), max_points: f64::from(t.graded()), nota: t.grade(grade_scale) }
+                }
+            };
+            // A project that could not be graded gets nothing, whatever its rules.
+            let score = if p.error.is_some() { Score { points: 0.0, nota: 0.0, ..score } } else { score };
             let value = json!({
                 "label": p.shown_as(),
                 "passed": t.passed,
@@ -37,9 +53,9 @@ pub fn evaluation(view: &EvaluationView, grade_scale: f64, now: DateTime<Utc>, d
                 "errors": t.errors,
                 "%passed": t.percent_passed(),
                 "%failed": t.percent_failed(),
-                "points": t.passed,
-                "max_points": t.graded(),
-                "nota": t.grade(grade_scale),
+                "points": score.points,
+                "max_points": score.max_points,
+                "nota": score.nota,
                 "error": p.error,
             });
             (p.name.clone(), value)
@@ -77,7 +93,7 @@ pub fn evaluation(view: &EvaluationView, grade_scale: f64, now: DateTime<Utc>, d
     })
 }
 
-fn module(r: &ModuleResult, detail: bool) -> Value {
+fn module(r: &ModuleResult, detail: bool, hidden: bool) -> Value {
     let mut v = json!({
         "status": r.status,
         "passed": r.tally.passed,
@@ -89,6 +105,7 @@ fn module(r: &ModuleResult, detail: bool) -> Value {
         "duration": r.duration,
         "wall": r.wall,
         "node": r.node,
+        "hidden": hidden,
     });
     if detail {
         v["tests"] = json!(r.tests);
@@ -195,7 +212,7 @@ mod tests {
         assert!(m.get("tests").is_none());
         assert!(v["module_results"]["a"].get("tests/test_3.py").is_none(), "unfinished modules are not reported");
         assert_eq!(v["projects"]["a"]["passed"], json!(7));
-        assert_eq!((&v["projects"]["a"]["points"], &v["projects"]["a"]["max_points"]), (&json!(7), &json!(8)));
+        assert_eq!((&v["projects"]["a"]["points"], &v["projects"]["a"]["max_points"]), (&json!(7.0), &json!(8.0)));
         assert_eq!(v["projects"]["b"]["error"], json!("pip failed"));
         assert_eq!(v["projects"]["b"]["nota"], json!(0.0));
         assert_eq!((&v["projects"]["a"]["label"], &v["projects"]["b"]["label"]), (&json!("Ada (s1)"), &json!("b")));

@@ -199,20 +199,38 @@ impl EvaluationSupervisor {
     }
 
     /// The lease of a task: the longest it may take, plus grace.
-    fn lease(&self, kind: &TaskKind) -> Duration {
+    fn lease(&self, project: &str, kind: &TaskKind) -> Duration {
         let s = &self.settings;
         let run = match kind {
             TaskKind::Collect => Duration::ZERO,
-            TaskKind::Run(modules) => s.module_timeout * u32::try_from(modules.len()).unwrap_or(u32::MAX),
+            TaskKind::Run(modules) => modules.iter().map(|m| self.timeout_of(project, m)).sum(),
         };
         s.prepare_timeout + run + s.lease_grace
+    }
+
+    /// A module's time-out: its project's rules', never past the node's.
+    fn timeout_of(&self, project: &str, module: &str) -> Duration {
+        let rules = self.projects.get(project).and_then(|p| p.rules.as_ref());
+        rules.map_or(self.settings.module_timeout, |r| r.timeout(module, self.settings.module_timeout))
+    }
+
+    /// A module with a time-out of its own runs alone: a task's modules
+    /// share one.
+    fn keep_apart_the_timed(&mut self, project: &str) {
+        let Some(rules) = self.projects.get(project).and_then(|p| p.rules.as_ref()) else { return };
+        for (module, rule) in &rules.modules {
+            if rule.timeout_s.is_some() {
+                self.plan.alone(project, module);
+            }
+        }
     }
 
     fn send(&mut self, task: Task, node: String, ctx: &mut Context<Self>) {
         let Some(project) = self.projects.get(&task.project).cloned() else {
             return;
         };
-        let deadline = self.now_ms() + u64::try_from(self.lease(&task.kind).as_millis()).unwrap_or(u64::MAX);
+        let lease = self.lease(&task.project, &task.kind);
+        let deadline = self.now_ms() + u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
         self.plan.place(task.id, &node, deadline);
         let what = match &task.kind {
             TaskKind::Collect => "collect".to_owned(),
@@ -228,7 +246,12 @@ impl EvaluationSupervisor {
         self.event(EventKind::Assigned, format!("task {} of {} to {node}: {what}", task.id, task.project));
         let kind = match task.kind {
             TaskKind::Collect => JobKind::Collect,
-            TaskKind::Run(modules) => JobKind::Run { modules, timeout: self.settings.module_timeout },
+            TaskKind::Run(modules) => {
+                // One module alone when it has a time-out of its own.
+                let timeout =
+                    modules.first().map_or(self.settings.module_timeout, |m| self.timeout_of(&task.project, m));
+                JobKind::Run { modules, timeout }
+            }
         };
         if node == self.settings.node {
             self.executor.do_send(Submit(Job {
@@ -472,6 +495,7 @@ impl EvaluationSupervisor {
         ctx.wait(write.into_actor(self).map(move |res, act, ctx| match res {
             Ok(estimates) => {
                 act.plan.collected(&project, &modules);
+                act.keep_apart_the_timed(&project);
                 act.plan.estimated(&project, &estimates);
                 act.plan.set_env(&project, env);
                 let op = ReplicaOp::Collected { project: project.clone(), modules: modules.clone(), error: None };
@@ -526,6 +550,10 @@ impl Actor for EvaluationSupervisor {
                 }
                 for (project, module, tests, finished) in modules {
                     act.plan.add_module(&project, &module, tests, finished);
+                }
+                let names: Vec<String> = act.projects.keys().cloned().collect();
+                for project in names {
+                    act.keep_apart_the_timed(&project);
                 }
                 act.estimate_resumed(ctx);
             }
@@ -626,7 +654,7 @@ impl Handler<JobFinished> for EvaluationSupervisor {
                 // A report is for a task of one module: the run's time is its own.
                 TimeoutAction::Report { project, module } => {
                     let tests = self.plan.tests_in(&project, &module);
-                    let timeout = self.settings.module_timeout;
+                    let timeout = self.timeout_of(&project, &module);
                     let result = runner::timeout_result(tests, timeout, *elapsed, output, &node);
                     self.save_results(project, vec![(module, result)], ctx);
                 }

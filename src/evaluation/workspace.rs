@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::blobs;
 use super::intake::{self, discover, git, students, CloneLimits, UnpackLimits};
+use super::rules::Rules;
 use crate::executor::collect::Collected;
 use crate::store::{ProjectRow, Source};
 
@@ -85,6 +86,16 @@ pub fn find_projects(workspace: &std::path::Path, source: &Source) -> Vec<Projec
                     })),
                     Err(e) => log::error!("cannot read clone {}: {e}", dir.display()),
                 }
+            }
+        }
+    }
+    // Rules that cannot be applied fail their project, before it runs.
+    for row in rows.iter_mut().filter(|r| r.error.is_none()) {
+        match Rules::read(&workspace.join(&row.root)) {
+            Ok(rules) => row.rules = rules,
+            Err(e) => {
+                row.error = Some(e.to_string());
+                row.collected = true;
             }
         }
     }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::evaluation::model::{EvaluationStatus, ModuleResult, Tally};
+use crate::evaluation::rules::Rules;
 
 /// Where an evaluation's projects came from. Never holds a token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,12 +51,20 @@ pub struct ProjectRow {
     /// `None` shows its name.
     #[serde(default)]
     pub label: Option<String>,
+    /// Its grading rules, read when it was taken in.
+    #[serde(default)]
+    pub rules: Option<Rules>,
 }
 
 impl ProjectRow {
     /// A project found in a submission, not yet collected.
     pub fn found(name: String, root: String, label: Option<String>) -> Self {
-        Self { name, root, collected: false, error: None, blob: None, label }
+        Self { name, root, collected: false, error: None, blob: None, label, rules: None }
+    }
+
+    /// Its rules as the store keeps them: JSON.
+    pub fn rules_json(&self) -> Option<String> {
+        self.rules.as_ref().map(|r| serde_json::to_string(r).expect("rules hold only strings, numbers and flags"))
     }
 
     /// What a client is shown it as.

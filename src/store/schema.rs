@@ -18,10 +18,10 @@ pub const VERSION: i64 = 2;
 /// Each step brings a database from the version before it to its own.
 /// Version 0 is the schema before versioning, whose `modules` had no `wall`
 /// and which had no `durations` (a missing table is created by [`TABLES`]);
-/// version 1's `projects` had no `label`.
+/// version 1's `projects` had no `label` and no `rules`.
 const MIGRATIONS: [(i64, &str); 2] = [
     (1, "ALTER TABLE modules ADD COLUMN wall REAL NOT NULL DEFAULT 0;"),
-    (2, "ALTER TABLE projects ADD COLUMN label TEXT;"),
+    (2, "ALTER TABLE projects ADD COLUMN label TEXT; ALTER TABLE projects ADD COLUMN rules TEXT;"),
 ];
 
 /// Settings of the connection, not of the file: given at every open.
@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS projects (
     error       TEXT,
     blob        TEXT,
     label       TEXT,
+    -- The project's grading rules (evalmesh.toml) as JSON.
+    rules       TEXT,
     PRIMARY KEY (evaluation, name)
 );
 
@@ -221,7 +223,7 @@ mod tests {
         let view = store.view(Uuid::parse_str(&id).unwrap(), false).unwrap().unwrap();
         let result = view.modules[0].result.as_ref().unwrap();
         assert_eq!((result.tally.passed, result.duration, result.wall), (2, 0.5, 0.0));
-        assert_eq!(view.projects[0].label, None);
+        assert_eq!((&view.projects[0].label, &view.projects[0].rules), (&None, &None));
         drop(store);
         assert_eq!(version(&path), VERSION);
 

@@ -167,9 +167,9 @@ impl Store {
         let tx = self.conn.transaction()?;
         for p in &m.projects {
             tx.execute(
-                "INSERT OR IGNORE INTO projects (evaluation, name, root, collected, error, blob, label)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![m.id.to_string(), p.name, p.root, p.collected, p.error, p.blob, p.label],
+                "INSERT OR IGNORE INTO projects (evaluation, name, root, collected, error, blob, label, rules)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![m.id.to_string(), p.name, p.root, p.collected, p.error, p.blob, p.label, p.rules_json()],
             )?;
         }
         tx.commit()?;
@@ -208,20 +208,31 @@ impl Store {
             return Ok(None);
         };
         let mut stmt = self.conn.prepare(
-            "SELECT name, root, collected, error, blob, label FROM projects WHERE evaluation = ?1 ORDER BY name",
+            "SELECT name, root, collected, error, blob, label, rules FROM projects WHERE evaluation = ?1 ORDER BY name",
         )?;
         let projects = stmt
             .query_map([&key], |row| {
-                Ok(ProjectRow {
+                let rules: Option<String> = row.get(6)?;
+                let project = ProjectRow {
                     name: row.get(0)?,
                     root: row.get(1)?,
                     collected: row.get(2)?,
                     error: row.get(3)?,
                     blob: row.get(4)?,
                     label: row.get(5)?,
-                })
+                    rules: None,
+                };
+                Ok((project, rules))
             })?
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|row| {
+                let (project, rules) = row?;
+                let rules = rules
+                    .map(|json| serde_json::from_str(&json))
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(format!("the rules of project {:?}: {e}", project.name)))?;
+                Ok(ProjectRow { rules, ..project })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let mut stmt = self.conn.prepare(
             "SELECT project, module, tests, status, passed, failed, skipped, errors, duration, node, output, wall
              FROM modules WHERE evaluation = ?1 ORDER BY project, module",
