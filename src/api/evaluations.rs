@@ -16,10 +16,12 @@ use super::cluster::{self, Scope};
 use super::upload::{self, Upload};
 use super::{ApiError, AppState};
 use crate::evaluation::admission::Ticket;
+use crate::evaluation::intake::suite::Suite;
 use crate::evaluation::intake::{self, IntakeError, UnpackLimits};
 use crate::evaluation::model::{EvaluationStatus, Event, EventKind};
 use crate::evaluation::registry::{CancelReservation, Registry, Reserve, StartEvaluation};
 use crate::evaluation::rules::Rules;
+use crate::evaluation::workspace;
 use crate::evaluation::{gradebook, report};
 use crate::peer::PeerClient;
 use crate::store::{
@@ -33,6 +35,9 @@ struct GitSubmission {
     projects: Vec<String>,
     #[serde(default)]
     auth_token: Option<String>,
+    /// A reference suite's git url.
+    #[serde(default)]
+    tests: Option<String>,
 }
 
 /// What a submission's content type says its body holds.
@@ -112,18 +117,20 @@ pub async fn submit(
     let id = Uuid::new_v4();
     let (record, token) = match kind {
         Kind::Multipart => {
-            let upload = upload::multipart(&req, payload, &state.uploads_dir, limit).await?;
-            (accept_zip(id, upload, &state).await?, None)
+            let form = upload::multipart(&req, payload, &state.uploads_dir, limit).await?;
+            (accept_zip(id, form.file, form.tests, &state).await?, None)
         }
         Kind::Zip => {
             let upload = upload::raw(payload, &state.uploads_dir, limit).await?;
-            (accept_zip(id, upload, &state).await?, None)
+            (accept_zip(id, upload, None, &state).await?, None)
         }
         Kind::Git => accept_git(id, upload::json_body(payload, limit).await?, &state)?,
     };
     let created = state.store.send(CreateEvaluation(record.clone())).await;
     if let Err(e) = created.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
-        let _ = tokio::fs::remove_dir_all(state.evaluations_dir.join(id.to_string())).await;
+        let workspace = state.evaluations_dir.join(id.to_string());
+        let _ = tokio::fs::remove_dir_all(workspace::suite_dir(&workspace)).await;
+        let _ = tokio::fs::remove_dir_all(workspace).await;
         return Err(ApiError::internal(&format!("evaluation {id}: recording it"), e));
     }
     log::info!("evaluation {id}: accepted ({})", describe(&record.source));
@@ -140,8 +147,14 @@ pub async fn submit(
         .json(json!({ "id": id })))
 }
 
-/// Unpacks the upload into the evaluation's workspace, or leaves nothing.
-async fn accept_zip(id: Uuid, upload: Upload, state: &AppState) -> Result<EvaluationRecord, ApiError> {
+/// Unpacks the upload, and the reference suite if one came, into the
+/// evaluation's workspace, or leaves nothing.
+async fn accept_zip(
+    id: Uuid,
+    upload: Upload,
+    suite: Option<Upload>,
+    state: &AppState,
+) -> Result<EvaluationRecord, ApiError> {
     let name = upload.name.clone().unwrap_or_else(|| "project".to_owned());
     let evaluations = state.evaluations_dir.clone();
     let limits = UnpackLimits {
@@ -150,45 +163,73 @@ async fn accept_zip(id: Uuid, upload: Upload, state: &AppState) -> Result<Evalua
     };
     let fallback = name.clone();
     let sha = upload.sha256.clone();
-    web::block(move || unpack_into_workspace(&upload.path, &evaluations, id, &limits, &fallback))
-        .await
-        .map_err(|e| ApiError::internal("unpacking thread", e))??;
+    web::block(move || {
+        let suite = suite.as_ref().map(|s| &*s.path);
+        unpack_into_workspace(&upload.path, suite, &evaluations, id, &limits, &fallback)
+    })
+    .await
+    .map_err(|e| ApiError::internal("unpacking thread", e))??;
     Ok(new_record(id, Source::Zip { name }, &state.node, Some(sha), true))
 }
 
-/// Unpacks into a hidden folder and renames it into place only when the
-/// archive is sound and holds tests, so that a refused archive leaves nothing.
+/// Unpacks into hidden folders and renames them into place only when the
+/// archives are sound and hold tests, so that a refused one leaves nothing.
+/// The suite is laid over the projects later, by their supervisor.
 fn unpack_into_workspace(
     archive: &Path,
+    suite: Option<&Path>,
     evaluations: &Path,
     id: Uuid,
     limits: &UnpackLimits,
     fallback_name: &str,
 ) -> Result<(), ApiError> {
     let partial = evaluations.join(format!(".{id}.partial"));
+    let suite_partial = evaluations.join(format!(".{id}.suite.partial"));
+    let workspace = evaluations.join(id.to_string());
     let result = (|| {
-        std::fs::create_dir_all(&partial).map_err(|e| ApiError::internal("creating a workspace", e))?;
+        let creating = |e| ApiError::internal("creating a workspace", e);
+        std::fs::create_dir_all(&partial).map_err(creating)?;
         intake::unpack(archive, &partial, limits).map_err(intake_error)?;
         let projects =
             intake::discover(&partial, fallback_name).map_err(|e| ApiError::internal("reading a workspace", e))?;
         if projects.is_empty() {
             return Err(ApiError::BadRequest("no Python project with tests found in the archive".into()));
         }
-        if !projects.iter().any(|p| p.has_tests) {
+        if suite.is_none() && !projects.iter().any(|p| p.has_tests) {
             return Err(ApiError::BadRequest("no tests found in the archive (test_*.py or *_test.py)".into()));
         }
         let names: Vec<&str> = projects.iter().map(|p| p.name.as_str()).collect();
         intake::students::labels(&partial, &names).map_err(intake_error)?;
-        for project in &projects {
-            Rules::read(&project.root).map_err(|e| ApiError::BadRequest(format!("project {:?}: {e}", project.name)))?;
-        }
-        std::fs::rename(&partial, evaluations.join(id.to_string()))
-            .map_err(|e| ApiError::internal("creating a workspace", e))
+        let Some(suite) = suite else {
+            for project in &projects {
+                let refused = |e| ApiError::BadRequest(format!("project {:?}: {e}", project.name));
+                Rules::read(&project.root).map_err(refused)?;
+            }
+            return std::fs::rename(&partial, &workspace).map_err(creating);
+        };
+        // A project's own rules give way to the suite's.
+        std::fs::create_dir_all(&suite_partial).map_err(creating)?;
+        intake::unpack(suite, &suite_partial, limits).map_err(|e| suite_error(intake_error(e)))?;
+        Suite::load(&suite_partial).map_err(intake_error)?;
+        Rules::read(&suite_partial).map_err(|e| suite_error(ApiError::BadRequest(e.to_string())))?;
+        std::fs::rename(&suite_partial, workspace::suite_dir(&workspace)).map_err(creating)?;
+        std::fs::rename(&partial, &workspace).map_err(creating)
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&partial);
+        let _ = std::fs::remove_dir_all(&suite_partial);
+        let _ = std::fs::remove_dir_all(workspace::suite_dir(&workspace));
     }
     result
+}
+
+/// Names the reference suite in an error about its archive.
+fn suite_error(e: ApiError) -> ApiError {
+    match e {
+        ApiError::BadRequest(m) => ApiError::BadRequest(format!("reference suite: {m}")),
+        ApiError::TooLarge(m) => ApiError::TooLarge(format!("reference suite: {m}")),
+        e => e,
+    }
 }
 
 fn intake_error(e: IntakeError) -> ApiError {
@@ -216,8 +257,12 @@ fn accept_git(id: Uuid, body: web::BytesMut, state: &AppState) -> Result<(Evalua
     for url in &submission.projects {
         intake::validate_url(url, &intake_cfg.git_schemes).map_err(intake_error)?;
     }
+    if let Some(url) = &submission.tests {
+        intake::validate_url(url, &intake_cfg.git_schemes).map_err(|e| suite_error(intake_error(e)))?;
+    }
     let token = submission.auth_token.filter(|t| !t.is_empty());
-    let record = new_record(id, Source::Git { repositories: submission.projects }, &state.node, None, false);
+    let source = Source::Git { repositories: submission.projects, tests: submission.tests };
+    let record = new_record(id, source, &state.node, None, false);
     Ok((record, token))
 }
 
@@ -240,7 +285,10 @@ fn new_record(id: Uuid, source: Source, node: &str, sha: Option<String>, ready: 
 fn describe(source: &Source) -> String {
     match source {
         Source::Zip { name } => format!("zip {name}"),
-        Source::Git { repositories } => format!("{} git repositories", repositories.len()),
+        Source::Git { repositories, tests: None } => format!("{} git repositories", repositories.len()),
+        Source::Git { repositories, tests: Some(_) } => {
+            format!("{} git repositories and a reference suite", repositories.len())
+        }
     }
 }
 

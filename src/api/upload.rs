@@ -18,23 +18,36 @@ pub struct Upload {
     pub sha256: String,
     /// The client's file name without its extension, when it gave one.
     pub name: Option<String>,
+    pub size: u64,
 }
 
-/// Streams the `file` field of a multipart form to disk.
-pub async fn multipart(req: &HttpRequest, payload: web::Payload, dir: &Path, limit: u64) -> Result<Upload, ApiError> {
+/// A multipart submission: the projects, and a reference suite.
+pub struct Form {
+    pub file: Upload,
+    pub tests: Option<Upload>,
+}
+
+/// Streams the `file` field of a multipart form to disk, and its `tests`
+/// field if it has one; `limit` holds for the two together.
+pub async fn multipart(req: &HttpRequest, payload: web::Payload, dir: &Path, limit: u64) -> Result<Form, ApiError> {
     let mut form = Multipart::new(req.headers(), payload);
-    let mut upload = None;
+    let (mut upload, mut tests): (Option<Upload>, Option<Upload>) = (None, None);
     while let Some(field) =
         form.try_next().await.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
     {
         let name = field.name().unwrap_or_default().to_owned();
-        if name != "file" {
-            return Err(ApiError::BadRequest(format!(
-                "unknown form field {name:?}: send the zip in a field named file"
-            )));
-        }
-        if upload.is_some() {
-            return Err(ApiError::BadRequest("more than one file field".into()));
+        let used: u64 = upload.iter().chain(tests.iter()).map(|u| u.size).sum();
+        let slot = match name.as_str() {
+            "file" => &mut upload,
+            "tests" => &mut tests,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown form field {name:?}: send the zip in a field named file, and a reference suite's in tests"
+                )))
+            }
+        };
+        if slot.is_some() {
+            return Err(ApiError::BadRequest(format!("more than one {name} field")));
         }
         let filename = field
             .content_disposition()
@@ -43,11 +56,15 @@ pub async fn multipart(req: &HttpRequest, payload: web::Payload, dir: &Path, lim
             .map(|s| s.to_string_lossy().into_owned())
             .filter(|s| !s.is_empty());
         let stream = field.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")));
-        let mut received = to_file(stream, dir, limit).await?;
+        let mut received = to_file(stream, dir, limit.saturating_sub(used)).await.map_err(|e| match e {
+            ApiError::PayloadTooLarge { .. } => ApiError::PayloadTooLarge { limit },
+            e => e,
+        })?;
         received.name = filename;
-        upload = Some(received);
+        *slot = Some(received);
     }
-    upload.ok_or_else(|| ApiError::BadRequest("multipart body has no file field".into()))
+    let file = upload.ok_or_else(|| ApiError::BadRequest("multipart body has no file field".into()))?;
+    Ok(Form { file, tests })
 }
 
 /// Streams a raw `application/zip` body to disk.
@@ -99,5 +116,5 @@ where
     if size == 0 {
         return Err(ApiError::BadRequest("the zip archive is empty (0 bytes)".into()));
     }
-    Ok(Upload { path, sha256: format!("{:x}", hash.finalize()), name: None })
+    Ok(Upload { path, sha256: format!("{:x}", hash.finalize()), name: None, size })
 }

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use actix::prelude::*;
 use chrono::Utc;
 
+use super::intake::suite::Suite;
+use super::intake::{self, IntakeError};
 use super::model::EvaluationStatus;
 use super::supervisor::SupervisorSettings;
 use super::workspace;
@@ -27,6 +29,9 @@ pub enum PrepareError {
     /// projects: no node holds them.
     #[error("the upload was lost with its supervisor before it reached a replica")]
     InputLost,
+    /// The reference suite could not be cloned, or holds no test.
+    #[error(transparent)]
+    Suite(IntakeError),
 }
 
 impl From<actix::MailboxError> for PrepareError {
@@ -53,21 +58,27 @@ pub async fn prepare(
     }
     if known_projects.is_empty() {
         let mut rows = Vec::new();
-        if let Source::Git { repositories } = &record.source {
+        let suite_dir = workspace::suite_dir(&workspace);
+        if let Source::Git { repositories, tests } = &record.source {
             if !record.input_ready {
-                rows = workspace::clone_all(
-                    repositories,
-                    token.as_deref(),
-                    &workspace,
-                    &settings.git_schemes,
-                    &settings.clone_limits,
-                )
-                .await;
+                let (schemes, limits) = (&settings.git_schemes, &settings.clone_limits);
+                rows = workspace::clone_all(repositories, token.as_deref(), &workspace, schemes, limits).await;
+                if let Some(url) = tests {
+                    let _ = tokio::fs::remove_dir_all(&suite_dir).await;
+                    if let Err(e) = intake::clone(url, &suite_dir, token.as_deref(), schemes, limits).await {
+                        let _ = tokio::fs::remove_dir_all(&suite_dir).await;
+                        return Err(PrepareError::Suite(IntakeError::Suite { reason: e.to_string() }));
+                    }
+                }
             }
         }
+        let suite = match suite_dir.exists() {
+            true => Some(Suite::load(&suite_dir).map_err(PrepareError::Suite)?),
+            false => None,
+        };
         let (ws, blobs, source) = (workspace.clone(), settings.blobs_dir.clone(), record.source.clone());
         let found = actix_web::rt::task::spawn_blocking(move || {
-            let mut found = workspace::find_projects(&ws, &source);
+            let mut found = workspace::find_projects(&ws, &source, suite.as_ref());
             workspace::pack_all(&ws, &mut found, &blobs);
             found
         })

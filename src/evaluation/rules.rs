@@ -5,6 +5,7 @@
 //! ```toml
 //! grade_scale = 10        # the nota's scale; else the node's grading.grade_scale
 //! default_weight = 1      # the weight of a module not listed below
+//! run_student_tests = false  # with a reference suite, grade the project's own tests too
 //!
 //! [modules."tests/test_basics.py"]
 //! weight = 2
@@ -44,6 +45,9 @@ pub struct Rules {
     pub default_weight: f64,
     #[serde(default)]
     pub modules: BTreeMap<String, ModuleRule>,
+    /// With a reference suite, the project's own tests run and count too.
+    #[serde(default)]
+    pub run_student_tests: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

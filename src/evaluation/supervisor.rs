@@ -442,6 +442,7 @@ impl EvaluationSupervisor {
                     Err(_) => log::warn!("evaluation {id}: replicas not all up to date at the end"),
                 }
             }
+            let _ = tokio::fs::remove_dir_all(workspace::suite_dir(&workspace)).await;
             if let Err(e) = tokio::fs::remove_dir_all(&workspace).await {
                 log::warn!("evaluation {id}: cannot remove workspace {}: {e}", workspace.display());
             }
@@ -475,9 +476,12 @@ impl EvaluationSupervisor {
         if self.plan.is_collected(&project) {
             return;
         }
-        let errors = collection_errors(&collected);
+        let row = self.projects.get(&project);
+        let graded = |module: &str| row.is_none_or(|p| p.grades(module));
+        let mut errors = collection_errors(&collected);
+        errors.retain(|(module, _)| graded(module));
         let env = collected.env;
-        let mut modules: Vec<(String, u32)> = collected.modules.into_iter().collect();
+        let mut modules: Vec<(String, u32)> = collected.modules.into_iter().filter(|(m, _)| graded(m)).collect();
         modules.extend(errors.iter().map(|(module, _)| (module.clone(), 0)));
         if modules.is_empty() {
             return self.project_failed(project, "pytest collected no tests".into(), ctx);
@@ -557,8 +561,8 @@ impl Actor for EvaluationSupervisor {
                 }
                 act.estimate_resumed(ctx);
             }
-            Err(PrepareError::InputLost) => {
-                act.close(EvaluationStatus::Failed, Some(PrepareError::InputLost.to_string()), ctx);
+            Err(e @ (PrepareError::InputLost | PrepareError::Suite(_))) => {
+                act.close(EvaluationStatus::Failed, Some(e.to_string()), ctx);
             }
             Err(PrepareError::Store(e)) => act.abandon(e, ctx),
         }));

@@ -2,9 +2,10 @@
 //! projects, finding the projects, packing each into a blob, and reading
 //! collection errors. Plain helpers of the `EvaluationSupervisor`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::blobs;
+use super::intake::suite::Suite;
 use super::intake::{self, discover, git, students, CloneLimits, UnpackLimits};
 use super::rules::Rules;
 use crate::executor::collect::Collected;
@@ -39,9 +40,17 @@ pub async fn clone_all(
     failed
 }
 
+/// Where an evaluation's reference suite waits, beside its workspace, to be
+/// laid over its projects: outside them, so that it is never one.
+pub fn suite_dir(workspace: &Path) -> PathBuf {
+    let mut dir = workspace.as_os_str().to_owned();
+    dir.push(".suite");
+    PathBuf::from(dir)
+}
+
 /// The projects in the workspace: for git, each repository's projects named
-/// after the repository.
-pub fn find_projects(workspace: &std::path::Path, source: &Source) -> Vec<ProjectRow> {
+/// after the repository; with a reference suite, laid over each.
+pub fn find_projects(workspace: &std::path::Path, source: &Source, suite: Option<&Suite>) -> Vec<ProjectRow> {
     let relative =
         |root: &std::path::Path| root.strip_prefix(workspace).unwrap_or(root).to_string_lossy().replace('\\', "/");
     let row = |name: String, root: &std::path::Path| ProjectRow::found(name, relative(root), None);
@@ -63,7 +72,7 @@ pub fn find_projects(workspace: &std::path::Path, source: &Source) -> Vec<Projec
             }
             Err(e) => log::error!("cannot read workspace {}: {e}", workspace.display()),
         },
-        Source::Git { repositories } => {
+        Source::Git { repositories, .. } => {
             for repo in git::repo_names(repositories) {
                 let dir = workspace.join(&repo);
                 if !dir.is_dir() {
@@ -91,6 +100,15 @@ pub fn find_projects(workspace: &std::path::Path, source: &Source) -> Vec<Projec
     }
     // Rules that cannot be applied fail their project, before it runs.
     for row in rows.iter_mut().filter(|r| r.error.is_none()) {
+        if let Some(suite) = suite {
+            if let Err(e) = suite.lay_over(&workspace.join(&row.root)) {
+                log::error!("workspace {}: laying the reference suite over {}: {e}", workspace.display(), row.name);
+                row.error = Some("the reference suite could not be laid over this project".into());
+                row.collected = true;
+                continue;
+            }
+            row.suite = Some(suite.modules());
+        }
         match Rules::read(&workspace.join(&row.root)) {
             Ok(rules) => row.rules = rules,
             Err(e) => {

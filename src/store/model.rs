@@ -11,8 +11,15 @@ use crate::evaluation::rules::Rules;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Source {
-    Zip { name: String },
-    Git { repositories: Vec<String> },
+    Zip {
+        name: String,
+    },
+    Git {
+        repositories: Vec<String>,
+        /// A reference suite's repository, cloned with the same token.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tests: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,17 +61,36 @@ pub struct ProjectRow {
     /// Its grading rules, read when it was taken in.
     #[serde(default)]
     pub rules: Option<Rules>,
+    /// The Python files of the reference suite laid over it, if one was.
+    #[serde(default)]
+    pub suite: Option<Vec<String>>,
 }
 
 impl ProjectRow {
     /// A project found in a submission, not yet collected.
     pub fn found(name: String, root: String, label: Option<String>) -> Self {
-        Self { name, root, collected: false, error: None, blob: None, label, rules: None }
+        Self { name, root, collected: false, error: None, blob: None, label, rules: None, suite: None }
     }
 
     /// Its rules as the store keeps them: JSON.
     pub fn rules_json(&self) -> Option<String> {
         self.rules.as_ref().map(|r| serde_json::to_string(r).expect("rules hold only strings, numbers and flags"))
+    }
+
+    /// Its suite's files as the store keeps them: JSON.
+    pub fn suite_json(&self) -> Option<String> {
+        self.suite.as_ref().map(|s| serde_json::to_string(s).expect("a list of strings serializes"))
+    }
+
+    /// Whether `module` is graded: with a reference suite, only the suite's
+    /// modules are (unless its rules run the project's own tests too); a
+    /// folder's or the session's collection error always is.
+    pub fn grades(&self, module: &str) -> bool {
+        let own_tests_too = self.rules.as_ref().is_some_and(|r| r.run_student_tests);
+        match &self.suite {
+            Some(files) if !own_tests_too => !module.ends_with(".py") || files.iter().any(|f| f == module),
+            _ => true,
+        }
     }
 
     /// What a client is shown it as.

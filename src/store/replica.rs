@@ -64,10 +64,20 @@ fn apply_op(conn: &Connection, id: Uuid, op: &ReplicaOp) -> Reply<()> {
         ReplicaOp::Projects { projects } => {
             for p in projects {
                 conn.execute(
-                    "INSERT INTO projects (evaluation, name, root, collected, error, blob, label, rules)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                    "INSERT INTO projects (evaluation, name, root, collected, error, blob, label, rules, suite)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT(evaluation, name) DO UPDATE SET blob = COALESCE(projects.blob, excluded.blob)",
-                    params![id.to_string(), p.name, p.root, p.collected, p.error, p.blob, p.label, p.rules_json()],
+                    params![
+                        id.to_string(),
+                        p.name,
+                        p.root,
+                        p.collected,
+                        p.error,
+                        p.blob,
+                        p.label,
+                        p.rules_json(),
+                        p.suite_json()
+                    ],
                 )?;
             }
             Ok(())

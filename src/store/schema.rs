@@ -18,10 +18,14 @@ pub const VERSION: i64 = 2;
 /// Each step brings a database from the version before it to its own.
 /// Version 0 is the schema before versioning, whose `modules` had no `wall`
 /// and which had no `durations` (a missing table is created by [`TABLES`]);
-/// version 1's `projects` had no `label` and no `rules`.
+/// version 1's `projects` had no `label`, `rules` or `suite`.
 const MIGRATIONS: [(i64, &str); 2] = [
     (1, "ALTER TABLE modules ADD COLUMN wall REAL NOT NULL DEFAULT 0;"),
-    (2, "ALTER TABLE projects ADD COLUMN label TEXT; ALTER TABLE projects ADD COLUMN rules TEXT;"),
+    (
+        2,
+        "ALTER TABLE projects ADD COLUMN label TEXT; ALTER TABLE projects ADD COLUMN rules TEXT;
+         ALTER TABLE projects ADD COLUMN suite TEXT;",
+    ),
 ];
 
 /// Settings of the connection, not of the file: given at every open.
@@ -82,6 +86,8 @@ CREATE TABLE IF NOT EXISTS projects (
     label       TEXT,
     -- The project's grading rules (evalmesh.toml) as JSON.
     rules       TEXT,
+    -- The Python files of the reference suite laid over it, as JSON.
+    suite       TEXT,
     PRIMARY KEY (evaluation, name)
 );
 

@@ -167,9 +167,19 @@ impl Store {
         let tx = self.conn.transaction()?;
         for p in &m.projects {
             tx.execute(
-                "INSERT OR IGNORE INTO projects (evaluation, name, root, collected, error, blob, label, rules)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![m.id.to_string(), p.name, p.root, p.collected, p.error, p.blob, p.label, p.rules_json()],
+                "INSERT OR IGNORE INTO projects (evaluation, name, root, collected, error, blob, label, rules, suite)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    m.id.to_string(),
+                    p.name,
+                    p.root,
+                    p.collected,
+                    p.error,
+                    p.blob,
+                    p.label,
+                    p.rules_json(),
+                    p.suite_json()
+                ],
             )?;
         }
         tx.commit()?;
@@ -208,11 +218,11 @@ impl Store {
             return Ok(None);
         };
         let mut stmt = self.conn.prepare(
-            "SELECT name, root, collected, error, blob, label, rules FROM projects WHERE evaluation = ?1 ORDER BY name",
+            "SELECT name, root, collected, error, blob, label, rules, suite FROM projects WHERE evaluation = ?1 ORDER BY name",
         )?;
         let projects = stmt
             .query_map([&key], |row| {
-                let rules: Option<String> = row.get(6)?;
+                let json: (Option<String>, Option<String>) = (row.get(6)?, row.get(7)?);
                 let project = ProjectRow {
                     name: row.get(0)?,
                     root: row.get(1)?,
@@ -221,16 +231,18 @@ impl Store {
                     blob: row.get(4)?,
                     label: row.get(5)?,
                     rules: None,
+                    suite: None,
                 };
-                Ok((project, rules))
+                Ok((project, json))
             })?
             .map(|row| {
-                let (project, rules) = row?;
-                let rules = rules
-                    .map(|json| serde_json::from_str(&json))
-                    .transpose()
-                    .map_err(|e| StoreError::Corrupt(format!("the rules of project {:?}: {e}", project.name)))?;
-                Ok(ProjectRow { rules, ..project })
+                let (project, (rules, suite)) = row?;
+                let corrupt = |what: &str, e: serde_json::Error| {
+                    StoreError::Corrupt(format!("the {what} of project {:?}: {e}", project.name))
+                };
+                let rules = rules.map(|j| serde_json::from_str(&j)).transpose().map_err(|e| corrupt("rules", e))?;
+                let suite = suite.map(|j| serde_json::from_str(&j)).transpose().map_err(|e| corrupt("suite", e))?;
+                Ok(ProjectRow { rules, suite, ..project })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let mut stmt = self.conn.prepare(
@@ -541,7 +553,7 @@ mod tests {
         EvaluationRecord {
             id,
             status: EvaluationStatus::Queued,
-            source: Source::Git { repositories: vec!["https://github.com/a/b".into()] },
+            source: Source::Git { repositories: vec!["https://github.com/a/b".into()], tests: None },
             supervisor: "127.0.0.1:5001".into(),
             epoch: 0,
             input_sha256: None,

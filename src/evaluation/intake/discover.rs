@@ -105,7 +105,7 @@ fn find_roots(workspace: &Path) -> io::Result<Vec<PathBuf>> {
 
 /// Tells whether any test file lies under `dir`, walking as [`find_roots`]
 /// does but through nested project roots too.
-fn holds_tests(dir: &Path) -> io::Result<bool> {
+pub fn holds_tests(dir: &Path) -> io::Result<bool> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let in_tests_folder = dir.file_name().is_some_and(|n| n == OsStr::new("tests") || n == OsStr::new("test"));

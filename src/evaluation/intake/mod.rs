@@ -12,6 +12,7 @@
 //!   following symlinks, and names the projects pytest should run in.
 //! - [`students::labels`] reads who each project of an archive is from its
 //!   `students.csv`.
+//! - [`suite::Suite`] lays a teacher's reference suite over each project.
 //!
 //! Every failure is an [`IntakeError`] whose text can go back to the client
 //! as is, except [`IntakeError::Io`] which names server paths (see
@@ -20,6 +21,7 @@
 pub mod discover;
 pub mod git;
 pub mod students;
+pub mod suite;
 pub mod zip;
 
 use std::path::PathBuf;
@@ -87,6 +89,10 @@ pub enum IntakeError {
     /// with the token scrubbed.
     #[error("git clone of {url:?} failed: {stderr}")]
     CloneFailed { url: String, stderr: String },
+
+    /// The reference suite cannot grade anything.
+    #[error("reference suite: {reason}")]
+    Suite { reason: String },
 
     /// The archive's `students.csv` is malformed or names no project.
     #[error("students.csv: {reason}")]

@@ -1,0 +1,216 @@
+//! Grading with a teacher's reference suite: the suite laid over every
+//! project, given as a zip or a git url, with its rules and hidden modules,
+//! against submissions that try to grade themselves.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{assert_gradebook, git_repo, multipart, with_timeout, zip_of, Body, Node, NodeConfig, Part};
+use serde_json::{json, Value};
+
+const TEST_TIMEOUT: Duration = Duration::from_secs(240);
+const TEACHER: &str = "teacher-token-0123456789";
+const STUDENT: &str = "student-token-0123456789";
+
+const SUITE: &[(&str, &str)] = &[
+    (
+        "tests/test_add.py",
+        "from calc import add\n\n\ndef test_small():\n    assert add(1, 2) == 3\n\n\n\
+         def test_negative():\n    assert add(-1, -2) == -3\n\n\ndef test_zero():\n    assert add(0, 5) == 5\n",
+    ),
+    (
+        "tests/test_mul.py",
+        "from calc import mul\n\n\ndef test_mul():\n    assert mul(2, 3) == 6\n\n\n\
+         def test_mul_zero():\n    assert mul(0, 7) == 0, 'HIDDEN-HINT'\n",
+    ),
+    (
+        "evalmesh.toml",
+        "grade_scale = 10\n[modules.\"tests/test_add.py\"]\nweight = 2\n\
+         [modules.\"tests/test_mul.py\"]\nweight = 1\nhidden = true\n",
+    ),
+    ("requirements.txt", ""),
+];
+
+const RIGHT: &str = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n";
+const HALF: &str = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b + 1\n";
+const WRONG: &str = "def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b + 1\n";
+
+/// Four submissions: right, half right, broken, and one that would pass
+/// everything if its own conftest and pytest.ini were loaded.
+fn class() -> Vec<(String, String)> {
+    let files: &[(&str, &str)] = &[
+        ("alice/requirements.txt", ""),
+        ("alice/calc.py", RIGHT),
+        ("alice/tests/test_mine.py", "def test_mine():\n    assert False\n"),
+        ("bob/requirements.txt", ""),
+        ("bob/calc.py", HALF),
+        ("carol/requirements.txt", ""),
+        ("carol/calc.py", "def add(a, b)\n    return a + b\n"),
+        ("mallory/requirements.txt", ""),
+        ("mallory/calc.py", WRONG),
+        (
+            "mallory/conftest.py",
+            "import pytest\n\n\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n\
+             \x20   outcome = yield\n    outcome.get_result().outcome = 'passed'\n",
+        ),
+        ("mallory/pytest.ini", "[pytest]\naddopts = -k 'not negative and not zero'\n"),
+        ("mallory/tests/test_add.py", "def test_small():\n    pass\n"),
+        ("mallory/evalmesh.toml", "grade_scale = 1000\n"),
+    ];
+    files.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect()
+}
+
+fn node(dir: &Path) -> Node {
+    let config = NodeConfig::new(&dir.join("data"))
+        .token(TEACHER)
+        .set("api", "student_tokens", &format!("[\"{STUDENT}\"]"))
+        .set("intake", "git_schemes", r#"["file"]"#);
+    Node::start(&config, dir, "node")
+}
+
+fn counts(m: &Value) -> [u64; 4] {
+    ["passed", "failed", "skipped", "errors"].map(|k| m[k].as_u64().unwrap_or_else(|| panic!("{k} in {m}")))
+}
+
+/// Each project graded on the suite alone, on the truth.
+fn assert_graded_on_the_suite(e: &Value) {
+    assert_eq!(e["status"], "done", "{e}");
+    let modules = |project: &str| -> Vec<(String, [u64; 4], String)> {
+        e["module_results"][project]
+            .as_object()
+            .unwrap_or_else(|| panic!("{project} in {e}"))
+            .iter()
+            .map(|(m, r)| (m.clone(), counts(r), r["status"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let done = |m: &str, c: [u64; 4]| (m.to_owned(), c, "done".to_owned());
+    assert_eq!(modules("alice"), [done("tests/test_add.py", [3, 0, 0, 0]), done("tests/test_mul.py", [2, 0, 0, 0])]);
+    assert_eq!(modules("bob"), [done("tests/test_add.py", [3, 0, 0, 0]), done("tests/test_mul.py", [0, 2, 0, 0])]);
+    let carol = modules("carol");
+    assert_eq!(
+        carol.iter().map(|(m, _, s)| (m.as_str(), s.as_str())).collect::<Vec<_>>(),
+        [("tests/test_add.py", "error"), ("tests/test_mul.py", "error")]
+    );
+    assert!(carol.iter().all(|(_, c, _)| c[0] == 0 && c[3] >= 1), "{carol:?}");
+    assert_eq!(modules("mallory"), [done("tests/test_add.py", [0, 3, 0, 0]), done("tests/test_mul.py", [0, 2, 0, 0])]);
+    // Weights 2 and 1 on the suite's scale of 10, whatever a project says.
+    let score = |p: &str| {
+        let p = &e["projects"][p];
+        (p["points"].as_f64().unwrap(), p["max_points"].as_f64().unwrap(), p["nota"].as_f64().unwrap())
+    };
+    assert_eq!(score("alice"), (3.0, 3.0, 10.0));
+    assert_eq!(score("bob"), (2.0, 3.0, 6.67));
+    assert_eq!(score("carol"), (0.0, 3.0, 0.0));
+    assert_eq!(score("mallory"), (0.0, 3.0, 0.0));
+}
+
+fn as_whom(node: &Node, token: &str, path: &str) -> Value {
+    let bearer = format!("Bearer {token}");
+    let answer = node.request("GET", path, &[("Authorization", &bearer)], Body::None);
+    assert_eq!(answer.status, 200, "{path}: {answer:?}");
+    answer.json()
+}
+
+#[test]
+fn a_reference_suite_in_a_zip_grades_every_project_on_the_truth() {
+    with_timeout(TEST_TIMEOUT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node(dir.path());
+        let projects = zip_of(&class());
+        let suite = zip_of(SUITE);
+        let (content_type, body) =
+            multipart(&[Part::file("file", "class.zip", &projects), Part::file("tests", "suite.zip", &suite)]);
+        let posted = node.post("/evaluation", &content_type, &body);
+        assert_eq!(posted.status, 202, "{posted:?}");
+        let id = posted.json()["id"].as_str().unwrap().to_owned();
+        let e = node.wait_finished(&id, Duration::from_secs(180));
+        assert_graded_on_the_suite(&e);
+        assert_gradebook(&node, &id, &e);
+
+        let teacher = as_whom(&node, TEACHER, &format!("/evaluation/{id}?detail=tests"));
+        let student = as_whom(&node, STUDENT, &format!("/evaluation/{id}?detail=tests"));
+        assert!(teacher.to_string().contains("HIDDEN-HINT") && teacher.to_string().contains("test_mul_zero"));
+        assert!(!student.to_string().contains("HIDDEN-HINT") && !student.to_string().contains("test_mul_zero"));
+        assert_eq!(student["projects"], teacher["projects"]);
+
+        // Nothing of the suite is left beside the workspace once it is done.
+        let evaluations: Vec<String> = std::fs::read_dir(node.data_dir.join("evaluations"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(evaluations.iter().all(|name| !name.contains(&id)), "{evaluations:?}");
+    });
+}
+
+#[test]
+fn a_reference_suite_given_as_a_git_url_grades_git_submissions() {
+    with_timeout(TEST_TIMEOUT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node(dir.path());
+        let class = class();
+        let mut urls = Vec::new();
+        for student in ["alice", "bob", "carol", "mallory"] {
+            let repo = dir.path().join("repos").join(student);
+            let files: Vec<(String, String)> = class
+                .iter()
+                .filter_map(|(p, t)| p.strip_prefix(&format!("{student}/")).map(|p| (p.to_owned(), t.clone())))
+                .collect();
+            git_repo(&repo, &files);
+            urls.push(format!("file://{}", repo.display()));
+        }
+        let suite = dir.path().join("repos").join("suite");
+        git_repo(&suite, SUITE);
+        let id = node.submit_json(&json!({ "projects": urls, "tests": format!("file://{}", suite.display()) }));
+        let e = node.wait_finished(&id, Duration::from_secs(180));
+        assert_graded_on_the_suite(&e);
+    });
+}
+
+#[test]
+fn a_reference_suite_that_cannot_grade_is_refused() {
+    with_timeout(TEST_TIMEOUT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node(dir.path());
+        let projects = zip_of(&class());
+        let post = |suite: &[u8]| {
+            let (content_type, body) =
+                multipart(&[Part::file("file", "class.zip", &projects), Part::file("tests", "suite.zip", suite)]);
+            node.post("/evaluation", &content_type, &body)
+        };
+        for (what, answer, needle) in [
+            ("no test", post(&zip_of(&[("helpers.py", "X = 1\n")])), "reference suite: it holds no test file"),
+            ("not a zip", post(b"not a zip at all"), "reference suite: not a valid zip"),
+            (
+                "bad rules",
+                post(&zip_of(&[
+                    ("tests/test_a.py", "def test_a(): pass\n"),
+                    ("evalmesh.toml", "default_weight = -1\n"),
+                ])),
+                "reference suite: evalmesh.toml: default_weight",
+            ),
+            (
+                "a git url of a scheme not allowed",
+                node.post(
+                    "/evaluation",
+                    "application/json",
+                    br#"{"projects": ["file:///tmp/a"], "tests": "https://example.invalid/suite.git"}"#,
+                ),
+                "reference suite: git url",
+            ),
+        ] {
+            assert_eq!(answer.status, 400, "{what}: {answer:?}");
+            assert!(answer.error().contains(needle), "{what}: {:?}", answer.error());
+        }
+        let evaluations = std::fs::read_dir(node.data_dir.join("evaluations")).unwrap().count();
+        assert_eq!(evaluations, 0, "nothing kept of a refused submission");
+
+        // A suite whose repository cannot be cloned fails the evaluation.
+        let id =
+            node.submit_json(&json!({ "projects": ["file:///nonexistent/a"], "tests": "file:///nonexistent/suite" }));
+        let e = node.wait_finished(&id, Duration::from_secs(120));
+        assert_eq!(e["status"], "failed", "{e}");
+        assert!(e["error"].as_str().unwrap().starts_with("reference suite: git clone of"), "{e}");
+    });
+}
