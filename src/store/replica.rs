@@ -8,7 +8,9 @@ use actix::prelude::*;
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
-use super::store::{read_record, write_collected, write_event, write_record, write_result, RECORD_COLUMNS};
+use super::store::{
+    read_record, write_collected, write_event, write_project, write_record, write_result, RECORD_COLUMNS,
+};
 use super::{EvaluationRecord, Store, StoreError};
 use crate::replication::model::{ReplicaOp, ReplicaSummary, Replicate, ReplicateAnswer};
 
@@ -63,21 +65,11 @@ fn apply_op(conn: &Connection, id: Uuid, op: &ReplicaOp) -> Reply<()> {
         ReplicaOp::Record { record } => write_record(conn, record, UPSERT_RECORD),
         ReplicaOp::Projects { projects } => {
             for p in projects {
-                conn.execute(
-                    "INSERT INTO projects (evaluation, name, root, collected, error, blob, label, rules, suite)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT(evaluation, name) DO UPDATE SET blob = COALESCE(projects.blob, excluded.blob)",
-                    params![
-                        id.to_string(),
-                        p.name,
-                        p.root,
-                        p.collected,
-                        p.error,
-                        p.blob,
-                        p.label,
-                        p.rules_json(),
-                        p.suite_json()
-                    ],
+                write_project(
+                    conn,
+                    id,
+                    p,
+                    "ON CONFLICT(evaluation, name) DO UPDATE SET blob = COALESCE(projects.blob, excluded.blob)",
                 )?;
             }
             Ok(())

@@ -166,21 +166,7 @@ impl Store {
     pub(super) fn save_projects(&mut self, m: &SaveProjects) -> Reply<()> {
         let tx = self.conn.transaction()?;
         for p in &m.projects {
-            tx.execute(
-                "INSERT OR IGNORE INTO projects (evaluation, name, root, collected, error, blob, label, rules, suite)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    m.id.to_string(),
-                    p.name,
-                    p.root,
-                    p.collected,
-                    p.error,
-                    p.blob,
-                    p.label,
-                    p.rules_json(),
-                    p.suite_json()
-                ],
-            )?;
+            write_project(&tx, m.id, p, "ON CONFLICT(evaluation, name) DO NOTHING")?;
         }
         tx.commit()?;
         Ok(())
@@ -330,6 +316,17 @@ impl Store {
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Inserts a project's row; `on_conflict` is SQL that follows the insert.
+pub(super) fn write_project(conn: &Connection, id: Uuid, p: &ProjectRow, on_conflict: &str) -> Reply<()> {
+    let sql = format!(
+        "INSERT INTO projects (evaluation, name, root, collected, error, blob, label, rules, suite)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) {on_conflict}"
+    );
+    let (rules, suite) = (p.rules_json(), p.suite_json());
+    conn.execute(&sql, params![id.to_string(), p.name, p.root, p.collected, p.error, p.blob, p.label, rules, suite])?;
+    Ok(())
 }
 
 /// Inserts an evaluation's record; `on_conflict` is SQL that follows the
