@@ -214,3 +214,86 @@ fn a_reference_suite_that_cannot_grade_is_refused() {
         assert!(e["error"].as_str().unwrap().starts_with("reference suite: git clone of"), "{e}");
     });
 }
+
+#[test]
+fn broken_submissions_are_graded_and_never_stop_the_evaluation() {
+    const MISSING: &str = "evalmesh-no-such-package-zz";
+    with_timeout(TEST_TIMEOUT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let config = NodeConfig::new(&dir.path().join("data")).set("executor", "collect_timeout_s", "5");
+        let node = Node::start(&config, dir.path(), "node");
+        let files: &[(&str, &str)] = &[
+            ("class/right/requirements.txt", ""),
+            ("class/right/calc.py", RIGHT),
+            ("class/import_error/requirements.txt", ""),
+            ("class/import_error/calc.py", "import evalmesh_no_such_module\n"),
+            ("class/no_requirements/calc.py", RIGHT),
+            ("class/cannot_install/requirements.txt", "evalmesh-no-such-package-zz==1.0\n"),
+            ("class/cannot_install/calc.py", RIGHT),
+            ("class/syntax_error/requirements.txt", ""),
+            ("class/syntax_error/calc.py", "def add(a, b)\n    return a + b\n"),
+            ("class/endless_import/requirements.txt", ""),
+            ("class/endless_import/calc.py", "while True:\n    pass\n"),
+            ("class/deletes_its_files/requirements.txt", ""),
+            (
+                "class/deletes_its_files/calc.py",
+                "import os\nimport shutil\n\nhere = os.path.dirname(os.path.abspath(__file__))\n\
+                 shutil.rmtree(os.path.join(here, 'tests'), ignore_errors=True)\n\n\n\
+                 def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n",
+            ),
+            ("class/empty/", ""),
+        ];
+        let mut zip = common::ZipBuilder::new();
+        for (path, text) in files {
+            zip = if path.ends_with('/') { zip.dir(path) } else { zip.file(path, text) };
+        }
+        let (content_type, body) = multipart(&[
+            Part::file("file", "class.zip", &zip.finish()),
+            Part::file("tests", "suite.zip", &zip_of(SUITE)),
+        ]);
+        let posted = node.post("/evaluation", &content_type, &body);
+        assert_eq!(posted.status, 202, "{posted:?}");
+        let id = posted.json()["id"].as_str().unwrap().to_owned();
+        let e = node.wait_finished(&id, Duration::from_secs(200));
+        assert_eq!(e["status"], "done", "{e}");
+
+        let project = |name: &str| e["projects"][format!("class/{name}")].clone();
+        let nota = |name: &str| project(name)["nota"].as_f64().unwrap_or_else(|| panic!("{name}: {e}"));
+        let names: Vec<&str> = e["projects"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "class/cannot_install",
+                "class/deletes_its_files",
+                "class/empty",
+                "class/endless_import",
+                "class/import_error",
+                "class/no_requirements",
+                "class/right",
+                "class/syntax_error"
+            ]
+        );
+        // The right answer is right with or without a requirements file.
+        for name in ["right", "no_requirements"] {
+            assert_eq!(nota(name), 10.0, "{name}: {}", project(name));
+        }
+        let install = project("cannot_install");
+        assert!(install["error"].as_str().is_some_and(|t| t.contains(MISSING)), "{install}");
+        // Nothing of the others passes: each suite module is an error, or
+        // the project is, with its reason.
+        for name in ["cannot_install", "import_error", "syntax_error", "endless_import", "empty", "deletes_its_files"] {
+            assert_eq!((nota(name), project(name)["passed"].as_u64()), (0.0, Some(0)), "{name}: {}", project(name));
+        }
+        // A module that deletes the suite's files while pytest collects
+        // them fails to collect, as under plain pytest.
+        for name in ["import_error", "syntax_error", "empty", "deletes_its_files"] {
+            let modules = e["module_results"][format!("class/{name}")].as_object().cloned().unwrap_or_default();
+            let statuses: Vec<(&str, &str)> =
+                modules.iter().map(|(m, r)| (m.as_str(), r["status"].as_str().unwrap())).collect();
+            assert_eq!(statuses, [("tests/test_add.py", "error"), ("tests/test_mul.py", "error")], "{name}");
+        }
+        // An import that never ends stops the collection at its time-out.
+        assert_eq!(project("endless_import")["error"], json!("pytest collection timed out after 5 s"));
+        assert!(e["module_results"].get("class/endless_import").is_none(), "{e}");
+    });
+}

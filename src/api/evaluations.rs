@@ -190,8 +190,11 @@ fn unpack_into_workspace(
         let creating = |e| ApiError::internal("creating a workspace", e);
         std::fs::create_dir_all(&partial).map_err(creating)?;
         intake::unpack(archive, &partial, limits).map_err(intake_error)?;
-        let projects =
-            intake::discover(&partial, fallback_name).map_err(|e| ApiError::internal("reading a workspace", e))?;
+        let projects = match suite {
+            Some(_) => intake::discover::discover_for_suite(&partial, fallback_name),
+            None => intake::discover(&partial, fallback_name),
+        };
+        let projects = projects.map_err(|e| ApiError::internal("reading a workspace", e))?;
         if projects.is_empty() {
             return Err(ApiError::BadRequest("no Python project with tests found in the archive".into()));
         }

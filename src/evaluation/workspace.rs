@@ -55,8 +55,12 @@ pub fn find_projects(workspace: &std::path::Path, source: &Source, suite: Option
         |root: &std::path::Path| root.strip_prefix(workspace).unwrap_or(root).to_string_lossy().replace('\\', "/");
     let row = |name: String, root: &std::path::Path| ProjectRow::found(name, relative(root), None);
     let mut rows = Vec::new();
+    let discover = |dir: &Path, name: &str| match suite {
+        Some(_) => discover::discover_for_suite(dir, name),
+        None => discover::discover(dir, name),
+    };
     match source {
-        Source::Zip { name } => match discover::discover(workspace, name) {
+        Source::Zip { name } => match discover(workspace, name) {
             Ok(projects) => {
                 let names: Vec<&str> = projects.iter().map(|p| p.name.as_str()).collect();
                 // Checked when the archive was accepted: a failure now is the
@@ -78,7 +82,7 @@ pub fn find_projects(workspace: &std::path::Path, source: &Source, suite: Option
                 if !dir.is_dir() {
                     continue;
                 }
-                match discover::discover(&dir, &repo) {
+                match discover(&dir, &repo) {
                     Ok(projects) if projects.is_empty() => rows.push(ProjectRow {
                         collected: true,
                         error: Some("no Python project with tests in this repository".into()),

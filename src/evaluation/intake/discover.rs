@@ -75,6 +75,41 @@ pub fn discover(workspace: &Path, fallback_name: &str) -> io::Result<Vec<Project
     Ok(projects)
 }
 
+/// The projects a reference suite grades: those of [`discover`], tests or
+/// not, and every folder beside one of them that holds none, even empty: a
+/// submission without a marker file or with nothing in it is graded (0)
+/// rather than left out. With no project at all, the workspace (or its only
+/// top folder) is one.
+pub fn discover_for_suite(workspace: &Path, fallback_name: &str) -> io::Result<Vec<Project>> {
+    let mut projects = discover(workspace, fallback_name)?;
+    let workspace = std::path::absolute(workspace)?;
+    if projects.is_empty() {
+        let root = single_top_folder(&workspace)?.unwrap_or_else(|| workspace.clone());
+        let has_tests = holds_tests(&root)?;
+        return Ok(vec![Project { name: name_of(&workspace, &root, fallback_name), root, has_tests }]);
+    }
+    let roots: Vec<PathBuf> = projects.iter().map(|p| p.root.clone()).collect();
+    let mut parents: Vec<&Path> =
+        roots.iter().filter_map(|r| r.parent()).filter(|p| p.starts_with(&workspace)).collect();
+    parents.sort();
+    parents.dedup();
+    for parent in parents {
+        for entry in fs::read_dir(parent)? {
+            let entry = entry?;
+            let path = entry.path();
+            let beside = entry.file_type()?.is_dir()
+                && !is_skipped_dir(&entry.file_name())
+                && !roots.iter().any(|r| r.starts_with(&path) || path.starts_with(r));
+            if beside {
+                let has_tests = holds_tests(&path)?;
+                projects.push(Project { name: name_of(&workspace, &path, fallback_name), root: path, has_tests });
+            }
+        }
+    }
+    projects.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(projects)
+}
+
 /// Walks top-down and stops descending at the first folder holding a marker.
 fn find_roots(workspace: &Path) -> io::Result<Vec<PathBuf>> {
     let mut roots = Vec::new();
@@ -201,6 +236,26 @@ mod tests {
 
     fn p(name: &str, rel: &str, has_tests: bool) -> (String, String, bool) {
         (name.to_string(), rel.to_string(), has_tests)
+    }
+
+    #[test]
+    fn with_a_suite_a_folder_beside_a_project_is_one_even_empty_or_without_a_marker() {
+        let tmp = workspace(&[
+            "class/alice/requirements.txt",
+            "class/alice/calc.py",
+            "class/bob/calc.py",
+            "class/empty/",
+            "class/.git/config",
+            "class/__pycache__/x.pyc",
+            "students.csv",
+        ]);
+        let names: Vec<String> =
+            discover_for_suite(tmp.path(), "upload").unwrap().into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["class/alice", "class/bob", "class/empty"]);
+        let lone = workspace(&["only/calc.py"]);
+        let names: Vec<String> =
+            discover_for_suite(lone.path(), "upload").unwrap().into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["only"]);
     }
 
     #[test]
