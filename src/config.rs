@@ -52,11 +52,19 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// pytest processes this node runs at once.
     pub slots: usize,
+    /// Days a finished evaluation is kept; 0 keeps it.
+    pub retention_days: u32,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:5001".into(), advertise: None, data_dir: PathBuf::from("data/node-5001"), slots: 2 }
+        Self {
+            listen: "127.0.0.1:5001".into(),
+            advertise: None,
+            data_dir: PathBuf::from("data/node-5001"),
+            slots: 2,
+            retention_days: 0,
+        }
     }
 }
 

@@ -185,6 +185,24 @@ fn an_evaluation_is_spread_over_the_nodes_and_readable_from_each() {
             all
         };
         assert_eq!(peers["peers"], serde_json::json!(expected));
+
+        // Removed from every node that held a copy, asked of one that may not.
+        let holders: Vec<String> = nodes
+            .iter()
+            .filter(|n| n.get(&format!("/evaluation/{id}?scope=local")).status == 200)
+            .map(|n| n.addr.clone())
+            .collect();
+        assert_eq!(holders.len(), 3, "{holders:?}");
+        let removed = nodes[0].request("DELETE", &format!("/evaluation/{id}"), &[], Body::None);
+        assert_eq!(removed.status, 200, "{removed:?}");
+        let mut expected_holders = holders.clone();
+        expected_holders.sort();
+        assert_eq!(removed.json()["removed_from"], serde_json::json!(expected_holders));
+        for node in &nodes {
+            assert_eq!(node.get(&format!("/evaluation/{id}")).status, 404, "{}", node.addr);
+            assert_eq!(node.get("/evaluation").json()["evaluations"], serde_json::json!([]), "{}", node.addr);
+        }
+        assert_eq!(nodes[1].request("DELETE", &format!("/evaluation/{id}"), &[], Body::None).status, 404);
     });
 }
 

@@ -446,6 +446,14 @@ fn grades_by_the_rules_of_evalmesh_toml_and_hides_hidden_tests_from_students() {
             Body::None,
         );
         assert_eq!(refused.status, 401);
+        let student_delete = node.request(
+            "DELETE",
+            &format!("/evaluation/{id}"),
+            &[("Authorization", &format!("Bearer {STUDENT}"))],
+            Body::None,
+        );
+        assert_eq!(student_delete.status, 403, "{student_delete:?}");
+        assert_eq!(node.get(&format!("/evaluation/{id}")).status, 200, "still there");
     });
 }
 
@@ -950,6 +958,19 @@ fn lists_evaluations_a_page_at_a_time_and_by_status() {
         assert_eq!(page("?status=done&limit=3").1, Value::Null);
         assert_eq!(page("?status=running").0, Vec::<String>::new());
         assert_eq!(page(&format!("?status=queued&after={}", all[0])).0, Vec::<String>::new());
+
+        // A running evaluation cannot be removed; a finished one can, once.
+        let slow = zip_of(&[("slow/tests/test_slow.py", "import time\n\n\ndef test_slow():\n    time.sleep(3)\n")]);
+        let running = node.submit_raw_zip(&slow);
+        let early = node.request("DELETE", &format!("/evaluation/{running}"), &[], Body::None);
+        assert_eq!(early.status, 409, "{early:?}");
+        assert!(early.json()["error"].as_str().unwrap().contains("only a finished evaluation can be removed"));
+        finished(&node, &running);
+        let removed = node.request("DELETE", &format!("/evaluation/{running}"), &[], Body::None);
+        assert_eq!((removed.status, removed.json()["removed_from"].clone()), (200, json!([node.addr])), "{removed:?}");
+        assert_eq!(node.get(&format!("/evaluation/{running}")).status, 404);
+        assert_eq!(node.request("DELETE", &format!("/evaluation/{running}"), &[], Body::None).status, 404);
+        assert_eq!(page("").0, all, "the others stay");
 
         let unknown = uuid::Uuid::new_v4();
         for bad in [

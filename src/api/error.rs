@@ -19,6 +19,12 @@ pub enum ApiError {
     /// A public route called without a valid client token, when tokens are on.
     #[error("{0}")]
     BearerRequired(String),
+    /// A client token that may not do this (a student's).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The resource is not in a state that allows this.
+    #[error("{0}")]
+    Conflict(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body is larger than the limit of {limit} bytes")]
@@ -54,6 +60,8 @@ impl ResponseError for ApiError {
             Self::Unauthorized(_) | Self::BearerRequired(_) => StatusCode::UNAUTHORIZED,
             Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } | Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

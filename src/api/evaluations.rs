@@ -21,11 +21,13 @@ use crate::evaluation::intake::{self, IntakeError, UnpackLimits};
 use crate::evaluation::model::{EvaluationStatus, Event, EventKind};
 use crate::evaluation::registry::{CancelReservation, Registry, Reserve, StartEvaluation};
 use crate::evaluation::rules::Rules;
+use crate::evaluation::worker::Forget;
 use crate::evaluation::workspace;
 use crate::evaluation::{gradebook, report};
+use crate::peer::model::RemoveEvaluation;
 use crate::peer::PeerClient;
 use crate::store::{
-    CreateEvaluation, EvaluationRecord, GetEvaluation, GetEvents, ListEvaluations, RecordEvent, Source,
+    CreateEvaluation, EvaluationRecord, GetEvaluation, GetEvents, ListEvaluations, RecordEvent, RemoveFinished, Source,
 };
 
 /// The JSON form of a submission: git repositories and an optional token.
@@ -128,9 +130,7 @@ pub async fn submit(
     };
     let created = state.store.send(CreateEvaluation(record.clone())).await;
     if let Err(e) = created.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
-        let workspace = state.evaluations_dir.join(id.to_string());
-        let _ = tokio::fs::remove_dir_all(workspace::suite_dir(&workspace)).await;
-        let _ = tokio::fs::remove_dir_all(workspace).await;
+        let _ = workspace::remove(&state.evaluations_dir, id).await;
         return Err(ApiError::internal(&format!("evaluation {id}: recording it"), e));
     }
     log::info!("evaluation {id}: accepted ({})", describe(&record.source));
@@ -418,6 +418,67 @@ pub async fn junit_xml(
 ) -> Result<HttpResponse, ApiError> {
     let answer = answer(&path, false, true, viewer, &state, &peers).await?;
     Ok(attachment(gradebook::junit(&answer), "application/xml", &format!("evaluation-{path}-junit.xml")))
+}
+
+/// `DELETE /evaluation/{id}`: removes a finished evaluation, and all that is
+/// stored of it, from every live node that holds a copy. A teacher's.
+pub async fn remove(
+    path: web::Path<String>,
+    viewer: Viewer,
+    state: web::Data<AppState>,
+    peers: web::Data<PeerClient>,
+) -> Result<HttpResponse, ApiError> {
+    if viewer == Viewer::Student {
+        return Err(ApiError::Forbidden("a student token cannot remove an evaluation".into()));
+    }
+    let answer = answer(&path, false, false, Viewer::Teacher, &state, &peers).await?;
+    let id = evaluation_id(&path)?;
+    let status = answer["status"].as_str().unwrap_or_default();
+    if !matches!(status, "done" | "failed") {
+        return Err(ApiError::Conflict(format!(
+            "evaluation {id} is {status}: only a finished evaluation can be removed (cancelling one that runs is not supported)"
+        )));
+    }
+    let mut removed_from = Vec::new();
+    if remove_here(&state, id).await? {
+        removed_from.push(state.node.clone());
+    }
+    let live = cluster::live_peers(&state).await?;
+    let asks = live.iter().map(|peer| {
+        let peers = peers.clone();
+        async move {
+            let said = peers.post::<_, Value>(peer, "/evaluation_remove", &RemoveEvaluation { evaluation: id }).await;
+            (peer.clone(), said)
+        }
+    });
+    for (peer, said) in futures_util::future::join_all(asks).await {
+        match said {
+            Ok(v) if v["removed"] == json!(true) => removed_from.push(peer),
+            Ok(_) => {}
+            Err(e) => log::warn!("evaluation {id}: {peer} not told to remove it: {e}"),
+        }
+    }
+    removed_from.sort();
+    log::info!("evaluation {id}: removed from {}", removed_from.join(", "));
+    Ok(HttpResponse::Ok().json(json!({ "id": id, "removed_from": removed_from })))
+}
+
+/// Removes a finished evaluation from this node: its rows, and the files
+/// that are still here of it (a worker's copy of its projects; the
+/// workspace and the suite, which its supervisor removes as it closes).
+/// Answers whether it was here.
+pub async fn remove_here(state: &AppState, id: Uuid) -> Result<bool, ApiError> {
+    let removed = state
+        .store
+        .send(RemoveFinished(id))
+        .await
+        .map_err(|e| ApiError::internal("store unreachable", e))?
+        .map_err(|e| ApiError::internal(&format!("evaluation {id}: removing it"), e))?;
+    if let Err(e) = workspace::remove(&state.evaluations_dir, id).await {
+        log::warn!("evaluation {id}: cannot remove its workspace: {e}");
+    }
+    state.worker.do_send(Forget(id));
+    Ok(removed)
 }
 
 fn attachment(body: String, content_type: &str, file_name: &str) -> HttpResponse {

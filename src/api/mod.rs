@@ -89,7 +89,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/evaluation").route(web::post().to(evaluations::submit)).route(web::get().to(evaluations::list)),
         )
-        .service(resource("/evaluation/{id}").route(web::get().to(evaluations::get)))
+        .service(
+            resource("/evaluation/{id}")
+                .route(web::get().to(evaluations::get))
+                .route(web::delete().to(evaluations::remove)),
+        )
         .service(resource("/evaluation/{id}/events").route(web::get().to(evaluations::events)))
         .service(resource("/evaluation/{id}/grades.csv").route(web::get().to(evaluations::grades_csv)))
         .service(resource("/evaluation/{id}/junit.xml").route(web::get().to(evaluations::junit_xml)))

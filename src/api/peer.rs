@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::auth::peer_guard;
-use super::{cluster, not_allowed, ApiError, AppState};
+use super::{cluster, evaluations, not_allowed, ApiError, AppState};
 use crate::coordination::{ElectionAnswer, ElectionMessage, HandleCoordinator, HandleElection};
 use crate::evaluation::blobs;
 use crate::evaluation::registry::{Deliver, IsSupervising};
@@ -22,7 +22,7 @@ use crate::locks::model::{AcquireRequest, HoldingsRequest, ReleaseRequest};
 use crate::locks::{HandleAcquire, HandleHoldings, HandleRelease};
 use crate::membership::model::{MemberInfo, Ping, PingReq};
 use crate::membership::{HandleJoin, HandlePing, HandlePingReq};
-use crate::peer::model::{EvaluationDone, EvaluationResult, ExecuteModule, ResultAck};
+use crate::peer::model::{EvaluationDone, EvaluationResult, ExecuteModule, RemoveEvaluation, ResultAck};
 use crate::peer::PeerClient;
 use crate::replication::model::Replicate;
 use crate::replication::receive::{receive, ReceiveError};
@@ -45,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(route("/blobs/{sha256}", web::get().to(blob)).route(web::head().to(has_blob)))
         .service(route("/evaluation_result", web::post().to(evaluation_result)))
         .service(route("/evaluation_done", web::post().to(evaluation_done)))
+        .service(route("/evaluation_remove", web::post().to(evaluation_remove)))
         .service(route("/replicate", web::post().to(replicate)))
         .service(route("/replica/{id}", web::get().to(replica)))
         .service(route("/replica/{id}/snapshot", web::get().to(snapshot)));
@@ -210,6 +211,14 @@ async fn evaluation_result(
         .await
         .map_err(|e| ApiError::internal("registry unreachable", e))?;
     Ok(HttpResponse::Ok().json(ResultAck { accepted }))
+}
+
+async fn evaluation_remove(
+    body: web::Json<RemoveEvaluation>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let removed = evaluations::remove_here(&state, body.evaluation).await?;
+    Ok(HttpResponse::Ok().json(json!({ "evaluation": body.evaluation, "removed": removed })))
 }
 
 async fn evaluation_done(

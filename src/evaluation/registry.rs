@@ -35,7 +35,7 @@ use crate::locks::{Acquire, LockError, Release};
 use crate::membership::{GetJoined, GetMembers, Status};
 use crate::peer::model::EvaluationResult;
 use crate::peer::PeerClient;
-use crate::store::{EvaluationRecord, ListUnfinished, Store};
+use crate::store::{EvaluationRecord, FinishedBefore, ListUnfinished, RemoveFinished, Store};
 
 /// Takes a place for a submission about to be received, or refuses it.
 #[derive(Message)]
@@ -76,6 +76,15 @@ pub struct IsSupervising(pub Uuid);
 #[rtype(result = "()")]
 pub struct Reconcile;
 
+/// Removes the finished evaluations older than the retention; answers how
+/// many went.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Sweep;
+
+/// How often finished evaluations past their retention are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
 /// How many evaluations run, wait, and are being received here.
 #[derive(Message)]
 #[rtype(result = "Figures")]
@@ -104,6 +113,8 @@ pub struct Shared {
     pub max_running: usize,
     /// Accepted evaluations that may wait for a running place.
     pub max_queued: usize,
+    /// How long a finished evaluation is kept; `None` keeps it.
+    pub retention: Option<Duration>,
 }
 
 /// An evaluation waiting for a running place.
@@ -254,7 +265,46 @@ impl Actor for Registry {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(self.shared.reconcile, |_, ctx| ctx.notify(Reconcile));
         ctx.notify(Reconcile);
+        if self.shared.retention.is_some() {
+            ctx.run_interval(SWEEP_EVERY, |_, ctx| ctx.notify(Sweep));
+            ctx.notify(Sweep);
+        }
     }
+}
+
+impl Handler<Sweep> for Registry {
+    type Result = ResponseFuture<usize>;
+
+    /// Each node sweeps its own copies by the same rule, so that a
+    /// finished evaluation leaves every node once its time is up.
+    fn handle(&mut self, _: Sweep, _: &mut Context<Self>) -> Self::Result {
+        let (store, dir) = (self.shared.store.clone(), self.shared.settings.evaluations_dir.clone());
+        let retention = self.shared.retention;
+        Box::pin(async move {
+            let Some(keep) = retention.and_then(|r| chrono::TimeDelta::from_std(r).ok()) else { return 0 };
+            let expired = match store.send(FinishedBefore(Utc::now() - keep)).await {
+                Ok(Ok(ids)) => ids,
+                Ok(Err(e)) => return log_sweep_error(&e),
+                Err(e) => return log_sweep_error(&e),
+            };
+            let mut removed = 0;
+            for id in expired {
+                if let Ok(Ok(true)) = store.send(RemoveFinished(id)).await {
+                    if let Err(e) = super::workspace::remove(&dir, id).await {
+                        log::warn!("evaluation {id}: cannot remove its workspace: {e}");
+                    }
+                    log::info!("evaluation {id}: removed, finished longer ago than the retention");
+                    removed += 1;
+                }
+            }
+            removed
+        })
+    }
+}
+
+fn log_sweep_error(e: &dyn std::fmt::Display) -> usize {
+    log::error!("retention: cannot list the finished evaluations: {e}");
+    0
 }
 
 /// Why an adoption was put off until the next `Reconcile`.
@@ -407,7 +457,7 @@ mod tests {
     use crate::evaluation::model::EventKind;
     use crate::evaluation::supervisor::tests::{ProbeExecutor, TakeJobs};
     use crate::executor::{JobKind, RunStamp};
-    use crate::store::{CreateEvaluation, GetEvaluation, GetEvents, ProjectRow, SaveProjects, Source};
+    use crate::store::{CreateEvaluation, GetEvaluation, GetEvents, ProjectRow, SaveProjects, SetStatus, Source};
 
     /// Stands in for the lock service and membership: grants every lock at
     /// once, records what is asked and released, and says it has joined.
@@ -498,6 +548,7 @@ mod tests {
             reconcile: Duration::from_secs(3600),
             max_running,
             max_queued,
+            retention: Some(Duration::from_secs(86_400)),
         })
         .start();
         Bench { dir, store, executor, locks, registry }
@@ -574,6 +625,25 @@ mod tests {
             }
             panic!("evaluation {id} did not close");
         }
+    }
+
+    #[actix::test]
+    async fn the_sweep_removes_what_finished_longer_ago_than_the_retention() {
+        let b = bench(1, 1).await;
+        let day = chrono::Duration::days(1);
+        let old = b.record(Utc::now() - day * 3, EvaluationStatus::Running, true).await.id;
+        let recent = b.record(Utc::now() - day * 3, EvaluationStatus::Running, true).await.id;
+        let running = b.record(Utc::now() - day * 3, EvaluationStatus::Queued, true).await.id;
+        for (id, at) in [(old, Utc::now() - day * 2), (recent, Utc::now() - day / 2)] {
+            b.store.send(SetStatus { id, status: EvaluationStatus::Done, at, error: None }).await.unwrap().unwrap();
+        }
+        assert_eq!(b.registry.send(Sweep).await.unwrap(), 1);
+        let held = |id| b.store.send(GetEvaluation { id, with_tests: false });
+        assert!(held(old).await.unwrap().unwrap().is_none());
+        assert!(!b.dir.path().join(old.to_string()).exists(), "its workspace went with it");
+        assert!(held(recent).await.unwrap().unwrap().is_some());
+        assert!(held(running).await.unwrap().unwrap().is_some(), "an unfinished one stays, however old");
+        assert_eq!(b.registry.send(Sweep).await.unwrap(), 0);
     }
 
     #[actix::test]

@@ -424,7 +424,7 @@ impl EvaluationSupervisor {
     fn close(&mut self, status: EvaluationStatus, error: Option<String>, ctx: &mut Context<Self>) {
         self.closing = true;
         self.event(EventKind::Done, status.as_str().to_owned());
-        let (store, id, workspace) = (self.store.clone(), self.record.id, self.workspace());
+        let (store, id, evaluations_dir) = (self.store.clone(), self.record.id, self.settings.evaluations_dir.clone());
         let peers = self.peers.clone();
         let workers: Vec<String> =
             self.plan.nodes_used().iter().filter(|n| **n != self.settings.node).cloned().collect();
@@ -442,9 +442,8 @@ impl EvaluationSupervisor {
                     Err(_) => log::warn!("evaluation {id}: replicas not all up to date at the end"),
                 }
             }
-            let _ = tokio::fs::remove_dir_all(workspace::suite_dir(&workspace)).await;
-            if let Err(e) = tokio::fs::remove_dir_all(&workspace).await {
-                log::warn!("evaluation {id}: cannot remove workspace {}: {e}", workspace.display());
+            if let Err(e) = workspace::remove(&evaluations_dir, id).await {
+                log::warn!("evaluation {id}: cannot remove its workspace: {e}");
             }
             for worker in workers {
                 if let Err(e) = peers

@@ -48,6 +48,16 @@ pub fn suite_dir(workspace: &Path) -> PathBuf {
     PathBuf::from(dir)
 }
 
+/// Removes an evaluation's workspace and its suite, if they are there.
+pub async fn remove(evaluations_dir: &Path, id: uuid::Uuid) -> std::io::Result<()> {
+    let workspace = evaluations_dir.join(id.to_string());
+    let _ = tokio::fs::remove_dir_all(suite_dir(&workspace)).await;
+    match tokio::fs::remove_dir_all(&workspace).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// The projects in the workspace: for git, each repository's projects named
 /// after the repository; with a reference suite, laid over each.
 pub fn find_projects(workspace: &std::path::Path, source: &Source, suite: Option<&Suite>) -> Vec<ProjectRow> {

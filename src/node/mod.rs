@@ -328,6 +328,10 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         reconcile: Duration::from_millis(c.suspicion_timeout_ms),
         max_running: config.admission.max_running_evaluations,
         max_queued: config.admission.max_queued_evaluations,
+        retention: match config.node.retention_days {
+            0 => None,
+            days => Some(Duration::from_secs(u64::from(days) * 86_400)),
+        },
     }));
 
     if c.secret.expose() == DEFAULT_SECRET {

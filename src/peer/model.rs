@@ -129,6 +129,13 @@ pub struct EvaluationDone {
     pub evaluation: Uuid,
 }
 
+/// A client removed a finished evaluation: every node drops its copy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveEvaluation {
+    pub evaluation: Uuid,
+}
+
 /// The answer to `POST /evaluation_result`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultAck {

@@ -13,8 +13,8 @@ pub use durations::GetEstimates;
 pub use model::{EvaluationRecord, EvaluationSummary, EvaluationView, ModuleRow, ProjectRow, Source};
 pub use replica::{ApplyReplica, GetSnapshot, GetSummary, SetSupervisor};
 pub use store::{
-    CountByStatus, CreateEvaluation, GetEvaluation, GetEvents, ListEvaluations, ListUnfinished, MarkInputReady,
-    RecordEvent, SaveCollected, SaveProjects, SaveResult, SetBlob, SetStatus, Store,
+    CountByStatus, CreateEvaluation, FinishedBefore, GetEvaluation, GetEvents, ListEvaluations, ListUnfinished,
+    MarkInputReady, RecordEvent, RemoveFinished, SaveCollected, SaveProjects, SaveResult, SetBlob, SetStatus, Store,
 };
 
 /// Errors of the node's database.

@@ -111,6 +111,18 @@ pub struct GetEvents(pub Uuid);
 #[rtype(result = "Reply<Vec<EvaluationRecord>>")]
 pub struct ListUnfinished;
 
+/// Removes a finished evaluation and all that is stored of it (its
+/// duration records stay: they are history of content, not of it); answers
+/// whether it was here. One that is not finished is left.
+#[derive(Message)]
+#[rtype(result = "Reply<bool>")]
+pub struct RemoveFinished(pub Uuid);
+
+/// The finished evaluations that finished before a time.
+#[derive(Message)]
+#[rtype(result = "Reply<Vec<Uuid>>")]
+pub struct FinishedBefore(pub DateTime<Utc>);
+
 #[derive(Message)]
 #[rtype(result = "Reply<BTreeMap<String, u64>>")]
 pub struct CountByStatus;
@@ -309,6 +321,21 @@ impl Store {
             events.push(Event { lamport: lamport?, node: node?, kind, detail: detail? });
         }
         Ok(Some(events))
+    }
+
+    fn remove_finished(&mut self, id: Uuid) -> Reply<bool> {
+        let removed = self
+            .conn
+            .execute("DELETE FROM evaluations WHERE id = ?1 AND status IN ('done', 'failed')", [id.to_string()])?;
+        Ok(removed > 0)
+    }
+
+    fn finished_before(&self, before: DateTime<Utc>) -> Reply<Vec<Uuid>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id FROM evaluations WHERE status IN ('done', 'failed') AND finished_at < ?1 ORDER BY finished_at",
+        )?;
+        let ids = stmt.query_map([stamp(before)], |row| row.get::<_, String>(0))?;
+        ids.map(|id| parse_uuid(&id?)).collect()
     }
 
     fn counts(&self) -> Reply<BTreeMap<String, u64>> {
@@ -538,6 +565,8 @@ handle!(SaveResult, bool, |s, m| s.save_result(&m));
 handle!(GetEvaluation, Option<EvaluationView>, |s, m| s.view(m.id, m.with_tests));
 handle!(ListEvaluations, Vec<EvaluationSummary>, |s, _m| s.list());
 handle!(ListUnfinished, Vec<EvaluationRecord>, |s, _m| s.unfinished());
+handle!(RemoveFinished, bool, |s, m| s.remove_finished(m.0));
+handle!(FinishedBefore, Vec<Uuid>, |s, m| s.finished_before(m.0));
 handle!(RecordEvent, (), |s, m| write_event(&s.conn, m.id, &m.event));
 handle!(GetEvents, Option<Vec<Event>>, |s, m| s.events(m.0));
 handle!(CountByStatus, BTreeMap<String, u64>, |s, _m| s.counts());
@@ -606,6 +635,26 @@ mod tests {
         assert_eq!(view.modules[1].result, None);
         assert!(view.projects[0].collected);
         assert_eq!(view.projects[0].label.as_deref(), Some("Pat (p1)"));
+    }
+
+    #[actix::test]
+    async fn only_a_finished_evaluation_is_removed_and_its_finish_dates_it() {
+        let (store, id) = seeded().await;
+        let save = SaveResult { id, project: "p".into(), module: "tests/test_a.py".into(), result: result(1) };
+        store.send(save).await.unwrap().unwrap();
+        assert!(!store.send(RemoveFinished(id)).await.unwrap().unwrap(), "a queued evaluation stays");
+        let at = DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z").unwrap().with_timezone(&Utc);
+        store.send(SetStatus { id, status: EvaluationStatus::Done, at, error: None }).await.unwrap().unwrap();
+        let before = |t: &str| {
+            let t = DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+            store.send(FinishedBefore(t))
+        };
+        assert_eq!(before("2026-03-01T12:00:00Z").await.unwrap().unwrap(), Vec::<Uuid>::new());
+        assert_eq!(before("2026-03-01T12:00:01Z").await.unwrap().unwrap(), vec![id]);
+        assert!(store.send(RemoveFinished(id)).await.unwrap().unwrap());
+        assert!(store.send(GetEvaluation { id, with_tests: true }).await.unwrap().unwrap().is_none());
+        assert!(store.send(ListEvaluations).await.unwrap().unwrap().is_empty());
+        assert!(!store.send(RemoveFinished(id)).await.unwrap().unwrap(), "removed once");
     }
 
     #[actix::test]
