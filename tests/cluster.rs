@@ -127,6 +127,36 @@ fn an_evaluation_submitted_through_nginx_is_spread_over_the_cluster() {
             );
             assert_eq!(answer.body, nodes[3].get(&format!("/evaluation/{id}/{export}")).body, "{export}");
         }
+
+        // A reference suite through the proxy: the project is graded on the
+        // suite's module alone, then removed through the proxy.
+        let suite =
+            zip_of(&[("tests/test_suite.py", "def test_suite():\n    pass\n\n\ndef test_no():\n    assert False\n")]);
+        let (content_type, body) = multipart(&[
+            Part::file("file", "projects.zip", &project(4, 0.0)),
+            Part::file("tests", "suite.zip", &suite),
+        ]);
+        let headers = [("Content-Type", content_type.as_str()), ("Authorization", bearer.as_str())];
+        let graded = http(&proxy.addr, "POST", "/evaluation", &headers, Body::Fixed(&body));
+        assert_eq!(graded.status, 202, "{graded:?}");
+        let graded = graded.json()["id"].as_str().unwrap().to_owned();
+        let e = poll_until(Duration::from_secs(120), || {
+            let e = proxy.get(&format!("/evaluation/{graded}"), &bearer).json();
+            (e["status"] == "done").then_some(e)
+        })
+        .expect("the suite's evaluation finishes");
+        let modules: Vec<&String> = e["module_results"]["proj"].as_object().unwrap().keys().collect();
+        assert_eq!(modules, ["tests/test_suite.py"], "{e}");
+        assert_eq!(
+            (&e["projects"]["proj"]["passed"], &e["projects"]["proj"]["failed"]),
+            (&serde_json::json!(1), &serde_json::json!(1))
+        );
+        let csv = proxy.get(&format!("/evaluation/{graded}/grades.csv"), &bearer);
+        assert_eq!(csv.text(), "label,project,passed,failed,errors,skipped,%passed,points,max_points,nota,error\nproj,proj,1,1,0,0,50.0,1.0,2.0,10.0,\n");
+        let removed =
+            http(&proxy.addr, "DELETE", &format!("/evaluation/{graded}"), &[("Authorization", &bearer)], Body::None);
+        assert_eq!(removed.status, 200, "{removed:?}");
+        assert_eq!(proxy.get(&format!("/evaluation/{graded}"), &bearer).status, 404);
         // A peer route called without a node's signature is refused.
         let direct = nodes[0].post("/execute_module", "application/json", b"{}");
         assert_eq!(direct.status, 401, "{direct:?}");
