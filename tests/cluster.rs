@@ -205,7 +205,7 @@ fn an_evaluation_is_spread_over_the_nodes_and_readable_from_each() {
         });
         assert_eq!(
             stats["global"]["evaluations"],
-            serde_json::json!({"queued": 0, "running": 0, "done": 1, "failed": 0})
+            serde_json::json!({"queued": 0, "running": 0, "done": 1, "failed": 0, "cancelled": 0})
         );
         assert_causal(&nodes[3].get(&format!("/evaluation/{id}/events")).json());
         let peers = nodes[3].get("/peers").json();
@@ -343,6 +343,39 @@ fn the_nodes_elect_the_highest_and_elect_again_when_it_dies() {
             wait_until("the survivors elect the next highest", Duration::from_secs(20), || {
                 (coordinator_of(node).as_deref() == Some(next.as_str())).then_some(())
             });
+        }
+    });
+}
+
+#[test]
+fn an_evaluation_cancelled_through_any_node_closes_cancelled_on_every_copy() {
+    with_timeout(Duration::from_secs(240), || {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = start_cluster(dir.path(), 3);
+        let id = nodes[0].submit_multipart("projects.zip", &project(12, 2.0));
+        wait_until("a module is done", Duration::from_secs(120), || {
+            (nodes[0].evaluation(&id, "")["_run_info"]["modules_done"].as_u64() >= Some(1)).then_some(())
+        });
+        // Asked of a node that is not its supervisor.
+        let cancelled = nodes[2].request("DELETE", &format!("/evaluation/{id}"), &[], Body::None);
+        assert_eq!(cancelled.status, 202, "{cancelled:?}");
+        let e = nodes[1].wait_finished(&id, Duration::from_secs(60));
+        assert_eq!(e["status"], "cancelled", "{e}");
+        assert!(e["_run_info"]["modules_done"].as_u64() < Some(12), "{e}");
+        for node in &nodes {
+            wait_until("its copy is cancelled and nothing of it runs", Duration::from_secs(60), || {
+                let copy = node.get(&format!("/evaluation/{id}?scope=local"));
+                let held = copy.status == 404 || copy.json()["status"] == "cancelled";
+                let idle = node.get("/stats?scope=local").json()["slots_busy"] == serde_json::json!(0);
+                (held && idle).then_some(())
+            });
+        }
+        let stats = nodes[0].get("/stats").json();
+        assert_eq!(stats["global"]["evaluations"]["cancelled"], 1, "{stats}");
+        let removed = nodes[1].request("DELETE", &format!("/evaluation/{id}"), &[], Body::None);
+        assert_eq!(removed.status, 200, "{removed:?}");
+        for node in &nodes {
+            assert_eq!(node.get(&format!("/evaluation/{id}")).status, 404, "{}", node.addr);
         }
     });
 }

@@ -959,13 +959,37 @@ fn lists_evaluations_a_page_at_a_time_and_by_status() {
         assert_eq!(page("?status=running").0, Vec::<String>::new());
         assert_eq!(page(&format!("?status=queued&after={}", all[0])).0, Vec::<String>::new());
 
-        // A running evaluation cannot be removed; a finished one can, once.
-        let slow = zip_of(&[("slow/tests/test_slow.py", "import time\n\n\ndef test_slow():\n    time.sleep(3)\n")]);
-        let running = node.submit_raw_zip(&slow);
-        let early = node.request("DELETE", &format!("/evaluation/{running}"), &[], Body::None);
-        assert_eq!(early.status, 409, "{early:?}");
-        assert!(early.json()["error"].as_str().unwrap().contains("only a finished evaluation can be removed"));
-        finished(&node, &running);
+        // A running evaluation is cancelled: nothing more starts, and what
+        // had started ends; then it can be removed, once.
+        let slow: Vec<(String, String)> = (0..6)
+            .map(|i| {
+                (
+                    format!("slow/tests/test_slow_{i}.py"),
+                    "import time\n\n\ndef test_slow():\n    time.sleep(2)\n".to_owned(),
+                )
+            })
+            .collect();
+        let running = node.submit_raw_zip(&zip_of(&slow));
+        wait_until("a module runs", Duration::from_secs(60), || {
+            (node.get("/stats?scope=local").json()["slots_busy"].as_u64() > Some(0)).then_some(())
+        });
+        let cancelled = node.request("DELETE", &format!("/evaluation/{running}"), &[], Body::None);
+        assert_eq!(cancelled.status, 202, "{cancelled:?}");
+        assert_eq!(cancelled.json()["status"], json!("cancelled"));
+        let e = finished(&node, &running);
+        assert_eq!((&e["status"], &e["error"]), (&json!("cancelled"), &json!("cancelled by a client")), "{e}");
+        let done = e["_run_info"]["modules_done"].as_u64().unwrap();
+        assert!(done < 6, "cancelled before its end: {done} of 6 modules");
+        wait_until("no module runs or waits", Duration::from_secs(60), || {
+            let s = node.get("/stats?scope=local").json();
+            (s["slots_busy"] == json!(0) && s["jobs_queued"] == json!(0)).then_some(())
+        });
+        assert_eq!(
+            node.evaluation(&running, "")["_run_info"]["modules_done"].as_u64(),
+            Some(done),
+            "nothing counted after"
+        );
+        assert_eq!(page("?status=cancelled").0, std::slice::from_ref(&running));
         let removed = node.request("DELETE", &format!("/evaluation/{running}"), &[], Body::None);
         assert_eq!((removed.status, removed.json()["removed_from"].clone()), (200, json!([node.addr])), "{removed:?}");
         assert_eq!(node.get(&format!("/evaluation/{running}")).status, 404);
@@ -1022,7 +1046,11 @@ fn stats_and_health_report_the_work_done() {
         assert_eq!(s["slots"], json!(3), "{s}");
         assert_eq!(s["slots_busy"], json!(0), "{s}");
         assert_eq!(s["jobs_queued"], json!(0), "{s}");
-        assert_eq!(s["evaluations"], json!({ "queued": 0, "running": 0, "done": 1, "failed": 0 }), "{s}");
+        assert_eq!(
+            s["evaluations"],
+            json!({ "queued": 0, "running": 0, "done": 1, "failed": 0, "cancelled": 0 }),
+            "{s}"
+        );
         // pytest ran test_pass, test_mixed, test_hang (killed) and test_six;
         // test_broken never ran, it failed to collect.
         assert_eq!(s["modules_run"], json!(4), "{s}");

@@ -19,12 +19,13 @@ use crate::evaluation::admission::Ticket;
 use crate::evaluation::intake::suite::Suite;
 use crate::evaluation::intake::{self, IntakeError, UnpackLimits};
 use crate::evaluation::model::{EvaluationStatus, Event, EventKind};
+use crate::evaluation::registry::CancelEvaluation;
 use crate::evaluation::registry::{CancelReservation, Registry, Reserve, StartEvaluation};
 use crate::evaluation::rules::Rules;
 use crate::evaluation::worker::Forget;
 use crate::evaluation::workspace;
 use crate::evaluation::{gradebook, report};
-use crate::peer::model::RemoveEvaluation;
+use crate::peer::model::{CancelRequest, RemoveEvaluation};
 use crate::peer::PeerClient;
 use crate::store::{
     CreateEvaluation, EvaluationRecord, GetEvaluation, GetEvents, ListEvaluations, RecordEvent, RemoveFinished, Source,
@@ -314,13 +315,12 @@ pub async fn list(
     peers: web::Data<PeerClient>,
 ) -> Result<HttpResponse, ApiError> {
     let scope = Scope { scope: query.scope.clone(), detail: None };
-    let status =
-        match query.status.as_deref() {
-            None => None,
-            Some(s) => Some(EvaluationStatus::parse(s).ok_or_else(|| {
-                ApiError::BadRequest(format!("unknown status {s:?}: queued, running, done or failed"))
-            })?),
-        };
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(s) => Some(EvaluationStatus::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(format!("unknown status {s:?}: queued, running, done, failed or cancelled"))
+        })?),
+    };
     let limit = match query.limit {
         Some(n) if n == 0 || n > MAX_PAGE => {
             return Err(ApiError::BadRequest(format!("limit {n}: from 1 to {MAX_PAGE}")));
@@ -420,8 +420,10 @@ pub async fn junit_xml(
     Ok(attachment(gradebook::junit(&answer), "application/xml", &format!("evaluation-{path}-junit.xml")))
 }
 
-/// `DELETE /evaluation/{id}`: removes a finished evaluation, and all that is
-/// stored of it, from every live node that holds a copy. A teacher's.
+/// `DELETE /evaluation/{id}`: cancels an evaluation that is queued or runs
+/// (its supervisor closes it as `cancelled`); removes a finished one, and
+/// all that is stored of it, from every live node that holds a copy. A
+/// teacher's.
 pub async fn remove(
     path: web::Path<String>,
     viewer: Viewer,
@@ -433,11 +435,8 @@ pub async fn remove(
     }
     let answer = answer(&path, false, false, Viewer::Teacher, &state, &peers).await?;
     let id = evaluation_id(&path)?;
-    let status = answer["status"].as_str().unwrap_or_default();
-    if !matches!(status, "done" | "failed") {
-        return Err(ApiError::Conflict(format!(
-            "evaluation {id} is {status}: only a finished evaluation can be removed (cancelling one that runs is not supported)"
-        )));
+    if !progress(&answer).0 {
+        return cancel(id, answer["supervisor"].as_str().unwrap_or_default(), &state, &peers).await;
     }
     let mut removed_from = Vec::new();
     if remove_here(&state, id).await? {
@@ -461,6 +460,24 @@ pub async fn remove(
     removed_from.sort();
     log::info!("evaluation {id}: removed from {}", removed_from.join(", "));
     Ok(HttpResponse::Ok().json(json!({ "id": id, "removed_from": removed_from })))
+}
+
+/// Asks the evaluation's supervisor to cancel it: `202` once it has taken
+/// the request, the evaluation closing as `cancelled` on every node.
+async fn cancel(id: Uuid, supervisor: &str, state: &AppState, peers: &PeerClient) -> Result<HttpResponse, ApiError> {
+    let taken = if supervisor == state.node {
+        state.registry.send(CancelEvaluation(id)).await.map_err(|e| ApiError::internal("registry unreachable", e))?
+    } else {
+        let said = peers.post::<_, Value>(supervisor, "/evaluation_cancel", &CancelRequest { evaluation: id }).await;
+        said.is_ok_and(|v| v["cancelled"] == json!(true))
+    };
+    if !taken {
+        return Err(ApiError::Unavailable(format!(
+            "evaluation {id}: its supervisor {supervisor} did not take the cancellation (it may be changing hands): try again"
+        )));
+    }
+    log::info!("evaluation {id}: cancelled, through its supervisor {supervisor}");
+    Ok(HttpResponse::Accepted().json(json!({ "id": id, "status": "cancelled" })))
 }
 
 /// Removes a finished evaluation from this node: its rows, and the files
@@ -559,7 +576,7 @@ async fn fresher(
 /// How far an answer about an evaluation has got: closed first, then the
 /// most modules with a result.
 fn progress(answer: &Value) -> (bool, u64) {
-    let finished = matches!(answer["status"].as_str(), Some("done" | "failed"));
+    let finished = matches!(answer["status"].as_str(), Some("done" | "failed" | "cancelled"));
     (finished, answer["_run_info"]["modules_done"].as_u64().unwrap_or(0))
 }
 

@@ -79,7 +79,7 @@ async fn local_stats(state: &AppState) -> Result<Value, ApiError> {
 
 /// Every status, counted 0.
 fn zeroed() -> BTreeMap<String, u64> {
-    ["queued", "running", "done", "failed"].into_iter().map(|s| (s.to_owned(), 0)).collect()
+    ["queued", "running", "done", "failed", "cancelled"].into_iter().map(|s| (s.to_owned(), 0)).collect()
 }
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {

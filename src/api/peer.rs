@@ -16,13 +16,14 @@ use super::auth::peer_guard;
 use super::{cluster, evaluations, not_allowed, ApiError, AppState};
 use crate::coordination::{ElectionAnswer, ElectionMessage, HandleCoordinator, HandleElection};
 use crate::evaluation::blobs;
+use crate::evaluation::registry::CancelEvaluation;
 use crate::evaluation::registry::{Deliver, IsSupervising};
 use crate::evaluation::worker::{Execute, Forget};
 use crate::locks::model::{AcquireRequest, HoldingsRequest, ReleaseRequest};
 use crate::locks::{HandleAcquire, HandleHoldings, HandleRelease};
 use crate::membership::model::{MemberInfo, Ping, PingReq};
 use crate::membership::{HandleJoin, HandlePing, HandlePingReq};
-use crate::peer::model::{EvaluationDone, EvaluationResult, ExecuteModule, RemoveEvaluation, ResultAck};
+use crate::peer::model::{CancelRequest, EvaluationDone, EvaluationResult, ExecuteModule, RemoveEvaluation, ResultAck};
 use crate::peer::PeerClient;
 use crate::replication::model::Replicate;
 use crate::replication::receive::{receive, ReceiveError};
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(route("/evaluation_result", web::post().to(evaluation_result)))
         .service(route("/evaluation_done", web::post().to(evaluation_done)))
         .service(route("/evaluation_remove", web::post().to(evaluation_remove)))
+        .service(route("/evaluation_cancel", web::post().to(evaluation_cancel)))
         .service(route("/replicate", web::post().to(replicate)))
         .service(route("/replica/{id}", web::get().to(replica)))
         .service(route("/replica/{id}/snapshot", web::get().to(snapshot)));
@@ -211,6 +213,18 @@ async fn evaluation_result(
         .await
         .map_err(|e| ApiError::internal("registry unreachable", e))?;
     Ok(HttpResponse::Ok().json(ResultAck { accepted }))
+}
+
+async fn evaluation_cancel(
+    body: web::Json<CancelRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let cancelled = state
+        .registry
+        .send(CancelEvaluation(body.evaluation))
+        .await
+        .map_err(|e| ApiError::internal("registry unreachable", e))?;
+    Ok(HttpResponse::Ok().json(json!({ "evaluation": body.evaluation, "cancelled": cancelled })))
 }
 
 async fn evaluation_remove(

@@ -106,6 +106,12 @@ impl<T> Admission<T> {
         Some(item)
     }
 
+    /// Takes a waiting evaluation out of the queue, before it starts.
+    pub fn withdraw(&mut self, id: Uuid) -> Option<T> {
+        let key = *self.waiting.keys().find(|(_, w)| *w == id)?;
+        self.waiting.remove(&key)
+    }
+
     /// An evaluation's supervisor stopped: its running place is free.
     pub fn finished(&mut self, id: Uuid) {
         self.running.remove(&id);

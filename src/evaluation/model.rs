@@ -11,6 +11,8 @@ pub enum EvaluationStatus {
     Running,
     Done,
     Failed,
+    /// Stopped by a client before its end.
+    Cancelled,
 }
 
 impl EvaluationStatus {
@@ -20,6 +22,7 @@ impl EvaluationStatus {
             Self::Running => "running",
             Self::Done => "done",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -29,12 +32,13 @@ impl EvaluationStatus {
             "running" => Some(Self::Running),
             "done" => Some(Self::Done),
             "failed" => Some(Self::Failed),
+            "cancelled" => Some(Self::Cancelled),
             _ => None,
         }
     }
 
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Done | Self::Failed)
+        matches!(self, Self::Done | Self::Failed | Self::Cancelled)
     }
 }
 

@@ -28,14 +28,15 @@ use uuid::Uuid;
 
 use super::admission::{Admission, Figures, Full, Ticket};
 use super::adoption::{self, AdoptionError, Decision};
-use super::supervisor::{EvaluationFinished, EvaluationSupervisor, Links, NodeLost, SupervisorSettings};
+use super::model::EvaluationStatus;
+use super::supervisor::{Cancel, EvaluationFinished, EvaluationSupervisor, Links, NodeLost, SupervisorSettings};
 use crate::balance::{GetBalance, LoadBalancer};
 use crate::executor::{JobFinished, Submit};
 use crate::locks::{Acquire, LockError, Release};
 use crate::membership::{GetJoined, GetMembers, Status};
 use crate::peer::model::EvaluationResult;
 use crate::peer::PeerClient;
-use crate::store::{EvaluationRecord, FinishedBefore, ListUnfinished, RemoveFinished, Store};
+use crate::store::{EvaluationRecord, FinishedBefore, ListUnfinished, RemoveFinished, SetStatus, Store, StoreError};
 
 /// Takes a place for a submission about to be received, or refuses it.
 #[derive(Message)]
@@ -75,6 +76,12 @@ pub struct IsSupervising(pub Uuid);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Reconcile;
+
+/// A client cancelled an evaluation: its supervisor here closes it, or it
+/// leaves the queue; answers whether it was here.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct CancelEvaluation(pub Uuid);
 
 /// Removes the finished evaluations older than the retention; answers how
 /// many went.
@@ -269,6 +276,37 @@ impl Actor for Registry {
             ctx.run_interval(SWEEP_EVERY, |_, ctx| ctx.notify(Sweep));
             ctx.notify(Sweep);
         }
+    }
+}
+
+impl Handler<CancelEvaluation> for Registry {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, CancelEvaluation(id): CancelEvaluation, _: &mut Context<Self>) -> Self::Result {
+        if let Some(supervisor) = self.supervisors.get(&id) {
+            supervisor.do_send(Cancel);
+            return Box::pin(async { true });
+        }
+        if self.admission.withdraw(id).is_none() {
+            return Box::pin(async { false });
+        }
+        let store = self.shared.store.clone();
+        let dir = self.shared.settings.evaluations_dir.clone();
+        Box::pin(async move {
+            let cancelled = SetStatus {
+                id,
+                status: EvaluationStatus::Cancelled,
+                at: Utc::now(),
+                error: Some("cancelled by a client".into()),
+            };
+            if let Err(e) = store.send(cancelled).await.map_err(StoreError::from).and_then(|r| r) {
+                log::error!("evaluation {id}: cannot record that it was cancelled: {e}");
+            }
+            if let Err(e) = super::workspace::remove(&dir, id).await {
+                log::warn!("evaluation {id}: cannot remove its workspace: {e}");
+            }
+            true
+        })
     }
 }
 
@@ -625,6 +663,28 @@ mod tests {
             }
             panic!("evaluation {id} did not close");
         }
+    }
+
+    #[actix::test]
+    async fn a_cancelled_evaluation_leaves_the_queue_or_its_supervisor_closes_it() {
+        let b = bench(1, 1).await;
+        let now = Utc::now();
+        let mut ids = Vec::new();
+        for at in [now, now + chrono::Duration::seconds(1)] {
+            let ticket = b.registry.send(Reserve).await.unwrap().unwrap();
+            let record = b.record(at, EvaluationStatus::Queued, false).await;
+            ids.push(record.id);
+            b.registry.send(StartEvaluation { record, token: None, ticket }).await.unwrap();
+        }
+        b.jobs(1).await;
+        assert_eq!(b.figures().await, Figures { running: 1, queued: 1, receiving: 0 });
+        assert!(b.registry.send(CancelEvaluation(ids[1])).await.unwrap());
+        assert_eq!(b.figures().await, Figures { running: 1, queued: 0, receiving: 0 });
+        assert_eq!(b.status(ids[1]).await, EvaluationStatus::Cancelled);
+        assert!(b.registry.send(CancelEvaluation(ids[0])).await.unwrap());
+        b.until_done(ids[0]).await;
+        assert_eq!(b.status(ids[0]).await, EvaluationStatus::Cancelled);
+        assert!(!b.registry.send(CancelEvaluation(Uuid::new_v4())).await.unwrap(), "not here");
     }
 
     #[actix::test]

@@ -43,6 +43,12 @@ use crate::store::{
 /// Most journal entries in one replication request.
 const REPLICATION_BATCH: usize = 256;
 
+/// A client cancelled the evaluation: nothing more is handed out, and it
+/// closes as `cancelled`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Cancel;
+
 /// Sent to the registry when the supervisor stops.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -584,6 +590,16 @@ impl Handler<Tick> for EvaluationSupervisor {
             self.take_back(task);
         }
         self.dispatch(ctx);
+    }
+}
+
+impl Handler<Cancel> for EvaluationSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Cancel, ctx: &mut Context<Self>) {
+        if !self.closing {
+            self.close(EvaluationStatus::Cancelled, Some("cancelled by a client".into()), ctx);
+        }
     }
 }
 

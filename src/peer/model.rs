@@ -129,6 +129,13 @@ pub struct EvaluationDone {
     pub evaluation: Uuid,
 }
 
+/// A client cancelled an evaluation: its supervisor closes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    pub evaluation: Uuid,
+}
+
 /// A client removed a finished evaluation: every node drops its copy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

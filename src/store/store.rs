@@ -163,7 +163,7 @@ impl Store {
                 "UPDATE evaluations SET status = ?2, started_at = COALESCE(started_at, ?3) WHERE id = ?1",
                 params![id, m.status.as_str(), at],
             )?,
-            EvaluationStatus::Done | EvaluationStatus::Failed => self.conn.execute(
+            EvaluationStatus::Done | EvaluationStatus::Failed | EvaluationStatus::Cancelled => self.conn.execute(
                 "UPDATE evaluations SET status = ?2, finished_at = ?3, error = ?4,
                  started_at = COALESCE(started_at, ?3) WHERE id = ?1",
                 params![id, m.status.as_str(), at, m.error],
@@ -324,15 +324,17 @@ impl Store {
     }
 
     fn remove_finished(&mut self, id: Uuid) -> Reply<bool> {
-        let removed = self
-            .conn
-            .execute("DELETE FROM evaluations WHERE id = ?1 AND status IN ('done', 'failed')", [id.to_string()])?;
+        let removed = self.conn.execute(
+            "DELETE FROM evaluations WHERE id = ?1 AND status IN ('done', 'failed', 'cancelled')",
+            [id.to_string()],
+        )?;
         Ok(removed > 0)
     }
 
     fn finished_before(&self, before: DateTime<Utc>) -> Reply<Vec<Uuid>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id FROM evaluations WHERE status IN ('done', 'failed') AND finished_at < ?1 ORDER BY finished_at",
+            "SELECT id FROM evaluations WHERE status IN ('done', 'failed', 'cancelled') AND finished_at < ?1
+             ORDER BY finished_at",
         )?;
         let ids = stmt.query_map([stamp(before)], |row| row.get::<_, String>(0))?;
         ids.map(|id| parse_uuid(&id?)).collect()

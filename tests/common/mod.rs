@@ -481,7 +481,7 @@ impl Node {
                 return None;
             }
             last = response.json();
-            matches!(last["status"].as_str(), Some("done" | "failed")).then(|| last.clone())
+            matches!(last["status"].as_str(), Some("done" | "failed" | "cancelled")).then(|| last.clone())
         });
         finished.unwrap_or_else(|| {
             panic!(
