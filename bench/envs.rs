@@ -141,6 +141,8 @@ fn cache(data_dir: &Path, use_uv: bool) -> EnvCache {
         output_cap: OUTPUT_CAP,
         bridge: data_dir.join("sandbox/bridge.py"),
         index_socket: data_dir.join("sandbox/index.sock"),
+        max_bytes: None,
+        min_idle: Duration::from_secs(3600),
     };
     std::fs::write(&settings.bridge, BRIDGE_SOURCE).expect("the bridge can be written");
     let listener = index_proxy::bind(&settings.index_socket).expect("the proxy's socket binds");

@@ -203,6 +203,11 @@ pub struct ExecutorConfig {
     pub fork_server_max_runs: u32,
     /// A fork server without a run for this long is stopped.
     pub fork_server_idle_s: u64,
+    /// Megabytes of environments kept; past it the least recently used go.
+    /// 0 keeps them all.
+    pub env_cache_max_mb: u64,
+    /// An environment used within this many seconds is never evicted.
+    pub env_cache_min_idle_s: u64,
     /// Fork each module from a zygote: a child of the server that has run
     /// pytest on the module's project up to collection (configuration read,
     /// initial conftests imported), kept while the server runs modules of
@@ -234,6 +239,8 @@ impl Default for ExecutorConfig {
             fork_server: true,
             fork_server_max_runs: 500,
             fork_server_idle_s: 120,
+            env_cache_max_mb: 20_480,
+            env_cache_min_idle_s: 3600,
             fork_zygote: true,
         }
     }
@@ -467,6 +474,15 @@ impl Config {
         }
         if e.fork_server_max_runs == 0 || e.fork_server_idle_s == 0 {
             return invalid("executor", "fork_server_max_runs and fork_server_idle_s must be at least 1");
+        }
+        // An environment in use (a task's modules, a warm server) is never
+        // evicted: it was asked for within this.
+        let in_use = e.module_timeout_s.saturating_mul(e.modules_per_task as u64).max(e.fork_server_idle_s);
+        if e.env_cache_min_idle_s < in_use {
+            return invalid(
+                "executor.env_cache_min_idle_s",
+                "must be at least module_timeout_s × modules_per_task and fork_server_idle_s",
+            );
         }
         if e.cpu_limit_s == 0 || e.memory_limit_bytes < 64 << 20 || e.process_limit < 8 || e.file_size_limit_bytes == 0
         {
@@ -799,6 +815,20 @@ mod tests {
         let err = Config::parse(&tokens(&format!("[\"{SECRET}\"]"))).unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { key: "api.tokens", .. }), "{err}");
         assert!(!err.to_string().contains(SECRET), "{err}");
+    }
+
+    #[test]
+    fn an_environment_in_use_cannot_be_evicted() {
+        let executor = |lines: &str| Config::parse(&format!("[executor]\n{lines}\n"));
+        assert!(executor("env_cache_min_idle_s = 300\nmodule_timeout_s = 300\nfork_server_idle_s = 120").is_ok());
+        for bad in [
+            "env_cache_min_idle_s = 299\nmodule_timeout_s = 300",
+            "env_cache_min_idle_s = 300\nmodule_timeout_s = 100\nmodules_per_task = 4",
+            "env_cache_min_idle_s = 60\nmodule_timeout_s = 30\nfork_server_idle_s = 120",
+        ] {
+            let err = executor(bad).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { key: "executor.env_cache_min_idle_s", .. }), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -14,18 +14,23 @@
 //!
 //! An environment is complete when its `READY` marker exists; a folder without
 //! it is the remains of a build that was interrupted and is built again.
+//!
+//! Past its size (`max_bytes`) the cache drops the environments used least
+//! recently, never one used within `min_idle` ([`super::eviction`]); the
+//! marker's time is the last use, so the order outlives a restart.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 use tokio::sync::OnceCell;
 
+use super::eviction;
 use super::process;
 use super::requirements::{self, Requirements};
 use super::safe_file;
@@ -107,6 +112,10 @@ pub struct EnvSettings {
     /// The bridge script and the index proxy's socket, both shown to installs.
     pub bridge: PathBuf,
     pub index_socket: PathBuf,
+    /// The size past which environments are evicted; `None` keeps them all.
+    pub max_bytes: Option<u64>,
+    /// An environment used more recently than this is never evicted.
+    pub min_idle: Duration,
 }
 
 pub struct EnvCache {
@@ -124,6 +133,8 @@ pub struct EnvCache {
     /// `MAX_ADVERTISED`: what the node's heartbeats tell the balancers, so
     /// that a project's modules go where its environment already is.
     recent: Mutex<VecDeque<String>>,
+    /// When each environment was last asked for, by key.
+    used_at: Mutex<HashMap<String, SystemTime>>,
 }
 
 impl EnvCache {
@@ -137,6 +148,7 @@ impl EnvCache {
             installer: OnceCell::new(),
             building: Mutex::new(HashMap::new()),
             recent: Mutex::new(VecDeque::new()),
+            used_at: Mutex::new(HashMap::new()),
         }
         .with_built()
     }
@@ -144,17 +156,22 @@ impl EnvCache {
     /// Takes in the environments a previous run of the node left ready,
     /// the most recently finished first.
     fn with_built(self) -> Self {
-        let mut built: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&self.root)
+        let mut built: Vec<(SystemTime, String)> = std::fs::read_dir(&self.root)
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|entry| {
                 let ready = entry.path().join(READY).metadata().and_then(|m| m.modified()).ok()?;
-                Some((ready, tag(&entry.file_name().to_string_lossy())))
+                Some((ready, entry.file_name().to_string_lossy().into_owned()))
             })
-            .filter(|(_, t)| is_tag(t))
+            .filter(|(_, key)| is_tag(&tag(key)))
             .collect();
         built.sort_by_key(|b| std::cmp::Reverse(b.0));
+        self.used_at
+            .lock()
+            .expect("no code panics while holding this lock")
+            .extend(built.iter().map(|(t, k)| (k.clone(), *t)));
+        let built: Vec<(SystemTime, String)> = built.into_iter().map(|(t, key)| (t, tag(&key))).collect();
         *self.recent.lock().expect("no code panics while holding this lock") =
             built.into_iter().map(|(_, t)| t).take(MAX_ADVERTISED).collect();
         self
@@ -163,6 +180,16 @@ impl EnvCache {
     /// Tags of the environments ready here, last used first.
     pub fn tags(&self) -> Vec<String> {
         self.recent.lock().expect("no code panics while holding this lock").iter().cloned().collect()
+    }
+
+    /// Marks `key` used now, before its marker is looked at: an eviction
+    /// that has not removed the marker yet sees it used and leaves it.
+    fn touch(&self, key: &str) {
+        let now = SystemTime::now();
+        self.used_at.lock().expect("no code panics while holding this lock").insert(key.to_owned(), now);
+        if let Ok(marker) = std::fs::OpenOptions::new().write(true).open(self.root.join(key).join(READY)) {
+            let _ = marker.set_modified(now);
+        }
     }
 
     /// Moves `key`'s tag to the front of the advertised ones.
@@ -186,6 +213,7 @@ impl EnvCache {
             self.used(&key);
             Env { key: key.clone(), dir: dir.clone(), python: python.clone(), cached, elapsed: started.elapsed() }
         };
+        self.touch(&key);
         if dir.join(READY).exists() {
             return Ok(env(true));
         }
@@ -198,7 +226,68 @@ impl EnvCache {
             return Ok(env(true));
         }
         self.build(&key, &requirements).await?;
+        self.touch(&key);
+        drop(_guard);
+        self.evict_past_size().await;
         Ok(env(false))
+    }
+
+    /// Evicts the environments used least recently while the cache is past
+    /// its size (see the module doc); answers the keys evicted.
+    pub async fn evict_past_size(&self) -> Vec<String> {
+        let Some(max_bytes) = self.settings.max_bytes else { return Vec::new() };
+        let used_at = self.used_at.lock().expect("no code panics while holding this lock").clone();
+        let root = self.root.clone();
+        let held = tokio::task::spawn_blocking(move || {
+            let entries = std::fs::read_dir(&root).into_iter().flatten().flatten();
+            entries
+                .filter_map(|entry| {
+                    let key = entry.file_name().to_string_lossy().into_owned();
+                    let marker = entry.path().join(READY).metadata().ok()?;
+                    let used = used_at.get(&key).copied().or_else(|| marker.modified().ok())?;
+                    Some(eviction::Held { bytes: eviction::size_of(&entry.path()), key, used })
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let mut evicted = Vec::new();
+        for key in eviction::to_evict(held, max_bytes, SystemTime::now(), self.settings.min_idle) {
+            if self.evict(&key).await {
+                evicted.push(key);
+            }
+        }
+        evicted
+    }
+
+    /// Removes one environment unless it was used since it was picked.
+    async fn evict(&self, key: &str) -> bool {
+        let dir = self.root.join(key);
+        {
+            let used_at = self.used_at.lock().expect("no code panics while holding this lock");
+            let idle = used_at.get(key).and_then(|t| t.elapsed().ok()).unwrap_or(Duration::MAX);
+            // Under the lock `touch` takes: an `ensure` after this finds no
+            // marker and builds it again.
+            if idle < self.settings.min_idle || std::fs::remove_file(dir.join(READY)).is_err() {
+                return false;
+            }
+        }
+        let lock = {
+            let mut building = self.building.lock().expect("no code panics while holding this lock");
+            building.entry(key.to_owned()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        if dir.join(READY).exists() {
+            return false;
+        }
+        let gone = self.root.join(format!(".evicted-{key}"));
+        if tokio::fs::rename(&dir, &gone).await.is_ok() {
+            let _ = tokio::fs::remove_dir_all(&gone).await;
+        }
+        self.used_at.lock().expect("no code panics while holding this lock").remove(key);
+        self.recent.lock().expect("no code panics while holding this lock").retain(|t| *t != tag(key));
+        log::info!("environment {}: evicted, the cache being past its size", tag(key));
+        true
     }
 
     /// The cache key: a hash of the interpreter and the vetted requirements.
@@ -455,6 +544,10 @@ pub(crate) mod tests {
     /// A cache as the node makes one, with its index proxy serving PyPI;
     /// must be called on an actix runtime.
     pub(crate) fn cache(data: &Path) -> EnvCache {
+        cache_of_size(data, None)
+    }
+
+    fn cache_of_size(data: &Path, max_bytes: Option<u64>) -> EnvCache {
         let (executable, interpreter) = resolve_interpreter("python3");
         let sandbox = sandbox(data);
         let bridge = data.join("sandbox/bridge.py");
@@ -473,8 +566,42 @@ pub(crate) mod tests {
             output_cap: 8192,
             bridge,
             index_socket,
+            max_bytes,
+            min_idle: Duration::from_secs(3600),
         };
         EnvCache::new(settings, sandbox)
+    }
+
+    #[actix_rt::test]
+    async fn past_its_size_the_cache_drops_the_least_recently_used_but_never_one_used_lately() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let hour = Duration::from_secs(3600);
+        // Three environments as a past run left them, 1 MiB each, last used
+        // 3 hours, 2 hours and a minute ago.
+        let keys: Vec<String> = ["a", "b", "c"].iter().map(|c| c.repeat(64)).collect();
+        for (key, ago) in keys.iter().zip([hour * 3, hour * 2, Duration::from_secs(60)]) {
+            let env = data.join("envs").join(key);
+            std::fs::create_dir_all(env.join("lib")).unwrap();
+            std::fs::write(env.join("lib/site.bin"), vec![0u8; 1 << 20]).unwrap();
+            let marker = std::fs::File::create(env.join(READY)).unwrap();
+            marker.set_modified(SystemTime::now() - ago).unwrap();
+        }
+        let fits_two = cache_of_size(&data, Some((5 << 20) / 2));
+        assert_eq!(fits_two.tags().len(), 3);
+        assert_eq!(fits_two.evict_past_size().await, [keys[0].clone()]);
+        assert!(!data.join("envs").join(&keys[0]).exists());
+        assert_eq!(fits_two.tags(), [tag(&keys[2]), tag(&keys[1])]);
+        assert_eq!(fits_two.evict_past_size().await, Vec::<String>::new(), "the rest fit");
+        // Room for none: the one used a minute ago stays all the same.
+        let fits_none = cache_of_size(&data, Some(0));
+        assert_eq!(fits_none.evict_past_size().await, [keys[1].clone()]);
+        let left: Vec<String> = std::fs::read_dir(data.join("envs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        assert_eq!(left, [keys[2].clone()]);
     }
 
     #[actix_rt::test]

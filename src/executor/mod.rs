@@ -6,6 +6,7 @@
 pub mod bytecode;
 pub mod collect;
 pub mod envs;
+pub mod eviction;
 pub mod forkserver;
 pub mod index_proxy;
 // Each actor lives in a file named after it, as the house style asks.

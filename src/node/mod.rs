@@ -166,6 +166,8 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
             output_cap: e.output_cap_bytes,
             bridge,
             index_socket,
+            max_bytes: (e.env_cache_max_mb > 0).then(|| e.env_cache_max_mb.saturating_mul(1 << 20)),
+            min_idle: Duration::from_secs(e.env_cache_min_idle_s),
         },
         sandbox.clone(),
     );
