@@ -367,7 +367,9 @@ fn an_evaluation_cancelled_through_any_node_closes_cancelled_on_every_copy() {
                 let copy = node.get(&format!("/evaluation/{id}?scope=local"));
                 let held = copy.status == 404 || copy.json()["status"] == "cancelled";
                 let idle = node.get("/stats?scope=local").json()["slots_busy"] == serde_json::json!(0);
-                (held && idle).then_some(())
+                // Its workspace, and a worker's copy of its project, are gone.
+                let files = ["evaluations", "work"].iter().any(|d| node.data_dir.join(d).join(&id).exists());
+                (held && idle && !files).then_some(())
             });
         }
         let stats = nodes[0].get("/stats").json();
