@@ -131,12 +131,18 @@ impl Executor {
         Self { node, slots, busy: 0, queue: VecDeque::new(), runner, stats: ExecutorStats::default(), clock }
     }
 
-    /// Starts queued jobs while slots are free.
+    /// Starts queued jobs while slots are free. A job whose asker is gone (a
+    /// supervisor that closed, cancelled or not) is dropped: its result
+    /// would reach no one.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         while self.busy < self.slots {
             let Some(job) = self.queue.pop_front() else {
                 break;
             };
+            if !job.reply_to.connected() {
+                log::debug!("evaluation {}: task {} dropped, its asker is gone", job.evaluation, job.task);
+                continue;
+            }
             self.busy += 1;
             self.start(job, ctx);
         }
@@ -319,6 +325,18 @@ mod tests {
     #[rtype(result = "Vec<(u64, String)>")]
     struct Seen;
 
+    /// Stops the probe, as a supervisor stops when it closes.
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Stop;
+
+    impl Handler<Stop> for Probe {
+        type Result = ();
+        fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+            ctx.stop();
+        }
+    }
+
     impl Handler<Seen> for Probe {
         type Result = MessageResult<Seen>;
         fn handle(&mut self, _: Seen, _: &mut Context<Self>) -> Self::Result {
@@ -372,6 +390,23 @@ mod tests {
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
+    }
+
+    #[actix::test]
+    async fn a_queued_job_whose_asker_is_gone_never_starts() {
+        let runner = Scripted::default();
+        let executor = Executor::new("n1".into(), 1, Rc::new(runner.clone()), Arc::default()).start();
+        let (stays, goes) = (Probe::default().start(), Probe::default().start());
+        executor.send(run_job(1, "a.py", stays.clone().recipient())).await.unwrap();
+        executor.send(run_job(2, "b.py", goes.clone().recipient())).await.unwrap();
+        executor.send(run_job(3, "c.py", stays.clone().recipient())).await.unwrap();
+        settle().await;
+        goes.send(Stop).await.unwrap();
+        settle().await;
+        runner.finish("a.py", Ok(passed_report("a.py")));
+        settle().await;
+        assert_eq!(*runner.started.borrow(), vec!["a.py", "c.py"]);
+        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 1, busy: 1, queued: 0, envs: vec![] });
     }
 
     #[actix::test]
