@@ -6,8 +6,9 @@
 //! holds it when the supervisor does not answer — unpacks it once per evaluation,
 //! and submits the job to the executor; when the executor answers it posts
 //! the result back (`POST /evaluation_result`), retrying while the supervisor
-//! does not answer. Takes `Forget` (from `POST /evaluation_done`) and removes
-//! the evaluation's files; blobs stay, as a cache. If it dies, results of
+//! does not answer. Takes `Forget` (from `POST /evaluation_done`), drops the
+//! evaluation's jobs still queued in the executor and removes its files;
+//! blobs stay, as a cache. If it dies, results of
 //! running tasks are lost and their supervisors re-dispatch them when the
 //! lease runs out.
 
@@ -21,7 +22,7 @@ use uuid::Uuid;
 use super::intake::UnpackLimits;
 use super::{blobs, workspace};
 use crate::balance::GetBalance;
-use crate::executor::{Job, JobFinished, Submit};
+use crate::executor::{DropQueued, Job, JobFinished, Submit};
 use crate::peer::model::{EvaluationResult, ExecuteModule, Outcome, ResultAck};
 use crate::peer::PeerClient;
 use crate::replication::content;
@@ -52,6 +53,7 @@ pub struct Worker {
     peers: PeerClient,
     /// This node's executor.
     executor: Recipient<Submit>,
+    dropper: Recipient<DropQueued>,
     /// The load balancer, asked for the live peers when a blob is not at its
     /// supervisor.
     members: Recipient<GetBalance>,
@@ -64,9 +66,10 @@ impl Worker {
         settings: WorkerSettings,
         peers: PeerClient,
         executor: Recipient<Submit>,
+        dropper: Recipient<DropQueued>,
         members: Recipient<GetBalance>,
     ) -> Self {
-        Self { settings, peers, executor, members, running: HashMap::new() }
+        Self { settings, peers, executor, dropper, members, running: HashMap::new() }
     }
 
     fn project_dir(&self, evaluation: Uuid, blob: &str) -> PathBuf {
@@ -197,6 +200,9 @@ impl Handler<Forget> for Worker {
     type Result = ();
 
     fn handle(&mut self, Forget(evaluation): Forget, _: &mut Context<Self>) {
+        // Its supervisor closed (done, failed or cancelled): nothing queued
+        // for it here is wanted any more.
+        self.dropper.do_send(DropQueued(evaluation));
         let dir = self.settings.work_dir.join(evaluation.to_string());
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {

@@ -238,6 +238,22 @@ impl Handler<Submit> for Executor {
     }
 }
 
+/// An evaluation is over here: its jobs still queued never start; answers
+/// how many there were.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct DropQueued(pub Uuid);
+
+impl Handler<DropQueued> for Executor {
+    type Result = usize;
+
+    fn handle(&mut self, DropQueued(evaluation): DropQueued, _: &mut Context<Self>) -> usize {
+        let before = self.queue.len();
+        self.queue.retain(|job| job.evaluation != evaluation);
+        before - self.queue.len()
+    }
+}
+
 impl Handler<GetLoad> for Executor {
     type Result = MessageResult<GetLoad>;
 
@@ -407,6 +423,26 @@ mod tests {
         settle().await;
         assert_eq!(*runner.started.borrow(), vec!["a.py", "c.py"]);
         assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 1, busy: 1, queued: 0, envs: vec![] });
+    }
+
+    #[actix::test]
+    async fn the_queued_jobs_of_an_evaluation_over_here_are_dropped() {
+        let runner = Scripted::default();
+        let executor = Executor::new("n1".into(), 1, Rc::new(runner.clone()), Arc::default()).start();
+        let probe = Probe::default().start();
+        let other = Uuid::from_u128(9);
+        for (task, module) in [(1, "a.py"), (2, "b.py"), (3, "c.py")] {
+            let mut job = run_job(task, module, probe.clone().recipient());
+            if task == 3 {
+                job.0.evaluation = other;
+            }
+            executor.send(job).await.unwrap();
+        }
+        settle().await;
+        assert_eq!(executor.send(DropQueued(Uuid::nil())).await.unwrap(), 1, "b.py; a.py runs already");
+        runner.finish("a.py", Ok(passed_report("a.py")));
+        settle().await;
+        assert_eq!(*runner.started.borrow(), vec!["a.py", "c.py"]);
     }
 
     #[actix::test]

@@ -213,6 +213,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         },
         peers.clone(),
         executor.clone().recipient(),
+        executor.clone().recipient(),
         balancer.clone().recipient(),
     )
     .start();
