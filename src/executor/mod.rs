@@ -21,8 +21,8 @@ pub mod safe_file;
 pub mod sandbox;
 
 pub use executor::{
-    DropQueued, Executor, ExecutorStats, GetExecutorStats, GetLoad, Job, JobFinished, JobKind, JobOutput, Load, RunStamp,
-    Submit,
+    DropQueued, Executor, ExecutorStats, GetExecutorStats, GetLoad, Job, JobFinished, JobKind, JobOutput, Load,
+    RunStamp, Submit,
 };
 pub use runner::{PytestRunner, Runner};
 
