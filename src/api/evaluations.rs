@@ -318,7 +318,8 @@ pub async fn list(
     let status = match query.status.as_deref() {
         None => None,
         Some(s) => Some(EvaluationStatus::parse(s).ok_or_else(|| {
-            ApiError::BadRequest(format!("unknown status {s:?}: queued, running, done, failed or cancelled"))
+            let known: Vec<&str> = EvaluationStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::BadRequest(format!("unknown status {s:?}: one of {}", known.join(", ")))
         })?),
     };
     let limit = match query.limit {
@@ -576,7 +577,8 @@ async fn fresher(
 /// How far an answer about an evaluation has got: closed first, then the
 /// most modules with a result.
 fn progress(answer: &Value) -> (bool, u64) {
-    let finished = matches!(answer["status"].as_str(), Some("done" | "failed" | "cancelled"));
+    let finished =
+        answer["status"].as_str().and_then(EvaluationStatus::parse).is_some_and(EvaluationStatus::is_finished);
     (finished, answer["_run_info"]["modules_done"].as_u64().unwrap_or(0))
 }
 

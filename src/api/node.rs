@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use super::cluster::{self, Scope};
 use super::evaluations;
 use super::{ApiError, AppState};
+use crate::evaluation::model::EvaluationStatus;
 use crate::evaluation::registry::GetAdmission;
 use crate::executor::{GetExecutorStats, GetLoad};
 use crate::peer::PeerClient;
@@ -79,7 +80,7 @@ async fn local_stats(state: &AppState) -> Result<Value, ApiError> {
 
 /// Every status, counted 0.
 fn zeroed() -> BTreeMap<String, u64> {
-    ["queued", "running", "done", "failed", "cancelled"].into_iter().map(|s| (s.to_owned(), 0)).collect()
+    EvaluationStatus::ALL.into_iter().map(|s| (s.as_str().to_owned(), 0)).collect()
 }
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {

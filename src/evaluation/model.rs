@@ -16,6 +16,8 @@ pub enum EvaluationStatus {
 }
 
 impl EvaluationStatus {
+    pub const ALL: [Self; 5] = [Self::Queued, Self::Running, Self::Done, Self::Failed, Self::Cancelled];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
