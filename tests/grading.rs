@@ -160,11 +160,25 @@ fn a_reference_suite_given_as_a_git_url_grades_git_submissions() {
             git_repo(&repo, &files);
             urls.push(format!("file://{}", repo.display()));
         }
+        // A repository can hold what a zip cannot: its requirements a link
+        // to /dev/zero. The clone makes no links: it is a file naming the
+        // path, which the requirements' vetting refuses.
+        let linked = dir.path().join("repos").join("linked");
+        git_repo(&linked, &[("calc.py", RIGHT)]);
+        std::os::unix::fs::symlink("/dev/zero", linked.join("requirements.txt")).unwrap();
+        common::git(&linked, &["add", "-A"]);
+        common::git(&linked, &["commit", "-q", "-m", "a link"]);
+        urls.push(format!("file://{}", linked.display()));
         let suite = dir.path().join("repos").join("suite");
         git_repo(&suite, SUITE);
         let id = node.submit_json(&json!({ "projects": urls, "tests": format!("file://{}", suite.display()) }));
         let e = node.wait_finished(&id, Duration::from_secs(180));
         assert_graded_on_the_suite(&e);
+        let linked = &e["projects"]["linked"];
+        let refused = "requirements: requirements.txt line 1 (`/dev/zero`) is not installed: local paths are refused";
+        assert_eq!(linked["error"], json!(refused), "{e}");
+        assert_eq!((&linked["nota"], &linked["max_points"]), (&json!(0.0), &json!(3.0)));
+        assert!(e["module_results"].get("linked").is_none(), "{e}");
     });
 }
 
@@ -172,13 +186,21 @@ fn a_reference_suite_given_as_a_git_url_grades_git_submissions() {
 fn a_reference_suite_that_cannot_grade_is_refused() {
     with_timeout(TEST_TIMEOUT, || {
         let dir = tempfile::tempdir().unwrap();
-        let node = node(dir.path());
+        let config = NodeConfig::new(&dir.path().join("data"))
+            .token(TEACHER)
+            .set("intake", "max_unpacked_bytes", "1048576")
+            .set("intake", "git_schemes", r#"["file"]"#);
+        let node = Node::start(&config, dir.path(), "node");
         let projects = zip_of(&class());
         let post = |suite: &[u8]| {
             let (content_type, body) =
                 multipart(&[Part::file("file", "class.zip", &projects), Part::file("tests", "suite.zip", suite)]);
             node.post("/evaluation", &content_type, &body)
         };
+        // 300 KB of suite fits once, but not laid over the four projects.
+        let large = post(&zip_of(&[("tests/test_a.py", "def test_a(): pass\n"), ("data.txt", &"x".repeat(300_000))]));
+        assert_eq!(large.status, 413, "{large:?}");
+        assert!(large.error().contains("laid over 4 projects"), "{:?}", large.error());
         for (what, answer, needle) in [
             ("no test", post(&zip_of(&[("helpers.py", "X = 1\n")])), "reference suite: it holds no test file"),
             ("not a zip", post(b"not a zip at all"), "reference suite: not a valid zip"),

@@ -214,7 +214,8 @@ fn unpack_into_workspace(
         // A project's own rules give way to the suite's.
         std::fs::create_dir_all(&suite_partial).map_err(creating)?;
         intake::unpack(suite, &suite_partial, limits).map_err(|e| suite_error(intake_error(e)))?;
-        Suite::load(&suite_partial).map_err(intake_error)?;
+        let laid = Suite::load(&suite_partial).map_err(intake_error)?;
+        laid.fits(projects.len(), limits.max_unpacked_bytes).map_err(|e| ApiError::TooLarge(e.to_string()))?;
         Rules::read(&suite_partial).map_err(|e| suite_error(ApiError::BadRequest(e.to_string())))?;
         std::fs::rename(&suite_partial, workspace::suite_dir(&workspace)).map_err(creating)?;
         std::fs::rename(&partial, &workspace).map_err(creating)

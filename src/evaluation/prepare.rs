@@ -77,8 +77,9 @@ pub async fn prepare(
             false => None,
         };
         let (ws, blobs, source) = (workspace.clone(), settings.blobs_dir.clone(), record.source.clone());
+        let max_bytes = settings.limits.max_unpacked_bytes;
         let found = actix_web::rt::task::spawn_blocking(move || {
-            let mut found = workspace::find_projects(&ws, &source, suite.as_ref());
+            let mut found = workspace::find_projects(&ws, &source, suite.as_ref(), max_bytes);
             workspace::pack_all(&ws, &mut found, &blobs);
             found
         })

@@ -59,8 +59,14 @@ pub async fn remove(evaluations_dir: &Path, id: uuid::Uuid) -> std::io::Result<(
 }
 
 /// The projects in the workspace: for git, each repository's projects named
-/// after the repository; with a reference suite, laid over each.
-pub fn find_projects(workspace: &std::path::Path, source: &Source, suite: Option<&Suite>) -> Vec<ProjectRow> {
+/// after the repository; with a reference suite, laid over each, if laying
+/// it over all of them stays within `max_bytes`.
+pub fn find_projects(
+    workspace: &std::path::Path,
+    source: &Source,
+    suite: Option<&Suite>,
+    max_bytes: u64,
+) -> Vec<ProjectRow> {
     let relative =
         |root: &std::path::Path| root.strip_prefix(workspace).unwrap_or(root).to_string_lossy().replace('\\', "/");
     let row = |name: String, root: &std::path::Path| ProjectRow::found(name, relative(root), None);
@@ -112,12 +118,24 @@ pub fn find_projects(workspace: &std::path::Path, source: &Source, suite: Option
             }
         }
     }
-    // Rules that cannot be applied fail their project, before it runs.
+    // A suite too large for so many projects fails them all; one that
+    // cannot be laid over a project, or rules that cannot be applied, fail
+    // that project, before anything runs.
+    let too_large = suite.and_then(|s| s.fits(rows.len(), max_bytes).err()).map(|e| e.to_string());
     for row in rows.iter_mut().filter(|r| r.error.is_none()) {
         if let Some(suite) = suite {
-            if let Err(e) = suite.lay_over(&workspace.join(&row.root)) {
-                log::error!("workspace {}: laying the reference suite over {}: {e}", workspace.display(), row.name);
-                row.error = Some("the reference suite could not be laid over this project".into());
+            let laid = match &too_large {
+                Some(reason) => Err(reason.clone()),
+                None => suite.lay_over(&workspace.join(&row.root)).map_err(|e| {
+                    log::warn!("workspace {}: laying the reference suite over {}: {e}", workspace.display(), row.name);
+                    match e.is_client_error() {
+                        true => e.to_string(),
+                        false => "the reference suite could not be laid over this project".to_owned(),
+                    }
+                }),
+            };
+            if let Err(reason) = laid {
+                row.error = Some(reason);
                 row.collected = true;
                 continue;
             }

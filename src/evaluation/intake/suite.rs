@@ -35,12 +35,14 @@ const READ_CAP: u64 = 1 << 20;
 pub struct Suite {
     pub root: PathBuf,
     pub files: Vec<String>,
+    /// What its files take: copied into every project.
+    pub bytes: u64,
 }
 
 impl Suite {
     /// Lists the suite unpacked at `root`; refused when it holds no test.
     pub fn load(root: &Path) -> Result<Self, IntakeError> {
-        let mut files = Vec::new();
+        let (mut files, mut bytes) = (Vec::new(), 0);
         let mut stack = vec![root.to_path_buf()];
         while let Some(dir) = stack.pop() {
             for entry in fs::read_dir(&dir).map_err(IntakeError::io(&dir))? {
@@ -52,6 +54,7 @@ impl Suite {
                 if kind.is_dir() {
                     stack.push(entry.path());
                 } else if kind.is_file() {
+                    bytes += entry.metadata().map_err(IntakeError::io(entry.path()))?.len();
                     let relative = entry.path().strip_prefix(root).unwrap_or(&entry.path()).to_owned();
                     files.push(relative.to_string_lossy().replace('\\', "/"));
                 }
@@ -61,7 +64,7 @@ impl Suite {
         if !discover::holds_tests(root).map_err(IntakeError::io(root))? {
             return Err(IntakeError::Suite { reason: "it holds no test file (test_*.py or *_test.py)".into() });
         }
-        Ok(Self { root: root.to_path_buf(), files })
+        Ok(Self { root: root.to_path_buf(), files, bytes })
     }
 
     /// The suite's Python files: a module that pytest collects is graded
@@ -71,19 +74,37 @@ impl Suite {
         self.files.iter().filter(|f| f.ends_with(".py")).cloned().collect()
     }
 
+    /// Refused when laying it over `projects` projects would take more
+    /// than `max_bytes`, the bound of what one submission may unpack.
+    pub fn fits(&self, projects: usize, max_bytes: u64) -> Result<(), IntakeError> {
+        let total = self.bytes.saturating_mul(projects as u64);
+        if total > max_bytes {
+            return Err(IntakeError::Suite {
+                reason: format!(
+                    "{} bytes laid over {projects} projects take {total}, more than the limit of {max_bytes}",
+                    self.bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Lays the suite over the project at `project` (see the module doc).
+    /// Refused, leaving the project as it was, when its requirements cannot
+    /// be read safely: a link, not a regular file, or past the cap.
     pub fn lay_over(&self, project: &Path) -> Result<(), IntakeError> {
-        let own_requirements = match safe_file::read_capped(&project.join("requirements.txt"), "", READ_CAP) {
-            Ok(bytes) => bytes.unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
+        let own_requirements = safe_file::read_capped(&project.join("requirements.txt"), "requirements.txt", READ_CAP)
+            .map_err(|e| IntakeError::Suite { reason: format!("the project's {e}") })?
+            .unwrap_or_default();
         strip_configuration(project)?;
         for file in &self.files {
             let target = project.join(file);
             make_room(project, &target)?;
             fs::copy(self.root.join(file), &target).map_err(IntakeError::io(&target))?;
         }
-        if let Ok(Some(theirs)) = safe_file::read_capped(&self.root.join("requirements.txt"), "", READ_CAP) {
+        if let Ok(Some(theirs)) =
+            safe_file::read_capped(&self.root.join("requirements.txt"), "requirements.txt", READ_CAP)
+        {
             let mut merged = own_requirements;
             if !merged.is_empty() && !merged.ends_with(b"\n") {
                 merged.push(b'\n');
@@ -128,7 +149,7 @@ fn strip_configuration(project: &Path) -> Result<(), IntakeError> {
 
 /// True when the file holds `section`, or cannot be read safely to tell.
 fn mentions(path: &Path, section: &str) -> bool {
-    match safe_file::read_capped(path, "", READ_CAP) {
+    match safe_file::read_capped(path, "a configuration file", READ_CAP) {
         Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).lines().any(|l| l.trim_start().starts_with(section)),
         Ok(None) => false,
         Err(_) => true,
@@ -275,6 +296,36 @@ mod tests {
         assert!(fs::symlink_metadata(project.join("data")).unwrap().is_dir());
         assert_eq!(fs::read_to_string(project.join("data/input.txt")).unwrap(), "suite data\n");
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "nothing written through the link");
+    }
+
+    #[test]
+    fn a_project_whose_requirements_cannot_be_read_safely_is_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let (suite_root, project) = (dir.path().join("suite"), dir.path().join("p"));
+        write(&suite_root, &[("tests/test_a.py", "def test_a(): pass\n"), ("requirements.txt", "pytest-mock\n")]);
+        write(&project, &[("conftest.py", "# student\n")]);
+        let suite = Suite::load(&suite_root).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", project.join("requirements.txt")).unwrap();
+        let err = suite.lay_over(&project).unwrap_err().to_string();
+        assert_eq!(err, "reference suite: the project's requirements.txt is a symbolic link");
+        std::fs::remove_file(project.join("requirements.txt")).unwrap();
+        let fifo = std::ffi::CString::new(project.join("requirements.txt").as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo(3) on a path we own, NUL-terminated above.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let err = suite.lay_over(&project).unwrap_err().to_string();
+        assert_eq!(err, "reference suite: the project's requirements.txt is not a regular file");
+        assert!(project.join("conftest.py").exists() && !project.join("tests").exists(), "nothing laid over");
+    }
+
+    #[test]
+    fn a_suite_fits_a_submission_only_laid_over_all_its_projects() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &[("tests/test_a.py", &"#".repeat(999)), ("data.txt", "x")]);
+        let suite = Suite::load(dir.path()).unwrap();
+        assert_eq!(suite.bytes, 1000);
+        assert!(suite.fits(3, 3000).is_ok());
+        let err = suite.fits(4, 3000).unwrap_err().to_string();
+        assert_eq!(err, "reference suite: 1000 bytes laid over 4 projects take 4000, more than the limit of 3000");
     }
 
     #[test]
