@@ -160,6 +160,9 @@ enum Runs {
     Forked,
     /// A fresh Python process per run.
     Fresh,
+    /// Forked, the project's tests given as a reference suite over a
+    /// project that holds none.
+    Suite,
 }
 
 fn graded_as_plain_pytest(mode: Mode, runs: Runs) {
@@ -181,6 +184,7 @@ fn graded_as_plain_pytest(mode: Mode, runs: Runs) {
         let (uid_base, fork_server) = match runs {
             Runs::Forked => ("62900", "true"),
             Runs::Fresh => ("62950", "false"),
+            Runs::Suite => ("62850", "true"),
         };
         let cfg = mode
             .config(&dir.path().join("data"))
@@ -188,8 +192,20 @@ fn graded_as_plain_pytest(mode: Mode, runs: Runs) {
             .set("executor", "sandbox_uid_base", uid_base)
             .set("executor", "fork_server", fork_server);
         let node = mode.start(&cfg, dir.path(), "node");
-        let zip = zip_of(&under("compat", &FILES));
-        let id = node.submit_multipart("compat.zip", &zip);
+        let id = match runs {
+            Runs::Suite => {
+                let (tests, project): (Vec<_>, Vec<_>) = FILES.iter().partition(|(path, _)| path.starts_with("tests/"));
+                let project = zip_of(&under("compat", &project));
+                let (content_type, body) = multipart(&[
+                    Part::file("file", "compat.zip", &project),
+                    Part::file("tests", "suite.zip", &zip_of(&tests)),
+                ]);
+                let posted = node.post("/evaluation", &content_type, &body);
+                assert_eq!(posted.status, 202, "{posted:?}");
+                posted.json()["id"].as_str().unwrap().to_owned()
+            }
+            Runs::Forked | Runs::Fresh => node.submit_multipart("compat.zip", &zip_of(&under("compat", &FILES))),
+        };
         node.wait_finished(&id, EVALUATION_TIMEOUT);
         let e = node.evaluation(&id, "?detail=tests");
         assert_eq!(e["status"], json!("done"), "{}: {e:#}", mode.label());
@@ -230,6 +246,11 @@ fn honest_code_is_graded_as_plain_pytest_grades_it_as_root_in_bwrap() {
 #[test]
 fn honest_code_is_graded_as_plain_pytest_grades_it_in_fresh_processes_as_root_in_bwrap() {
     graded_as_plain_pytest(Mode::new(User::Root, Sandbox::Bwrap), Runs::Fresh);
+}
+
+#[test]
+fn honest_code_given_as_a_reference_suite_is_graded_as_plain_pytest_grades_it_as_ordinary_user_in_bwrap() {
+    graded_as_plain_pytest(Mode::new(User::Ordinary, Sandbox::Bwrap), Runs::Suite);
 }
 
 #[test]
