@@ -20,7 +20,10 @@ pub fn evaluation(view: &EvaluationView, grade_scale: f64, now: DateTime<Utc>, d
     let mut finished = 0usize;
     let rules: BTreeMap<&str, &Rules> =
         view.projects.iter().filter_map(|p| Some((p.name.as_str(), p.rules.as_ref()?))).collect();
+    // What the rules score: every module of the project, with its tally once it has a result.
+    let mut by_project: BTreeMap<&str, Vec<(&str, Option<Tally>)>> = BTreeMap::new();
     for m in &view.modules {
+        by_project.entry(m.project.as_str()).or_default().push((m.module.as_str(), m.result.as_ref().map(|r| r.tally)));
         let Some(result) = &m.result else { continue };
         finished += 1;
         project_tallies.entry(m.project.as_str()).or_default().add(&result.tally);
@@ -34,11 +37,7 @@ pub fn evaluation(view: &EvaluationView, grade_scale: f64, now: DateTime<Utc>, d
         .map(|p| {
             let t = project_tallies.get(p.name.as_str()).copied().unwrap_or_default();
             let score = match &p.rules {
-                Some(rules) => {
-                    let modules = view.modules.iter().filter(|m| m.project == p.name);
-                    let tallies = modules.map(|m| (m.module.as_str(), m.result.as_ref().map(|r| r.tally)));
-                    rules.score(tallies, grade_scale)
-                }
+                Some(rules) => rules.score(by_project.remove(p.name.as_str()).unwrap_or_default(), grade_scale),
                 None => {
                     Score { points: f64::from(t.passed), max_points: f64::from(t.graded()), nota: t.grade(grade_scale) }
                 }
