@@ -35,6 +35,8 @@ use crate::executor::safe_file::{self, SafeReadError};
 
 pub const FILE: &str = "evalmesh.toml";
 pub const MAX_BYTES: u64 = 256 << 10;
+/// The largest weight, scale or time-out a rule may give.
+pub const MAX_NUMBER: f64 = 1e6;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,11 +90,13 @@ impl Rules {
         let rules: Rules =
             toml::from_str(text).map_err(|e| RulesError::Invalid(e.to_string().trim_end().to_owned()))?;
         let bad = |what: String| Err(RulesError::Invalid(what));
-        if rules.grade_scale.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
-            return bad("grade_scale must be a number above 0".into());
+        // Bounded, so that sums stay finite and a time-out is a Duration.
+        let within = |x: f64, low: f64| x >= low && x <= MAX_NUMBER;
+        if rules.grade_scale.is_some_and(|s| !(within(s, 0.0) && s > 0.0)) {
+            return bad(format!("grade_scale must be a number above 0, at most {MAX_NUMBER}"));
         }
-        if !(rules.default_weight.is_finite() && rules.default_weight >= 0.0) {
-            return bad("default_weight must be a number of 0 or more".into());
+        if !within(rules.default_weight, 0.0) {
+            return bad(format!("default_weight must be a number from 0 to {MAX_NUMBER}"));
         }
         for (path, rule) in &rules.modules {
             let clean = !path.is_empty()
@@ -102,11 +106,13 @@ impl Rules {
             if !clean {
                 return bad(format!("module {path:?}: give a .py path relative to the project's root, with /"));
             }
-            if rule.weight.is_some_and(|w| !(w.is_finite() && w >= 0.0)) {
-                return bad(format!("module {path:?}: weight must be a number of 0 or more"));
+            if rule.weight.is_some_and(|w| !within(w, 0.0)) {
+                return bad(format!("module {path:?}: weight must be a number from 0 to {MAX_NUMBER}"));
             }
-            if rule.timeout_s.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
-                return bad(format!("module {path:?}: timeout_s must be a number of seconds above 0"));
+            if rule.timeout_s.is_some_and(|t| !(within(t, 0.0) && t > 0.0)) {
+                return bad(format!(
+                    "module {path:?}: timeout_s must be a number of seconds above 0, at most {MAX_NUMBER}"
+                ));
             }
         }
         Ok(rules)
@@ -230,6 +236,11 @@ timeout_s = 1.5
             ("[modules.\"tests/test_a.py\"]\nwieght = 1", "unknown field"),
             ("points = 3", "unknown field"),
             ("grade_scale = ", "line 1, column 15"),
+            ("grade_scale = 1e300", "grade_scale"),
+            ("default_weight = inf", "default_weight"),
+            ("[modules.\"tests/test_a.py\"]\nweight = 1e7", "weight"),
+            ("[modules.\"tests/test_a.py\"]\ntimeout_s = 1e300", "timeout_s"),
+            ("[modules.\"tests/test_a.py\"]\ntimeout_s = nan", "timeout_s"),
         ] {
             let err = Rules::parse(text).expect_err(text).to_string();
             assert!(err.starts_with("evalmesh.toml: ") && err.contains(reason), "{text:?}: {err}");
