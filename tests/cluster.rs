@@ -125,7 +125,13 @@ fn an_evaluation_submitted_through_nginx_is_spread_over_the_cluster() {
                 (200, Some(content_type)),
                 "{export}: {answer:?}"
             );
-            assert_eq!(answer.body, nodes[3].get(&format!("/evaluation/{id}/{export}")).body, "{export}");
+            // Byte for byte only where every copy says the same: a replica's
+            // events and captured output may lag the supervisor's a while.
+            match export {
+                "grades.csv" => assert_eq!(answer.text(), nodes[3].get(&format!("/evaluation/{id}/{export}")).text()),
+                "junit.xml" => assert_eq!(answer.text().matches("<testsuite name=").count(), 12, "{}", answer.text()),
+                _ => assert_eq!(answer.json()["id"], serde_json::json!(id)),
+            }
         }
 
         // A reference suite through the proxy: the project is graded on the
