@@ -177,6 +177,15 @@ mod tests {
     }
 
     #[test]
+    fn a_duration_crosses_the_wire_to_the_last_bit() {
+        // A replica's copy must say what the supervisor's says: serde_json
+        // parses floats exactly only with `float_roundtrip`.
+        let duration: f64 = 0.000_942_922_997_637_651_9;
+        let back: f64 = serde_json::from_str(&serde_json::to_string(&duration).unwrap()).unwrap();
+        assert_eq!(back.to_bits(), duration.to_bits());
+    }
+
+    #[test]
     fn project_roots_must_stay_inside_the_workspace_and_blobs_be_digests() {
         let sha = "a".repeat(64);
         assert_eq!(check(&journal(vec![project("p", Some(&sha)), project("", None), project("a/b", None)])), Ok(()));
