@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -70,6 +70,7 @@ pub fn unpack(archive: &Path, dest: &Path, limits: &UnpackLimits) -> Result<Unpa
     if zip.len() > limits.max_entries {
         return Err(IntakeError::TooManyEntries { count: zip.len(), limit: limits.max_entries });
     }
+    check_hidden_entries(archive, zip.central_directory_start(), zip.len())?;
 
     let plan = plan(&mut zip, archive)?;
     if !plan.iter().any(|p| p.kind == Kind::File) {
@@ -158,6 +159,40 @@ fn plan<R: Read + io::Seek>(zip: &mut ZipArchive<R>, archive: &Path) -> Result<V
     }
     check_collisions(&planned)?;
     Ok(planned)
+}
+
+/// Refuses an archive whose central directory holds entries that the zip
+/// crate does not list: it keeps only the last of the entries sharing one
+/// name, so `check_collisions` never sees the others, and which one a
+/// teacher's unzip tool shows is anyone's guess. Walks the directory's records
+/// from `start`, at most `listed + 1` of them.
+fn check_hidden_entries(archive: &Path, start: u64, listed: usize) -> Result<(), IntakeError> {
+    const SIGNATURE: [u8; 4] = *b"PK\x01\x02";
+    let mut file = BufReader::new(File::open(archive).map_err(IntakeError::io(archive))?);
+    file.seek(io::SeekFrom::Start(start)).map_err(IntakeError::io(archive))?;
+    let mut names: HashSet<Vec<u8>> = HashSet::with_capacity(listed);
+    let mut header = [0u8; 46];
+    for _ in 0..=listed {
+        // The zip crate read the first `listed` records already; a short read
+        // or another signature past them ends the directory.
+        if file.read_exact(&mut header).is_err() || header[..4] != SIGNATURE {
+            return Ok(());
+        }
+        let field = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
+        let mut name = vec![0u8; usize::from(field(28))];
+        if file.read_exact(&mut name).is_err() {
+            return Ok(());
+        }
+        if names.contains(&name) {
+            return Err(IntakeError::UnsafeEntry {
+                entry: String::from_utf8_lossy(&name).into_owned(),
+                reason: "another entry has the same name".to_string(),
+            });
+        }
+        names.insert(name);
+        file.seek_relative(i64::from(field(30)) + i64::from(field(32))).map_err(IntakeError::io(archive))?;
+    }
+    Err(IntakeError::NotZip { reason: "the central directory holds more entries than its end record declares".into() })
 }
 
 /// Turns an entry name into a relative path of plain components, or says why
@@ -569,6 +604,22 @@ mod tests {
         let bytes = build(&[("a", b"1"), ("a/b.py", b"2")]);
         let (entry, reason) = unsafe_reason(unpack_bytes(&s, &bytes, &LIMITS));
         assert_eq!((entry.as_str(), reason.as_str()), ("a", "path is used both as a file and as a folder"));
+        assert_nothing_written(&s);
+    }
+
+    /// The zip crate lists one entry per name, the last; the others must
+    /// not slip past `check_collisions` unseen.
+    #[test]
+    fn rejects_entries_sharing_one_name_that_the_reader_would_hide() {
+        let mut bytes = build(&[("a.py", b"assert True"), ("b.py", b"assert False"), ("c.py", b"")]);
+        let renamed = bytes.windows(4).enumerate().filter(|(_, w)| w == b"b.py").map(|(at, _)| at).collect::<Vec<_>>();
+        assert_eq!(renamed.len(), 2, "b.py in its local header and in the central directory");
+        for at in renamed {
+            bytes[at..at + 4].copy_from_slice(b"a.py");
+        }
+        let s = scratch();
+        let (entry, reason) = unsafe_reason(unpack_bytes(&s, &bytes, &LIMITS));
+        assert_eq!((entry.as_str(), reason.as_str()), ("a.py", "another entry has the same name"));
         assert_nothing_written(&s);
     }
 
