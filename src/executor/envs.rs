@@ -31,6 +31,7 @@ use tokio::process::Command;
 use tokio::sync::OnceCell;
 
 use super::eviction;
+use super::plugins;
 use super::process;
 use super::requirements::{self, Requirements};
 use super::safe_file;
@@ -88,6 +89,9 @@ pub struct Env {
     /// False when this call built it.
     pub cached: bool,
     pub elapsed: Duration,
+    /// The distributions whose pytest plugins the project's runs may load;
+    /// none for all the environment has (see `super::plugins`).
+    pub plugins: Option<Vec<String>>,
 }
 
 /// How environments are built.
@@ -206,12 +210,14 @@ impl EnvCache {
     pub async fn ensure(&self, project_root: &Path) -> Result<Env, ExecutorError> {
         let started = Instant::now();
         let requirements = read_requirements(project_root)?;
+        let plugins = plugins::read(project_root)?;
         let key = self.key(&requirements).await?;
         let dir = self.root.join(&key);
         let python = dir.join("bin").join("python");
         let env = |cached| {
             self.used(&key);
-            Env { key: key.clone(), dir: dir.clone(), python: python.clone(), cached, elapsed: started.elapsed() }
+            let (key, dir, python, plugins) = (key.clone(), dir.clone(), python.clone(), plugins.clone());
+            Env { key, dir, python, cached, elapsed: started.elapsed(), plugins }
         };
         self.touch(&key);
         if dir.join(READY).exists() {

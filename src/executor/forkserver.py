@@ -11,7 +11,8 @@ node. The server
    no child of its can trace it or read its memory, and imports pytest, its
    built-in plugins, the plugins installed in the environment (the
    ``pytest11`` entry points, through pytest's assertion rewriter as pytest
-   imports them) and what they depend on — never a project's code;
+   imports them; with ``EVALMESH_PLUGINS``, only those its runs may load)
+   and what they depend on — never a project's code;
 2. freezes the garbage collector's view of what it imported, so that the
    children's collections skip it (and copy-on-write pages stay shared);
 3. says ``{"event": "ready", "forkable": bool}``: not forkable when the
@@ -48,6 +49,7 @@ import gc
 import importlib
 import json
 import os
+import re
 import resource
 import runpy
 import select
@@ -91,21 +93,36 @@ def _warm():
     # (pdb, code, ...) may be a project's own module of that name.
     for name in default_plugins:
         importlib.import_module("_pytest." + name)
-    for name in _plugin_dependencies():
+    # With a reference suite, only the plugins its runs may load (see the
+    # launcher's `allowed_plugins`): a module imported here runs in every child.
+    try:
+        allowed = runpy.run_path(LAUNCHER, run_name="evalmesh_launcher")["allowed_plugins"]()[0]
+    except ValueError:  # refused: each child's launcher says why
+        allowed = set()
+    for name in _plugin_dependencies(allowed):
         try:
             importlib.import_module(name)
         except Exception:  # the child imports it again, as a fresh run would
             pass
-    _import_plugins_rewritten()
+    _import_plugins_rewritten(allowed)
 
 
-def _import_plugins_rewritten():
+def _import_plugins_rewritten(allowed):
     """Imports the modules of the plugins' distributions as a fresh pytest
     does: through its assertion rewriter, which pytest puts in place and
     tells about them before it imports them. A child's pytest then finds
     them rewritten, by a rewriter like its own, and takes them as its own
     imports. Where pytest's inner API is not what this expects, the child
-    imports them itself."""
+    imports them itself. With ``allowed`` (not None), only the modules of
+    those distributions."""
+    from importlib import metadata
+
+    owners = getattr(metadata, "packages_distributions", dict)()
+
+    def mine(name):
+        dists = owners.get(name.partition(".")[0], [])
+        return allowed is None or (dists and all(re.sub(r"[-_.]+", "-", d).lower() in allowed for d in dists))
+
     try:
         from _pytest.assertion import install_importhook
         from _pytest.config import get_config
@@ -119,7 +136,7 @@ def _import_plugins_rewritten():
             config._mark_plugins_for_rewrite(hook, False)
         except TypeError:  # pytest before 8.4
             config._mark_plugins_for_rewrite(hook)
-        for name in sorted(hook._must_rewrite):
+        for name in sorted(filter(mine, hook._must_rewrite)):
             try:
                 importlib.import_module(name)
             except Exception:  # the child's pytest reports it as a fresh run would
@@ -130,8 +147,9 @@ def _import_plugins_rewritten():
         config._ensure_unconfigure()
 
 
-def _plugin_dependencies():
-    """The top-level modules of what the ``pytest11`` plugins require. A
+def _plugin_dependencies(allowed):
+    """The top-level modules of what the ``pytest11`` plugins (of the
+    ``allowed`` distributions, when not None) require. A
     plugin's own modules are left to ``_import_plugins_rewritten``: pytest
     marks them for assertion rewriting before it imports them, and one
     imported otherwise would be neither rewritten nor quiet
@@ -152,7 +170,12 @@ def _plugin_dependencies():
     for module, dists in modules_of().items():
         for dist in dists:
             tops.setdefault(canonicalize_name(dist), set()).add(module)
-    plugins = [d for d in metadata.distributions() if any(e.group == "pytest11" for e in d.entry_points)]
+    plugins = [
+        d
+        for d in metadata.distributions()
+        if any(e.group == "pytest11" for e in d.entry_points)
+        and (allowed is None or canonicalize_name(d.metadata["Name"] or "") in allowed)
+    ]
     own = set().union(*(tops.get(canonicalize_name(d.metadata["Name"] or ""), set()) for d in plugins))
     wanted = set()
     for plugin in plugins:

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use super::envs::Env;
 use super::process::{self, kill_group};
 use super::sandbox::{Lease, Sandbox, SandboxKind, Spec};
 
@@ -105,14 +106,28 @@ pub enum ServerError {
     Io { context: &'static str, source: std::io::Error },
 }
 
+/// What a server is for: an environment, by its interpreter, and the
+/// distributions whose pytest plugins its runs may load (none: all), since
+/// the server imports those plugins before it forks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Serving {
+    pub python: PathBuf,
+    pub plugins: Option<Vec<String>>,
+}
+
+impl Serving {
+    pub fn of(env: &Env) -> Self {
+        Self { python: env.python.clone(), plugins: env.plugins.clone() }
+    }
+}
+
 /// One running server.
 pub struct ForkServer {
     process: tokio::process::Child,
     control: AsyncFd<OwnedFd>,
     /// Its slot: dropped (and cleaned) with it.
     lease: Lease,
-    /// The environment it serves, by its interpreter.
-    python: PathBuf,
+    serving: Serving,
     /// Project bytes its private folder holds beyond the scratch size.
     room: u64,
     runs: u32,
@@ -131,7 +146,7 @@ impl ForkServer {
         sandbox: &Sandbox,
         spec: &Spec,
         lease: Lease,
-        python: &Path,
+        serving: &Serving,
         room: u64,
         mirror: Option<PathBuf>,
         timeout: Duration,
@@ -151,7 +166,7 @@ impl ForkServer {
             process,
             control,
             lease,
-            python: python.to_owned(),
+            serving: serving.clone(),
             room,
             runs: 0,
             last_used: Instant::now(),
@@ -290,7 +305,7 @@ pub struct ForkServers {
     settings: ForkSettings,
     places: RefCell<Vec<Place>>,
     /// Environments whose servers cannot fork: they run in fresh processes.
-    unforkable: RefCell<HashSet<PathBuf>>,
+    unforkable: RefCell<HashSet<Serving>>,
     /// Where each place's mirror of a project lives on the node.
     mirrors: PathBuf,
     /// The projects whose bytecode was asked for, by folder: true once it
@@ -344,20 +359,20 @@ impl ForkServers {
         self.settings.zygote
     }
 
-    /// Whether `python`'s environment can be served by a fork server.
-    pub fn forkable(&self, python: &Path) -> bool {
-        !self.unforkable.borrow().contains(python)
+    /// Whether a fork server can serve what `serving` names.
+    pub fn forkable(&self, serving: &Serving) -> bool {
+        !self.unforkable.borrow().contains(serving)
     }
 
-    /// Lends a place to a job for `python`'s environment and the project at
+    /// Lends a place to a job for what `serving` names and the project at
     /// `root` of `bytes`: a place whose server already serves it, the one
     /// that shows that project (and may hold its zygote) first, else the one
     /// whose project was used longest ago; else an empty one, else the one
     /// idle longest (its server is stopped).
-    fn lend(&self, python: &Path, root: &Path, bytes: u64, sandbox: &Sandbox) -> Lent {
+    fn lend(&self, serving: &Serving, root: &Path, bytes: u64, sandbox: &Sandbox) -> Lent {
         let mut places = self.places.borrow_mut();
         let free = || places.iter().enumerate().filter(|(_, p)| !p.lent);
-        let serves = |s: &ForkServer| s.python == python && s.room >= bytes;
+        let serves = |s: &ForkServer| s.serving == *serving && s.room >= bytes;
         let fits = |p: &Place| p.server.as_ref().is_some_and(serves);
         let shows = |s: &ForkServer| s.mirrored.as_ref().is_some_and(|(r, _)| r == root);
         let index = free()
@@ -414,8 +429,8 @@ impl ForkServers {
         self.places.borrow().iter().filter(|p| p.server.is_some()).count()
     }
 
-    /// Runs each request in turn in a child of one server of `python`'s
-    /// environment, started from `spec` (given its room and mirror folder)
+    /// Runs each request in turn in a child of one server for what
+    /// `serving` names, started from `spec` (given its room and mirror folder)
     /// when the place lent has none; `bytes` is what the project at `root`
     /// takes of a tmpfs. Stops after the first child that timed out. An
     /// error means the caller should run them in fresh processes.
@@ -423,21 +438,21 @@ impl ForkServers {
     pub async fn run_all(
         &self,
         sandbox: &Sandbox,
-        python: &Path,
+        serving: &Serving,
         spec: impl FnOnce(u64, Option<&Path>) -> Spec,
         root: &Path,
         bytes: u64,
         requests: &[Request<'_>],
         caps: (usize, usize),
     ) -> Result<Vec<ChildRun>, ServerError> {
-        let mut lent = self.lend(python, root, bytes, sandbox);
-        let out = self.run_lent(&mut lent, sandbox, python, spec, root, bytes, requests, caps).await;
+        let mut lent = self.lend(serving, root, bytes, sandbox);
+        let out = self.run_lent(&mut lent, sandbox, serving, spec, root, bytes, requests, caps).await;
         if let Err(e) = &out {
             if let Some(server) = lent.server.take() {
                 server.stop(sandbox);
             }
             if matches!(e, ServerError::Unforkable) {
-                self.unforkable.borrow_mut().insert(python.to_owned());
+                self.unforkable.borrow_mut().insert(serving.clone());
             }
         }
         self.give_back(lent, sandbox);
@@ -449,7 +464,7 @@ impl ForkServers {
         &self,
         lent: &mut Lent,
         sandbox: &Sandbox,
-        python: &Path,
+        serving: &Serving,
         spec: impl FnOnce(u64, Option<&Path>) -> Spec,
         root: &Path,
         bytes: u64,
@@ -467,7 +482,7 @@ impl ForkServers {
             let room = bytes.saturating_add(ROOM_SLACK);
             let spec = spec(room, mirror.as_deref());
             let lease = sandbox.server_lease(lent.index);
-            let started = ForkServer::start(sandbox, &spec, lease, python, room, mirror, self.settings.start_timeout);
+            let started = ForkServer::start(sandbox, &spec, lease, serving, room, mirror, self.settings.start_timeout);
             lent.server = Some(started.await?);
         }
         let server = lent.server.as_mut().expect("started above");

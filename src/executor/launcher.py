@@ -46,6 +46,7 @@ import importlib.util
 import json
 import marshal
 import os
+import re
 import resource
 import shutil
 import sys
@@ -241,6 +242,63 @@ def _compile(project, out):
     out.close()
 
 
+def _canonical(name):
+    return re.sub(r"[-_.]+", "-", name or "").lower()
+
+
+def allowed_plugins():
+    """With ``EVALMESH_PLUGINS``, the distributions (canonical names, comma
+    separated) that a reference suite's requirements name: the distributions
+    whose ``pytest11`` plugins may load, those and what they require, and
+    the ``-p no:NAME`` arguments that keep every other plugin out. Without
+    it, ``(None, [])``: every plugin loads, as under plain pytest. Names of
+    pytest's own plugins are never blocked: pytest loads its own under them
+    and skips an entry point that takes one.
+
+    A plugin kept out that shares its name with one let in (or that name
+    without ``pytest_``: ``-p no:mock`` also blocks ``pytest_mock``) would
+    either keep that one out too or load in its place: refused, so that a
+    submission can neither switch off nor stand in for a suite's plugin."""
+    named = os.environ.get("EVALMESH_PLUGINS")
+    if named is None:
+        return None, []
+    from importlib import metadata
+
+    dists = {}
+    for dist in metadata.distributions():
+        dists.setdefault(_canonical(dist.metadata["Name"]), dist)
+    allowed, todo = set(), [n for n in named.split(",") if n]
+    while todo:
+        name = todo.pop()
+        if name in allowed or name not in dists:
+            continue
+        allowed.add(name)
+        for line in dists[name].requires or []:
+            marker = line.partition(";")[2]
+            if "extra" not in marker:
+                todo.append(_canonical(re.match(r"[A-Za-z0-9._-]*", line.strip()).group(0)))
+
+    entry_points = [
+        (_canonical(dist.metadata["Name"]) in allowed, ep.name)
+        for dist in metadata.distributions()
+        for ep in dist.entry_points
+        if ep.group == "pytest11"
+    ]
+    try:
+        from _pytest.config import builtin_plugins
+    except ImportError:
+        builtin_plugins = set()
+    kept = {name for ok, name in entry_points if ok}
+    blocked = sorted({name for ok, name in entry_points if not ok} - set(builtin_plugins))
+    for name in blocked:
+        if name in kept or "pytest_" + name in kept:
+            raise ValueError(
+                f"a package of the submission's requirements registers the pytest plugin {name!r}, "
+                "which would switch off a plugin of the reference suite"
+            )
+    return allowed, [arg for name in blocked for arg in ("-p", "no:" + name)]
+
+
 def main():
     base, project, mode = sys.argv[1:4]
     pytest_args = sys.argv[5:]
@@ -267,6 +325,11 @@ def main():
 
     import pytest
 
+    try:
+        pytest_args = [*allowed_plugins()[1], *pytest_args]
+    except ValueError as refused:
+        print(f"evalmesh: {refused}", file=sys.stderr, flush=True)
+        raise SystemExit(pytest.ExitCode.USAGE_ERROR) from None
     sys.argv = [os.path.join(os.path.dirname(pytest.__file__), "__main__.py"), *pytest_args]
     reporter = _Reporter(out, mode, int(os.environ.get("EVALMESH_MESSAGE_CAP", "4096")))
     plugins = [reporter] if zygote is None else [reporter, zygote(reporter)]

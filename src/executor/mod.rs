@@ -9,6 +9,7 @@ pub mod envs;
 pub mod eviction;
 pub mod forkserver;
 pub mod index_proxy;
+pub mod plugins;
 // Each actor lives in a file named after it, as the house style asks.
 #[allow(clippy::module_inception)]
 mod executor;

@@ -19,7 +19,7 @@ use tokio::process::Command;
 use super::bytecode;
 use super::collect::Collected;
 use super::envs::Env;
-use super::forkserver::{ForkServers, ForkSettings, Request, FORKSERVER_SOURCE};
+use super::forkserver::{ForkServers, ForkSettings, Request, Serving, FORKSERVER_SOURCE};
 use super::process::{self, Side};
 use super::results::{ModuleReport, Stream, StreamReader};
 use super::sandbox::{Sandbox, SandboxKind, Spec, RESULTS_FD, SERVERS_PER_SLOT};
@@ -229,7 +229,7 @@ impl Pytest {
         timeout: Duration,
     ) -> Option<Vec<Ran>> {
         let servers = self.servers.as_ref()?;
-        if !servers.forkable(&env.python) {
+        if !servers.forkable(&Serving::of(env)) {
             return None;
         }
         let sandboxed = self.sandbox.kind() == SandboxKind::Bwrap;
@@ -269,7 +269,7 @@ impl Pytest {
             .collect();
         let spec = |room, mirror: Option<&Path>| self.server_spec(env, room, mirror);
         let caps = (self.caps.output, self.caps.results + 1);
-        match servers.run_all(&self.sandbox, &env.python, spec, base, bytes, &requests, caps).await {
+        match servers.run_all(&self.sandbox, &Serving::of(env), spec, base, bytes, &requests, caps).await {
             Ok(runs) => Some(
                 runs.into_iter()
                     .map(|run| {
@@ -308,7 +308,8 @@ impl Pytest {
         };
         let spec = |room, mirror: Option<&Path>| self.server_spec(env, room, mirror);
         let caps = (self.caps.output, bytecode::CAP + 1);
-        let stored = match servers.run_all(&self.sandbox, &env.python, spec, base, bytes, &[request], caps).await {
+        let stored = match servers.run_all(&self.sandbox, &Serving::of(env), spec, base, bytes, &[request], caps).await
+        {
             Ok(mut runs) => {
                 let run = runs.pop().expect("one request, one run");
                 if run.timed_out || run.code != Some(0) {
@@ -362,19 +363,17 @@ impl Pytest {
         let mut readable = vec![env.dir.clone()];
         readable.extend(self.interpreter.iter().cloned());
         let path = format!("{}:/usr/local/bin:/usr/bin:/bin", env.dir.join("bin").display());
-        Spec {
-            program: env.python.clone(),
-            args,
-            env: vec![
-                ("PATH".into(), path.into()),
-                ("VIRTUAL_ENV".into(), env.dir.clone().into()),
-                ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
-                ("EVALMESH_PROCESS_LIMIT".into(), self.process_limit.to_string().into()),
-                ("EVALMESH_MESSAGE_CAP".into(), self.caps.message.to_string().into()),
-            ],
-            readable,
-            ..Spec::default()
+        let mut vars: Vec<(String, OsString)> = vec![
+            ("PATH".into(), path.into()),
+            ("VIRTUAL_ENV".into(), env.dir.clone().into()),
+            ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
+            ("EVALMESH_PROCESS_LIMIT".into(), self.process_limit.to_string().into()),
+            ("EVALMESH_MESSAGE_CAP".into(), self.caps.message.to_string().into()),
+        ];
+        if let Some(plugins) = &env.plugins {
+            vars.push(("EVALMESH_PLUGINS".into(), plugins.join(",").into()));
         }
+        Spec { program: env.python.clone(), args, env: vars, readable, ..Spec::default() }
     }
 
     /// The launcher in `mode` over `base`, in a fresh process in the
@@ -491,6 +490,7 @@ mod tests {
     use crate::evaluation::model::Tally;
     use crate::executor::envs::resolve_interpreter;
     use crate::executor::envs::tests::cache;
+    use crate::executor::plugins;
     use crate::executor::sandbox::tests::sandbox;
 
     /// How a test node runs modules.
@@ -1017,19 +1017,76 @@ def test_alone():
 
     /// Installs `source` into `env`'s site-packages as a pytest plugin (a
     /// `pytest11` entry point) named `evalmesh_plugin`.
-    fn install_plugin(env: &Env, source: &str) {
+    /// Installs the distribution `name` (a module of that name, `_` for
+    /// `-`) whose `pytest11` entry point `entry` is that module.
+    fn install_plugin(env: &Env, name: &str, entry: &str, source: &str) {
+        let module = name.replace('-', "_");
+        let info = format!("{module}-1.0.dist-info");
         write(
             &site_packages(env),
             &[
-                ("evalmesh_plugin.py", source),
-                (
-                    "evalmesh_plugin-1.0.dist-info/METADATA",
-                    "Metadata-Version: 2.1\nName: evalmesh-plugin\nVersion: 1.0\n",
-                ),
-                ("evalmesh_plugin-1.0.dist-info/entry_points.txt", "[pytest11]\nplugin = evalmesh_plugin\n"),
-                ("evalmesh_plugin-1.0.dist-info/RECORD", "evalmesh_plugin.py,,\n"),
+                (&format!("{module}.py"), source),
+                (&format!("{info}/METADATA"), &format!("Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")),
+                (&format!("{info}/entry_points.txt"), &format!("[pytest11]\n{entry} = {module}\n")),
+                (&format!("{info}/RECORD"), &format!("{module}.py,,\n")),
             ],
         );
+    }
+
+    /// With a reference suite (`plugins::FILE` in the project), only the
+    /// plugins of the distributions it names load, in a fresh process and
+    /// in a server's or a zygote's child alike. The submission's plugin here
+    /// forces every outcome to passed as soon as it is imported, so a
+    /// server that imported it before forking, or that was kept from a run
+    /// without a suite, would pass the failing test.
+    #[actix_rt::test]
+    async fn with_a_suite_only_its_plugins_load_and_a_submissions_cannot_force_outcomes() {
+        const CHEAT: &str = "from _pytest.reports import TestReport\n\
+                             _init = TestReport.__init__\n\
+                             def _passed(self, *args, **kwargs):\n    \
+                             _init(self, *args, **kwargs)\n    self.outcome, self.longrepr = 'passed', None\n\
+                             TestReport.__init__ = _passed\n";
+        let module = "tests/test_graded.py".to_owned();
+        let graded = "def test_fixture(suite_value):\n    assert suite_value == 42\n\n\
+                      def test_wrong():\n    assert 1 == 2\n";
+        for way in [Way::Fresh, Way::Forked, Way::Zygote] {
+            let dir = tempfile::tempdir().unwrap();
+            let project = dir.path().join("p");
+            write(&project, &[(module.as_str(), graded)]);
+            let envs = cache(&dir.path().join("envdata"));
+            let env = envs.ensure(&project).await.unwrap();
+            install_plugin(
+                &env,
+                "suite-plugin",
+                "suiteplug",
+                "import pytest\n@pytest.fixture\ndef suite_value():\n    return 42\n",
+            );
+            install_plugin(&env, "cheat", "cheat", CHEAT);
+            let p = pytest(&dir.path().join("data"), way);
+            let counts = |passed, failed, errors| Ok(Tally { passed, failed, errors, ..Tally::default() });
+            let run = |env: Env| {
+                let (p, project, module) = (&p, &project, &module);
+                async move {
+                    let report = p.run(&env, project, std::slice::from_ref(module), Duration::from_secs(60)).await;
+                    tally(&report.unwrap(), module)
+                }
+            };
+
+            assert_eq!(run(env.clone()).await, counts(2, 0, 0), "{way:?}: without a suite, as under plain pytest");
+            write(&project, &[(plugins::FILE, "suite-plugin\n")]);
+            let env = envs.ensure(&project).await.unwrap();
+            assert_eq!(env.plugins.as_deref(), Some(&["suite-plugin".to_owned()][..]));
+            assert_eq!(run(env).await, counts(1, 1, 0), "{way:?}: the suite's plugin only");
+            write(&project, &[(plugins::FILE, "")]);
+            let env = envs.ensure(&project).await.unwrap();
+            assert_eq!(run(env.clone()).await, counts(0, 1, 1), "{way:?}: no plugin at all, the fixture is missing");
+
+            install_plugin(&env, "cheat", "suiteplug", CHEAT);
+            write(&project, &[(plugins::FILE, "suite-plugin\n")]);
+            let env = envs.ensure(&project).await.unwrap();
+            let err = p.collect(&env, &project).await.unwrap_err().to_string();
+            assert!(err.contains("registers the pytest plugin 'suiteplug'"), "{way:?}: {err}");
+        }
     }
 
     fn site_packages(env: &Env) -> PathBuf {
@@ -1078,6 +1135,8 @@ def test_alone():
         let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
         install_plugin(
             &env,
+            "evalmesh-plugin",
+            "plugin",
             "import os, pytest\nIMPORTED_IN = os.getpid()\n@pytest.fixture\ndef checked():\n    \
              def check(a, b):\n        assert a == b\n    return check\n",
         );
@@ -1110,7 +1169,7 @@ def test_alone():
             assert_eq!(tally(&report, &module), Ok(Tally { passed: 1, ..Tally::default() }), "{report:?}");
         }
         let servers = p.servers.as_ref().unwrap();
-        assert!(!servers.forkable(&env.python), "the environment is known not to fork");
+        assert!(!servers.forkable(&Serving::of(&env)), "the environment is known not to fork");
         assert_eq!(servers.running(), 0, "no server was kept for it");
     }
 

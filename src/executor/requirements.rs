@@ -36,6 +36,37 @@ impl Requirements {
     pub fn text(&self) -> String {
         self.lines.iter().map(|l| format!("{l}\n")).collect()
     }
+
+    /// The distributions named, in their canonical form (PEP 503: lower
+    /// case, each run of `-`, `_` and `.` one `-`), options left out.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .lines
+            .iter()
+            .filter(|l| !l.starts_with('-'))
+            .map(|l| l.split(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c))).next().unwrap_or_default())
+            .filter(|name| !name.is_empty())
+            .map(canonical)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// A distribution's name as pip and `importlib.metadata` compare them.
+pub fn canonical(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if "-_.".contains(c) {
+            if !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
 }
 
 /// Reads `text` as pip's requirements format, refusing the first line that
@@ -141,6 +172,14 @@ mod tests {
             r.text(),
             "requests==2.31 ; python_version >= '3.8'\nnumpy>=1.26\npandas[performance]   <3\n--prefer-binary\n"
         );
+    }
+
+    #[test]
+    fn names_are_the_canonical_distributions_without_versions_extras_markers_or_options() {
+        let text = "pytest-Mock>=3 ; python_version >= '3.8'\nPytest_Timeout[extra]==2.1\nzope.interface\n\
+                    --prefer-binary\npytest-mock\n";
+        assert_eq!(vet(text).unwrap().names(), ["pytest-mock", "pytest-timeout", "zope-interface"]);
+        assert_eq!(canonical("A__b.-C"), "a-b-c");
     }
 
     #[test]

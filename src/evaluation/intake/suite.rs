@@ -10,10 +10,12 @@
 //!    `evalmesh.toml` (its grading rules are the suite's, or none);
 //! 2. the suite's tree lands at the project's root, each file replacing
 //!    what the project had at its path (a file, a folder, a link);
-//! 3. `requirements.txt` becomes the project's, then the suite's.
+//! 3. `requirements.txt` becomes the project's, then the suite's, and the
+//!    project's runs may load only the pytest plugins of what the suite's
+//!    requirements name (`executor::plugins`).
 //!
-//! So pytest finds only the suite's configuration and conftests, and a
-//! submission cannot deselect, skip or rewrite outcomes through them. The
+//! So pytest finds only the suite's configuration, conftests and plugins, and
+//! a submission cannot deselect, skip or rewrite outcomes through them. The
 //! walk never follows a link; a file it must read to decide (a `tox.ini`, a
 //! `setup.cfg`, a `pyproject.toml`, the requirements) is read as any file of
 //! a submission is: not through a link, only a regular file, capped; one
@@ -25,7 +27,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{discover, IntakeError};
-use crate::executor::safe_file;
+use crate::executor::{plugins, requirements, safe_file};
 
 /// The largest configuration or requirements file read to decide.
 const READ_CAP: u64 = 1 << 20;
@@ -102,9 +104,14 @@ impl Suite {
             make_room(project, &target)?;
             fs::copy(self.root.join(file), &target).map_err(IntakeError::io(&target))?;
         }
-        if let Ok(Some(theirs)) =
-            safe_file::read_capped(&self.root.join("requirements.txt"), "requirements.txt", READ_CAP)
-        {
+        let theirs = safe_file::read_capped(&self.root.join("requirements.txt"), "requirements.txt", READ_CAP);
+        let theirs = theirs.ok().flatten();
+        // Requirements that cannot be vetted fail the install later.
+        let named = theirs.as_deref().map(String::from_utf8_lossy).and_then(|t| requirements::vet(&t).ok());
+        let target = project.join(plugins::FILE);
+        make_room(project, &target)?;
+        fs::write(&target, plugins::allowed_by(&named.unwrap_or_default())).map_err(IntakeError::io(&target))?;
+        if let Some(theirs) = theirs {
             let mut merged = own_requirements;
             if !merged.is_empty() && !merged.ends_with(b"\n") {
                 merged.push(b'\n');
@@ -259,6 +266,7 @@ mod tests {
                 ("pyproject.toml", "[project]\nname = \"calc\"\n\n[tool.pytest.ini_options]\naddopts = \"-q\"\n"),
                 ("pkg/pyproject.toml", "[project]\nname = \"pkg\"\n"),
                 ("evalmesh.toml", "grade_scale = 1000\n"),
+                (".evalmesh-plugins", "cheat\n"),
             ],
         );
         std::os::unix::fs::symlink("/etc", project.join("tests").join("data")).unwrap();
@@ -267,6 +275,7 @@ mod tests {
         suite.lay_over(&project).unwrap();
         let got = tree(&project);
         let want: Vec<(String, String)> = [
+            (".evalmesh-plugins", "pytest-mock\n"),
             ("calc.py", "def add(a, b): return a + b\n"),
             ("evalmesh.toml", "grade_scale = 10\n"),
             ("pkg/pyproject.toml", "[project]\nname = \"pkg\"\n"),
