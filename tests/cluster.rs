@@ -353,6 +353,54 @@ fn the_nodes_elect_the_highest_and_elect_again_when_it_dies() {
     });
 }
 
+/// How many processes of this machine have `marker` in their command line.
+fn processes_with(marker: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    entries
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|cmdline| cmdline.windows(marker.len()).any(|w| w == marker.as_bytes()))
+        .count()
+}
+
+/// Modules that would run for ten minutes, each with a child of its own,
+/// run on every node; cancelled through one node, they are killed on every
+/// node within seconds, the modules' children included, long before the
+/// five minutes of their time-out.
+#[test]
+fn a_cancelled_evaluation_leaves_no_process_on_any_node() {
+    with_timeout(Duration::from_secs(240), || {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = start_cluster(dir.path(), 3);
+        let marker = format!("97{}.5", std::process::id());
+        let hangs = format!(
+            "import subprocess, time\n\n\ndef test_hangs():\n    subprocess.Popen(['sleep', '{marker}'])\n    \
+             time.sleep(600)\n"
+        );
+        let mut files = vec![("proj/requirements.txt".to_owned(), String::new())];
+        files.extend((0..6).map(|i| (format!("proj/tests/test_h{i}.py"), hangs.clone())));
+        let id = nodes[0].submit_multipart("projects.zip", &zip_of(&files));
+        wait_until("every node runs a module", Duration::from_secs(120), || {
+            let busy = nodes.iter().all(|n| n.get("/stats?scope=local").json()["slots_busy"] == 1);
+            (busy && processes_with(&marker) == 3).then_some(())
+        });
+        let cancelled = nodes[1].request("DELETE", &format!("/evaluation/{id}"), &[], Body::None);
+        assert_eq!(cancelled.status, 202, "{cancelled:?}");
+        wait_until("no process of it is left on any node", Duration::from_secs(30), || {
+            let idle = nodes.iter().all(|n| {
+                let s = n.get("/stats?scope=local").json();
+                s["slots_busy"] == 0 && s["jobs_queued"] == 0
+            });
+            (idle && processes_with(&marker) == 0).then_some(())
+        });
+        let e = nodes[2].wait_finished(&id, Duration::from_secs(30));
+        assert_eq!(
+            (&e["status"], &e["_run_info"]["modules_done"]),
+            (&serde_json::json!("cancelled"), &serde_json::json!(0)),
+            "{e}"
+        );
+    });
+}
+
 #[test]
 fn an_evaluation_cancelled_through_any_node_closes_cancelled_on_every_copy() {
     with_timeout(Duration::from_secs(240), || {

@@ -960,7 +960,7 @@ fn lists_evaluations_a_page_at_a_time_and_by_status() {
         assert_eq!(page(&format!("?status=queued&after={}", all[0])).0, Vec::<String>::new());
 
         // A running evaluation is cancelled: nothing more starts, and what
-        // had started ends; then it can be removed, once.
+        // had started is killed; then it can be removed, once.
         let slow: Vec<(String, String)> = (0..6)
             .map(|i| {
                 (

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::intake::UnpackLimits;
 use super::{blobs, workspace};
 use crate::balance::GetBalance;
-use crate::executor::{DropQueued, Job, JobFinished, Submit};
+use crate::executor::{Job, JobFinished, StopEvaluation, Submit};
 use crate::peer::model::{EvaluationResult, ExecuteModule, Outcome, ResultAck};
 use crate::peer::PeerClient;
 use crate::replication::content;
@@ -53,7 +53,7 @@ pub struct Worker {
     peers: PeerClient,
     /// This node's executor.
     executor: Recipient<Submit>,
-    dropper: Recipient<DropQueued>,
+    stopper: Recipient<StopEvaluation>,
     /// The load balancer, asked for the live peers when a blob is not at its
     /// supervisor.
     members: Recipient<GetBalance>,
@@ -66,10 +66,10 @@ impl Worker {
         settings: WorkerSettings,
         peers: PeerClient,
         executor: Recipient<Submit>,
-        dropper: Recipient<DropQueued>,
+        stopper: Recipient<StopEvaluation>,
         members: Recipient<GetBalance>,
     ) -> Self {
-        Self { settings, peers, executor, dropper, members, running: HashMap::new() }
+        Self { settings, peers, executor, stopper, members, running: HashMap::new() }
     }
 
     fn project_dir(&self, evaluation: Uuid, blob: &str) -> PathBuf {
@@ -201,8 +201,8 @@ impl Handler<Forget> for Worker {
 
     fn handle(&mut self, Forget(evaluation): Forget, _: &mut Context<Self>) {
         // Its supervisor closed (done, failed or cancelled): nothing queued
-        // for it here is wanted any more.
-        self.dropper.do_send(DropQueued(evaluation));
+        // or running for it here is wanted any more.
+        self.stopper.do_send(StopEvaluation(evaluation));
         let dir = self.settings.work_dir.join(evaluation.to_string());
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {

@@ -6,8 +6,13 @@
 //! pytest process runs as an actor future, so the mailbox keeps answering
 //! `GetLoad` while tests run. If it dies, queued and running jobs are lost
 //! and their supervisors never hear back; the node root treats that as fatal.
+//!
+//! A job whose result would reach no one is stopped: on `StopEvaluation`
+//! (its evaluation closed or was cancelled) and when its asker is gone (a
+//! supervisor that stopped). Stopping a running job drops its future, which
+//! kills its processes (`process::run`, `forkserver`) and frees its slot.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -120,15 +125,50 @@ pub struct Executor {
     busy: usize,
     /// Jobs waiting for a slot, oldest first.
     queue: VecDeque<Job>,
+    /// Jobs in a slot, by the number `start` gave them.
+    running: HashMap<u64, Running>,
+    started: u64,
     runner: Rc<dyn Runner>,
     stats: ExecutorStats,
     /// This node's Lamport clock: each job's start and end are events on it.
     clock: Arc<LamportClock>,
 }
 
+/// A job in a slot: what to stop it by.
+struct Running {
+    evaluation: Uuid,
+    reply_to: Recipient<JobFinished>,
+    handle: SpawnHandle,
+}
+
 impl Executor {
     pub fn new(node: String, slots: usize, runner: Rc<dyn Runner>, clock: Arc<LamportClock>) -> Self {
-        Self { node, slots, busy: 0, queue: VecDeque::new(), runner, stats: ExecutorStats::default(), clock }
+        Self {
+            node,
+            slots,
+            busy: 0,
+            queue: VecDeque::new(),
+            running: HashMap::new(),
+            started: 0,
+            runner,
+            stats: ExecutorStats::default(),
+            clock,
+        }
+    }
+
+    /// Stops the running jobs that `gone` picks; answers how many.
+    fn stop_running(&mut self, gone: impl Fn(&Running) -> bool, ctx: &mut Context<Self>) -> usize {
+        let stopped: Vec<u64> = self.running.iter().filter(|(_, r)| gone(r)).map(|(id, _)| *id).collect();
+        for id in &stopped {
+            let running = self.running.remove(id).expect("listed above");
+            ctx.cancel_future(running.handle);
+            self.busy -= 1;
+            log::debug!("evaluation {}: a running job stopped, its result would reach no one", running.evaluation);
+        }
+        if !stopped.is_empty() {
+            self.pump(ctx);
+        }
+        stopped.len()
     }
 
     /// Starts queued jobs while slots are free. A job whose asker is gone (a
@@ -173,7 +213,10 @@ impl Executor {
             }
         };
         let started = std::time::Instant::now();
-        ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| {
+        let (id, evaluation, reply_to) = (self.started, job.evaluation, job.reply_to.clone());
+        self.started += 1;
+        let handle = ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| {
+            act.running.remove(&id);
             act.busy -= 1;
             if let Ok(output) = &outcome {
                 act.record(output, batch, started.elapsed());
@@ -192,6 +235,7 @@ impl Executor {
             });
             act.pump(ctx);
         }));
+        self.running.insert(id, Running { evaluation, reply_to, handle });
     }
 
     /// Counts what a job produced; `batch` is how many modules it ran.
@@ -225,7 +269,10 @@ impl Actor for Executor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(TIDY_EVERY, |act, _| act.runner.tidy());
+        ctx.run_interval(TIDY_EVERY, |act, ctx| {
+            act.stop_running(|r| !r.reply_to.connected(), ctx);
+            act.runner.tidy();
+        });
     }
 }
 
@@ -238,19 +285,19 @@ impl Handler<Submit> for Executor {
     }
 }
 
-/// An evaluation is over here: its jobs still queued never start; answers
-/// how many there were.
+/// An evaluation is over here: its jobs still queued never start and its
+/// running ones are stopped; answers how many there were.
 #[derive(Message)]
 #[rtype(result = "usize")]
-pub struct DropQueued(pub Uuid);
+pub struct StopEvaluation(pub Uuid);
 
-impl Handler<DropQueued> for Executor {
+impl Handler<StopEvaluation> for Executor {
     type Result = usize;
 
-    fn handle(&mut self, DropQueued(evaluation): DropQueued, _: &mut Context<Self>) -> usize {
+    fn handle(&mut self, StopEvaluation(evaluation): StopEvaluation, ctx: &mut Context<Self>) -> usize {
         let before = self.queue.len();
         self.queue.retain(|job| job.evaluation != evaluation);
-        before - self.queue.len()
+        before - self.queue.len() + self.stop_running(|r| r.evaluation == evaluation, ctx)
     }
 }
 
@@ -425,8 +472,15 @@ mod tests {
         assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 1, busy: 1, queued: 0, envs: vec![] });
     }
 
+    impl Scripted {
+        /// Whether the run keyed `key` was dropped before it ended.
+        fn dropped(&self, key: &str) -> bool {
+            self.pending.borrow().get(key).expect("run was started").is_closed()
+        }
+    }
+
     #[actix::test]
-    async fn the_queued_jobs_of_an_evaluation_over_here_are_dropped() {
+    async fn an_evaluation_over_here_has_its_queued_jobs_dropped_and_its_running_ones_stopped() {
         let runner = Scripted::default();
         let executor = Executor::new("n1".into(), 1, Rc::new(runner.clone()), Arc::default()).start();
         let probe = Probe::default().start();
@@ -439,10 +493,34 @@ mod tests {
             executor.send(job).await.unwrap();
         }
         settle().await;
-        assert_eq!(executor.send(DropQueued(Uuid::nil())).await.unwrap(), 1, "b.py; a.py runs already");
-        runner.finish("a.py", Ok(passed_report("a.py")));
+        assert_eq!(executor.send(StopEvaluation(Uuid::nil())).await.unwrap(), 2, "a.py running, b.py queued");
         settle().await;
-        assert_eq!(*runner.started.borrow(), vec!["a.py", "c.py"]);
+        assert!(runner.dropped("a.py"), "the running job's future is dropped, which kills its processes");
+        assert_eq!(*runner.started.borrow(), vec!["a.py", "c.py"], "its slot goes to the other evaluation");
+        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 1, busy: 1, queued: 0, envs: vec![] });
+        runner.finish("c.py", Ok(passed_report("c.py")));
+        settle().await;
+        assert_eq!(probe.send(Seen).await.unwrap(), vec![(3, "ran 1".to_owned())], "nothing of the stopped one");
+        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 1, busy: 0, queued: 0, envs: vec![] });
+    }
+
+    #[actix::test]
+    async fn a_running_job_whose_asker_is_gone_is_stopped_at_the_next_tidy() {
+        tokio::time::pause();
+        let runner = Scripted::default();
+        let executor = Executor::new("n1".into(), 1, Rc::new(runner.clone()), Arc::default()).start();
+        let (stays, goes) = (Probe::default().start(), Probe::default().start());
+        executor.send(run_job(1, "a.py", goes.clone().recipient())).await.unwrap();
+        executor.send(run_job(2, "b.py", stays.clone().recipient())).await.unwrap();
+        settle().await;
+        goes.send(Stop).await.unwrap();
+        settle().await;
+        assert!(!runner.dropped("a.py"), "not before the tidy");
+        tokio::time::advance(TIDY_EVERY + Duration::from_millis(10)).await;
+        settle().await;
+        assert!(runner.dropped("a.py"));
+        assert_eq!(*runner.started.borrow(), vec!["a.py", "b.py"]);
+        assert_eq!(executor.send(GetLoad).await.unwrap(), Load { slots: 1, busy: 1, queued: 0, envs: vec![] });
     }
 
     #[actix::test]

@@ -325,6 +325,26 @@ pub struct Lent {
     server: Option<ForkServer>,
 }
 
+/// Gives a place back if the job's future is dropped while it runs (the job
+/// was stopped): its server goes, with the child still running in it, and
+/// the place is free again.
+struct Lending<'a> {
+    servers: &'a ForkServers,
+    sandbox: &'a Sandbox,
+    lent: Option<Lent>,
+}
+
+impl Drop for Lending<'_> {
+    fn drop(&mut self) {
+        if let Some(mut lent) = self.lent.take() {
+            if let Some(server) = lent.server.take() {
+                server.stop(self.sandbox);
+            }
+            self.servers.give_back(lent, self.sandbox);
+        }
+    }
+}
+
 impl ForkServers {
     pub fn new(settings: ForkSettings, slots: usize, mirrors: PathBuf) -> Self {
         let places = (0..slots).map(|_| Place::default()).collect();
@@ -445,8 +465,10 @@ impl ForkServers {
         requests: &[Request<'_>],
         caps: (usize, usize),
     ) -> Result<Vec<ChildRun>, ServerError> {
-        let mut lent = self.lend(serving, root, bytes, sandbox);
-        let out = self.run_lent(&mut lent, sandbox, serving, spec, root, bytes, requests, caps).await;
+        let mut guard = Lending { servers: self, sandbox, lent: Some(self.lend(serving, root, bytes, sandbox)) };
+        let lent = guard.lent.as_mut().expect("lent above");
+        let out = self.run_lent(lent, sandbox, serving, spec, root, bytes, requests, caps).await;
+        let mut lent = guard.lent.take().expect("given back only here or on drop");
         if let Err(e) = &out {
             if let Some(server) = lent.server.take() {
                 server.stop(sandbox);

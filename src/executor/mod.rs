@@ -22,8 +22,8 @@ pub mod safe_file;
 pub mod sandbox;
 
 pub use executor::{
-    DropQueued, Executor, ExecutorStats, GetExecutorStats, GetLoad, Job, JobFinished, JobKind, JobOutput, Load,
-    RunStamp, Submit,
+    Executor, ExecutorStats, GetExecutorStats, GetLoad, Job, JobFinished, JobKind, JobOutput, Load, RunStamp,
+    StopEvaluation, Submit,
 };
 pub use runner::{PytestRunner, Runner};
 

@@ -66,6 +66,14 @@ impl Finished {
     }
 }
 
+struct KillGroupOnDrop(Option<u32>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        kill_group(self.0);
+    }
+}
+
 /// Runs `cmd` in a new process group, kills the group at `timeout`, and keeps
 /// at most `cap` bytes of its output.
 pub async fn run(mut cmd: Command, timeout: Duration, cap: usize, side: Option<Side>) -> std::io::Result<Finished> {
@@ -80,6 +88,9 @@ pub async fn run(mut cmd: Command, timeout: Duration, cap: usize, side: Option<S
         None => (None, 0),
     };
     let pgid = child.id();
+    // Dropped before the end (its job was stopped), the future kills the
+    // whole group, not only the child that `kill_on_drop` kills.
+    let mut group = KillGroupOnDrop(pgid);
     let stdout = child.stdout.take().expect("stdout is piped above");
     let stderr = child.stderr.take().expect("stderr is piped above");
     let (exited, gone) = watch::channel(false);
@@ -107,6 +118,8 @@ pub async fn run(mut cmd: Command, timeout: Duration, cap: usize, side: Option<S
         },
         readers
     );
+    // Killed above already; the group's number may be another's by now.
+    group.0 = None;
     let status = status?;
     let mut output = out;
     if !err.is_empty() {
@@ -241,6 +254,31 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(!alive(grandchild), "process {grandchild} of the killed group survived");
+    }
+
+    /// A run whose job was stopped is dropped mid-way: its whole group goes.
+    #[tokio::test]
+    async fn dropping_a_run_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let cmd = sh(&format!("sleep 60 & echo $! > {}.tmp && mv {0}.tmp {0}; sleep 60", pid_file.display()));
+        let written = async {
+            loop {
+                if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+                    return pid.trim().to_owned();
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let grandchild = tokio::select! {
+            _ = run(cmd, Duration::from_secs(60), 1024, None) => panic!("the run ended on its own"),
+            pid = written => pid,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(&grandchild) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!alive(&grandchild), "process {grandchild} of the dropped run's group survived");
     }
 
     /// A side channel as the sandbox passes one: the child gets the write end

@@ -1033,6 +1033,57 @@ def test_alone():
         );
     }
 
+    /// How many processes have `marker` in their command line.
+    fn processes_with(marker: &str) -> usize {
+        let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+        entries
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .filter(|cmdline| cmdline.windows(marker.len()).any(|w| w == marker.as_bytes()))
+            .count()
+    }
+
+    /// A job stopped mid-run (its evaluation was cancelled) has its future
+    /// dropped: no process of the run is left, a test's own child included,
+    /// and the place its fork server had serves again: more runs are
+    /// dropped than a node has places, and the next one still runs.
+    #[actix_rt::test]
+    async fn a_run_dropped_mid_way_leaves_no_process_and_its_place_serves_again() {
+        let (hangs, ok) = ("tests/test_hangs.py".to_owned(), "tests/test_ok.py".to_owned());
+        for way in [Way::Fresh, Way::Forked, Way::Zygote] {
+            let dir = tempfile::tempdir().unwrap();
+            let project = dir.path().join("p");
+            let marker = format!("9{}.{}", std::process::id(), way as u8);
+            let source = format!(
+                "import subprocess, time\ndef test_hangs():\n    subprocess.Popen(['sleep', '{marker}'])\n    \
+                 time.sleep(120)\n"
+            );
+            write(&project, &[(hangs.as_str(), &source), (ok.as_str(), "def test_ok():\n    pass\n")]);
+            let env = cache(&dir.path().join("envdata")).ensure(&project).await.unwrap();
+            let p = pytest(&dir.path().join("data"), way);
+            // The test node has two slots.
+            for round in 0..=2 * SERVERS_PER_SLOT {
+                let started = async {
+                    while processes_with(&marker) == 0 {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                };
+                tokio::select! {
+                    _ = p.run(&env, &project, std::slice::from_ref(&hangs), Duration::from_secs(300)) => {
+                        panic!("{way:?}: the run ended on its own")
+                    }
+                    _ = started => {}
+                }
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while processes_with(&marker) > 0 && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                assert_eq!(processes_with(&marker), 0, "{way:?}: a process of dropped run {round} is left");
+            }
+            let report = p.run(&env, &project, std::slice::from_ref(&ok), Duration::from_secs(60)).await.unwrap();
+            assert_eq!(tally(&report, &ok), Ok(Tally { passed: 1, ..Tally::default() }), "{way:?}: {report:?}");
+        }
+    }
+
     /// With a reference suite (`plugins::FILE` in the project), only the
     /// plugins of the distributions it names load, in a fresh process and
     /// in a server's or a zygote's child alike. The submission's plugin here
