@@ -76,6 +76,8 @@ pub struct ClusterConfig {
     /// Shared by the nodes of one cluster: the key of the signature on every
     /// request between nodes and on every multicast announcement.
     pub secret: Secret,
+    /// A file holding `secret` (its trailing newline dropped), read at start.
+    pub secret_file: Option<PathBuf>,
     /// A signed request is taken only within this of the receiver's clock,
     /// either way, and only once.
     pub auth_window_ms: u64,
@@ -107,6 +109,7 @@ impl Default for ClusterConfig {
         Self {
             seeds: Vec::new(),
             secret: Secret::new(DEFAULT_SECRET),
+            secret_file: None,
             auth_window_ms: 30_000,
             probe_interval_ms: 300,
             probe_timeout_ms: 250,
@@ -337,6 +340,10 @@ pub struct ApiConfig {
     /// Students' tokens: they reach the same routes, but read of a hidden
     /// module (grading rules) only its counts. Needs `tokens`.
     pub student_tokens: Vec<Secret>,
+    /// Files holding `tokens` and `student_tokens`, one a line (blank lines
+    /// and `#` comments skipped), read at start.
+    pub tokens_file: Option<PathBuf>,
+    pub student_tokens_file: Option<PathBuf>,
 }
 
 /// Routes for tests only.
@@ -363,6 +370,9 @@ pub const MIN_SECRET_BYTES: usize = 16;
 /// node for that long, and the replay memory must hold that much traffic.
 const AUTH_WINDOW_MS: std::ops::RangeInclusive<u64> = 1_000..=300_000;
 
+/// The variables `EVALMESH_<SECTION>__<KEY>` set config keys.
+pub const ENV_PREFIX: &str = "EVALMESH_";
+
 const GIT_SCHEMES: [&str; 5] = ["https", "http", "git", "ssh", "file"];
 
 impl Config {
@@ -380,12 +390,108 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::new(),
             message: without_strings(&e.to_string()).trim_end().replace('\n', " "),
         })?;
+        config.read_secret_files()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The file at `path` (or the embedded defaults), with the variables of
+    /// `vars` named `EVALMESH_<SECTION>__<KEY>` over it, validated. A value
+    /// is read as TOML when it is one (a number, a boolean, an array, a
+    /// quoted string), else as a string: a string that reads as a number
+    /// is quoted, or given in a file (`secret_file`, `tokens_file`).
+    pub fn assemble(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let overrides: Vec<(String, String, String)> = vars
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let (section, key) = name.strip_prefix(ENV_PREFIX)?.split_once("__")?;
+                Some((section.to_ascii_lowercase(), key.to_ascii_lowercase(), value))
+            })
+            .collect();
+        if overrides.is_empty() {
+            return path.map_or_else(|| Ok(Self::default()), Self::load);
+        }
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: without_strings(&e.to_string()).trim_end().replace('\n', " "),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut names = Vec::new();
+        for (section, key, raw) in overrides {
+            let name = format!("{ENV_PREFIX}{}__{}", section.to_ascii_uppercase(), key.to_ascii_uppercase());
+            let parsed = toml::from_str::<toml::Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v"));
+            // A secret is always a string, and tokens a list of strings or
+            // one string, so that no error quotes one read as a number.
+            let value = match (section.as_str(), key.as_str(), parsed) {
+                ("cluster", "secret", _) => toml::Value::String(raw),
+                ("api", "tokens" | "student_tokens", Some(list @ toml::Value::Array(_))) => list,
+                ("api", "tokens" | "student_tokens", _) => toml::Value::Array(vec![toml::Value::String(raw)]),
+                (_, _, Some(value)) => value,
+                (_, _, None) => toml::Value::String(raw),
+            };
+            match table.entry(section).or_insert_with(|| toml::Table::new().into()) {
+                toml::Value::Table(section) => {
+                    section.insert(key, value);
+                }
+                _ => return Err(ConfigError::Invalid { key: "environment", reason: format!("{name}: not a section") }),
+            }
+            names.push(name);
+        }
+        let env_error = |message: String| ConfigError::Parse {
+            path: path.map_or_else(|| PathBuf::from("(embedded defaults)"), Path::to_owned),
+            message: format!("{} (with {} from the environment)", blank_strings(&message), names.join(", ")),
+        };
+        let mut config: Config =
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| env_error(e.message().to_owned()))?;
+        config.source = path.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()));
+        config.read_secret_files()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Takes `cluster.secret_file`, `api.tokens_file` and
+    /// `api.student_tokens_file` in, each in place of the key it stands for.
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })
+        };
+        let both =
+            |key: &'static str| ConfigError::Invalid { key, reason: "give the value or the file, not both".into() };
+        if let Some(path) = self.cluster.secret_file.take() {
+            if self.cluster.secret.expose() != DEFAULT_SECRET {
+                return Err(both("cluster.secret_file"));
+            }
+            self.cluster.secret = Secret::new(read(&path)?.trim_end_matches(['\r', '\n']));
+        }
+        let lines = |text: String| -> Vec<Secret> {
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(Secret::new).collect()
+        };
+        if let Some(path) = self.api.tokens_file.take() {
+            if !self.api.tokens.is_empty() {
+                return Err(both("api.tokens_file"));
+            }
+            self.api.tokens = lines(read(&path)?);
+        }
+        if let Some(path) = self.api.student_tokens_file.take() {
+            if !self.api.student_tokens.is_empty() {
+                return Err(both("api.student_tokens_file"));
+            }
+            self.api.student_tokens = lines(read(&path)?);
+        }
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -873,6 +979,79 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(shown.contains("Secret(***)"), "{shown}");
         assert!(!shown.contains(SECRET) && !shown.contains("client-token-0123456789"), "{shown}");
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn variables_set_keys_over_the_file_and_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(&file, "[node]\nslots = 3\nlisten = \"127.0.0.1:7000\"\n").unwrap();
+        let vars = env(&[
+            ("EVALMESH_NODE__SLOTS", "5"),
+            ("EVALMESH_CLUSTER__SEEDS", r#"["10.0.0.1:5000", "10.0.0.2:5000"]"#),
+            ("EVALMESH_CLUSTER__SECRET", "1234567890123456789"),
+            ("EVALMESH_EXECUTOR__PYTHON", "/usr/bin/python3"),
+            ("EVALMESH_ADMIN__ENABLE_KILL", "true"),
+            ("EVALMESH_API__TOKENS", "teacher-token-0123456789"),
+            ("EVALMESH_NODE", "http://127.0.0.1:5000"),
+            ("EVALMESH_TOKEN", "not a key"),
+            ("PATH", "/usr/bin"),
+        ]);
+        let c = Config::assemble(Some(&file), vars).unwrap();
+        assert_eq!((c.node.slots, c.node.listen.as_str()), (5, "127.0.0.1:7000"), "the file's keys stay");
+        assert_eq!(c.cluster.seeds, ["10.0.0.1:5000", "10.0.0.2:5000"]);
+        assert_eq!(c.cluster.secret.expose(), "1234567890123456789", "a secret of digits stays a string");
+        assert_eq!(c.executor.python, "/usr/bin/python3");
+        assert!(c.admin.enable_kill);
+        assert_eq!(c.api.tokens.iter().map(Secret::expose).collect::<Vec<_>>(), ["teacher-token-0123456789"]);
+        assert!(c.source.is_some());
+
+        let c = Config::assemble(None, env(&[("EVALMESH_NODE__SLOTS", "7")])).unwrap();
+        assert_eq!((c.node.slots, c.source), (7, None), "over the embedded defaults");
+        assert_eq!(
+            Config::assemble(None, env(&[("EVALMESH_NODE", "x")])).unwrap().node.slots,
+            Config::default().node.slots
+        );
+    }
+
+    #[test]
+    fn a_bad_variable_is_refused_naming_it_and_never_quoting_a_secret() {
+        let err = Config::assemble(None, env(&[("EVALMESH_NODE__SLOTZ", "2")])).unwrap_err().to_string();
+        assert!(err.contains("unknown field `slotz`") && err.contains("EVALMESH_NODE__SLOTZ"), "{err}");
+        let err = Config::assemble(None, env(&[("EVALMESH_NODE__SLOTS", "many")])).unwrap_err().to_string();
+        assert!(err.contains("EVALMESH_NODE__SLOTS"), "{err}");
+        let err = Config::assemble(None, env(&[("EVALMESH_CLUSTER__SECRET", "short-secret")])).unwrap_err();
+        assert_eq!(err.to_string(), "invalid config value cluster.secret: must be at least 16 bytes");
+        let err = Config::assemble(None, env(&[("EVALMESH_NODE__SLOTS", "0")])).unwrap_err().to_string();
+        assert_eq!(err, "invalid config value node.slots: must be at least 1", "validated as a file is");
+    }
+
+    #[test]
+    fn the_secret_and_the_tokens_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (secret, tokens) = (dir.path().join("secret"), dir.path().join("tokens"));
+        std::fs::write(&secret, "a-cluster-secret-from-a-file\n").unwrap();
+        std::fs::write(&tokens, "# teachers\nteacher-one-0123456789\n\n  teacher-two-0123456789  \n").unwrap();
+        let text = format!(
+            "[cluster]\nsecret_file = {:?}\n[api]\ntokens_file = {:?}\nstudent_tokens = [\"student-one-0123456789\"]\n",
+            secret, tokens
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.cluster.secret.expose(), "a-cluster-secret-from-a-file");
+        let tokens: Vec<&str> = c.api.tokens.iter().map(Secret::expose).collect();
+        assert_eq!(tokens, ["teacher-one-0123456789", "teacher-two-0123456789"]);
+        let vars = env(&[("EVALMESH_CLUSTER__SECRET_FILE", secret.to_str().unwrap())]);
+        assert_eq!(Config::assemble(None, vars).unwrap().cluster.secret.expose(), "a-cluster-secret-from-a-file");
+
+        let both = format!("[cluster]\nsecret = \"x-secret-0123456789\"\nsecret_file = {secret:?}\n");
+        let err = Config::parse(&both).unwrap_err().to_string();
+        assert_eq!(err, "invalid config value cluster.secret_file: give the value or the file, not both");
+        let missing = format!("[api]\ntokens_file = {:?}\n", dir.path().join("none"));
+        assert!(matches!(Config::parse(&missing), Err(ConfigError::Read { .. })));
     }
 
     #[test]

@@ -18,7 +18,8 @@ struct Cli {
 enum Command {
     /// Runs a node.
     Node {
-        /// The node's TOML config file; without it the embedded defaults apply.
+        /// The node's TOML config file; without it the embedded defaults
+        /// apply. Variables `EVALMESH_<SECTION>__<KEY>` set keys over it.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Listens on ADDR (IP:port; port 0 takes a free one) instead of the
@@ -35,12 +36,11 @@ enum Command {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let Command::Node { config, listen, data_dir } = Cli::parse().command;
-    let config = match config {
-        Some(path) => Config::load(&path),
-        None => Ok(Config::default()),
-    };
-    // The flags win over the file, and the result is validated again: a bad
-    // --listen is refused as a bad `node.listen` would be.
+    // A variable that is not UTF-8 cannot name a key: left to whoever set it.
+    let vars = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let config = Config::assemble(config.as_deref(), vars);
+    // The flags win over the file and the environment, and the result is
+    // validated again: a bad --listen is refused as a bad `node.listen` would be.
     let config = config.and_then(|mut config| {
         if let Some(listen) = listen {
             config.node.listen = listen;

@@ -341,3 +341,39 @@ fn listen_and_data_dir_flags_override_the_config_file_and_are_validated() {
         assert!(stderr.contains("node.listen"), "{stderr}");
     });
 }
+
+/// What a container's environment sets: keys by `EVALMESH_<SECTION>__<KEY>`
+/// over the image's config, the secret and the tokens from mounted files;
+/// a bad variable stops the node, naming it.
+#[test]
+fn variables_and_secret_files_configure_the_image_node() {
+    with_timeout(Duration::from_secs(60), || {
+        let dir = tempfile::Builder::new().prefix("evalmesh-env-").tempdir().expect("creating a temp dir");
+        let (secret, tokens) = (dir.path().join("secret"), dir.path().join("tokens"));
+        std::fs::write(&secret, "a-cluster-secret-from-a-file\n").unwrap();
+        std::fs::write(&tokens, "teacher-token-from-a-file\n").unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_evalmesh"));
+        cmd.args(["node", "--config", NODE_TOML])
+            .env("EVALMESH_NODE__LISTEN", "127.0.0.1:0")
+            .env("EVALMESH_NODE__DATA_DIR", dir.path().join("data"))
+            .env("EVALMESH_NODE__SLOTS", "3")
+            .env("EVALMESH_CLUSTER__SECRET_FILE", &secret)
+            .env("EVALMESH_API__TOKENS_FILE", &tokens);
+        let mut node = NodeProcess::spawn(&mut cmd, dir.path(), dir.path().join("node.log"));
+        let addr = node.serving();
+        assert_eq!(http(&addr, "GET", "/stats?scope=local", &[], Body::None).status, 401, "the token file is read");
+        let bearer = [("Authorization", "Bearer teacher-token-from-a-file")];
+        let stats = http(&addr, "GET", "/stats?scope=local", &bearer, Body::None).json();
+        assert_eq!(stats["slots"], 3, "{stats}");
+        assert!(dir.path().join("data/evalmesh.sqlite3").is_file(), "{}", node.log());
+
+        let out = Command::new(env!("CARGO_BIN_EXE_evalmesh"))
+            .args(["node", "--config", NODE_TOML])
+            .env("EVALMESH_NODE__SLOTS", "none")
+            .output()
+            .expect("running evalmesh");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("EVALMESH_NODE__SLOTS"), "{stderr}");
+    });
+}
