@@ -499,10 +499,8 @@ impl Config {
         if self.node.listen.parse::<SocketAddr>().is_err() {
             return invalid("node.listen", "expected host:port with an IP address");
         }
-        if let Some(advertise) = &self.node.advertise {
-            if advertise.parse::<SocketAddr>().is_err() {
-                return invalid("node.advertise", "expected host:port with an IP address");
-            }
+        if self.node.advertise.as_deref().is_some_and(|a| !is_host_port(a)) {
+            return invalid("node.advertise", "expected host:port, the host an IP address or a DNS name");
         }
         if self.node.data_dir.as_os_str().is_empty() {
             return invalid("node.data_dir", "must not be empty");
@@ -510,10 +508,8 @@ impl Config {
         if self.node.slots == 0 {
             return invalid("node.slots", "must be at least 1");
         }
-        for seed in &self.cluster.seeds {
-            if seed.parse::<SocketAddr>().is_err() {
-                return invalid("cluster.seeds", "each seed is host:port with an IP address");
-            }
+        if !self.cluster.seeds.iter().all(|seed| is_host_port(seed)) {
+            return invalid("cluster.seeds", "each seed is host:port, the host an IP address or a DNS name");
         }
         let c = &self.cluster;
         if c.secret.expose() == DEFAULT_SECRET {
@@ -560,9 +556,12 @@ impl Config {
         }
         // What a node announces is where the others join it: an unspecified
         // address would send them to themselves.
-        let advertised_ip = self.advertise().parse::<SocketAddr>().map(|a| a.ip());
-        if d.multicast && advertised_ip.is_ok_and(|ip| ip.is_unspecified()) {
+        let advertised_ip = self.advertise().parse::<SocketAddr>().map(|a| a.ip()).ok();
+        if d.multicast && advertised_ip.is_some_and(|ip| ip.is_unspecified()) {
             return invalid("node.advertise", "multicast discovery needs an address peers can reach, not 0.0.0.0");
+        }
+        if d.multicast && advertised_ip.is_none() {
+            return invalid("node.advertise", "multicast discovery announces an IP address, not a name");
         }
         let e = &self.executor;
         if e.module_timeout_s == 0 || e.install_timeout_s == 0 || e.collect_timeout_s == 0 {
@@ -668,6 +667,27 @@ impl Config {
     }
 }
 
+/// `IP:port`, or `name:port` with a DNS name (letters, digits, `-`, `.`),
+/// resolved each time a connection is made to it: in compose and Kubernetes
+/// a seed is a service's name, and a node's address its pod's stable name,
+/// while the addresses behind them change as containers do.
+fn is_host_port(seed: &str) -> bool {
+    if seed.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = seed.rsplit_once(':') else { return false };
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    port.parse::<u16>().is_ok_and(|p| p > 0)
+        && host.len() <= 253
+        && host.split('.').all(label)
+        && !host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
 /// toml's error quotes the line at fault, and a secret or a token may be on
 /// it (`secret = "abc` unterminated): the quoted line keeps its keys and the
 /// caret, with every string in it blanked.
@@ -753,7 +773,7 @@ mod tests {
             include_str!("../docker/node4.toml"),
         ] {
             let c = Config::parse(text).unwrap();
-            assert_eq!(c.cluster.seeds, ["172.28.0.11:5001"]);
+            assert_eq!(c.cluster.seeds, ["node1:5001"]);
             assert_eq!(c.api.tokens.len(), 1, "the cluster asks clients for a token");
         }
     }
@@ -1028,6 +1048,21 @@ mod tests {
         assert_eq!(err.to_string(), "invalid config value cluster.secret: must be at least 16 bytes");
         let err = Config::assemble(None, env(&[("EVALMESH_NODE__SLOTS", "0")])).unwrap_err().to_string();
         assert_eq!(err, "invalid config value node.slots: must be at least 1", "validated as a file is");
+    }
+
+    #[test]
+    fn seeds_are_ip_or_dns_names_with_a_port() {
+        for good in ["10.0.0.1:5000", "[::1]:5000", "evalmesh-0.evalmesh:5001", "node-1:80", "localhost:5001"] {
+            assert!(is_host_port(good), "{good}");
+        }
+        for bad in ["evalmesh", "evalmesh:0", "evalmesh:http", ":5000", "-a:1", "a_b:1", "1.2.3:5000", "a..b:1"] {
+            assert!(!is_host_port(bad), "{bad}");
+        }
+        let err = Config::parse("[cluster]\nseeds = [\"no-port\"]\n").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid config value cluster.seeds: each seed is host:port, the host an IP address or a DNS name"
+        );
     }
 
     #[test]

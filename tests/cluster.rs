@@ -353,6 +353,34 @@ fn the_nodes_elect_the_highest_and_elect_again_when_it_dies() {
     });
 }
 
+/// Nodes named by host names (as a compose service or a Kubernetes
+/// StatefulSet's pods are): the seed is resolved and joined, the second
+/// node advertises a name, and an evaluation spread over both has its exact
+/// counts, modules run at the named node included.
+#[test]
+fn nodes_named_by_host_names_join_and_grade_together() {
+    with_timeout(Duration::from_secs(120), || {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Node::start(&cluster_config(&dir.path().join("data0"), &[]), dir.path(), "node0");
+        let port = first.addr.rsplit_once(':').unwrap().1;
+        let own = free_port();
+        let config = cluster_config(&dir.path().join("data1"), &[])
+            .set("cluster", "seeds", &format!("[\"localhost:{port}\"]"))
+            .set("node", "listen", &toml_string(&format!("127.0.0.1:{own}")))
+            .set("node", "advertise", &toml_string(&format!("localhost:{own}")));
+        let second = Node::start(&config, dir.path(), "node1");
+        for node in [&first, &second] {
+            wait_until(&format!("{} sees both members alive", node.addr), Duration::from_secs(20), || {
+                let members = alive(node);
+                (members.len() == 2 && members.contains(&format!("localhost:{own}"))).then_some(())
+            });
+        }
+        let id = first.submit_multipart("projects.zip", &project(6, 0.5));
+        let ran_at = assert_exact(&first.wait_finished(&id, Duration::from_secs(90)), 6);
+        assert!(ran_at.values().any(|n| *n == format!("localhost:{own}")), "{ran_at:?}");
+    });
+}
+
 /// How many processes of this machine have `marker` in their command line.
 fn processes_with(marker: &str) -> usize {
     let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };

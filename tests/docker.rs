@@ -14,7 +14,10 @@
 //! shims, rather than a config other than the image's.
 //!
 //! The two flags themselves are checked with a node run as root: they win
-//! over the file, and a bad value is refused as the file's would be.
+//! over the file, and a bad value is refused as the file's would be; so are
+//! the `EVALMESH_<SECTION>__<KEY>` variables and the secret files a
+//! container is given. The Kubernetes manifests are parsed, and the config
+//! they give a pod is assembled as its node would.
 
 mod common;
 
@@ -28,6 +31,7 @@ use common::{
     die_with_parent, http, kill_processes_in, multipart, poll_until, with_timeout, zip_of, Body, Part, PASS_2_FAIL_1,
 };
 use evalmesh::config::Config;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 const DOCKERFILE: &str = include_str!("../docker/Dockerfile");
@@ -376,4 +380,87 @@ fn variables_and_secret_files_configure_the_image_node() {
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains("EVALMESH_NODE__SLOTS"), "{stderr}");
     });
+}
+
+/// The Kubernetes manifests (`docker/kubernetes/evalmesh.yaml`), parsed:
+/// a headless Service that the StatefulSet names and that publishes pods
+/// before they are ready; the pods' config as the node reads it, each pod
+/// advertising its stable name and seeded by the first, the secret and the
+/// tokens from the Secret's mounted files; the image's user, probes on
+/// `/health`, no capability.
+#[test]
+fn kubernetes_manifests_configure_nodes_that_find_each_other_by_name() {
+    const MANIFESTS: &str = include_str!("../docker/kubernetes/evalmesh.yaml");
+    let docs: Vec<serde_yaml_ng::Value> = serde_yaml_ng::Deserializer::from_str(MANIFESTS)
+        .map(|doc| serde_yaml_ng::Value::deserialize(doc).expect("a YAML document"))
+        .collect();
+    let of_kind = |kind: &str, name: &str| -> &serde_yaml_ng::Value {
+        docs.iter()
+            .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    };
+    let set = of_kind("StatefulSet", "evalmesh");
+    let service_name = set["spec"]["serviceName"].as_str().unwrap();
+    let headless = of_kind("Service", service_name);
+    assert_eq!(headless["spec"]["clusterIP"].as_str(), Some("None"));
+    assert_eq!(headless["spec"]["publishNotReadyAddresses"].as_bool(), Some(true));
+    assert_eq!(set["spec"]["selector"]["matchLabels"], headless["spec"]["selector"]);
+
+    let pod = &set["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let uid = DOCKERFILE
+        .split("--uid ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<i64>().ok())
+        .expect("the Dockerfile gives its user a fixed uid");
+    assert_eq!(pod["securityContext"]["runAsUser"].as_i64(), Some(uid));
+    assert_eq!(pod["securityContext"]["fsGroup"].as_i64(), Some(uid));
+    assert_eq!(container["securityContext"]["capabilities"]["drop"][0].as_str(), Some("ALL"));
+    assert_eq!(container["securityContext"]["allowPrivilegeEscalation"].as_bool(), Some(false));
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["path"].as_str(), Some("/health"), "{probe}");
+    }
+    let mounted = |volume: &str| -> String {
+        let mount =
+            container["volumeMounts"].as_sequence().unwrap().iter().find(|m| m["name"].as_str() == Some(volume));
+        mount.and_then(|m| m["mountPath"].as_str()).unwrap_or_else(|| panic!("{volume} is not mounted")).to_owned()
+    };
+    let config_path = container["args"][1].as_str().unwrap();
+    assert_eq!(Path::new(config_path).parent(), Some(Path::new(&mounted("config"))));
+
+    // The pod evalmesh-1's config, as its node assembles it: the ConfigMap's
+    // file, the container's variables ($(POD_NAME) as Kubernetes expands it),
+    // the Secret's files where the secret volume puts them.
+    let dir = tempfile::tempdir().unwrap();
+    let config_map = of_kind("ConfigMap", "evalmesh");
+    let file = dir.path().join("node.toml");
+    std::fs::write(&file, config_map["data"]["node.toml"].as_str().unwrap()).unwrap();
+    let secret = of_kind("Secret", "evalmesh");
+    let secrets_dir = mounted("secrets");
+    let mut vars = Vec::new();
+    for (key, value) in secret["stringData"].as_mapping().unwrap() {
+        let (key, value) = (key.as_str().unwrap(), value.as_str().unwrap());
+        std::fs::write(dir.path().join(key), value).unwrap();
+        let var = match key {
+            "cluster-secret" => "EVALMESH_CLUSTER__SECRET_FILE",
+            "tokens" => "EVALMESH_API__TOKENS_FILE",
+            other => panic!("a secret the nodes do not read: {other}"),
+        };
+        vars.push((var.to_owned(), dir.path().join(key).to_string_lossy().into_owned()));
+    }
+    for var in container["env"].as_sequence().unwrap() {
+        let name = var["name"].as_str().unwrap();
+        if let Some(value) = var["value"].as_str() {
+            vars.push((name.to_owned(), value.replace("$(POD_NAME)", "evalmesh-1")));
+        }
+    }
+    let from_file = Config::load(&file).map_err(|e| e.to_string());
+    assert!(from_file.as_ref().is_err_and(|e| e.contains(&secrets_dir)), "its files are the Secret's: {from_file:?}");
+    let c = Config::assemble(Some(&file), vars).unwrap();
+    assert_eq!(c.advertise(), format!("evalmesh-1.{service_name}:5001"));
+    assert_eq!(c.cluster.seeds, [format!("evalmesh-0.{service_name}:5001")]);
+    assert_eq!(c.cluster.secret.expose(), "change-me-kubernetes-cluster-secret");
+    assert_eq!(c.api.tokens.len(), 1);
+    assert!(c.node.data_dir.starts_with(mounted("data")), "{:?}", c.node.data_dir);
 }
