@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::cluster::*;
+use common::sse::{Event, Stream};
 use common::*;
 
 /// Debian's nginx in front of `nodes`, configured from `config/nginx.conf`
@@ -105,11 +106,27 @@ fn an_evaluation_submitted_through_nginx_is_spread_over_the_cluster() {
         );
         assert_eq!(submitted.status, 202, "{submitted:?}");
         let id = submitted.json()["id"].as_str().unwrap().to_owned();
+        // Its live progress through the proxy: each event as it comes (the
+        // first while the evaluation still runs), every module once.
+        let mut stream = Stream::open(&proxy.addr, &format!("/evaluation/{id}/stream"), &[("Authorization", &bearer)]);
+        let first = std::iter::from_fn(|| stream.next_event()).find(|e| e.event == "module").expect("a module event");
+        let running = proxy.get(&format!("/evaluation/{id}"), &bearer).json();
+        assert_eq!(running["status"], "running", "the first module event came only at the end: {running}");
+        let events = stream.until_done();
+        let mut streamed: Vec<String> = std::iter::once(&first)
+            .chain(events.iter().filter(|e| e.event == "module"))
+            .map(|e| format!("{}::{}", e.data["project"], e.data["module"]))
+            .collect();
+        streamed.sort();
+        streamed.dedup();
+        assert_eq!(streamed.len(), 1 + events.iter().filter(|e| e.event == "module").count(), "each module once");
+        assert_eq!(streamed.len(), 12);
         let evaluation = poll_until(Duration::from_secs(180), || {
             let e = proxy.get(&format!("/evaluation/{id}"), &bearer).json();
             (e["status"] == "done").then_some(e)
         })
         .expect("the evaluation finishes");
+        assert_eq!(events.last().unwrap().data["_run_info"], evaluation["_run_info"], "done carries the final record");
         let placed = assert_exact(&evaluation, 12);
         let used: BTreeSet<&String> = placed.values().collect();
         assert!(used.len() >= 3, "modules ran on {used:?}");
@@ -378,6 +395,97 @@ fn nodes_named_by_host_names_join_and_grade_together() {
         let id = first.submit_multipart("projects.zip", &project(6, 0.5));
         let ran_at = assert_exact(&first.wait_finished(&id, Duration::from_secs(90)), 6);
         assert!(ran_at.values().any(|n| *n == format!("localhost:{own}")), "{ran_at:?}");
+    });
+}
+
+/// The modules named by the `module` events of `events`, in the order sent.
+fn modules_of(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.event == "module")
+        .map(|e| format!("{}::{}", e.data["project"].as_str().unwrap(), e.data["module"].as_str().unwrap()))
+        .collect()
+}
+
+/// The stream of an evaluation from a node that holds no copy (relayed),
+/// cut after two modules and resumed on another node with `Last-Event-ID`:
+/// every module comes exactly once, progress never goes back, and `done`
+/// carries the final record.
+#[test]
+fn a_stream_from_any_node_resumes_on_another_with_each_module_once() {
+    with_timeout(Duration::from_secs(180), || {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = start_cluster_with(dir.path(), 3, |c| c.set("cluster", "replicas", "1"));
+        let id = nodes[0].submit_multipart("projects.zip", &project(8, 0.5));
+        let holds = |n: &Node| n.get(&format!("/evaluation/{id}?scope=local")).status == 200;
+        // The supervisor and its one replica hold copies; the third node relays.
+        let (away, holder) = wait_until("the replica holds its copy", Duration::from_secs(30), || {
+            let held: Vec<bool> = nodes.iter().map(holds).collect();
+            (held.iter().filter(|h| **h).count() == 2 && held[0]).then_some(())?;
+            Some((held.iter().position(|h| !h)?, (1..3).find(|i| held[*i])?))
+        });
+        let path = format!("/evaluation/{id}/stream");
+        let mut first = Stream::open(&nodes[away].addr, &path, &[]);
+        let mut before = Vec::new();
+        while modules_of(&before).len() < 2 {
+            before.push(first.next_event().expect("the stream goes on"));
+        }
+        drop(first);
+        let last_id = before.iter().rev().find_map(|e| e.id.clone()).expect("module events have ids");
+        let after = Stream::open(&nodes[holder].addr, &path, &[("Last-Event-ID", &last_id)]).until_done();
+
+        let mut all = modules_of(&before);
+        all.extend(modules_of(&after));
+        let mut unique = all.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!((all.len(), unique.len()), (8, 8), "{all:?}");
+        let done: Vec<u64> = before
+            .iter()
+            .chain(&after)
+            .filter(|e| e.event == "progress")
+            .map(|e| e.data["modules_done"].as_u64().unwrap())
+            .collect();
+        assert!(done.windows(2).all(|w| w[0] <= w[1]), "progress went back: {done:?}");
+        let record = &after.last().unwrap().data;
+        assert_eq!(record["status"], "done");
+        assert_exact(record, 8);
+        // The stream of a finished evaluation is its progress and its end.
+        let again = Stream::open(&nodes[away].addr, &path, &[("Last-Event-ID", &last_id)]).until_done();
+        assert_eq!(modules_of(&again).len(), 6, "what that id had not seen");
+        assert_eq!(again.last().unwrap().data["_run_info"], record["_run_info"]);
+        let unknown = nodes[1].get(&format!("/evaluation/{}/stream", uuid::Uuid::new_v4()));
+        assert_eq!(unknown.status, 404, "{unknown:?}");
+    });
+}
+
+/// A client streams from a replica while the supervisor is killed: the
+/// stream goes on across the adoption to `done`, each module once, with
+/// the exact counts.
+#[test]
+fn a_stream_goes_on_across_an_adoption() {
+    with_timeout(Duration::from_secs(240), || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = start_cluster(dir.path(), 3);
+        let id = nodes[0].submit_multipart("projects.zip", &project(12, 1.0));
+        let replica = wait_until("a replica holds a copy", Duration::from_secs(30), || {
+            (1..3).find(|i| nodes[*i].get(&format!("/evaluation/{id}?scope=local")).status == 200)
+        });
+        let mut stream = Stream::open(&nodes[replica].addr, &format!("/evaluation/{id}/stream"), &[]);
+        let mut events = Vec::new();
+        while modules_of(&events).is_empty() {
+            events.push(stream.next_event().expect("the stream goes on"));
+        }
+        nodes[0].kill();
+        events.extend(stream.until_done());
+        let modules = modules_of(&events);
+        let mut unique = modules.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!((modules.len(), unique.len()), (12, 12), "{modules:?}");
+        let record = &events.last().unwrap().data;
+        assert_ne!(record["supervisor"], serde_json::json!(nodes[0].addr), "adopted: {record}");
+        assert_exact(record, 12);
     });
 }
 

@@ -616,11 +616,11 @@ pub async fn events(
 }
 
 /// A malformed id is as unknown as a missing one.
-fn evaluation_id(raw: &str) -> Result<Uuid, ApiError> {
+pub(super) fn evaluation_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| unknown(raw))
 }
 
-fn unknown(raw: &str) -> ApiError {
+pub(super) fn unknown(raw: &str) -> ApiError {
     ApiError::NotFound(format!("no evaluation {raw:?}"))
 }
 

@@ -13,6 +13,7 @@ mod error;
 mod evaluations;
 mod node;
 mod peer;
+mod stream;
 mod upload;
 
 use std::path::PathBuf;
@@ -95,6 +96,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(evaluations::remove)),
         )
         .service(resource("/evaluation/{id}/events").route(web::get().to(evaluations::events)))
+        .service(resource("/evaluation/{id}/stream").route(web::get().to(stream::stream)))
         .service(resource("/evaluation/{id}/grades.csv").route(web::get().to(evaluations::grades_csv)))
         .service(resource("/evaluation/{id}/junit.xml").route(web::get().to(evaluations::junit_xml)))
         .service(resource("/stats").route(web::get().to(node::stats)))

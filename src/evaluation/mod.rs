@@ -13,6 +13,7 @@ pub mod intake;
 pub mod model;
 pub mod plan;
 mod prepare;
+pub mod progress;
 pub mod registry;
 pub mod report;
 pub mod rules;

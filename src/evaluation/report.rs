@@ -131,7 +131,7 @@ fn seconds(d: chrono::TimeDelta) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::evaluation::model::{EvaluationStatus, ModuleStatus};
     use crate::store::{EvaluationRecord, ModuleRow, ProjectRow, Source};
@@ -148,7 +148,9 @@ mod tests {
         }
     }
 
-    fn view() -> EvaluationView {
+    /// A finished evaluation of two projects, a with three modules (one
+    /// without a result) and b that could not be graded.
+    pub(crate) fn view() -> EvaluationView {
         let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
         let row = |project: &str, module: &str, result| ModuleRow {
             project: project.into(),

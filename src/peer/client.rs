@@ -113,6 +113,32 @@ impl PeerClient {
         read(&url, res, &self.clock).await
     }
 
+    /// Opens a stream (`GET`, Server-Sent Events) on the peer and answers its
+    /// body as it comes: the request's time-out covers the answer's head
+    /// only, so the stream lasts as long as the peer sends.
+    pub async fn open_stream(
+        &self,
+        addr: &str,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<impl futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + use<>, PeerError> {
+        let url = format!("http://{addr}{path}");
+        let mut req = self.signed(self.client.get(&url), b"");
+        if let Some(id) = last_event_id {
+            req = req.insert_header(("Last-Event-ID", id));
+        }
+        let mut res = req.send().await.map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
+        if let Some(remote) = lamport_of(res.headers()) {
+            self.clock.receive(remote);
+        }
+        if !res.status().is_success() {
+            let body = res.body().limit(4096).await.unwrap_or_default();
+            let body = String::from_utf8_lossy(&body).into_owned();
+            return Err(PeerError::Status { url, status: res.status().as_u16(), body });
+        }
+        Ok(res)
+    }
+
     /// Names this node, stamps its Lamport time and the wall clock, and
     /// signs the request over them, its method, its path and `body`.
     fn signed(&self, req: ClientRequest, body: &[u8]) -> ClientRequest {

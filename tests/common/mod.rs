@@ -23,6 +23,7 @@
 
 pub mod cluster;
 pub mod hostile;
+pub mod sse;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Cursor, Read, Write};

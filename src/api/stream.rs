@@ -1,0 +1,150 @@
+//! `GET /evaluation/{id}/stream`: an evaluation's progress as Server-Sent
+//! Events, from any node.
+//!
+//! A node that holds a copy of the evaluation streams from it, reading its
+//! store every `POLL`: a `module` event for each module with a result (its
+//! id names every module sent so far, see `evaluation::progress`), a
+//! `progress` event when the counts change, and `done` with the final
+//! record, after which the stream ends. A node without a copy relays the
+//! stream of a live node that has one, the supervisor first. A client that
+//! reconnects with `Last-Event-ID`, to this node or another, gets exactly
+//! the modules it missed. A copy goes on across an adoption, since it is
+//! the copy the adopter continues; a client whose node died reconnects.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use futures_util::stream::{self, Stream, StreamExt};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::cluster::{self, Scope};
+use super::evaluations::{evaluation_id, unknown};
+use super::{ApiError, AppState};
+use crate::evaluation::progress::{self, Item, Seen};
+use crate::evaluation::report;
+use crate::peer::PeerClient;
+use crate::store::{EvaluationView, GetEvaluation};
+
+/// How often a stream reads its copy.
+const POLL: Duration = Duration::from_millis(250);
+/// A comment at least this often, so that proxies keep an idle stream open.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+pub async fn stream(
+    path: web::Path<String>,
+    query: web::Query<Scope>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    peers: web::Data<PeerClient>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let id = evaluation_id(&raw)?;
+    let last = req.headers().get("Last-Event-ID").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if read(&state, id).await?.is_some() {
+        return Ok(events(local(state.into_inner(), id, last)));
+    }
+    if query.local()? {
+        return Err(unknown(&raw));
+    }
+    let path = format!("/evaluation/{id}/stream?scope=local");
+    let live = cluster::live_peers(&state).await?;
+    let holders = cluster::fan_out(&peers, &live, &format!("/evaluation/{id}?scope=local")).await;
+    // The supervisor's copy is the freshest; then any.
+    let mut holders: Vec<(bool, String)> =
+        holders.into_iter().map(|(node, v)| (v["supervisor"].as_str() != Some(node.as_str()), node)).collect();
+    holders.sort();
+    for (_, node) in holders {
+        match peers.open_stream(&node, &path, last.as_deref()).await {
+            Ok(body) => return Ok(events(body)),
+            Err(e) => log::warn!("evaluation {id}: relaying the stream of {node}: {e}"),
+        }
+    }
+    Err(unknown(&raw))
+}
+
+fn events<E: Into<Box<dyn std::error::Error>> + 'static>(
+    body: impl Stream<Item = Result<Bytes, E>> + 'static,
+) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // nginx passes each event on as it comes rather than buffering.
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body)
+}
+
+async fn read(state: &AppState, id: Uuid) -> Result<Option<EvaluationView>, ApiError> {
+    state
+        .store
+        .send(GetEvaluation { id, with_tests: false })
+        .await
+        .map_err(|e| ApiError::internal("store unreachable", e))?
+        .map_err(|e| ApiError::internal(&format!("evaluation {id}: reading it"), e))
+}
+
+/// One event in the wire format.
+fn frame(item: &Item) -> String {
+    let id = item.id.as_ref().map(|id| format!("id: {id}\n")).unwrap_or_default();
+    format!("event: {}\n{id}data: {}\n\n", item.event, item.data)
+}
+
+/// The stream of this node's copy, until it is finished (or gone).
+fn local(
+    state: std::sync::Arc<AppState>,
+    id: Uuid,
+    last: Option<String>,
+) -> impl Stream<Item = Result<Bytes, ApiError>> + 'static {
+    struct Reader {
+        state: std::sync::Arc<AppState>,
+        seen: Option<Seen>,
+        last: Option<String>,
+        shown: Option<Value>,
+        sent_at: Instant,
+        over: bool,
+    }
+    let first = Reader { state, seen: None, last, shown: None, sent_at: Instant::now(), over: false };
+    let head = stream::once(async { Ok(Bytes::from_static(b"retry: 1000\n\n")) });
+    head.chain(stream::unfold(first, move |mut r| async move {
+        if r.over {
+            return None;
+        }
+        loop {
+            let view = match read(&r.state, id).await {
+                Ok(Some(view)) => view,
+                Ok(None) => return None,
+                Err(e) => return Some((Err(e), Reader { over: true, ..r })),
+            };
+            let seen =
+                r.seen.get_or_insert_with(|| r.last.as_deref().map(|l| Seen::parse(l, &view)).unwrap_or_default());
+            let mut out: String = seen.new_modules(&view).iter().map(frame).collect();
+            let mut now = progress::progress(&view, Utc::now());
+            let counts = {
+                let mut c = now.clone();
+                c["elapsed_s"] = Value::Null;
+                c
+            };
+            if r.shown.as_ref() != Some(&counts) || !out.is_empty() {
+                out.push_str(&frame(&Item { event: "progress", id: None, data: now.take() }));
+                r.shown = Some(counts);
+            }
+            if view.record.status.is_finished() {
+                let record = report::evaluation(&view, r.state.config.grading.grade_scale, Utc::now(), false);
+                out.push_str(&frame(&Item { event: "done", id: None, data: record }));
+                r.over = true;
+            }
+            if !out.is_empty() {
+                r.sent_at = Instant::now();
+                return Some((Ok(Bytes::from(out)), r));
+            }
+            if r.sent_at.elapsed() >= KEEPALIVE {
+                r.sent_at = Instant::now();
+                return Some((Ok(Bytes::from_static(b": keepalive\n\n")), r));
+            }
+            actix_web::rt::time::sleep(POLL).await;
+        }
+    }))
+}
