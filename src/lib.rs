@@ -63,6 +63,7 @@
 pub mod api;
 pub mod auth;
 pub mod balance;
+pub mod cli;
 pub mod config;
 pub mod coordination;
 pub mod discovery;

@@ -79,19 +79,10 @@ impl Stream {
         loop {
             if let Some(end) = self.pending.find("\n\n") {
                 let block: String = self.pending.drain(..end + 2).collect();
-                let (mut event, mut id, mut data) = (None, None, None);
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event: ") {
-                        event = Some(v.to_owned());
-                    } else if let Some(v) = line.strip_prefix("id: ") {
-                        id = Some(v.to_owned());
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data = Some(serde_json::from_str(v).unwrap_or_else(|e| panic!("data is not JSON ({e}): {v}")));
-                    }
-                }
-                if let (Some(event), Some(data)) = (event, data) {
+                if let (Some(event), id, Some(data)) = evalmesh::cli::parse_event(&block) {
                     return Some(Event { event, id, data });
                 }
+                assert!(!block.contains("\ndata: "), "data is not JSON: {block}");
                 continue;
             }
             let text = self.more()?;

@@ -1,0 +1,3 @@
+class Stack:
+    def __init__(self)
+        self._items = []
