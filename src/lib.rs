@@ -71,6 +71,7 @@ pub mod evaluation;
 pub mod executor;
 pub mod locks;
 pub mod membership;
+pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod replication;

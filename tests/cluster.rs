@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -486,6 +486,80 @@ fn a_stream_goes_on_across_an_adoption() {
         let record = &events.last().unwrap().data;
         assert_ne!(record["supervisor"], serde_json::json!(nodes[0].addr), "adopted: {record}");
         assert_exact(record, 12);
+    });
+}
+
+/// `GET /metrics` of `node`, read by the Prometheus project's own parser of
+/// the OpenMetrics text format (its Python client, in a virtual environment
+/// of `venv`): each sample as (name, labels, value).
+fn scrape(node: &Node, venv: &Path) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    let answer = node.get("/metrics");
+    assert_eq!(answer.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    const PARSE: &str = "import json, sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        print(json.dumps([[s.name, s.labels, s.value] for f in text_string_to_metric_families(sys.stdin.read()) \
+        for s in f.samples]))\n";
+    let mut child = Command::new(venv.join("bin/python"))
+        .args(["-c", PARSE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running the parser");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &answer.body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the parser refused it: {}\n{}", String::from_utf8_lossy(&out.stderr), answer.text());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Two nodes grade a known evaluation; their metrics, parsed by
+/// Prometheus' parser, count it exactly: every module once by outcome and
+/// wall time, the evaluation done where it is held, two members alive, the
+/// join, and the requests between the nodes.
+#[test]
+fn metrics_count_a_known_evaluation_as_prometheus_reads_them() {
+    with_timeout(Duration::from_secs(240), || {
+        let dir = tempfile::tempdir().unwrap();
+        let venv = dir.path().join("parser");
+        for args in [vec!["venv", "-q", venv.to_str().unwrap()], vec!["pip", "install", "-q", "--python"]] {
+            let mut cmd = Command::new("uv");
+            cmd.args(&args);
+            if args[0] == "pip" {
+                cmd.arg(venv.join("bin/python")).arg("prometheus-client==0.21.1");
+            }
+            let status = cmd.status().expect("running uv");
+            assert!(status.success(), "uv {args:?}");
+        }
+        let nodes = start_cluster(dir.path(), 2);
+        let id = nodes[0].submit_multipart("projects.zip", &project(6, 0.2));
+        assert_exact(&nodes[0].wait_finished(&id, Duration::from_secs(120)), 6);
+        let value = |samples: &[(String, BTreeMap<String, String>, f64)], name: &str, label: Option<(&str, &str)>| {
+            samples
+                .iter()
+                .filter(|(n, l, _)| n == name && label.is_none_or(|(k, v)| l.get(k).map(String::as_str) == Some(v)))
+                .map(|(_, _, v)| v)
+                .sum::<f64>()
+        };
+        let scraped: Vec<_> = nodes.iter().map(|n| scrape(n, &venv)).collect();
+        let total = |name, label| scraped.iter().map(|s| value(s, name, label)).sum::<f64>();
+        assert_eq!(total("evalmesh_modules_total", Some(("outcome", "done"))), 6.0);
+        assert_eq!(total("evalmesh_module_wall_seconds_count", None), 6.0);
+        for s in &scraped {
+            assert_eq!(value(s, "evalmesh_evaluations", Some(("status", "done"))), 1.0, "held by both");
+            assert_eq!(value(s, "evalmesh_evaluations", Some(("status", "running"))), 0.0);
+            assert_eq!(value(s, "evalmesh_members", Some(("status", "alive"))), 2.0);
+            assert_eq!((value(s, "evalmesh_slots", None), value(s, "evalmesh_slots_busy", None)), (1.0, 0.0));
+            assert_eq!(value(s, "evalmesh_queue_depth", None), 0.0);
+            assert!(value(s, "evalmesh_membership_changes_total", Some(("kind", "joined"))) >= 1.0);
+            assert!(value(s, "evalmesh_peer_requests_total", Some(("result", "ok"))) > 0.0);
+            assert_eq!(value(s, "evalmesh_adoptions_total", None), 0.0);
+        }
+        let routes: BTreeSet<&str> = scraped[0]
+            .iter()
+            .filter(|(n, _, _)| n == "evalmesh_peer_requests_total")
+            .filter_map(|(_, l, _)| l.get("route").map(String::as_str))
+            .collect();
+        assert!(routes.iter().all(|r| !r.contains(&id)), "ids stay out of the labels: {routes:?}");
     });
 }
 

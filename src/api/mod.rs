@@ -100,6 +100,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/evaluation/{id}/grades.csv").route(web::get().to(evaluations::grades_csv)))
         .service(resource("/evaluation/{id}/junit.xml").route(web::get().to(evaluations::junit_xml)))
         .service(resource("/stats").route(web::get().to(node::stats)))
+        .service(resource("/metrics").route(web::get().to(node::metrics)))
         .service(web::resource("/health").route(web::get().to(node::health)).default_service(web::to(not_allowed)))
         .service(resource("/network").route(web::get().to(cluster::network)))
         .service(resource("/peers").route(web::get().to(cluster::peers)))

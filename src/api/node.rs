@@ -11,6 +11,8 @@ use super::{ApiError, AppState};
 use crate::evaluation::model::EvaluationStatus;
 use crate::evaluation::registry::GetAdmission;
 use crate::executor::{GetExecutorStats, GetLoad};
+use crate::membership::{GetMembers, Status};
+use crate::metrics::{StatusLabel, METRICS};
 use crate::peer::PeerClient;
 use crate::store::CountByStatus;
 
@@ -48,14 +50,7 @@ async fn local_stats(state: &AppState) -> Result<Value, ApiError> {
         state.executor.send(GetExecutorStats).await.map_err(|e| ApiError::internal("executor unreachable", e))?;
     let admission =
         state.registry.send(GetAdmission).await.map_err(|e| ApiError::internal("registry unreachable", e))?;
-    let counted = state
-        .store
-        .send(CountByStatus)
-        .await
-        .map_err(|e| ApiError::internal("store unreachable", e))?
-        .map_err(|e| ApiError::internal("counting evaluations", e))?;
-    let mut by_status = zeroed();
-    by_status.extend(counted);
+    let by_status = count_by_status(state).await?;
     Ok(json!({
         "node": state.node,
         "uptime_s": state.started.elapsed().as_secs(),
@@ -76,6 +71,44 @@ async fn local_stats(state: &AppState) -> Result<Value, ApiError> {
         "errors": done.tests.errors,
         "mean_module_time": done.mean_module_time,
     }))
+}
+
+/// `GET /metrics`: this node's metrics in the OpenMetrics text format
+/// (`crate::metrics`), its states read now.
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let load = state.executor.send(GetLoad).await.map_err(|e| ApiError::internal("executor unreachable", e))?;
+    let members =
+        state.membership.send(GetMembers).await.map_err(|e| ApiError::internal("membership unreachable", e))?;
+    let m = &METRICS;
+    for (status, count) in count_by_status(&state).await? {
+        m.evaluations.get_or_create(&StatusLabel { status }).set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    let mut members_by_status: BTreeMap<String, i64> =
+        Status::ALL.iter().map(|s| (format!("{s:?}").to_lowercase(), 0)).collect();
+    for member in members {
+        *members_by_status.entry(format!("{:?}", member.status).to_lowercase()).or_default() += 1;
+    }
+    for (status, count) in members_by_status {
+        m.members.get_or_create(&StatusLabel { status }).set(count);
+    }
+    let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    m.slots.set(gauge(load.slots));
+    m.slots_busy.set(gauge(load.busy));
+    m.queue_depth.set(gauge(load.queued));
+    Ok(HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(m.encode()))
+}
+
+/// The evaluations this node holds, by status, every status present.
+async fn count_by_status(state: &AppState) -> Result<BTreeMap<String, u64>, ApiError> {
+    let counted = state
+        .store
+        .send(CountByStatus)
+        .await
+        .map_err(|e| ApiError::internal("store unreachable", e))?
+        .map_err(|e| ApiError::internal("counting evaluations", e))?;
+    let mut by_status = zeroed();
+    by_status.extend(counted);
+    Ok(by_status)
 }
 
 /// Every status, counted 0.

@@ -13,6 +13,7 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::model::{Event, EventKind};
+use crate::metrics::METRICS;
 use crate::peer::PeerClient;
 use crate::replication::model::{ReplicaOp, ReplicaSummary, Replicate};
 use crate::replication::receive::{receive, ReceiveError};
@@ -93,6 +94,7 @@ pub async fn decide(id: Uuid, cx: &Context<'_>) -> Result<Decision, AdoptionErro
         let event = Event { lamport: clock.tick(), node: cx.me.to_owned(), kind, detail };
         cx.store.send(RecordEvent { id, event }).await??;
     }
+    METRICS.adoptions.inc();
     Ok(Decision::Adopt(record))
 }
 

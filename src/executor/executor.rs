@@ -25,7 +25,8 @@ use uuid::Uuid;
 use super::collect::Collected;
 use super::pytest::RunReport;
 use super::runner::{module_results, Completed, Runner};
-use crate::evaluation::model::{round2, ModuleResult, Tally};
+use crate::evaluation::model::{round2, ModuleResult, ModuleStatus, Tally};
+use crate::metrics::{OutcomeLabel, METRICS};
 use crate::peer::LamportClock;
 
 /// How often the runner may let go of what has been idle too long, or whose
@@ -245,6 +246,8 @@ impl Executor {
             JobOutput::Ran(results) => {
                 for r in results.values() {
                     self.stats.tests.add(&r.tally);
+                    METRICS.modules.get_or_create(&OutcomeLabel { outcome: r.status.as_str().to_owned() }).inc();
+                    METRICS.module_wall.observe(r.wall);
                 }
                 results.len() as u64
             }
@@ -252,6 +255,11 @@ impl Executor {
             // single module's time-out is its result.
             JobOutput::TimedOut { .. } if batch == 1 => {
                 self.stats.modules_timed_out += 1;
+                METRICS
+                    .modules
+                    .get_or_create(&OutcomeLabel { outcome: ModuleStatus::Timeout.as_str().to_owned() })
+                    .inc();
+                METRICS.module_wall.observe(elapsed.as_secs_f64());
                 1
             }
             JobOutput::TimedOut { .. } => 0,

@@ -26,6 +26,7 @@ use crate::balance::{NodeLoad, SetMembers};
 use crate::evaluation::supervisor::NodeLost;
 use crate::executor::envs::{is_tag, MAX_ADVERTISED};
 use crate::executor::{GetLoad, Load};
+use crate::metrics::{KindLabel, METRICS};
 
 /// Advances the protocol: probes, time-outs, suspicions, gossip to the balancer.
 #[derive(Message)]
@@ -225,6 +226,8 @@ impl Membership {
     fn publish(&mut self) {
         for event in self.swim.drain_events() {
             log::info!("member {} (incarnation {}): {:?}", event.address, event.incarnation, event.kind);
+            let kind = format!("{:?}", event.kind).to_lowercase();
+            METRICS.membership_changes.get_or_create(&KindLabel { kind }).inc();
             if matches!(event.kind, EventKind::Dead | EventKind::Left | EventKind::Rejoined) {
                 self.on_lost.do_send(NodeLost(event.address));
             }

@@ -130,6 +130,8 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Self; 4] = [Self::Alive, Self::Suspect, Self::Dead, Self::Left];
+
     /// Breaks ties between claims of the same incarnation: a later stage of
     /// one life wins, and a deliberate leave wins over a presumed death.
     fn rank(self) -> u8 {

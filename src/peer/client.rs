@@ -4,8 +4,9 @@
 //! its method, path and body (`auth::signature`), so that the guard on the
 //! other side can tell it comes from a node of the cluster.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
 use awc::http::header::CONTENT_TYPE;
@@ -17,6 +18,15 @@ use serde::Serialize;
 use super::lamport::{LamportClock, LAMPORT_HEADER};
 use super::{lamport_of, PeerError, SENDER_HEADER};
 use crate::auth::{self, Secret, SignedRequest, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::metrics::METRICS;
+
+/// Runs a request to a peer, counting it and its latency (`metrics`).
+async fn measured<T>(path: &str, request: impl Future<Output = Result<T, PeerError>>) -> Result<T, PeerError> {
+    let started = Instant::now();
+    let out = request.await;
+    METRICS.peer_request(path, out.is_ok(), started.elapsed());
+    out
+}
 
 /// Largest peer answer read into memory: a project blob or an evaluation.
 const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
@@ -65,16 +75,21 @@ impl PeerClient {
         body: &B,
         timeout: Option<Duration>,
     ) -> Result<R, PeerError> {
-        let url = format!("http://{addr}{path}");
-        // Serialized here rather than by awc: the signature covers these bytes.
-        let body = serde_json::to_vec(body).map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
-        let mut req = self.signed(self.client.post(&url).insert_header((CONTENT_TYPE, "application/json")), &body);
-        if let Some(t) = timeout {
-            req = req.timeout(t);
-        }
-        let res = req.send_body(body).await.map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
-        let bytes = read(&url, res, &self.clock).await?;
-        serde_json::from_slice(&bytes).map_err(|e| PeerError::Decode { url, reason: e.to_string() })
+        measured(path, async {
+            let url = format!("http://{addr}{path}");
+            // Serialized here rather than by awc: the signature covers these bytes.
+            let body =
+                serde_json::to_vec(body).map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
+            let mut req = self.signed(self.client.post(&url).insert_header((CONTENT_TYPE, "application/json")), &body);
+            if let Some(t) = timeout {
+                req = req.timeout(t);
+            }
+            let res =
+                req.send_body(body).await.map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
+            let bytes = read(&url, res, &self.clock).await?;
+            serde_json::from_slice(&bytes).map_err(|e| PeerError::Decode { url, reason: e.to_string() })
+        })
+        .await
     }
 
     /// GETs a JSON answer.
@@ -87,30 +102,36 @@ impl PeerClient {
     /// Asks whether `path` exists on the peer (`HEAD`): true on 2xx, false
     /// on 404.
     pub async fn has(&self, addr: &str, path: &str) -> Result<bool, PeerError> {
-        let url = format!("http://{addr}{path}");
-        let res = self
-            .signed(self.client.head(&url), b"")
-            .send()
-            .await
-            .map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
-        if res.status() == StatusCode::NOT_FOUND {
-            if let Some(remote) = lamport_of(res.headers()) {
-                self.clock.receive(remote);
+        measured(path, async {
+            let url = format!("http://{addr}{path}");
+            let res = self
+                .signed(self.client.head(&url), b"")
+                .send()
+                .await
+                .map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
+            if res.status() == StatusCode::NOT_FOUND {
+                if let Some(remote) = lamport_of(res.headers()) {
+                    self.clock.receive(remote);
+                }
+                return Ok(false);
             }
-            return Ok(false);
-        }
-        read(&url, res, &self.clock).await.map(|_| true)
+            read(&url, res, &self.clock).await.map(|_| true)
+        })
+        .await
     }
 
     /// GETs raw bytes, e.g. a blob.
     pub async fn get_bytes(&self, addr: &str, path: &str) -> Result<Bytes, PeerError> {
-        let url = format!("http://{addr}{path}");
-        let res = self
-            .signed(self.client.get(&url), b"")
-            .send()
-            .await
-            .map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
-        read(&url, res, &self.clock).await
+        measured(path, async {
+            let url = format!("http://{addr}{path}");
+            let res = self
+                .signed(self.client.get(&url), b"")
+                .send()
+                .await
+                .map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
+            read(&url, res, &self.clock).await
+        })
+        .await
     }
 
     /// Opens a stream (`GET`, Server-Sent Events) on the peer and answers its
