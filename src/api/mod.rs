@@ -9,6 +9,7 @@
 mod admin;
 mod auth;
 mod cluster;
+mod dashboard;
 mod error;
 mod evaluations;
 mod node;
@@ -102,6 +103,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/stats").route(web::get().to(node::stats)))
         .service(resource("/metrics").route(web::get().to(node::metrics)))
         .service(web::resource("/health").route(web::get().to(node::health)).default_service(web::to(not_allowed)))
+        .service(web::resource("/").route(web::get().to(dashboard::page)).default_service(web::to(not_allowed)))
         .service(resource("/network").route(web::get().to(cluster::network)))
         .service(resource("/peers").route(web::get().to(cluster::peers)))
         .configure(peer::configure);
