@@ -54,6 +54,18 @@ pub struct NodeConfig {
     pub slots: usize,
     /// Days a finished evaluation is kept; 0 keeps it.
     pub retention_days: u32,
+    /// How log lines are written on standard error.
+    pub log_format: LogFormat,
+}
+
+/// `text`: a line a record, for people; `json`: one JSON object a line
+/// (`ts`, `level`, `target`, `message`), for log collectors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for NodeConfig {
@@ -64,6 +76,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("data/node-5001"),
             slots: 2,
             retention_days: 0,
+            log_format: LogFormat::Text,
         }
     }
 }

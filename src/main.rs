@@ -1,12 +1,13 @@
 //! The `evalmesh` binary: command line → config → logging → `node::run`.
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use evalmesh::cli::{self, CliError, Client, Export, Format, Outcome};
-use evalmesh::config::Config;
+use evalmesh::config::{Config, LogFormat};
 
 #[derive(Parser)]
 #[command(version, about = "A cluster of peer nodes that grades Python projects with pytest")]
@@ -114,7 +115,6 @@ fn main() -> ExitCode {
         Command::Node { config, listen, data_dir } => (config, listen, data_dir),
         client => return run_client(client),
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     // A variable that is not UTF-8 cannot name a key: left to whoever set it.
     let vars = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
     let config = Config::assemble(config.as_deref(), vars);
@@ -136,6 +136,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_logging(config.node.log_format);
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -143,6 +144,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs at `info` unless `RUST_LOG` says otherwise, as text or JSON lines.
+fn init_logging(format: LogFormat) {
+    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if format == LogFormat::Json {
+        builder.format(|out, record| {
+            let line = serde_json::json!({
+                "ts": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "level": record.level().as_str(),
+                "target": record.target(),
+                "message": record.args().to_string(),
+            });
+            writeln!(out, "{line}")
+        });
+    }
+    builder.init();
 }
 
 fn serve(config: Config) -> Result<(), String> {

@@ -1064,3 +1064,39 @@ fn stats_and_health_report_the_work_done() {
         assert_eq!(health.status, 200, "{health:?}");
     });
 }
+
+/// With `log_format = "json"` every line the node logs is a JSON object,
+/// and each public request but the health check has its access line.
+#[test]
+fn json_logs_hold_an_access_line_per_public_request() {
+    with_timeout(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let config = NodeConfig::new(&dir.path().join("data")).set("node", "log_format", "\"json\"");
+        let node = Node::start(&config, dir.path(), "node");
+        assert_eq!(node.get("/evaluation").status, 200);
+        assert_eq!(node.get("/evaluation/not-an-id").status, 404);
+        assert_eq!(node.get("/health").status, 200);
+        let access = |log: &str| -> Vec<Value> {
+            let lines: Vec<Value> = log
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+                .collect();
+            for line in &lines {
+                for key in ["ts", "level", "target", "message"] {
+                    assert!(line[key].is_string(), "{key} in {line}");
+                }
+            }
+            lines.into_iter().filter(|l| l["target"] == "evalmesh::access").collect()
+        };
+        let lines = wait_until("both access lines are written", Duration::from_secs(10), || {
+            let lines = access(&node.log());
+            (lines.len() >= 2).then_some(lines)
+        });
+        let messages: Vec<&str> = lines.iter().map(|l| l["message"].as_str().unwrap()).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages[0].contains("\"GET /evaluation HTTP/1.1\" 200 "), "{messages:?}");
+        assert!(messages[1].contains("\"GET /evaluation/not-an-id HTTP/1.1\" 404 "), "{messages:?}");
+        assert!(!messages.iter().any(|m| m.contains("/health")));
+    });
+}

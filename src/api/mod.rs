@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use actix::Addr;
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Logger};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 pub use admin::configure as configure_admin;
@@ -78,8 +78,13 @@ impl AppState {
 /// `GET /health`, which a load balancer asks without credentials, stands
 /// behind the client token check.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // Every public route but the health check, which load balancers ask
+    // every few seconds, has its line in the access log.
     let resource = |path: &str| {
-        web::resource(path.to_owned()).wrap(from_fn(auth::client_guard)).default_service(web::to(not_allowed))
+        web::resource(path.to_owned())
+            .wrap(from_fn(auth::client_guard))
+            .wrap(Logger::new(ACCESS_LOG).log_target("evalmesh::access"))
+            .default_service(web::to(not_allowed))
     };
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
         .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::NotFound(e.to_string()).into()))
@@ -108,6 +113,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/peers").route(web::get().to(cluster::peers)))
         .configure(peer::configure);
 }
+
+/// Client address, request line, status, bytes sent, seconds, user agent.
+const ACCESS_LOG: &str = r#"%a "%r" %s %b %T "%{User-Agent}i""#;
 
 /// Peer bodies carry module results with their capped output.
 const MAX_PEER_JSON_BYTES: usize = 64 * 1024 * 1024;

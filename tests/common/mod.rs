@@ -386,7 +386,8 @@ impl Node {
             }
             let log = node.log();
             let (_, rest) = log.split_once("serving on ")?;
-            let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+            // Text or JSON logs: the address ends at a space or a quote.
+            let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != '"').collect();
             addr.parse::<SocketAddr>().ok().map(|_| addr)
         });
         node.addr =
