@@ -490,16 +490,16 @@ fn a_stream_goes_on_across_an_adoption() {
 }
 
 /// `GET /metrics` of `node`, read by the Prometheus project's own parser of
-/// the OpenMetrics text format (its Python client, in a virtual environment
-/// of `venv`): each sample as (name, labels, value).
-fn scrape(node: &Node, venv: &Path) -> Vec<(String, BTreeMap<String, String>, f64)> {
+/// the OpenMetrics text format (its Python client, installed for `python`):
+/// each sample as (name, labels, value).
+fn scrape(node: &Node, python: &Path) -> Vec<(String, BTreeMap<String, String>, f64)> {
     let answer = node.get("/metrics");
     assert_eq!(answer.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
     const PARSE: &str = "import json, sys\n\
         from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
         print(json.dumps([[s.name, s.labels, s.value] for f in text_string_to_metric_families(sys.stdin.read()) \
         for s in f.samples]))\n";
-    let mut child = Command::new(venv.join("bin/python"))
+    let mut child = Command::new(python)
         .args(["-c", PARSE])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -520,16 +520,7 @@ fn scrape(node: &Node, venv: &Path) -> Vec<(String, BTreeMap<String, String>, f6
 fn metrics_count_a_known_evaluation_as_prometheus_reads_them() {
     with_timeout(Duration::from_secs(240), || {
         let dir = tempfile::tempdir().unwrap();
-        let venv = dir.path().join("parser");
-        for args in [vec!["venv", "-q", venv.to_str().unwrap()], vec!["pip", "install", "-q", "--python"]] {
-            let mut cmd = Command::new("uv");
-            cmd.args(&args);
-            if args[0] == "pip" {
-                cmd.arg(venv.join("bin/python")).arg("prometheus-client==0.21.1");
-            }
-            let status = cmd.status().expect("running uv");
-            assert!(status.success(), "uv {args:?}");
-        }
+        let python = python_with(&dir.path().join("parser"), "prometheus-client==0.21.1");
         let nodes = start_cluster(dir.path(), 2);
         let id = nodes[0].submit_multipart("projects.zip", &project(6, 0.2));
         assert_exact(&nodes[0].wait_finished(&id, Duration::from_secs(120)), 6);
@@ -540,7 +531,7 @@ fn metrics_count_a_known_evaluation_as_prometheus_reads_them() {
                 .map(|(_, _, v)| v)
                 .sum::<f64>()
         };
-        let scraped: Vec<_> = nodes.iter().map(|n| scrape(n, &venv)).collect();
+        let scraped: Vec<_> = nodes.iter().map(|n| scrape(n, &python)).collect();
         let total = |name, label| scraped.iter().map(|s| value(s, name, label)).sum::<f64>();
         assert_eq!(total("evalmesh_modules_total", Some(("outcome", "done"))), 6.0);
         assert_eq!(total("evalmesh_module_wall_seconds_count", None), 6.0);

@@ -16,7 +16,8 @@ use crate::membership::{GetMembers, Status};
 use crate::peer::PeerClient;
 
 /// `?scope=local` asks a node for its own answer only, as peers do.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Scope {
     pub scope: Option<String>,
     pub detail: Option<String>,
@@ -73,6 +74,8 @@ pub async fn fan_out(client: &PeerClient, peers: &[String], path: &str) -> Vec<(
 /// `GET /network`: every member this node knows, with its status,
 /// incarnation, when it was last heard of, and its slots and load; the
 /// coordinator, and its lock table.
+#[utoipa::path(get, path = "/network", tag = "cluster", params(Scope),
+    responses((status = 200, description = "`{\"node\", \"coordinator\", \"members\", \"locks\"}`", body = Object)))]
 pub async fn network(
     state: web::Data<AppState>,
     peers: web::Data<PeerClient>,
@@ -120,6 +123,8 @@ async fn coordinator_locks(peers: &PeerClient, coordinator: &str) -> Value {
     answer.and_then(|(_, mut network)| network.get_mut("locks").map(Value::take)).unwrap_or(Value::Null)
 }
 
+#[utoipa::path(get, path = "/peers", tag = "cluster",
+    responses((status = 200, description = "The live members' addresses", body = Object)))]
 pub async fn peers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut live = live_peers(&state).await?;
     live.push(state.node.clone());

@@ -8,6 +8,8 @@ use actix_web::HttpResponse;
 
 const PAGE: &str = include_str!("dashboard.html");
 
+#[utoipa::path(get, path = "/", tag = "node",
+    responses((status = 200, description = "The dashboard, without a token", content_type = "text/html", body = String)))]
 pub async fn page() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

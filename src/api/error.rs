@@ -4,7 +4,6 @@
 use actix_web::http::header::{self, WWW_AUTHENTICATE};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -77,6 +76,12 @@ impl ResponseError for ApiError {
             // RFC 6750 §3: names the scheme the client should use.
             response.insert_header((WWW_AUTHENTICATE, "Bearer realm=\"evalmesh\""));
         }
-        response.json(json!({ "error": self.to_string() }))
+        response.json(ErrorBody { error: self.to_string() })
     }
+}
+
+/// What every error answer holds: the reason, for people.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
 }

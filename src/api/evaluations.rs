@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::auth::Viewer;
 use super::cluster::{self, Scope};
 use super::upload::{self, Upload};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 use crate::evaluation::admission::Ticket;
 use crate::evaluation::intake::suite::Suite;
 use crate::evaluation::intake::{self, IntakeError, UnpackLimits};
@@ -86,6 +86,15 @@ impl Drop for Place {
     }
 }
 
+#[utoipa::path(post, path = "/evaluation", tag = "evaluations",
+    request_body(description = "A zip of projects: multipart (`file`, and a reference suite as `tests`), or the raw zip \
+        (application/zip); or JSON `{\"projects\": [git urls], \"auth_token\", \"tests\": git url}`",
+        content(("multipart/form-data"), ("application/zip"), ("application/json"))),
+    responses(
+        (status = 202, description = "Accepted: `{\"id\", \"status\", ...}`", body = Object),
+        (status = 400, description = "Not a submission", body = ErrorBody),
+        (status = 413, description = "Past the intake limits", body = ErrorBody),
+        (status = 503, description = "No room for another evaluation (Retry-After)", body = ErrorBody)))]
 pub async fn submit(
     req: HttpRequest,
     payload: web::Payload,
@@ -299,7 +308,8 @@ fn describe(source: &Source) -> String {
 
 /// `GET /evaluation`'s query: the scope, and a page of the evaluations of
 /// one status.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     scope: Option<String>,
     status: Option<String>,
@@ -310,6 +320,9 @@ pub struct ListQuery {
 /// The most lines one page of `GET /evaluation` may ask for.
 pub const MAX_PAGE: usize = 1000;
 
+#[utoipa::path(get, path = "/evaluation", tag = "evaluations", params(ListQuery),
+    responses((status = 200, description = "`{\"evaluations\": [...], \"next\"}`, oldest first", body = Object),
+        (status = 400, description = "A bad query", body = ErrorBody)))]
 pub async fn list(
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
@@ -384,6 +397,9 @@ pub async fn summaries(state: &AppState, peers: &PeerClient, local: bool) -> Res
     Ok(list)
 }
 
+#[utoipa::path(get, path = "/evaluation/{id}", tag = "evaluations", params(("id" = String, Path), Scope),
+    responses((status = 200, description = "The evaluation: `_run_info`, `module_results`, `projects`", body = Object),
+        (status = 404, description = "No such evaluation", body = ErrorBody)))]
 pub async fn get(
     path: web::Path<String>,
     query: web::Query<Scope>,
@@ -401,6 +417,9 @@ pub async fn get(
 }
 
 /// `GET /evaluation/{id}/grades.csv`: the gradebook, from any node.
+#[utoipa::path(get, path = "/evaluation/{id}/grades.csv", tag = "evaluations", params(("id" = String, Path)),
+    responses((status = 200, description = "The gradebook, a project a row", content_type = "text/csv", body = String),
+        (status = 404, description = "No such evaluation", body = ErrorBody)))]
 pub async fn grades_csv(
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -412,6 +431,9 @@ pub async fn grades_csv(
 
 /// `GET /evaluation/{id}/junit.xml`: every module's tests as JUnit XML, from
 /// any node.
+#[utoipa::path(get, path = "/evaluation/{id}/junit.xml", tag = "evaluations", params(("id" = String, Path)),
+    responses((status = 200, description = "A testsuite per project and module", content_type = "application/xml",
+        body = String), (status = 404, description = "No such evaluation", body = ErrorBody)))]
 pub async fn junit_xml(
     path: web::Path<String>,
     viewer: Viewer,
@@ -426,6 +448,12 @@ pub async fn junit_xml(
 /// (its supervisor closes it as `cancelled`); removes a finished one, and
 /// all that is stored of it, from every live node that holds a copy. A
 /// teacher's.
+#[utoipa::path(delete, path = "/evaluation/{id}", tag = "evaluations", params(("id" = String, Path)),
+    responses((status = 202, description = "Cancelled", body = Object),
+        (status = 200, description = "Removed: `{\"id\", \"removed_from\"}`", body = Object),
+        (status = 403, description = "A student's token", body = ErrorBody),
+        (status = 404, description = "No such evaluation", body = ErrorBody),
+        (status = 503, description = "Its supervisor does not answer", body = ErrorBody)))]
 pub async fn remove(
     path: web::Path<String>,
     viewer: Viewer,
@@ -585,6 +613,9 @@ fn progress(answer: &Value) -> (bool, u64) {
 
 /// `GET /evaluation/{id}/events`: the evaluation's log in causal order, from
 /// the node that holds it.
+#[utoipa::path(get, path = "/evaluation/{id}/events", tag = "evaluations", params(("id" = String, Path), Scope),
+    responses((status = 200, description = "`{\"id\", \"events\": [...]}` in causal order", body = Object),
+        (status = 404, description = "No such evaluation", body = ErrorBody)))]
 pub async fn events(
     path: web::Path<String>,
     query: web::Query<Scope>,

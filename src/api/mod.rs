@@ -13,6 +13,7 @@ mod dashboard;
 mod error;
 mod evaluations;
 mod node;
+mod openapi;
 mod peer;
 mod stream;
 mod upload;
@@ -26,7 +27,7 @@ use actix_web::middleware::{from_fn, Logger};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 pub use admin::configure as configure_admin;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 
 use crate::auth::ReplayGuard;
 use crate::config::Config;
@@ -107,6 +108,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/evaluation/{id}/junit.xml").route(web::get().to(evaluations::junit_xml)))
         .service(resource("/stats").route(web::get().to(node::stats)))
         .service(resource("/metrics").route(web::get().to(node::metrics)))
+        .service(resource("/openapi.json").route(web::get().to(openapi::document)))
         .service(web::resource("/health").route(web::get().to(node::health)).default_service(web::to(not_allowed)))
         .service(web::resource("/").route(web::get().to(dashboard::page)).default_service(web::to(not_allowed)))
         .service(resource("/network").route(web::get().to(cluster::network)))

@@ -18,6 +18,8 @@ use crate::store::CountByStatus;
 
 /// `GET /stats`: every live node's figures and the cluster totals, or with
 /// `?scope=local` this node's own.
+#[utoipa::path(get, path = "/stats", tag = "cluster", params(Scope),
+    responses((status = 200, description = "`{\"nodes\", \"global\"}`, or this node's figures", body = Object)))]
 pub async fn stats(
     query: web::Query<Scope>,
     state: web::Data<AppState>,
@@ -75,6 +77,9 @@ async fn local_stats(state: &AppState) -> Result<Value, ApiError> {
 
 /// `GET /metrics`: this node's metrics in the OpenMetrics text format
 /// (`crate::metrics`), its states read now.
+#[utoipa::path(get, path = "/metrics", tag = "node",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text",
+        body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let load = state.executor.send(GetLoad).await.map_err(|e| ApiError::internal("executor unreachable", e))?;
     let members =
@@ -116,6 +121,8 @@ fn zeroed() -> BTreeMap<String, u64> {
     EvaluationStatus::ALL.into_iter().map(|s| (s.as_str().to_owned(), 0)).collect()
 }
 
+#[utoipa::path(get, path = "/health", tag = "node",
+    responses((status = 200, description = "`{\"status\": \"ok\", \"node\"}`, without a token", body = Object)))]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok", "node": state.node }))
 }

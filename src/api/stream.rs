@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::cluster::{self, Scope};
 use super::evaluations::{evaluation_id, unknown};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 use crate::evaluation::progress::{self, Item, Seen};
 use crate::evaluation::report;
 use crate::peer::PeerClient;
@@ -34,6 +34,11 @@ const POLL: Duration = Duration::from_millis(250);
 /// A comment at least this often, so that proxies keep an idle stream open.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
+#[utoipa::path(get, path = "/evaluation/{id}/stream", tag = "evaluations", params(("id" = String, Path), Scope,
+        ("Last-Event-ID" = Option<String>, Header, description = "The last event's id: resumes after it")),
+    responses((status = 200, description = "Server-Sent Events: `module`, `progress`, `done`",
+        content_type = "text/event-stream", body = String),
+        (status = 404, description = "No such evaluation", body = ErrorBody)))]
 pub async fn stream(
     path: web::Path<String>,
     query: web::Query<Scope>,

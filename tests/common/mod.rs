@@ -26,6 +26,7 @@ pub mod hostile;
 pub mod sse;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::io::{Cursor, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -1018,4 +1019,20 @@ pub fn assert_gradebook(node: &Node, id: &str, evaluation: &Value) {
     }
     let projects: Vec<String> = evaluation["projects"].as_object().unwrap().keys().cloned().collect();
     assert_eq!(named, projects);
+}
+
+/// A Python in a new virtual environment at `venv` with `package` (a pinned
+/// requirement) installed, by uv from the package index: for tests that
+/// check the node's output with a reference tool of another ecosystem.
+pub fn python_with(venv: &Path, package: &str) -> PathBuf {
+    let python = venv.join("bin/python");
+    let steps: [&[&OsStr]; 2] = [
+        &["venv".as_ref(), "-q".as_ref(), venv.as_os_str()],
+        &["pip".as_ref(), "install".as_ref(), "-q".as_ref(), "--python".as_ref(), python.as_os_str(), package.as_ref()],
+    ];
+    for args in steps {
+        let status = Command::new("uv").args(args).status().expect("running uv");
+        assert!(status.success(), "uv {args:?}");
+    }
+    python
 }
