@@ -1100,3 +1100,37 @@ fn json_logs_hold_an_access_line_per_public_request() {
         assert!(!messages.iter().any(|m| m.contains("/health")));
     });
 }
+
+/// A node serves at most 64 progress streams at once: the next is refused
+/// with 503 and Retry-After, and a stream whose client went, or whose
+/// evaluation ended, makes room again.
+#[test]
+fn progress_streams_are_bounded_and_give_their_place_back() {
+    use common::sse::{self, Stream};
+    with_timeout(Duration::from_secs(180), || {
+        let dir = temp_dir();
+        let node = Node::start(&config(dir.path()), dir.path(), "node");
+        let slow = zip_of(&[("slow/tests/test_slow.py", "import time\n\n\ndef test_slow():\n    time.sleep(120)\n")]);
+        let id = node.submit_raw_zip(&slow);
+        let path = format!("/evaluation/{id}/stream");
+        let mut streams: Vec<Stream> = (0..64).map(|_| Stream::open(&node.addr, &path, &[])).collect();
+        let refused = node.get(&path);
+        assert_eq!(refused.status, 503, "{refused:?}");
+        assert_eq!(refused.header("retry-after"), Some("5"));
+        assert!(refused.error().contains("64 progress streams"), "{refused:?}");
+
+        drop(streams.pop());
+        wait_until("the place of the client that went is free", Duration::from_secs(40), || {
+            (sse::status(&node.addr, &path) == 200).then_some(())
+        });
+        let cancelled = node.request("DELETE", &format!("/evaluation/{id}"), &[], Body::None);
+        assert_eq!(cancelled.status, 202, "{cancelled:?}");
+        for stream in &mut streams {
+            assert_eq!(stream.until_done().last().unwrap().data["status"], "cancelled");
+        }
+        drop(streams);
+        wait_until("every place is free", Duration::from_secs(30), || {
+            (sse::status(&node.addr, &path) == 200).then_some(())
+        });
+    });
+}

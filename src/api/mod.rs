@@ -64,6 +64,8 @@ pub struct AppState {
     pub replay: Mutex<ReplayGuard>,
     /// How this node isolates and limits test runs, for `GET /stats`.
     pub sandbox: crate::executor::sandbox::SandboxMode,
+    /// Progress streams served now (`stream`).
+    pub streams: std::sync::atomic::AtomicUsize,
 }
 
 impl AppState {

@@ -11,6 +11,8 @@
 //! the modules it missed. A copy goes on across an adoption, since it is
 //! the copy the adopter continues; a client whose node died reconnects.
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::http::header;
@@ -33,6 +35,34 @@ use crate::store::{EvaluationView, GetEvaluation};
 const POLL: Duration = Duration::from_millis(250);
 /// A comment at least this often, so that proxies keep an idle stream open.
 const KEEPALIVE: Duration = Duration::from_secs(15);
+/// Streams one node serves at once: each reads the store, whose one
+/// connection also commits the results, every `POLL`. Past it, a 503.
+pub const MAX_STREAMS: usize = 64;
+/// What a client refused for that is told to wait, in seconds.
+const RETRY_AFTER_S: u64 = 5;
+
+/// One of the `MAX_STREAMS`, given back when its stream ends or its
+/// client goes.
+struct Slot(Arc<AppState>);
+
+impl Slot {
+    fn take(state: Arc<AppState>) -> Result<Self, ApiError> {
+        if state.streams.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
+            state.streams.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::Busy {
+                reason: format!("this node serves {MAX_STREAMS} progress streams already"),
+                retry_after_s: RETRY_AFTER_S,
+            });
+        }
+        Ok(Self(state))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 #[utoipa::path(get, path = "/evaluation/{id}/stream", tag = "evaluations", params(("id" = String, Path), Scope,
         ("Last-Event-ID" = Option<String>, Header, description = "The last event's id: resumes after it")),
@@ -50,7 +80,8 @@ pub async fn stream(
     let id = evaluation_id(&raw)?;
     let last = req.headers().get("Last-Event-ID").and_then(|v| v.to_str().ok()).map(str::to_owned);
     if read(&state, id).await?.is_some() {
-        return Ok(events(local(state.into_inner(), id, last)));
+        let slot = Slot::take(state.into_inner())?;
+        return Ok(events(local(slot, id, last)));
     }
     if query.local()? {
         return Err(unknown(&raw));
@@ -62,9 +93,16 @@ pub async fn stream(
     let mut holders: Vec<(bool, String)> =
         holders.into_iter().map(|(node, v)| (v["supervisor"].as_str() != Some(node.as_str()), node)).collect();
     holders.sort();
+    let slot = Slot::take(state.into_inner())?;
     for (_, node) in holders {
         match peers.open_stream(&node, &path, last.as_deref()).await {
-            Ok(body) => return Ok(events(body)),
+            Ok(body) => {
+                // The slot lives as long as the relayed body.
+                return Ok(events(body.map(move |chunk| {
+                    let _held = &slot;
+                    chunk
+                })));
+            }
             Err(e) => log::warn!("evaluation {id}: relaying the stream of {node}: {e}"),
         }
     }
@@ -98,27 +136,23 @@ fn frame(item: &Item) -> String {
 }
 
 /// The stream of this node's copy, until it is finished (or gone).
-fn local(
-    state: std::sync::Arc<AppState>,
-    id: Uuid,
-    last: Option<String>,
-) -> impl Stream<Item = Result<Bytes, ApiError>> + 'static {
+fn local(slot: Slot, id: Uuid, last: Option<String>) -> impl Stream<Item = Result<Bytes, ApiError>> + 'static {
     struct Reader {
-        state: std::sync::Arc<AppState>,
+        state: Slot,
         seen: Option<Seen>,
         last: Option<String>,
         shown: Option<Value>,
         sent_at: Instant,
         over: bool,
     }
-    let first = Reader { state, seen: None, last, shown: None, sent_at: Instant::now(), over: false };
+    let first = Reader { state: slot, seen: None, last, shown: None, sent_at: Instant::now(), over: false };
     let head = stream::once(async { Ok(Bytes::from_static(b"retry: 1000\n\n")) });
     head.chain(stream::unfold(first, move |mut r| async move {
         if r.over {
             return None;
         }
         loop {
-            let view = match read(&r.state, id).await {
+            let view = match read(&r.state.0, id).await {
                 Ok(Some(view)) => view,
                 Ok(None) => return None,
                 Err(e) => return Some((Err(e), Reader { over: true, ..r })),
@@ -137,7 +171,7 @@ fn local(
                 r.shown = Some(counts);
             }
             if view.record.status.is_finished() {
-                let record = report::evaluation(&view, r.state.config.grading.grade_scale, Utc::now(), false);
+                let record = report::evaluation(&view, r.state.0.config.grading.grade_scale, Utc::now(), false);
                 out.push_str(&frame(&Item { event: "done", id: None, data: record }));
                 r.over = true;
             }

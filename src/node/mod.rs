@@ -362,6 +362,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         clock: clock.clone(),
         replay: std::sync::Mutex::new(replay),
         sandbox: sandbox_mode,
+        streams: Default::default(),
     });
     let server_node = node.clone();
     let server_clock = clock.clone();

@@ -24,6 +24,17 @@ pub struct Stream {
     pending: String,
 }
 
+/// The status a stream's request gets, read from the answer's first line;
+/// the connection is closed then, whatever follows.
+pub fn status(addr: &str, path: &str) -> u16 {
+    let mut tcp = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).expect("setting a read timeout");
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).expect("sending the request");
+    let mut line = String::new();
+    BufReader::new(tcp).read_line(&mut line).expect("reading the status line");
+    line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status: {line:?}"))
+}
+
 impl Stream {
     /// Opens the stream of `path` on `addr` with `headers`; panics unless it
     /// is a 200 event stream.
