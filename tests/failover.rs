@@ -184,7 +184,11 @@ fn two_evaluations_complete_while_two_nodes_die_one_after_the_other() {
         wait_progress(&nodes[1], &second, 2);
 
         nodes[0].kill();
-        wait_until("the first evaluation is adopted", Duration::from_secs(60), || {
+        // Patience, not a target: on two busy cores, with other tests' nodes
+        // beside these five, adoption has taken over a minute (a new
+        // coordinator, its lock table rebuilt). How fast it is, is measured
+        // in bench/ (docs/benchmarks.md).
+        wait_until("the first evaluation is adopted", Duration::from_secs(180), || {
             (nodes[4].evaluation(&first, "")["epoch"].as_u64() >= Some(1)).then_some(())
         });
         // An evaluation may finish on the second node before it dies (it

@@ -56,6 +56,40 @@ pub struct Context<'a> {
     pub live: &'a [String],
 }
 
+/// What the adoption rule says next, from this node's copy of an
+/// evaluation and the live peers' copies.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// It is closed here: nothing to adopt.
+    Closed,
+    /// That live node supervises it: catch up from it and stand down.
+    Follow(&'a str),
+    /// That node's copy knows more (`ReplicaSummary::rank`): catch up from
+    /// it, then ask again.
+    CatchUp(&'a str),
+    /// This node adopts it, in that term: one past every term known.
+    Adopt { epoch: u64 },
+}
+
+/// The adoption rule. A node that runs the evaluation's supervisor, by its
+/// own copy's word, is followed whatever the ranks; else the copy that
+/// knows most is caught up from, once (`caught_up` says it was); else this
+/// node adopts in a term past all the copies'. Pure.
+pub fn rule<'a>(mine: &ReplicaSummary, theirs: &'a [(String, ReplicaSummary)], caught_up: bool) -> Step<'a> {
+    if mine.status.is_finished() {
+        return Step::Closed;
+    }
+    if let Some((node, _)) = theirs.iter().find(|(node, s)| s.supervising && s.supervisor == *node) {
+        return Step::Follow(node);
+    }
+    if let Some((node, best)) = theirs.iter().max_by_key(|(_, s)| s.rank()) {
+        if !caught_up && best.rank() > mine.rank() {
+            return Step::CatchUp(node);
+        }
+    }
+    Step::Adopt { epoch: theirs.iter().map(|(_, s)| s.epoch).chain([mine.epoch]).max().unwrap_or(0) + 1 }
+}
+
 /// Decides, under the lock, whether this node adopts evaluation `id`.
 pub async fn decide(id: Uuid, cx: &Context<'_>) -> Result<Decision, AdoptionError> {
     let Some(mut mine) = cx.store.send(GetSummary(id)).await?? else {
@@ -72,20 +106,24 @@ pub async fn decide(id: Uuid, cx: &Context<'_>) -> Result<Decision, AdoptionErro
     let theirs: Vec<(String, ReplicaSummary)> =
         futures_util::future::join_all(asks).await.into_iter().flatten().collect();
 
-    if let Some((node, _)) = theirs.iter().find(|(node, s)| s.supervising && s.supervisor == *node) {
+    let mut step = rule(&mine, &theirs, false);
+    if let Step::CatchUp(node) = step {
         catch_up(id, node, cx).await?;
-        return Ok(Decision::StandDown(format!("{node} supervises it")));
+        mine = cx.store.send(GetSummary(id)).await??.unwrap_or(mine);
+        step = match rule(&mine, &theirs, true) {
+            Step::Closed => return Ok(Decision::StandDown(format!("closed on {node}"))),
+            other => other,
+        };
     }
-    if let Some((node, best)) = theirs.iter().max_by_key(|(_, s)| s.rank()) {
-        if best.rank() > mine.rank() {
+    let epoch = match step {
+        Step::Closed => return Ok(Decision::StandDown(format!("already {}", mine.status.as_str()))),
+        Step::Follow(node) => {
             catch_up(id, node, cx).await?;
-            mine = cx.store.send(GetSummary(id)).await??.unwrap_or(mine);
-            if mine.status.is_finished() {
-                return Ok(Decision::StandDown(format!("closed on {node}")));
-            }
+            return Ok(Decision::StandDown(format!("{node} supervises it")));
         }
-    }
-    let epoch = theirs.iter().map(|(_, s)| s.epoch).chain([mine.epoch]).max().unwrap_or(0) + 1;
+        Step::CatchUp(node) => unreachable!("caught up from {node} already"),
+        Step::Adopt { epoch } => epoch,
+    };
     let record = cx.store.send(SetSupervisor { id, supervisor: cx.me.to_owned(), epoch }).await??;
     let clock = cx.peers.clock();
     let lost = format!("supervisor {} lost", mine.supervisor);
@@ -119,5 +157,62 @@ async fn catch_up(id: Uuid, node: &str, cx: &Context<'_>) -> Result<(), Adoption
         Ok(_) => Ok(()),
         Err(ReceiveError::Store(e)) => Err(e.into()),
         Err(e) => Err(failed(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluation::model::EvaluationStatus;
+
+    fn copy(
+        epoch: u64,
+        status: EvaluationStatus,
+        finished: u64,
+        supervisor: &str,
+        supervising: bool,
+    ) -> ReplicaSummary {
+        ReplicaSummary { epoch, supervisor: supervisor.into(), status, finished, supervising }
+    }
+
+    fn running(epoch: u64, finished: u64) -> ReplicaSummary {
+        copy(epoch, EvaluationStatus::Running, finished, "dead:1", false)
+    }
+
+    fn at(node: &str, summary: ReplicaSummary) -> (String, ReplicaSummary) {
+        (node.into(), summary)
+    }
+
+    #[test]
+    fn a_closed_copy_is_not_adopted() {
+        for status in [EvaluationStatus::Done, EvaluationStatus::Failed, EvaluationStatus::Cancelled] {
+            assert_eq!(rule(&copy(0, status, 3, "dead:1", false), &[], false), Step::Closed);
+        }
+    }
+
+    #[test]
+    fn a_live_supervisor_is_followed_whatever_the_ranks() {
+        let theirs = [at("b:1", running(5, 9)), at("c:1", copy(1, EvaluationStatus::Running, 0, "c:1", true))];
+        assert_eq!(rule(&running(7, 20), &theirs, false), Step::Follow("c:1"));
+        // A node that runs a supervisor for a record naming another is not one.
+        let stale = [at("c:1", copy(1, EvaluationStatus::Running, 0, "d:1", true))];
+        assert_eq!(rule(&running(1, 0), &stale, false), Step::Adopt { epoch: 2 });
+    }
+
+    #[test]
+    fn the_copy_that_knows_most_is_caught_up_from_once() {
+        let theirs = [at("b:1", running(2, 4)), at("c:1", running(3, 1)), at("d:1", running(3, 2))];
+        assert_eq!(rule(&running(2, 9), &theirs, false), Step::CatchUp("d:1"), "a later term, then more results");
+        assert_eq!(rule(&running(2, 9), &theirs, true), Step::Adopt { epoch: 4 }, "caught up: adopt past every term");
+        let closed = [at("b:1", copy(1, EvaluationStatus::Done, 0, "dead:1", false))];
+        assert_eq!(rule(&running(1, 8), &closed, false), Step::CatchUp("b:1"), "a closed copy beats more results");
+    }
+
+    #[test]
+    fn the_copy_that_knows_as_much_as_any_adopts_in_the_next_term() {
+        assert_eq!(rule(&running(0, 0), &[], false), Step::Adopt { epoch: 1 }, "alone");
+        let theirs = [at("b:1", running(4, 6)), at("c:1", running(1, 9))];
+        assert_eq!(rule(&running(4, 6), &theirs, false), Step::Adopt { epoch: 5 }, "a tie is not caught up from");
+        assert_eq!(rule(&running(4, 7), &theirs, false), Step::Adopt { epoch: 5 });
     }
 }
