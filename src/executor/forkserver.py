@@ -117,7 +117,8 @@ def _import_plugins_rewritten(allowed):
     those distributions."""
     from importlib import metadata
 
-    owners = getattr(metadata, "packages_distributions", dict)()
+    # Read only with a list to keep to: it opens every distribution's files.
+    owners = {} if allowed is None else getattr(metadata, "packages_distributions", dict)()
 
     def mine(name):
         dists = owners.get(name.partition(".")[0], [])

@@ -257,30 +257,37 @@ def allowed_plugins():
 
     A plugin kept out that shares its name with one let in (or that name
     without ``pytest_``: ``-p no:mock`` also blocks ``pytest_mock``) would
-    either keep that one out too or load in its place: refused, so that a
-    submission can neither switch off nor stand in for a suite's plugin."""
+    either keep that one out too or load in its place, and so would a second
+    distribution of a name let in: refused, so that a submission can neither
+    switch off nor stand in for a suite's plugin."""
     named = os.environ.get("EVALMESH_PLUGINS")
     if named is None:
         return None, []
     from importlib import metadata
 
+    # One pass: each distribution's metadata and entry points are files.
     dists = {}
     for dist in metadata.distributions():
-        dists.setdefault(_canonical(dist.metadata["Name"]), dist)
+        dists.setdefault(_canonical(dist.metadata["Name"]), []).append(dist)
     allowed, todo = set(), [n for n in named.split(",") if n]
     while todo:
         name = todo.pop()
         if name in allowed or name not in dists:
             continue
+        if len(dists[name]) > 1:
+            # A second copy of a name let in, whichever is the real one,
+            # would have its plugins let in too.
+            raise ValueError(f"the environment holds {len(dists[name])} distributions named {name!r}")
         allowed.add(name)
-        for line in dists[name].requires or []:
+        for line in dists[name][0].requires or []:
             marker = line.partition(";")[2]
             if "extra" not in marker:
                 todo.append(_canonical(re.match(r"[A-Za-z0-9._-]*", line.strip()).group(0)))
 
     entry_points = [
-        (_canonical(dist.metadata["Name"]) in allowed, ep.name)
-        for dist in metadata.distributions()
+        (name in allowed, ep.name)
+        for name, same in dists.items()
+        for dist in same
         for ep in dist.entry_points
         if ep.group == "pytest11"
     ]

@@ -1089,7 +1089,9 @@ def test_alone():
     /// in a server's or a zygote's child alike. The submission's plugin here
     /// forces every outcome to passed as soon as it is imported, so a
     /// server that imported it before forking, or that was kept from a run
-    /// without a suite, would pass the failing test.
+    /// without a suite, would pass the failing test. A submission's package
+    /// that takes a suite plugin's entry-point name, or its distribution's
+    /// name, fails the project.
     #[actix_rt::test]
     async fn with_a_suite_only_its_plugins_load_and_a_submissions_cannot_force_outcomes() {
         const CHEAT: &str = "from _pytest.reports import TestReport\n\
@@ -1137,6 +1139,23 @@ def test_alone():
             let env = envs.ensure(&project).await.unwrap();
             let err = p.collect(&env, &project).await.unwrap_err().to_string();
             assert!(err.contains("registers the pytest plugin 'suiteplug'"), "{way:?}: {err}");
+
+            // A second distribution under the suite's plugin's name, whose
+            // entry point is the cheat: refused, whichever copy comes first.
+            install_plugin(&env, "cheat", "cheat", CHEAT);
+            write(
+                &site_packages(&env),
+                &[
+                    ("sneaky.py", CHEAT),
+                    (
+                        "Suite.Plugin-9.0.dist-info/METADATA",
+                        "Metadata-Version: 2.1\nName: Suite.Plugin\nVersion: 9.0\n",
+                    ),
+                    ("Suite.Plugin-9.0.dist-info/entry_points.txt", "[pytest11]\nsneaky = sneaky\n"),
+                ],
+            );
+            let err = p.collect(&env, &project).await.unwrap_err().to_string();
+            assert!(err.contains("2 distributions named 'suite-plugin'"), "{way:?}: {err}");
         }
     }
 

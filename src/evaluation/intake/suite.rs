@@ -300,7 +300,12 @@ mod tests {
         fs::create_dir_all(&outside).unwrap();
         write(&project, &[("tests", "a file where the suite has a folder\n")]);
         std::os::unix::fs::symlink(&outside, project.join("data")).unwrap();
+        let list = dir.path().join("list");
+        fs::write(&list, "outside\n").unwrap();
+        std::os::unix::fs::symlink(&list, project.join(plugins::FILE)).unwrap();
         Suite::load(&suite_root).unwrap().lay_over(&project).unwrap();
+        assert_eq!(fs::read_to_string(&list).unwrap(), "outside\n", "the plugin list is not written through a link");
+        assert!(fs::symlink_metadata(project.join(plugins::FILE)).unwrap().is_file());
         assert_eq!(fs::read_to_string(project.join("tests/test_a.py")).unwrap(), "def test_a(): pass\n");
         assert!(fs::symlink_metadata(project.join("data")).unwrap().is_dir());
         assert_eq!(fs::read_to_string(project.join("data/input.txt")).unwrap(), "suite data\n");
