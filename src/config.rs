@@ -403,10 +403,7 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::new(),
-            message: without_strings(&e.to_string()).trim_end().replace('\n', " "),
-        })?;
+        let mut config: Config = toml::from_str(text).map_err(|e| parse_error(Path::new(""), &e))?;
         config.read_secret_files()?;
         config.validate()?;
         Ok(config)
@@ -435,10 +432,7 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Parse {
-                    path: path.to_owned(),
-                    message: without_strings(&e.to_string()).trim_end().replace('\n', " "),
-                })?
+                toml::from_str::<toml::Table>(&text).map_err(|e| parse_error(path, &e))?
             }
             None => toml::Table::new(),
         };
@@ -699,6 +693,11 @@ fn is_host_port(seed: &str) -> bool {
         && host.len() <= 253
         && host.split('.').all(label)
         && !host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+/// toml's error on one line, its strings blanked (`without_strings`).
+fn parse_error(path: &Path, e: &toml::de::Error) -> ConfigError {
+    ConfigError::Parse { path: path.to_owned(), message: without_strings(&e.to_string()).trim_end().replace('\n', " ") }
 }
 
 /// toml's error quotes the line at fault, and a secret or a token may be on

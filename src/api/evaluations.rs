@@ -28,7 +28,8 @@ use crate::evaluation::{gradebook, report};
 use crate::peer::model::{CancelRequest, RemoveEvaluation};
 use crate::peer::PeerClient;
 use crate::store::{
-    CreateEvaluation, EvaluationRecord, GetEvaluation, GetEvents, ListEvaluations, RecordEvent, RemoveFinished, Source,
+    CreateEvaluation, EvaluationRecord, EvaluationView, GetEvaluation, GetEvents, ListEvaluations, RecordEvent,
+    RemoveFinished, Source,
 };
 
 /// The JSON form of a submission: git repositories and an optional token.
@@ -568,12 +569,7 @@ async fn any_copy(
     peers: &PeerClient,
 ) -> Result<Value, ApiError> {
     let id = evaluation_id(raw)?;
-    let view = state
-        .store
-        .send(GetEvaluation { id, with_tests: detail })
-        .await
-        .map_err(|e| ApiError::internal("store unreachable", e))?
-        .map_err(|e| ApiError::internal(&format!("evaluation {id}: reading it"), e))?;
+    let view = stored(state, id, detail).await?;
     let detail_query = if detail { "&detail=tests" } else { "" };
     let path = format!("/evaluation/{id}?scope=local{detail_query}");
     if let Some(view) = view {
@@ -584,6 +580,16 @@ async fn any_copy(
         return Err(unknown(raw));
     }
     from_peers(state, peers, &path, raw).await
+}
+
+/// This node's copy of evaluation `id`, with every test case if `detail`.
+pub(super) async fn stored(state: &AppState, id: Uuid, detail: bool) -> Result<Option<EvaluationView>, ApiError> {
+    state
+        .store
+        .send(GetEvaluation { id, with_tests: detail })
+        .await
+        .map_err(|e| ApiError::internal("store unreachable", e))?
+        .map_err(|e| ApiError::internal(&format!("evaluation {id}: reading it"), e))
 }
 
 /// A running evaluation's copy on a replica lags its supervisor's by a

@@ -24,12 +24,11 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::cluster::{self, Scope};
-use super::evaluations::{evaluation_id, unknown};
+use super::evaluations::{evaluation_id, stored, unknown};
 use super::{ApiError, AppState, ErrorBody};
 use crate::evaluation::progress::{self, Item, Seen};
 use crate::evaluation::report;
 use crate::peer::PeerClient;
-use crate::store::{EvaluationView, GetEvaluation};
 
 /// How often a stream reads its copy.
 const POLL: Duration = Duration::from_millis(250);
@@ -79,7 +78,7 @@ pub async fn stream(
     let raw = path.into_inner();
     let id = evaluation_id(&raw)?;
     let last = req.headers().get("Last-Event-ID").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if read(&state, id).await?.is_some() {
+    if stored(&state, id, false).await?.is_some() {
         let slot = Slot::take(state.into_inner())?;
         return Ok(events(local(slot, id, last)));
     }
@@ -120,15 +119,6 @@ fn events<E: Into<Box<dyn std::error::Error>> + 'static>(
         .streaming(body)
 }
 
-async fn read(state: &AppState, id: Uuid) -> Result<Option<EvaluationView>, ApiError> {
-    state
-        .store
-        .send(GetEvaluation { id, with_tests: false })
-        .await
-        .map_err(|e| ApiError::internal("store unreachable", e))?
-        .map_err(|e| ApiError::internal(&format!("evaluation {id}: reading it"), e))
-}
-
 /// One event in the wire format.
 fn frame(item: &Item) -> String {
     let id = item.id.as_ref().map(|id| format!("id: {id}\n")).unwrap_or_default();
@@ -152,7 +142,7 @@ fn local(slot: Slot, id: Uuid, last: Option<String>) -> impl Stream<Item = Resul
             return None;
         }
         loop {
-            let view = match read(&r.state.0, id).await {
+            let view = match stored(&r.state.0, id, false).await {
                 Ok(Some(view)) => view,
                 Ok(None) => return None,
                 Err(e) => return Some((Err(e), Reader { over: true, ..r })),
