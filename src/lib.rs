@@ -50,9 +50,10 @@
 //! | [`coordination`] | the coordination actor and the pure bully election |
 //! | [`discovery`] | the announcer actor, the pure announcement datagram, the multicast socket |
 //! | [`locks`] | the locks actor, the pure lock table and claims, the wire types of the lock routes |
-//! | [`peer`] | the wire types of the evaluation routes and the one awc client |
+//! | [`peer`] | every route between nodes defined once, the `Network` that carries them (`Peers` for typed calls), the one awc client |
 //! | [`replication`] | the replicator actor, its wire types, replica placement, finding blobs among peers |
 //! | [`store`] | the store actor and its rows |
+//! | `testing` | for the unit tests: the simulated network, stand-in actors, helpers |
 //!
 //! How the parts fit is in `docs/architecture.md`; the guarantees — what is
 //! stored when, what a crash loses, what a duplicated result does — are in
@@ -76,3 +77,5 @@ pub mod node;
 pub mod peer;
 pub mod replication;
 pub mod store;
+#[cfg(test)]
+pub mod testing;

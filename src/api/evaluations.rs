@@ -26,7 +26,8 @@ use crate::evaluation::worker::Forget;
 use crate::evaluation::workspace;
 use crate::evaluation::{gradebook, report};
 use crate::peer::model::{CancelRequest, RemoveEvaluation};
-use crate::peer::PeerClient;
+use crate::peer::routes::{self, Removed};
+use crate::peer::{PeerClient, Peers};
 use crate::store::{
     CreateEvaluation, EvaluationRecord, EvaluationView, GetEvaluation, GetEvents, ListEvaluations, RecordEvent,
     RemoveFinished, Source,
@@ -460,6 +461,7 @@ pub async fn remove(
     viewer: Viewer,
     state: web::Data<AppState>,
     peers: web::Data<PeerClient>,
+    typed: web::Data<Peers>,
 ) -> Result<HttpResponse, ApiError> {
     if viewer == Viewer::Student {
         return Err(ApiError::Forbidden("a student token cannot remove an evaluation".into()));
@@ -467,7 +469,7 @@ pub async fn remove(
     let answer = answer(&path, false, false, Viewer::Teacher, &state, &peers).await?;
     let id = evaluation_id(&path)?;
     if !progress(&answer).0 {
-        return cancel(id, answer["supervisor"].as_str().unwrap_or_default(), &state, &peers).await;
+        return cancel(id, answer["supervisor"].as_str().unwrap_or_default(), &state, &typed).await;
     }
     let mut removed_from = Vec::new();
     if remove_here(&state, id).await? {
@@ -475,15 +477,12 @@ pub async fn remove(
     }
     let live = cluster::live_peers(&state).await?;
     let asks = live.iter().map(|peer| {
-        let peers = peers.clone();
-        async move {
-            let said = peers.post::<_, Value>(peer, "/evaluation_remove", &RemoveEvaluation { evaluation: id }).await;
-            (peer.clone(), said)
-        }
+        let ask = typed.call::<routes::EvaluationRemove>(peer, &RemoveEvaluation { evaluation: id });
+        async move { (peer.clone(), ask.await) }
     });
     for (peer, said) in futures_util::future::join_all(asks).await {
         match said {
-            Ok(v) if v["removed"] == json!(true) => removed_from.push(peer),
+            Ok(Removed { removed: true, .. }) => removed_from.push(peer),
             Ok(_) => {}
             Err(e) => log::warn!("evaluation {id}: {peer} not told to remove it: {e}"),
         }
@@ -495,12 +494,12 @@ pub async fn remove(
 
 /// Asks the evaluation's supervisor to cancel it: `202` once it has taken
 /// the request, the evaluation closing as `cancelled` on every node.
-async fn cancel(id: Uuid, supervisor: &str, state: &AppState, peers: &PeerClient) -> Result<HttpResponse, ApiError> {
+async fn cancel(id: Uuid, supervisor: &str, state: &AppState, peers: &Peers) -> Result<HttpResponse, ApiError> {
     let taken = if supervisor == state.node {
         state.registry.send(CancelEvaluation(id)).await.map_err(|e| ApiError::internal("registry unreachable", e))?
     } else {
-        let said = peers.post::<_, Value>(supervisor, "/evaluation_cancel", &CancelRequest { evaluation: id }).await;
-        said.is_ok_and(|v| v["cancelled"] == json!(true))
+        let said = peers.call::<routes::EvaluationCancel>(supervisor, &CancelRequest { evaluation: id }).await;
+        said.is_ok_and(|c| c.cancelled)
     };
     if !taken {
         return Err(ApiError::Unavailable(format!(

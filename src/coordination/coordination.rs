@@ -8,18 +8,16 @@
 //! coordinator; the others elect among themselves, and a restarted actor
 //! calls an election of its own.
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures_util::future::LocalBoxFuture;
-use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::bully::{Bully, Outgoing};
 use crate::membership::{GetMembers, Status};
-use crate::peer::{PeerClient, PeerError};
+use crate::peer::routes::{Coordinator, Election};
+use crate::peer::Peers;
 
 /// Advances the election with the current live members.
 #[derive(Message)]
@@ -55,28 +53,10 @@ pub struct ElectionAnswer {
     pub answer: bool,
 }
 
-/// How the actor reaches the other nodes.
-pub trait Transport {
-    fn election(&self, to: &str, from: &str) -> LocalBoxFuture<'static, Result<bool, PeerError>>;
-    fn coordinator(&self, to: &str, from: &str) -> LocalBoxFuture<'static, Result<(), PeerError>>;
-}
-
-impl Transport for PeerClient {
-    fn election(&self, to: &str, from: &str) -> LocalBoxFuture<'static, Result<bool, PeerError>> {
-        let (client, to, body) = (self.clone(), to.to_owned(), ElectionMessage { from: from.to_owned() });
-        async move { client.post::<_, ElectionAnswer>(&to, "/election", &body).await.map(|a| a.answer) }.boxed_local()
-    }
-
-    fn coordinator(&self, to: &str, from: &str) -> LocalBoxFuture<'static, Result<(), PeerError>> {
-        let (client, to, body) = (self.clone(), to.to_owned(), ElectionMessage { from: from.to_owned() });
-        async move { client.post::<_, serde_json::Value>(&to, "/coordinator", &body).await.map(|_| ()) }.boxed_local()
-    }
-}
-
 pub struct Coordination {
     me: String,
     bully: Bully,
-    transport: Rc<dyn Transport>,
+    peers: Peers,
     /// Membership, asked for the live members on every tick.
     members: Recipient<GetMembers>,
     /// The live members as of the last tick, this node included.
@@ -88,14 +68,8 @@ pub struct Coordination {
 }
 
 impl Coordination {
-    pub fn new(
-        me: &str,
-        bully: Bully,
-        transport: Rc<dyn Transport>,
-        members: Recipient<GetMembers>,
-        tick: Option<Duration>,
-    ) -> Self {
-        Self { me: me.to_owned(), bully, transport, members, alive: Vec::new(), tick, clock: Instant::now() }
+    pub fn new(me: &str, bully: Bully, peers: Peers, members: Recipient<GetMembers>, tick: Option<Duration>) -> Self {
+        Self { me: me.to_owned(), bully, peers, members, alive: Vec::new(), tick, clock: Instant::now() }
     }
 
     fn now_ms(&self) -> u64 {
@@ -106,15 +80,15 @@ impl Coordination {
         for msg in out {
             match msg {
                 Outgoing::Election { to } => {
-                    let call = self.transport.election(&to, &self.me);
+                    let call = self.peers.call::<Election>(&to, &ElectionMessage { from: self.me.clone() });
                     ctx.spawn(call.into_actor(self).map(|answer, act, _| {
-                        if matches!(answer, Ok(true)) {
+                        if matches!(answer, Ok(ElectionAnswer { answer: true })) {
                             act.bully.on_answer();
                         }
                     }));
                 }
                 Outgoing::Coordinator { to } => {
-                    let call = self.transport.coordinator(&to, &self.me);
+                    let call = self.peers.call::<Coordinator>(&to, &ElectionMessage { from: self.me.clone() });
                     ctx.spawn(call.into_actor(self).map(move |sent, _, _| {
                         if let Err(e) = sent {
                             log::debug!("coordinator announcement to {to} lost: {e}");
@@ -190,118 +164,62 @@ impl Handler<GetCoordinator> for Coordination {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::collections::{BTreeSet, HashMap};
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::rc::Rc;
 
     use super::*;
     use crate::coordination::bully::BullyConfig;
-    use crate::membership::model::{MemberView, Meta};
-
-    /// The nodes of an in-memory cluster: their actors, and who is alive.
-    #[derive(Default)]
-    struct Net {
-        nodes: RefCell<HashMap<String, Addr<Coordination>>>,
-        alive: RefCell<BTreeSet<String>>,
-    }
-
-    struct Link(Rc<Net>);
-
-    impl Link {
-        fn reach(&self, to: &str) -> Result<Addr<Coordination>, PeerError> {
-            let refused = || PeerError::Send { url: to.to_owned(), reason: "connection refused".into() };
-            if !self.0.alive.borrow().contains(to) {
-                return Err(refused());
-            }
-            self.0.nodes.borrow().get(to).cloned().ok_or_else(refused)
-        }
-    }
-
-    fn lost(e: MailboxError) -> PeerError {
-        PeerError::Read { url: String::new(), reason: e.to_string() }
-    }
-
-    impl Transport for Link {
-        fn election(&self, to: &str, from: &str) -> LocalBoxFuture<'static, Result<bool, PeerError>> {
-            let (target, from) = (self.reach(to), from.to_owned());
-            async move { target?.send(HandleElection(from)).await.map_err(lost) }.boxed_local()
-        }
-
-        fn coordinator(&self, to: &str, from: &str) -> LocalBoxFuture<'static, Result<(), PeerError>> {
-            let (target, from) = (self.reach(to), from.to_owned());
-            async move { target?.send(HandleCoordinator(from)).await.map_err(lost) }.boxed_local()
-        }
-    }
-
-    /// Stands in for membership: every node sees the same live set.
-    struct Members(Rc<Net>);
-
-    impl Actor for Members {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<GetMembers> for Members {
-        type Result = MessageResult<GetMembers>;
-        fn handle(&mut self, _: GetMembers, _: &mut Context<Self>) -> Self::Result {
-            let view = |address: &String| MemberView {
-                address: address.clone(),
-                status: Status::Alive,
-                incarnation: 1,
-                last_seen_ms: 0,
-                meta: Meta::default(),
-            };
-            MessageResult(self.0.alive.borrow().iter().map(view).collect())
-        }
-    }
+    use crate::testing::{serve, settle, Cluster, SimNet};
 
     fn addr(i: u16) -> String {
         format!("127.0.0.1:{}", 7000 + i)
+    }
+
+    struct Net {
+        sim: Rc<SimNet>,
+        nodes: BTreeMap<String, Addr<Coordination>>,
+    }
+
+    impl Net {
+        fn set_alive(&self, i: u16, alive: bool) {
+            self.sim.set_down(&addr(i), !alive);
+        }
     }
 
     async fn run_for(net: &Net, ms: u64) {
         for _ in 0..ms / 100 {
             tokio::time::advance(Duration::from_millis(100)).await;
             // A dead node is not ticked: it sends nothing any more.
-            let alive = net.alive.borrow().clone();
-            let nodes: Vec<_> =
-                net.nodes.borrow().iter().filter(|(a, _)| alive.contains(*a)).map(|(_, n)| n.clone()).collect();
-            for node in nodes {
-                node.send(Tick).await.unwrap();
+            for node in net.sim.up() {
+                net.nodes[&node].send(Tick).await.unwrap();
             }
-            for _ in 0..20 {
-                tokio::task::yield_now().await;
-            }
+            settle().await;
         }
     }
 
     async fn coordinators(net: &Net) -> BTreeSet<Option<String>> {
         let mut seen = BTreeSet::new();
-        let alive: Vec<String> = net.alive.borrow().iter().cloned().collect();
-        for a in alive {
-            let node = net.nodes.borrow()[&a].clone();
-            seen.insert(node.send(GetCoordinator).await.unwrap());
+        for node in net.sim.up() {
+            seen.insert(net.nodes[&node].send(GetCoordinator).await.unwrap());
         }
         seen
     }
 
-    /// Starts `n` coordination actors, all alive, on one in-memory network.
-    fn cluster(n: u16) -> Rc<Net> {
-        let net = Rc::new(Net::default());
-        let members = Members(net.clone()).start();
+    /// Starts `n` coordination actors, all alive, on one simulated network.
+    fn cluster(n: u16) -> Net {
+        let sim = SimNet::new();
+        let (members, _) = Cluster::start(&sim);
         let config = BullyConfig { answer_timeout_ms: 300, coordinator_timeout_ms: 1000 };
+        let mut nodes = BTreeMap::new();
         for i in 1..=n {
             let me = addr(i);
-            let actor = Coordination::new(
-                &me,
-                Bully::new(&me, config),
-                Rc::new(Link(net.clone())),
-                members.clone().recipient(),
-                None,
-            )
-            .start();
-            net.nodes.borrow_mut().insert(me.clone(), actor);
-            net.alive.borrow_mut().insert(me);
+            let actor =
+                Coordination::new(&me, Bully::new(&me, config), sim.peers(&me), members.clone().recipient(), None)
+                    .start();
+            sim.serve(&me, serve::coordination(actor.clone()));
+            nodes.insert(me, actor);
         }
-        net
+        Net { sim, nodes }
     }
 
     #[actix::test]
@@ -310,7 +228,7 @@ mod tests {
         let net = cluster(3);
         run_for(&net, 1000).await;
         assert_eq!(coordinators(&net).await, BTreeSet::from([Some(addr(3))]));
-        net.alive.borrow_mut().remove(&addr(3));
+        net.set_alive(3, false);
         run_for(&net, 1500).await;
         assert_eq!(coordinators(&net).await, BTreeSet::from([Some(addr(2))]));
     }
@@ -322,7 +240,7 @@ mod tests {
         run_for(&net, 1000).await;
         assert_eq!(coordinators(&net).await, BTreeSet::from([Some(addr(5))]));
         for dead in [5, 4, 2] {
-            net.alive.borrow_mut().remove(&addr(dead));
+            net.set_alive(dead, false);
         }
         run_for(&net, 2000).await;
         assert_eq!(coordinators(&net).await, BTreeSet::from([Some(addr(3))]));
@@ -332,10 +250,10 @@ mod tests {
     async fn a_higher_node_that_rejoins_takes_over() {
         tokio::time::pause();
         let net = cluster(3);
-        net.alive.borrow_mut().remove(&addr(3));
+        net.set_alive(3, false);
         run_for(&net, 1500).await;
         assert_eq!(coordinators(&net).await, BTreeSet::from([Some(addr(2))]));
-        net.alive.borrow_mut().insert(addr(3));
+        net.set_alive(3, true);
         run_for(&net, 1500).await;
         assert_eq!(coordinators(&net).await, BTreeSet::from([Some(addr(3))]));
     }

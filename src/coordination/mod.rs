@@ -6,5 +6,5 @@ pub mod bully;
 mod coordination;
 
 pub use coordination::{
-    Coordination, ElectionAnswer, ElectionMessage, GetCoordinator, HandleCoordinator, HandleElection, Tick, Transport,
+    Coordination, ElectionAnswer, ElectionMessage, GetCoordinator, HandleCoordinator, HandleElection, Tick,
 };

@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use super::model::{Event, EventKind};
 use crate::metrics::METRICS;
-use crate::peer::PeerClient;
+use crate::peer::routes::{EvaluationId, Replica, Snapshot};
+use crate::peer::Peers;
 use crate::replication::model::{ReplicaOp, ReplicaSummary, Replicate};
 use crate::replication::receive::{receive, ReceiveError};
 use crate::store::{EvaluationRecord, GetSummary, RecordEvent, SetSupervisor, Store, StoreError};
@@ -50,7 +51,7 @@ impl From<MailboxError> for AdoptionError {
 pub struct Context<'a> {
     pub me: &'a str,
     pub store: &'a Addr<Store>,
-    pub peers: &'a PeerClient,
+    pub peers: &'a Peers,
     pub blobs_dir: &'a Path,
     /// Live peers, this node left out.
     pub live: &'a [String],
@@ -98,10 +99,9 @@ pub async fn decide(id: Uuid, cx: &Context<'_>) -> Result<Decision, AdoptionErro
     if mine.status.is_finished() {
         return Ok(Decision::StandDown(format!("already {}", mine.status.as_str())));
     }
-    let path = format!("/replica/{id}");
     let asks = cx.live.iter().map(|node| {
-        let path = path.clone();
-        async move { cx.peers.get::<ReplicaSummary>(node, &path).await.ok().map(|s| (node.clone(), s)) }
+        let ask = cx.peers.call::<Replica>(node, &EvaluationId { id });
+        async move { ask.await.ok().map(|s| (node.clone(), s)) }
     });
     let theirs: Vec<(String, ReplicaSummary)> =
         futures_util::future::join_all(asks).await.into_iter().flatten().collect();
@@ -139,8 +139,7 @@ pub async fn decide(id: Uuid, cx: &Context<'_>) -> Result<Decision, AdoptionErro
 /// Applies everything `node` holds of the evaluation, blobs included.
 async fn catch_up(id: Uuid, node: &str, cx: &Context<'_>) -> Result<(), AdoptionError> {
     let failed = |reason: String| AdoptionError::CatchUp { node: node.to_owned(), reason };
-    let ops: Vec<ReplicaOp> =
-        cx.peers.get(node, &format!("/replica/{id}/snapshot")).await.map_err(|e| failed(e.to_string()))?;
+    let ops = cx.peers.call::<Snapshot>(node, &EvaluationId { id }).await.map_err(|e| failed(e.to_string()))?;
     let Some(ReplicaOp::Record { record }) = ops.first() else {
         return Err(failed("a snapshot must open with the record".into()));
     };

@@ -35,7 +35,7 @@ use crate::executor::{JobFinished, Submit};
 use crate::locks::{Acquire, LockError, Release};
 use crate::membership::{GetJoined, GetMembers, Status};
 use crate::peer::model::EvaluationResult;
-use crate::peer::PeerClient;
+use crate::peer::Peers;
 use crate::store::{EvaluationRecord, FinishedBefore, ListUnfinished, RemoveFinished, SetStatus, Store, StoreError};
 
 /// Takes a place for a submission about to be received, or refuses it.
@@ -106,7 +106,7 @@ pub struct Shared {
     pub executor: Recipient<Submit>,
     /// Who picks the node of each task.
     pub balancer: Addr<LoadBalancer>,
-    pub peers: PeerClient,
+    pub peers: Peers,
     /// The cluster lock: `adopt/<id>` is taken before deciding an adoption.
     pub lock: Recipient<Acquire>,
     pub unlock: Recipient<Release>,
@@ -489,13 +489,13 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::auth::Secret;
     use crate::balance::{LeastConnections, NodeLoad, SetMembers};
     use crate::evaluation::model::EvaluationStatus;
     use crate::evaluation::model::EventKind;
     use crate::evaluation::supervisor::tests::{ProbeExecutor, TakeJobs};
     use crate::executor::{JobKind, RunStamp};
     use crate::store::{CreateEvaluation, GetEvaluation, GetEvents, ProjectRow, SaveProjects, SetStatus, Source};
+    use crate::testing::SimNet;
 
     /// Stands in for the lock service and membership: grants every lock at
     /// once, records what is asked and released, and says it has joined.
@@ -573,12 +573,7 @@ mod tests {
             store: store.clone(),
             executor: executor.clone().recipient(),
             balancer,
-            peers: PeerClient::new(
-                "n1",
-                Duration::from_secs(1),
-                Default::default(),
-                Secret::new("test-secret-0123456789"),
-            ),
+            peers: SimNet::new().peers("n1"),
             lock: locks.clone().recipient(),
             unlock: locks.clone().recipient(),
             joined: locks.clone().recipient(),

@@ -15,7 +15,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -32,7 +31,7 @@ use crate::balance::{LoadBalancer, Place, Release, TaskHint};
 use crate::executor::collect::Collected;
 use crate::executor::{runner, Job, JobFinished, JobKind, JobOutput, Submit};
 use crate::peer::model::{EvaluationDone, ExecuteModule, TaskSpec};
-use crate::peer::PeerClient;
+use crate::peer::{routes, Peers};
 use crate::replication::model::ReplicaOp;
 use crate::replication::{Append, Flush, Replicator, ReplicatorSettings, Stop, Superseded};
 use crate::store::{
@@ -105,7 +104,7 @@ pub struct EvaluationSupervisor {
     executor: Recipient<Submit>,
     /// Picks the node of each task; told when a task ends or moves.
     balancer: Addr<LoadBalancer>,
-    peers: PeerClient,
+    peers: Peers,
     /// The registry, told when this evaluation closes.
     on_finished: Recipient<EvaluationFinished>,
     /// Nodes not to offer tasks to until the given time.
@@ -125,7 +124,7 @@ pub struct Links {
     pub store: Addr<Store>,
     pub executor: Recipient<Submit>,
     pub balancer: Addr<LoadBalancer>,
-    pub peers: PeerClient,
+    pub peers: Peers,
     pub on_finished: Recipient<EvaluationFinished>,
 }
 
@@ -282,9 +281,7 @@ impl EvaluationSupervisor {
             blob,
             kind: TaskSpec::from(&kind),
         };
-        let peers = self.peers.clone();
-        let target = node.clone();
-        let offer = async move { peers.post::<_, serde_json::Value>(&target, "/execute_module", &request).await };
+        let offer = self.peers.call::<routes::ExecuteModule>(&node, &request);
         ctx.spawn(offer.into_actor(self).map(move |sent, act, ctx| {
             if let Err(e) = sent {
                 log::warn!("evaluation {}: task {} not taken by {node}: {e}", act.record.id, task.id);
@@ -348,7 +345,7 @@ impl EvaluationSupervisor {
                 settings,
                 snapshot,
                 act.balancer.clone().recipient(),
-                Rc::new(act.peers.clone()),
+                act.peers.clone(),
                 ctx.address().recipient(),
             );
             act.replicator = Some(replicator.start());
@@ -452,9 +449,7 @@ impl EvaluationSupervisor {
                 log::warn!("evaluation {id}: cannot remove its workspace: {e}");
             }
             for worker in workers {
-                if let Err(e) = peers
-                    .post::<_, serde_json::Value>(&worker, "/evaluation_done", &EvaluationDone { evaluation: id })
-                    .await
+                if let Err(e) = peers.call::<routes::EvaluationDone>(&worker, &EvaluationDone { evaluation: id }).await
                 {
                     log::warn!("evaluation {id}: {worker} not told it is done: {e}");
                 }
@@ -706,10 +701,10 @@ pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::auth::Secret;
     use crate::balance::{LeastConnections, LongestFirst, NodeLoad, Policy, SetMembers};
     use crate::evaluation::model::{ModuleStatus, Outcome, Tally};
     use crate::store::{ListUnfinished, SaveProjects, Source};
+    use crate::testing::SimNet;
 
     /// Stands in for the executor: keeps every job it is handed.
     #[derive(Default)]
@@ -857,12 +852,7 @@ pub(crate) mod tests {
                 store: self.store.clone(),
                 executor: self.executor.clone().recipient(),
                 balancer,
-                peers: PeerClient::new(
-                    "n1",
-                    Duration::from_secs(1),
-                    Default::default(),
-                    Secret::new("test-secret-0123456789"),
-                ),
+                peers: SimNet::new().peers("n1"),
                 on_finished: self.registry.clone().recipient(),
             };
             EvaluationSupervisor::new(record, None, self.settings.clone(), links).start()

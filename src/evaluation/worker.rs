@@ -23,8 +23,8 @@ use super::intake::UnpackLimits;
 use super::{blobs, workspace};
 use crate::balance::GetBalance;
 use crate::executor::{Job, JobFinished, StopEvaluation, Submit};
-use crate::peer::model::{EvaluationResult, ExecuteModule, Outcome, ResultAck};
-use crate::peer::PeerClient;
+use crate::peer::model::{EvaluationResult, ExecuteModule, Outcome};
+use crate::peer::{routes, Peers};
 use crate::replication::content;
 
 /// Takes a task for another node's supervisor: answers once the project is
@@ -50,7 +50,7 @@ pub struct WorkerSettings {
 
 pub struct Worker {
     settings: WorkerSettings,
-    peers: PeerClient,
+    peers: Peers,
     /// This node's executor.
     executor: Recipient<Submit>,
     stopper: Recipient<StopEvaluation>,
@@ -64,7 +64,7 @@ pub struct Worker {
 impl Worker {
     pub fn new(
         settings: WorkerSettings,
-        peers: PeerClient,
+        peers: Peers,
         executor: Recipient<Submit>,
         stopper: Recipient<StopEvaluation>,
         members: Recipient<GetBalance>,
@@ -81,7 +81,7 @@ impl Worker {
         let (attempts, backoff) = (self.settings.result_attempts, self.settings.result_backoff);
         let offer = async move {
             for attempt in 1..=attempts {
-                match peers.post::<_, ResultAck>(&supervisor, "/evaluation_result", &result).await {
+                match peers.call::<routes::EvaluationResult>(&supervisor, &result).await {
                     Ok(ack) => {
                         if !ack.accepted {
                             log::info!(
@@ -118,7 +118,7 @@ impl Worker {
 /// Fetches the blob unless it is here — from the supervisor, else from any
 /// live peer that holds it — and unpacks it.
 async fn materialise(
-    peers: PeerClient,
+    peers: Peers,
     members: Recipient<GetBalance>,
     supervisor: String,
     sha: String,

@@ -20,7 +20,6 @@
 //! becomes coordinator and rebuilds the table from the holders.
 
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,9 +31,10 @@ use tokio::time::Instant;
 use super::claims::{Change, Claims};
 use super::model::{AcquireAnswer, AcquireRequest, Holdings, HoldingsRequest, LockView, ReleaseAnswer, ReleaseRequest};
 use super::table::{Conflict, Expiry, Grant, LockTable, Released};
-use super::transport::Transport;
 use crate::coordination::GetCoordinator;
 use crate::membership::{GetMembers, Status};
+use crate::peer::routes::{LockAcquire, LockHoldings, LockRelease};
+use crate::peer::Peers;
 use crate::peer::{LamportClock, PeerError};
 
 /// Answers once the coordinator has granted this node the named lock. The
@@ -94,7 +94,7 @@ pub enum LockError {
 /// The actors and clock the `Locks` actor works with.
 pub struct LocksLinks {
     /// How this node reaches the coordinator and, as coordinator, the others.
-    pub transport: Rc<dyn Transport>,
+    pub peers: Peers,
     /// Coordination, asked on every tick who the coordinator is.
     pub coordination: Recipient<GetCoordinator>,
     /// Membership, asked for the live members when this node becomes coordinator.
@@ -189,12 +189,13 @@ impl Locks {
         self.role = Role::Rebuilding { term };
         log::info!("locks: this node is coordinator, gathering the holdings of the live members");
         let members = self.links.members.send(GetMembers);
-        let (transport, me, within) = (self.links.transport.clone(), self.me.clone(), self.lease);
+        let (peers, me, within) = (self.links.peers.clone(), self.me.clone(), self.lease);
         let gather = async move {
             let members = members.await?;
-            let peers = members.into_iter().filter(|m| m.status == Status::Alive && m.address != me);
-            let calls = peers.map(|m| {
-                let call = transport.holdings(&m.address, HoldingsRequest { coordinator: me.clone() }, within);
+            let live = members.into_iter().filter(|m| m.status == Status::Alive && m.address != me);
+            let calls = live.map(|m| {
+                let call =
+                    peers.call_within::<LockHoldings>(&m.address, &HoldingsRequest { coordinator: me.clone() }, within);
                 async move { (m.address, call.await) }
             });
             Ok::<_, MailboxError>(join_all(calls).await)
@@ -243,7 +244,7 @@ impl Locks {
             self.answered(&coordinator, name, ask, &answer);
             return;
         }
-        let call = self.links.transport.acquire(&coordinator, request, self.lease);
+        let call = self.links.peers.call_within::<LockAcquire>(&coordinator, &request, self.lease);
         let name = name.to_owned();
         ctx.spawn(call.into_actor(self).map(move |answer, act, _| match answer {
             Ok(answer) => act.answered(&coordinator, &name, ask, &answer),
@@ -387,7 +388,7 @@ impl Handler<Release> for Locks {
             log_release(&name, &coordinator, Ok(answer));
             return;
         }
-        let call = self.links.transport.release(&coordinator, request, self.lease);
+        let call = self.links.peers.call_within::<LockRelease>(&coordinator, &request, self.lease);
         ctx.spawn(call.into_actor(self).map(move |answer, _, _| log_release(&name, &coordinator, answer)));
     }
 }
@@ -439,120 +440,22 @@ impl Handler<HandleHoldings> for Locks {
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
-    use std::collections::{BTreeSet, HashMap};
+    use std::collections::HashMap;
+    use std::rc::Rc;
 
-    use futures_util::future::LocalBoxFuture;
-    use futures_util::FutureExt;
     use tokio::task::JoinHandle;
 
     use super::*;
-    use crate::membership::model::{MemberView, Meta};
+    use crate::testing::{serve, settle, Cluster, SimNet};
 
     const LEASE: Duration = Duration::from_millis(300);
 
-    /// An in-memory cluster: the nodes' actors, who is alive, who does not
-    /// answer, and the coordinator every node sees.
-    #[derive(Default)]
+    /// A simulated cluster: the nodes' actors on one network, and the
+    /// coordinator every node sees.
     struct Net {
+        sim: Rc<SimNet>,
         nodes: RefCell<HashMap<String, Addr<Locks>>>,
-        alive: RefCell<BTreeSet<String>>,
-        mute: RefCell<BTreeSet<String>>,
-        coordinator: RefCell<Option<String>>,
-    }
-
-    struct Link(Rc<Net>);
-
-    impl Link {
-        /// Sends `msg` to `to` as the peer client would: refused when `to`
-        /// is dead, never answered within `within` when it is mute.
-        fn deliver<M>(
-            &self,
-            to: &str,
-            msg: M,
-            within: Duration,
-        ) -> LocalBoxFuture<'static, Result<M::Result, PeerError>>
-        where
-            M: Message + Send + 'static,
-            M::Result: Send,
-            Locks: Handler<M>,
-        {
-            let url = to.to_owned();
-            let refused = PeerError::Send { url: url.clone(), reason: "connection refused".into() };
-            let alive = self.0.alive.borrow().contains(to);
-            let target = if alive { self.0.nodes.borrow().get(to).cloned().ok_or(refused) } else { Err(refused) };
-            let mute = self.0.mute.borrow().contains(to);
-            async move {
-                let target = target?;
-                let answer = async move {
-                    if mute {
-                        std::future::pending::<()>().await;
-                    }
-                    target.send(msg).await
-                };
-                let late = |_| PeerError::Read { url: url.clone(), reason: "timed out".into() };
-                let lost = |e: MailboxError| PeerError::Read { url: url.clone(), reason: e.to_string() };
-                tokio::time::timeout(within, answer).await.map_err(late)?.map_err(lost)
-            }
-            .boxed_local()
-        }
-    }
-
-    impl Transport for Link {
-        fn acquire(
-            &self,
-            to: &str,
-            request: AcquireRequest,
-            within: Duration,
-        ) -> LocalBoxFuture<'static, Result<AcquireAnswer, PeerError>> {
-            self.deliver(to, HandleAcquire(request), within)
-        }
-
-        fn release(
-            &self,
-            to: &str,
-            request: ReleaseRequest,
-            within: Duration,
-        ) -> LocalBoxFuture<'static, Result<ReleaseAnswer, PeerError>> {
-            self.deliver(to, HandleRelease(request), within)
-        }
-
-        fn holdings(
-            &self,
-            to: &str,
-            request: HoldingsRequest,
-            within: Duration,
-        ) -> LocalBoxFuture<'static, Result<Holdings, PeerError>> {
-            self.deliver(to, HandleHoldings(request), within)
-        }
-    }
-
-    /// Stands in for coordination and membership: every node sees the same
-    /// coordinator and the same live set.
-    struct Cluster(Rc<Net>);
-
-    impl Actor for Cluster {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<GetCoordinator> for Cluster {
-        type Result = Option<String>;
-        fn handle(&mut self, _: GetCoordinator, _: &mut Context<Self>) -> Option<String> {
-            self.0.coordinator.borrow().clone()
-        }
-    }
-
-    impl Handler<GetMembers> for Cluster {
-        type Result = MessageResult<GetMembers>;
-        fn handle(&mut self, _: GetMembers, _: &mut Context<Self>) -> Self::Result {
-            let view = |address: &String| MemberView {
-                address: address.clone(),
-                status: Status::Alive,
-                incarnation: 1,
-                last_seen_ms: 0,
-                meta: Meta::default(),
-            };
-            MessageResult(self.0.alive.borrow().iter().map(view).collect())
-        }
+        coordinator: Rc<RefCell<Option<String>>>,
     }
 
     fn addr(i: u16) -> String {
@@ -565,30 +468,25 @@ mod tests {
 
     /// Starts nodes 1 to `n` with node `n` the coordinator, and lets it
     /// rebuild its (empty) table.
-    async fn cluster(n: u16) -> Rc<Net> {
+    async fn cluster(n: u16) -> Net {
         tokio::time::pause();
-        let net = Rc::new(Net::default());
-        let cluster = Cluster(net.clone()).start();
+        let sim = SimNet::new();
+        let (cluster, coordinator) = Cluster::start(&sim);
+        let net = Net { sim: sim.clone(), nodes: RefCell::default(), coordinator };
         for i in 1..=n {
             let links = LocksLinks {
-                transport: Rc::new(Link(net.clone())),
+                peers: sim.peers(&addr(i)),
                 coordination: cluster.clone().recipient(),
                 members: cluster.clone().recipient(),
                 clock: Arc::new(LamportClock::default()),
             };
-            net.nodes.borrow_mut().insert(addr(i), Locks::new(&addr(i), LEASE, links, None).start());
-            net.alive.borrow_mut().insert(addr(i));
+            let actor = Locks::new(&addr(i), LEASE, links, None).start();
+            sim.serve(&addr(i), serve::locks(actor.clone()));
+            net.nodes.borrow_mut().insert(addr(i), actor);
         }
         *net.coordinator.borrow_mut() = Some(addr(n));
         run(&net, &(1..=n).collect::<Vec<_>>(), 200).await;
         net
-    }
-
-    /// Lets the actors answer one another.
-    async fn settle() {
-        for _ in 0..50 {
-            tokio::task::yield_now().await;
-        }
     }
 
     /// Advances time by `ms` in steps of a tick (a third of the lease),
@@ -605,7 +503,7 @@ mod tests {
 
     /// Node `i` dies: it answers nobody, and its actor stops with its last address.
     fn kill(net: &Net, i: u16) {
-        net.alive.borrow_mut().remove(&addr(i));
+        net.sim.set_down(&addr(i), true);
         net.nodes.borrow_mut().remove(&addr(i));
     }
 
@@ -710,7 +608,7 @@ mod tests {
     async fn a_member_silent_during_the_rebuild_is_left_out_and_learns_its_loss_on_its_next_ask() {
         let net = cluster(3).await;
         acquire(&net, 1, "x").await;
-        net.mute.borrow_mut().insert(addr(1));
+        net.sim.set_mute(&addr(1), true);
         kill(&net, 3);
         *net.coordinator.borrow_mut() = Some(addr(2));
         run(&net, &[2], 100).await;
@@ -724,7 +622,7 @@ mod tests {
         // Past a lease the rebuild gives up on node 1, and x is free.
         run(&net, &[2], 400).await;
         assert_eq!(answer(acquire(&net, 2, "x").await).await, Ok(()));
-        net.mute.borrow_mut().clear();
+        net.sim.set_mute(&addr(1), false);
         run(&net, &[1, 2], 100).await;
         assert_eq!(held(&net, 1).await, Vec::<String>::new(), "node 1 was queued and waits again");
         assert_eq!(table(&net, 2).await, vec![lock("x", 2, &[1])]);

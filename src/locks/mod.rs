@@ -1,6 +1,6 @@
 //! Cluster locks: the `Locks` actor on every node, the pure cores it drives —
 //! the coordinator's lock table and a node's own claims — the wire types of
-//! the lock routes, and the transport the actor speaks through. The
+//! the lock routes. The
 //! coordinator grants named locks, first come first served, each with a lease
 //! so that a holder that dies does not block the cluster; a new coordinator
 //! rebuilds the table from what the live nodes hold and wait for.
@@ -10,10 +10,8 @@ pub mod claims;
 mod locks;
 pub mod model;
 pub mod table;
-mod transport;
 
 pub use locks::{
     Acquire, GetHeld, GetLocks, HandleAcquire, HandleHoldings, HandleRelease, LockError, Locks, LocksLinks, Release,
     Tick,
 };
-pub use transport::Transport;

@@ -12,7 +12,6 @@
 //! is rebuilt from the seeds, or from discovery, when it is restarted.
 
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -21,12 +20,13 @@ use tokio::time::Instant;
 
 use super::model::{Ack, EventKind, IndirectAck, MemberInfo, MemberView, Meta, Ping, PingReq, Status};
 use super::swim::{Action, Swim};
-use super::transport::Transport;
 use crate::balance::{NodeLoad, SetMembers};
 use crate::evaluation::supervisor::NodeLost;
 use crate::executor::envs::{is_tag, MAX_ADVERTISED};
 use crate::executor::{GetLoad, Load};
 use crate::metrics::{KindLabel, METRICS};
+use crate::peer::routes::{Join, Joined, Mystats, Probe};
+use crate::peer::Peers;
 
 /// Advances the protocol: probes, time-outs, suspicions, gossip to the balancer.
 #[derive(Message)]
@@ -108,7 +108,7 @@ pub struct MembershipSettings {
 pub struct Membership {
     swim: Swim,
     settings: MembershipSettings,
-    transport: Rc<dyn Transport>,
+    peers: Peers,
     /// This node's executor, whose load rides on every probe.
     load: Recipient<GetLoad>,
     /// The load balancer, told the live members after every tick.
@@ -128,7 +128,7 @@ pub struct Membership {
 
 /// The collaborators of the membership actor.
 pub struct MembershipLinks {
-    pub transport: Rc<dyn Transport>,
+    pub peers: Peers,
     pub load: Recipient<GetLoad>,
     pub balancer: Recipient<SetMembers>,
     pub on_lost: Recipient<NodeLost>,
@@ -140,7 +140,7 @@ impl Membership {
         Self {
             swim,
             settings,
-            transport: links.transport,
+            peers: links.peers,
             load: links.load,
             balancer: links.balancer,
             on_lost: links.on_lost,
@@ -160,7 +160,7 @@ impl Membership {
         for action in actions {
             match action {
                 Action::Probe { id, target, ping } => {
-                    let call = self.transport.ping(&target, ping, probe_timeout);
+                    let call = self.peers.call_within::<Mystats>(&target, &ping, probe_timeout);
                     ctx.spawn(call.into_actor(self).map(move |answer, act, ctx| {
                         let now = act.now_ms();
                         match answer {
@@ -174,7 +174,7 @@ impl Membership {
                     }));
                 }
                 Action::ProbeRequest { id, via, req } => {
-                    let call = self.transport.ping_req(&via, req, indirect_timeout);
+                    let call = self.peers.call_within::<Probe>(&via, &req, indirect_timeout);
                     ctx.spawn(call.into_actor(self).map(move |answer, act, _| {
                         let now = act.now_ms();
                         match answer {
@@ -200,13 +200,13 @@ impl Membership {
     /// `POST /join`s each of `targets` and takes in every answer's member list.
     fn join(&mut self, targets: &[String], via: Via, ctx: &mut Context<Self>) {
         let me = self.swim.info();
-        let calls: Vec<_> = targets.iter().map(|target| self.transport.join(target, me.clone())).collect();
+        let calls: Vec<_> = targets.iter().map(|target| self.peers.call::<Join>(target, &me)).collect();
         ctx.spawn(join_all(calls).into_actor(self).map(move |answers, act, _| {
             let now = act.now_ms();
             let mut answered = false;
             for answer in answers {
                 match answer {
-                    Ok(members) => {
+                    Ok(Joined { members }) => {
                         act.swim.joined(now, members);
                         answered = true;
                     }
@@ -303,7 +303,7 @@ impl Handler<HandlePingReq> for Membership {
     fn handle(&mut self, HandlePingReq(req): HandlePingReq, _: &mut Context<Self>) -> Self::Result {
         let ping = self.swim.handle_ping_req(self.now_ms(), &req);
         let timeout = self.settings.probe_timeout;
-        let call = self.transport.ping(&req.target, ping, timeout);
+        let call = self.peers.call_within::<Mystats>(&req.target, &ping, timeout);
         Box::pin(call.into_actor(self).map(move |answer, act, _| {
             let now = act.now_ms();
             act.swim.indirect_reply(now, &req, answer.ok())
@@ -371,7 +371,7 @@ impl Handler<Leave> for Membership {
             .leave()
             .into_iter()
             .filter_map(|action| match action {
-                Action::Probe { target, ping, .. } => Some(self.transport.ping(&target, ping, timeout)),
+                Action::Probe { target, ping, .. } => Some(self.peers.call_within::<Mystats>(&target, &ping, timeout)),
                 Action::ProbeRequest { .. } => None,
             })
             .collect();
@@ -382,64 +382,17 @@ impl Handler<Leave> for Membership {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::collections::{HashMap, HashSet};
-
-    use futures_util::future::LocalBoxFuture;
-    use futures_util::FutureExt;
+    use std::rc::Rc;
 
     use super::*;
     use crate::membership::model::MemberView;
     use crate::membership::swim::SwimConfig;
-    use crate::peer::PeerError;
+    use crate::peer::routes::{self, Route};
+    use crate::testing::{serve, settle, SimNet};
 
-    /// An in-memory network: each address is a membership actor, and a
-    /// node in `down` answers nothing, as a killed process would. `joins`
-    /// records the target of every join sent, reached or not.
-    #[derive(Default)]
-    struct Net {
-        nodes: RefCell<HashMap<String, Addr<Membership>>>,
-        down: RefCell<HashSet<String>>,
-        joins: RefCell<Vec<String>>,
-    }
-
-    struct Link(Rc<Net>);
-
-    impl Link {
-        fn reach(&self, addr: &str) -> Result<Addr<Membership>, PeerError> {
-            let unreachable = || PeerError::Send { url: addr.to_owned(), reason: "connection refused".into() };
-            if self.0.down.borrow().contains(addr) {
-                return Err(unreachable());
-            }
-            self.0.nodes.borrow().get(addr).cloned().ok_or_else(unreachable)
-        }
-    }
-
-    fn lost(e: MailboxError) -> PeerError {
-        PeerError::Read { url: String::new(), reason: e.to_string() }
-    }
-
-    impl Transport for Link {
-        fn join(&self, seed: &str, me: MemberInfo) -> LocalBoxFuture<'static, Result<Vec<MemberInfo>, PeerError>> {
-            self.0.joins.borrow_mut().push(seed.to_owned());
-            let target = self.reach(seed);
-            async move { target?.send(HandleJoin(me)).await.map_err(lost) }.boxed_local()
-        }
-
-        fn ping(&self, target: &str, ping: Ping, _: Duration) -> LocalBoxFuture<'static, Result<Ack, PeerError>> {
-            let target = self.reach(target);
-            async move { target?.send(HandlePing(ping)).await.map_err(lost) }.boxed_local()
-        }
-
-        fn ping_req(
-            &self,
-            via: &str,
-            req: PingReq,
-            _: Duration,
-        ) -> LocalBoxFuture<'static, Result<IndirectAck, PeerError>> {
-            let target = self.reach(via);
-            async move { target?.send(HandlePingReq(req)).await.map_err(lost) }.boxed_local()
-        }
+    /// The target of every join sent, reached or not.
+    fn joins(net: &SimNet) -> Vec<String> {
+        net.sent().into_iter().filter(|s| s.path == routes::Join::PATTERN).map(|s| s.to).collect()
     }
 
     /// Stands in for the executor, the balancer and the registry of one node.
@@ -504,7 +457,7 @@ mod tests {
         recorder: Addr<Recorder>,
     }
 
-    fn start(net: &Rc<Net>, name: &str, incarnation: u64, seeds: &[&str]) -> Node {
+    fn start(net: &Rc<SimNet>, name: &str, incarnation: u64, seeds: &[&str]) -> Node {
         let recorder = Recorder::default().start();
         let meta = Meta { slots: 2, busy: 0, boot: incarnation, envs: vec![] };
         let swim = Swim::new(name, incarnation, meta, SwimConfig::default(), incarnation);
@@ -516,20 +469,14 @@ mod tests {
             indirect_timeout: Duration::from_millis(500),
         };
         let links = MembershipLinks {
-            transport: Rc::new(Link(net.clone())),
+            peers: net.peers(name),
             load: recorder.clone().recipient(),
             balancer: recorder.clone().recipient(),
             on_lost: recorder.clone().recipient(),
         };
         let addr = Membership::new(swim, settings, links).start();
-        net.nodes.borrow_mut().insert(name.to_owned(), addr.clone());
+        net.serve(name, serve::membership(addr.clone()));
         Node { addr, recorder }
-    }
-
-    async fn settle() {
-        for _ in 0..50 {
-            tokio::task::yield_now().await;
-        }
     }
 
     /// Advances the paused clock by `ms` in steps of 50 ms, ticking every node.
@@ -549,7 +496,7 @@ mod tests {
     }
 
     /// Three nodes joined through "a", a second after they started.
-    async fn three_nodes(net: &Rc<Net>) -> (Node, Node, Node) {
+    async fn three_nodes(net: &Rc<SimNet>) -> (Node, Node, Node) {
         let a = start(net, "a", 1, &[]);
         let b = start(net, "b", 1, &["a"]);
         let c = start(net, "c", 1, &["a"]);
@@ -560,7 +507,7 @@ mod tests {
     #[actix::test]
     async fn nodes_join_through_a_seed_and_see_each_other() {
         tokio::time::pause();
-        let net = Rc::new(Net::default());
+        let net = SimNet::new();
         let (a, b, c) = three_nodes(&net).await;
         for node in [&a, &b, &c] {
             for other in ["a", "b", "c"] {
@@ -582,9 +529,9 @@ mod tests {
     #[actix::test]
     async fn a_silent_node_is_dead_everywhere_within_five_seconds_and_its_work_is_lost() {
         tokio::time::pause();
-        let net = Rc::new(Net::default());
+        let net = SimNet::new();
         let (a, b, _c) = three_nodes(&net).await;
-        net.down.borrow_mut().insert("c".into());
+        net.set_down("c", true);
         run_for(&[&a, &b], 5000).await;
         for node in [&a, &b] {
             assert_eq!(status_of(node, "c").await, Some(Status::Dead));
@@ -598,10 +545,10 @@ mod tests {
     #[actix::test]
     async fn a_node_that_leaves_is_left_not_dead() {
         tokio::time::pause();
-        let net = Rc::new(Net::default());
+        let net = SimNet::new();
         let (a, b, c) = three_nodes(&net).await;
         c.addr.send(Leave).await.unwrap();
-        net.down.borrow_mut().insert("c".into());
+        net.set_down("c", true);
         run_for(&[&a, &b], 5000).await;
         for node in [&a, &b] {
             assert_eq!(status_of(node, "c").await, Some(Status::Left));
@@ -612,7 +559,7 @@ mod tests {
     #[actix::test]
     async fn a_restarted_node_rejoins_and_its_old_work_is_lost() {
         tokio::time::pause();
-        let net = Rc::new(Net::default());
+        let net = SimNet::new();
         let a = start(&net, "a", 1, &[]);
         let b = start(&net, "b", 1, &["a"]);
         run_for(&[&a, &b], 1000).await;
@@ -632,7 +579,7 @@ mod tests {
     #[actix::test]
     async fn nodes_without_seeds_join_a_discovered_node_and_see_each_other() {
         tokio::time::pause();
-        let net = Rc::new(Net::default());
+        let net = SimNet::new();
         let a = start(&net, "a", 1, &[]);
         let b = start(&net, "b", 1, &[]);
         run_for(&[&a, &b], 1000).await;
@@ -652,46 +599,46 @@ mod tests {
     #[actix::test]
     async fn discovering_itself_or_a_known_member_sends_no_join() {
         tokio::time::pause();
-        let net = Rc::new(Net::default());
+        let net = SimNet::new();
         let (a, b, c) = three_nodes(&net).await;
-        let before = net.joins.borrow().len();
+        let before = joins(&net).len();
         for heard in ["a", "b", "c"] {
             a.addr.send(Discovered(heard.into())).await.unwrap();
         }
         run_for(&[&a, &b, &c], 500).await;
-        assert_eq!(net.joins.borrow().len(), before);
+        assert_eq!(joins(&net).len(), before);
     }
 
     #[actix::test]
     async fn an_unreachable_discovered_node_is_tried_again_only_after_join_retry() {
         tokio::time::pause();
-        let net = Rc::new(Net::default());
+        let net = SimNet::new();
         let a = start(&net, "a", 1, &[]);
         for _ in 0..5 {
             a.addr.send(Discovered("ghost".into())).await.unwrap();
             run_for(&[&a], 50).await;
         }
-        assert_eq!(*net.joins.borrow(), vec!["ghost"], "announced five times within join_retry: tried once");
+        assert_eq!(joins(&net), vec!["ghost"], "announced five times within join_retry: tried once");
         run_for(&[&a], 500).await;
         a.addr.send(Discovered("ghost".into())).await.unwrap();
         settle().await;
-        assert_eq!(*net.joins.borrow(), vec!["ghost", "ghost"]);
+        assert_eq!(joins(&net), vec!["ghost", "ghost"]);
         assert_eq!(status_of(&a, "ghost").await, None, "a failed join adds no member");
     }
 
     #[actix::test]
     async fn a_flood_of_discovered_addresses_is_joined_only_up_to_the_bound() {
         tokio::time::pause();
-        let net = Rc::new(Net::default());
+        let net = SimNet::new();
         let a = start(&net, "a", 1, &[]);
         for i in 0..MAX_DISCOVERING + 100 {
             a.addr.send(Discovered(format!("ghost-{i}"))).await.unwrap();
         }
         settle().await;
-        assert_eq!(net.joins.borrow().len(), MAX_DISCOVERING);
+        assert_eq!(joins(&net).len(), MAX_DISCOVERING);
         run_for(&[&a], 500).await;
         a.addr.send(Discovered("ghost-late".into())).await.unwrap();
         settle().await;
-        assert_eq!(net.joins.borrow().last().map(String::as_str), Some("ghost-late"), "room again after join_retry");
+        assert_eq!(joins(&net).last().map(String::as_str), Some("ghost-late"), "room again after join_retry");
     }
 }

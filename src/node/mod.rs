@@ -37,7 +37,7 @@ use crate::locks::{Locks, LocksLinks};
 use crate::membership::model::Meta;
 use crate::membership::swim::{Swim, SwimConfig};
 use crate::membership::{Leave, Membership, MembershipLinks, MembershipSettings};
-use crate::peer::{LamportClock, PeerClient};
+use crate::peer::{LamportClock, PeerClient, Peers};
 use crate::store::{Store, StoreError};
 
 /// Errors starting a node.
@@ -198,7 +198,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     let c = &config.cluster;
     let peer_timeout = Duration::from_millis(c.peer_timeout_ms);
     let secret = c.secret.clone();
-    let peers = PeerClient::new(&node, peer_timeout, clock.clone(), secret.clone());
+    let peers = Peers::new(PeerClient::new(&node, peer_timeout, clock.clone(), secret.clone()));
     let balancer = LoadBalancer::new(config.balance.policy.build()).start();
     let blobs_dir = data_dir.join("blobs");
     let limits =
@@ -271,7 +271,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
             indirect_timeout: Duration::from_millis(swim_config.indirect_timeout_ms()),
         },
         MembershipLinks {
-            transport: Rc::new(peers.clone()),
+            peers: peers.clone(),
             load: executor.clone().recipient(),
             balancer: balancer.clone().recipient(),
             on_lost: registry.clone().recipient(),
@@ -298,7 +298,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     let coordination = Coordination::new(
         &node,
         bully,
-        Rc::new(peers.clone()),
+        peers.clone(),
         membership.clone().recipient(),
         Some(Duration::from_millis((c.probe_interval_ms / 3).max(10))),
     )
@@ -309,7 +309,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         &node,
         Duration::from_millis(c.lock_lease_ms),
         LocksLinks {
-            transport: Rc::new(peers.clone()),
+            peers: peers.clone(),
             coordination: coordination.clone().recipient(),
             members: membership.clone().recipient(),
             clock: clock.clone(),
@@ -367,8 +367,13 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     let server_node = node.clone();
     let server_clock = clock.clone();
     let server = HttpServer::new(move || {
-        let peers = PeerClient::new(&server_node, peer_timeout, server_clock.clone(), secret.clone());
-        let app = App::new().app_data(state.clone()).app_data(web::Data::new(peers)).configure(api::configure);
+        let client = PeerClient::new(&server_node, peer_timeout, server_clock.clone(), secret.clone());
+        let peers = Peers::new(client.clone());
+        let app = App::new()
+            .app_data(state.clone())
+            .app_data(web::Data::new(client))
+            .app_data(web::Data::new(peers))
+            .configure(api::configure);
         let app = if enable_kill { app.configure(api::configure_admin) } else { app };
         app.default_service(web::to(api::not_found))
     })

@@ -12,10 +12,13 @@ use actix_web::web::Bytes;
 use awc::http::header::CONTENT_TYPE;
 use awc::http::StatusCode;
 use awc::ClientRequest;
+use futures_util::future::LocalBoxFuture;
+use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::lamport::{LamportClock, LAMPORT_HEADER};
+use super::network::{Exchange, Network};
+use super::routes::Method;
 use super::{lamport_of, PeerError, SENDER_HEADER};
 use crate::auth::{self, Secret, SignedRequest, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::metrics::METRICS;
@@ -42,6 +45,21 @@ pub struct PeerClient {
     secret: Secret,
 }
 
+impl Network for PeerClient {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn clock(&self) -> &Arc<LamportClock> {
+        &self.clock
+    }
+
+    fn exchange(&self, to: &str, exchange: Exchange) -> LocalBoxFuture<'static, Result<Bytes, PeerError>> {
+        let (client, to) = (self.clone(), to.to_owned());
+        async move { client.send(&to, exchange).await }.boxed_local()
+    }
+}
+
 impl PeerClient {
     /// awc clients are bound to the thread that made them: make one per arbiter.
     pub fn new(node: &str, timeout: Duration, clock: Arc<LamportClock>, secret: Secret) -> Self {
@@ -49,86 +67,30 @@ impl PeerClient {
         Self { client, node: node.to_owned(), clock, secret }
     }
 
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
-    pub fn clock(&self) -> &Arc<LamportClock> {
-        &self.clock
-    }
-
-    /// POSTs `body` as JSON and reads a JSON answer.
-    pub async fn post<B: Serialize, R: DeserializeOwned>(
-        &self,
-        addr: &str,
-        path: &str,
-        body: &B,
-    ) -> Result<R, PeerError> {
-        self.post_within(addr, path, body, None).await
-    }
-
-    /// As `post`, with a time-out of its own instead of the client's.
-    pub async fn post_within<B: Serialize, R: DeserializeOwned>(
-        &self,
-        addr: &str,
-        path: &str,
-        body: &B,
-        timeout: Option<Duration>,
-    ) -> Result<R, PeerError> {
-        measured(path, async {
-            let url = format!("http://{addr}{path}");
-            // Serialized here rather than by awc: the signature covers these bytes.
-            let body =
-                serde_json::to_vec(body).map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
-            let mut req = self.signed(self.client.post(&url).insert_header((CONTENT_TYPE, "application/json")), &body);
-            if let Some(t) = timeout {
-                req = req.timeout(t);
-            }
-            let res =
-                req.send_body(body).await.map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
-            let bytes = read(&url, res, &self.clock).await?;
-            serde_json::from_slice(&bytes).map_err(|e| PeerError::Decode { url, reason: e.to_string() })
-        })
-        .await
-    }
-
-    /// GETs a JSON answer.
+    /// GETs a JSON answer of a public route, as a node reads another's
+    /// local view (`?scope=local`) for a cluster-wide answer.
     pub async fn get<R: DeserializeOwned>(&self, addr: &str, path: &str) -> Result<R, PeerError> {
-        let bytes = self.get_bytes(addr, path).await?;
+        let exchange = Exchange { method: Method::Get, path: path.to_owned(), body: Bytes::new(), within: None };
+        let bytes = self.send(addr, exchange).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| PeerError::Decode { url: format!("http://{addr}{path}"), reason: e.to_string() })
     }
 
-    /// Asks whether `path` exists on the peer (`HEAD`): true on 2xx, false
-    /// on 404.
-    pub async fn has(&self, addr: &str, path: &str) -> Result<bool, PeerError> {
-        measured(path, async {
+    async fn send(&self, addr: &str, exchange: Exchange) -> Result<Bytes, PeerError> {
+        let Exchange { method, path, body, within } = exchange;
+        measured(&path, async {
             let url = format!("http://{addr}{path}");
-            let res = self
-                .signed(self.client.head(&url), b"")
-                .send()
-                .await
-                .map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
-            if res.status() == StatusCode::NOT_FOUND {
-                if let Some(remote) = lamport_of(res.headers()) {
-                    self.clock.receive(remote);
-                }
-                return Ok(false);
+            let req = match method {
+                Method::Post => self.client.post(&url).insert_header((CONTENT_TYPE, "application/json")),
+                Method::Get => self.client.get(&url),
+                Method::Head => self.client.head(&url),
+            };
+            let mut req = self.signed(req, &body);
+            if let Some(t) = within {
+                req = req.timeout(t);
             }
-            read(&url, res, &self.clock).await.map(|_| true)
-        })
-        .await
-    }
-
-    /// GETs raw bytes, e.g. a blob.
-    pub async fn get_bytes(&self, addr: &str, path: &str) -> Result<Bytes, PeerError> {
-        measured(path, async {
-            let url = format!("http://{addr}{path}");
-            let res = self
-                .signed(self.client.get(&url), b"")
-                .send()
-                .await
-                .map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
+            let res =
+                req.send_body(body).await.map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
             read(&url, res, &self.clock).await
         })
         .await

@@ -1,14 +1,18 @@
-//! Peer-to-peer: the wire types of the routes between nodes, the one awc
-//! client that calls them, signing each request with the cluster secret
+//! Peer-to-peer: every route between nodes defined once (`routes`), the
+//! `Network` that carries them and its typed face `Peers`, the one awc
+//! client that is the real network, signing each request with the cluster secret
 //! (`auth::signature`), and the Lamport clock every message carries. The
 //! routes themselves are in `api::peer`, behind the guard of `api::auth`.
 
 mod client;
 pub mod lamport;
 pub mod model;
+mod network;
+pub mod routes;
 
 pub use client::PeerClient;
 pub use lamport::{LamportClock, LAMPORT_HEADER};
+pub use network::{Exchange, Network, Peers};
 
 /// The Lamport time a message carries, if it carries a valid one: a
 /// number up to [`LamportClock::MAX`].

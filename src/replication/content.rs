@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::evaluation::blobs;
-use crate::peer::PeerClient;
+use crate::peer::Peers;
 
 /// Makes sure blob `sha` is in `dir`: fetched from the first of `expected`
 /// that serves it, else from any of `others` that says it holds it.
 pub async fn ensure(
-    peers: &PeerClient,
+    peers: &Peers,
     expected: &[String],
     others: &[String],
     sha: &str,
@@ -45,19 +45,18 @@ pub async fn ensure(
 }
 
 /// Those of `nodes` that say they hold blob `sha`.
-pub async fn holders(peers: &PeerClient, nodes: &[String], sha: &str) -> Vec<String> {
-    let path = format!("/blobs/{sha}");
+pub async fn holders(peers: &Peers, nodes: &[String], sha: &str) -> Vec<String> {
     let asks = nodes.iter().map(|node| {
-        let path = path.clone();
-        async move { peers.has(node, &path).await.ok().filter(|held| *held).map(|_| node.clone()) }
+        let ask = peers.holds_blob(node, sha);
+        async move { ask.await.ok().filter(|held| *held).map(|_| node.clone()) }
     });
     futures_util::future::join_all(asks).await.into_iter().flatten().collect()
 }
 
 /// Fetches blob `sha` from `node` and stores it at `path` once its digest
 /// matches.
-async fn fetch(peers: &PeerClient, node: &str, sha: &str, path: &Path) -> Result<(), String> {
-    let bytes = peers.get_bytes(node, &format!("/blobs/{sha}")).await.map_err(|e| e.to_string())?;
+async fn fetch(peers: &Peers, node: &str, sha: &str, path: &Path) -> Result<(), String> {
+    let bytes = peers.blob(node, sha).await.map_err(|e| e.to_string())?;
     // Hashing and writing a large blob would stall this thread's actors,
     // membership among them, long enough to look dead.
     let (path, sha, node): (PathBuf, String, String) = (path.to_owned(), sha.to_owned(), node.to_owned());

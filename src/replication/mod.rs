@@ -11,4 +11,4 @@ pub mod placement;
 pub mod receive;
 mod replicator;
 
-pub use replicator::{Append, Flush, GetReplicas, Replicator, ReplicatorSettings, Stop, Superseded, Tick, Transport};
+pub use replicator::{Append, Flush, GetReplicas, Replicator, ReplicatorSettings, Stop, Superseded, Tick};

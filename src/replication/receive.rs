@@ -9,7 +9,7 @@ use actix::prelude::*;
 
 use super::content;
 use super::model::{self, Replicate, ReplicateAnswer};
-use crate::peer::PeerClient;
+use crate::peer::Peers;
 use crate::store::{ApplyReplica, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum ReceiveError {
 /// Applies `replicate`, whose blobs come from `sender` or one of `others`.
 pub async fn receive(
     store: &Addr<Store>,
-    peers: &PeerClient,
+    peers: &Peers,
     blobs_dir: &Path,
     sender: &str,
     others: &[String],

@@ -12,12 +12,9 @@
 //! them all, and a new replicator sends them again from a new journal.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures_util::future::LocalBoxFuture;
-use futures_util::FutureExt;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -25,7 +22,7 @@ use super::model::{ReplicaOp, Replicate, ReplicateAnswer};
 use super::placement;
 use crate::balance::GetBalance;
 use crate::evaluation::supervisor::NodeLost;
-use crate::peer::{PeerClient, PeerError};
+use crate::peer::{routes, Peers};
 
 /// Adds the supervisor's latest writes, already committed to its store.
 #[derive(Message)]
@@ -61,18 +58,6 @@ pub struct Superseded {
     pub supervisor: String,
 }
 
-/// How the actor reaches the replicas.
-pub trait Transport {
-    fn replicate(&self, to: &str, body: Replicate) -> LocalBoxFuture<'static, Result<ReplicateAnswer, PeerError>>;
-}
-
-impl Transport for PeerClient {
-    fn replicate(&self, to: &str, body: Replicate) -> LocalBoxFuture<'static, Result<ReplicateAnswer, PeerError>> {
-        let (client, to) = (self.clone(), to.to_owned());
-        async move { client.post(&to, "/replicate", &body).await }.boxed_local()
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct ReplicatorSettings {
     pub evaluation: Uuid,
@@ -105,7 +90,7 @@ pub struct Replicator {
     replicas: BTreeMap<String, Replica>,
     /// The load balancer, asked for the live members on every tick.
     members: Recipient<GetBalance>,
-    transport: Rc<dyn Transport>,
+    peers: Peers,
     /// The supervisor, told when a replica knows a later one.
     on_superseded: Recipient<Superseded>,
     /// `Flush`es waiting for every replica to catch up.
@@ -117,7 +102,7 @@ impl Replicator {
         settings: ReplicatorSettings,
         snapshot: Vec<ReplicaOp>,
         members: Recipient<GetBalance>,
-        transport: Rc<dyn Transport>,
+        peers: Peers,
         on_superseded: Recipient<Superseded>,
     ) -> Self {
         Self {
@@ -126,7 +111,7 @@ impl Replicator {
             journal: snapshot,
             replicas: BTreeMap::new(),
             members,
-            transport,
+            peers,
             on_superseded,
             flushes: Vec::new(),
         }
@@ -154,7 +139,7 @@ impl Replicator {
             from,
             ops,
         };
-        let call = self.transport.replicate(&to, body);
+        let call = self.peers.call::<routes::Replicate>(&to, &body);
         ctx.spawn(call.into_actor(self).map(move |answer, act, ctx| {
             let len = act.len();
             let Some(replica) = act.replicas.get_mut(&to) else { return };
@@ -282,8 +267,8 @@ impl Handler<GetReplicas> for Replicator {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::collections::{HashMap, HashSet};
+    use std::collections::HashMap;
+    use std::rc::Rc;
 
     use chrono::Utc;
 
@@ -291,32 +276,10 @@ mod tests {
     use crate::balance::{LeastConnections, LoadBalancer, NodeLoad, SetMembers};
     use crate::evaluation::model::{EvaluationStatus, ModuleResult, ModuleStatus, Tally};
     use crate::replication::model::ReplicaSummary;
-    use crate::store::{ApplyReplica, EvaluationRecord, GetSummary, ProjectRow, Source, Store};
+    use crate::store::{EvaluationRecord, GetSummary, ProjectRow, Source, Store};
+    use crate::testing::{serve, SimNet};
 
     const ME: &str = "n0";
-
-    /// Replicas as in-memory stores; a node in `down` does not answer.
-    #[derive(Default)]
-    struct Stores {
-        stores: HashMap<String, Addr<Store>>,
-        down: RefCell<HashSet<String>>,
-    }
-
-    impl Transport for Stores {
-        fn replicate(&self, to: &str, body: Replicate) -> LocalBoxFuture<'static, Result<ReplicateAnswer, PeerError>> {
-            let store = self.stores.get(to).cloned().filter(|_| !self.down.borrow().contains(to));
-            let url = format!("http://{to}/replicate");
-            async move {
-                let store = store.ok_or_else(|| PeerError::Send { url: url.clone(), reason: "down".into() })?;
-                let answer = store
-                    .send(ApplyReplica(body))
-                    .await
-                    .map_err(|e| PeerError::Send { url: url.clone(), reason: e.to_string() })?;
-                answer.map_err(|e| PeerError::Status { url, status: 500, body: e.to_string() })
-            }
-            .boxed_local()
-        }
-    }
 
     /// Keeps the `Superseded` notices.
     #[derive(Default)]
@@ -346,7 +309,8 @@ mod tests {
 
     struct Cluster {
         id: Uuid,
-        transport: Rc<Stores>,
+        net: Rc<SimNet>,
+        stores: HashMap<String, Addr<Store>>,
         balancer: Addr<LoadBalancer>,
         probe: Addr<Probe>,
     }
@@ -354,26 +318,28 @@ mod tests {
     impl Cluster {
         /// `ME` and `peers` more nodes, all live.
         async fn new(peers: usize) -> Self {
-            let mut stores = Stores::default();
+            let (net, mut stores) = (SimNet::new(), HashMap::new());
             let mut live = vec![NodeLoad { addr: ME.into(), slots: 1, busy: 0, envs: vec![] }];
             for i in 1..=peers {
-                stores.stores.insert(format!("n{i}"), Store::in_memory().unwrap().start());
+                let store = Store::in_memory().unwrap().start();
+                net.serve(&format!("n{i}"), serve::store(store.clone()));
+                stores.insert(format!("n{i}"), store);
                 live.push(NodeLoad { addr: format!("n{i}"), slots: 1, busy: 0, envs: vec![] });
             }
             let balancer = LoadBalancer::new(Box::new(LeastConnections::default())).start();
             balancer.send(SetMembers(live)).await.unwrap();
-            Self { id: Uuid::new_v4(), transport: Rc::new(stores), balancer, probe: Probe::default().start() }
+            Self { id: Uuid::new_v4(), net, stores, balancer, probe: Probe::default().start() }
         }
 
         fn replicator(&self, epoch: u64, snapshot: Vec<ReplicaOp>) -> Addr<Replicator> {
             let settings =
                 ReplicatorSettings { evaluation: self.id, me: ME.into(), epoch, want: 2, batch: 2, tick: None };
             let members = self.balancer.clone().recipient();
-            Replicator::new(settings, snapshot, members, self.transport.clone(), self.probe.clone().recipient()).start()
+            Replicator::new(settings, snapshot, members, self.net.peers(ME), self.probe.clone().recipient()).start()
         }
 
         async fn summary(&self, node: &str) -> Option<ReplicaSummary> {
-            self.transport.stores[node].send(GetSummary(self.id)).await.unwrap().unwrap()
+            self.stores[node].send(GetSummary(self.id)).await.unwrap().unwrap()
         }
 
         async fn set_live(&self, nodes: &[&str]) {
@@ -462,13 +428,13 @@ mod tests {
         replicator.send(Tick).await.unwrap();
         assert_eq!(flush(&replicator, 5).await, Some(true));
 
-        cluster.transport.down.borrow_mut().insert("n2".into());
+        cluster.net.set_down("n2", true);
         replicator.send(Append(vec![result(0), result(1), result(2)])).await.unwrap();
         assert_eq!(flush(&replicator, 5).await, None, "n2 is down: the flush cannot complete");
         assert_eq!(cluster.summary("n1").await.unwrap().finished, 3);
         assert_eq!(cluster.summary("n2").await.unwrap().finished, 0);
 
-        cluster.transport.down.borrow_mut().clear();
+        cluster.net.set_down("n2", false);
         replicator.send(Tick).await.unwrap();
         assert_eq!(flush(&replicator, 5).await, Some(true));
         assert_eq!(cluster.summary("n2").await.unwrap().finished, 3);
