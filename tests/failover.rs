@@ -112,7 +112,9 @@ fn locks_of(node: &Node) -> Vec<Value> {
 fn the_cluster_goes_on_when_the_coordinator_dies_while_a_lock_is_held() {
     with_timeout(Duration::from_secs(300), || {
         let dir = tempfile::tempdir().unwrap();
-        let mut nodes = start_cluster(dir.path(), 4);
+        // Five, so that the three left after two deaths are a majority: a
+        // term needs one to adopt and to close (`fence`).
+        let mut nodes = start_cluster(dir.path(), 5);
         let coordinator = highest(nodes.iter());
         let c = nodes.iter().position(|n| n.addr == coordinator).unwrap();
         for node in &nodes {

@@ -25,7 +25,7 @@ use crate::peer::routes::{self, Blob, Method, Route};
 use crate::peer::Peers;
 use crate::replication::model::{ReplicaOp, ReplicaSummary, Replicate, ReplicateAnswer};
 use crate::replication::receive::{receive, ReceiveError};
-use crate::store::{GetSnapshot, GetSummary};
+use crate::store::{ClaimTerm, GetSnapshot, GetSummary};
 
 /// What a handler may use: the node's actors and its peers.
 #[derive(Clone)]
@@ -125,6 +125,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     serve::<routes::EvaluationCancel, _, _>(cfg, |s, cancel| async move {
         let cancelled = s.state.registry.send(CancelEvaluation(cancel.evaluation)).await.map_err(gone("registry"))?;
         Ok(routes::Cancelled { evaluation: cancel.evaluation, cancelled })
+    });
+    serve::<routes::Term, _, _>(cfg, |s, claim| async move {
+        let answer = s.state.store.send(ClaimTerm(claim)).await.map_err(gone("store"))?;
+        answer.map_err(|e| ApiError::internal("promising a term", e))
     });
     serve::<routes::Replicate, _, _>(cfg, replicate);
     serve::<routes::Replica, _, _>(cfg, replica);

@@ -12,13 +12,14 @@ use std::path::Path;
 use actix::prelude::*;
 use uuid::Uuid;
 
+use super::fence::{self, Act, TermClaim, Verdict};
 use super::model::{Event, EventKind};
 use crate::metrics::METRICS;
 use crate::peer::routes::{EvaluationId, Replica, Snapshot};
 use crate::peer::Peers;
 use crate::replication::model::{ReplicaOp, ReplicaSummary, Replicate};
 use crate::replication::receive::{receive, ReceiveError};
-use crate::store::{EvaluationRecord, GetSummary, RecordEvent, SetSupervisor, Store, StoreError};
+use crate::store::{ClaimTerm, EvaluationRecord, GetSummary, RecordEvent, SetSupervisor, Store, StoreError};
 
 /// The name of the lock an adopter holds.
 pub fn lock_name(id: Uuid) -> String {
@@ -55,6 +56,9 @@ pub struct Context<'a> {
     pub blobs_dir: &'a Path,
     /// Live peers, this node left out.
     pub live: &'a [String],
+    /// Every member but those that left, live or not, this node left out:
+    /// a majority of them and this node must promise the adopter's term.
+    pub members: &'a [String],
 }
 
 /// What the adoption rule says next, from this node's copy of an
@@ -124,6 +128,10 @@ pub async fn decide(id: Uuid, cx: &Context<'_>) -> Result<Decision, AdoptionErro
         Step::CatchUp(node) => unreachable!("caught up from {node} already"),
         Step::Adopt { epoch } => epoch,
     };
+    let epoch = match fenced(id, epoch, cx).await? {
+        Ok(epoch) => epoch,
+        Err(why) => return Ok(Decision::StandDown(why)),
+    };
     let record = cx.store.send(SetSupervisor { id, supervisor: cx.me.to_owned(), epoch }).await??;
     let clock = cx.peers.clock();
     let lost = format!("supervisor {} lost", mine.supervisor);
@@ -134,6 +142,47 @@ pub async fn decide(id: Uuid, cx: &Context<'_>) -> Result<Decision, AdoptionErro
     }
     METRICS.adoptions.inc();
     Ok(Decision::Adopt(record))
+}
+
+/// Asks a majority to promise this node term `epoch`, once more a term
+/// above a promise it finds that was never closed (an adopter that died,
+/// or gave up): the term promised, or why none was.
+async fn fenced(id: Uuid, epoch: u64, cx: &Context<'_>) -> Result<Result<u64, String>, AdoptionError> {
+    let mut epoch = epoch;
+    for _ in 0..2 {
+        let claim = TermClaim { evaluation: id, epoch, supervisor: cx.me.to_owned(), act: Act::Adopt };
+        let mine = cx.store.send(ClaimTerm(claim.clone())).await??;
+        let verdict = match (&mine.known, mine.granted) {
+            (Some(known), false) => Verdict::Outranked { by: cx.me.to_owned(), known: known.clone() },
+            _ => fence::claim(cx.peers, cx.members, &claim, mine).await,
+        };
+        match verdict {
+            Verdict::Granted => return Ok(Ok(epoch)),
+            Verdict::Outranked { known, .. } if !known.closed && known.epoch >= epoch => epoch = known.epoch + 1,
+            Verdict::Outranked { by, known } => {
+                let what = if known.closed { "the close" } else { "term" };
+                return Ok(Err(format!("{by} promised {what} {} of {}", known.epoch, known.supervisor)));
+            }
+            Verdict::NoQuorum { granted, needed } => {
+                return Ok(Err(format!("only {granted} of the {needed} members needed promised term {epoch}")));
+            }
+        }
+    }
+    Ok(Err(format!("terms up to {epoch} already promised to others")))
+}
+
+/// Catches up from `node`, the evaluation's supervisor in a later term:
+/// what a supervisor that steps down does, so that its copy gives the
+/// later term's answer.
+pub async fn follow(
+    id: Uuid,
+    node: &str,
+    store: &Addr<Store>,
+    peers: &Peers,
+    blobs_dir: &Path,
+) -> Result<(), AdoptionError> {
+    let cx = Context { me: peers.node(), store, peers, blobs_dir, live: &[], members: &[] };
+    catch_up(id, node, &cx).await
 }
 
 /// Applies everything `node` holds of the evaluation, blobs included.

@@ -8,6 +8,7 @@
 pub mod admission;
 mod adoption;
 pub mod blobs;
+pub mod fence;
 pub mod gradebook;
 pub mod intake;
 pub mod model;

@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use super::admission::{Admission, Figures, Full, Ticket};
 use super::adoption::{self, AdoptionError, Decision};
+use super::fence;
 use super::model::EvaluationStatus;
 use super::supervisor::{Cancel, EvaluationFinished, EvaluationSupervisor, Links, NodeLost, SupervisorSettings};
 use crate::balance::{GetBalance, LoadBalancer};
@@ -196,7 +197,9 @@ impl Registry {
         let (me, blobs_dir): (String, PathBuf) =
             (self.shared.settings.node.clone(), self.shared.settings.blobs_dir.clone());
         let granted = async move { lock.await.map_err(Refused::Mailbox)?.map_err(Refused::Lock) };
+        let members = self.shared.members.send(GetMembers);
         let decide = async move {
+            let members = fence::members(members.await.unwrap_or_default(), &me);
             let live: Vec<String> = balancer
                 .send(GetBalance)
                 .await
@@ -205,7 +208,14 @@ impl Registry {
                 .map(|m| m.addr)
                 .filter(|a| *a != me)
                 .collect();
-            let cx = adoption::Context { me: &me, store: &store, peers: &peers, blobs_dir: &blobs_dir, live: &live };
+            let cx = adoption::Context {
+                me: &me,
+                store: &store,
+                peers: &peers,
+                blobs_dir: &blobs_dir,
+                live: &live,
+                members: &members,
+            };
             adoption::decide(id, &cx).await.map_err(Refused::Adoption)
         };
         let decided = granted.into_actor(self).then(move |granted, act, _| {
@@ -259,6 +269,7 @@ impl Registry {
             executor: self.shared.executor.clone(),
             balancer: self.shared.balancer.clone(),
             peers: self.shared.peers.clone(),
+            members: self.shared.members.clone(),
             on_finished: ctx.address().recipient(),
         };
         let supervisor = EvaluationSupervisor::new(record, token, self.shared.settings.clone(), links).start();

@@ -22,6 +22,8 @@ use chrono::Utc;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::adoption;
+use super::fence::{self, Act, TermClaim, Verdict};
 use super::intake::{CloneLimits, UnpackLimits};
 use super::model::{EvaluationStatus, Event, EventKind, ModuleResult};
 use super::plan::{Plan, Task, TaskKind, TimeoutAction};
@@ -30,13 +32,14 @@ use super::workspace::{self, collection_errors};
 use crate::balance::{LoadBalancer, Place, Release, TaskHint};
 use crate::executor::collect::Collected;
 use crate::executor::{runner, Job, JobFinished, JobKind, JobOutput, Submit};
+use crate::membership::GetMembers;
 use crate::peer::model::{EvaluationDone, ExecuteModule, TaskSpec};
 use crate::peer::{routes, Peers};
 use crate::replication::model::ReplicaOp;
 use crate::replication::{Append, Flush, Replicator, ReplicatorSettings, Stop, Superseded};
 use crate::store::{
-    EvaluationRecord, GetEstimates, GetEvaluation, GetSnapshot, ProjectRow, RecordEvent, SaveCollected, SaveResult,
-    SetStatus, Store, StoreError,
+    ClaimTerm, EvaluationRecord, GetEstimates, GetEvaluation, GetSnapshot, ProjectRow, RecordEvent, SaveCollected,
+    SaveResult, SetStatus, Store, StoreError,
 };
 
 /// Most journal entries in one replication request.
@@ -105,6 +108,8 @@ pub struct EvaluationSupervisor {
     /// Picks the node of each task; told when a task ends or moves.
     balancer: Addr<LoadBalancer>,
     peers: Peers,
+    /// Membership: the members whose promises close the evaluation.
+    members: Recipient<GetMembers>,
     /// The registry, told when this evaluation closes.
     on_finished: Recipient<EvaluationFinished>,
     /// Nodes not to offer tasks to until the given time.
@@ -125,6 +130,7 @@ pub struct Links {
     pub executor: Recipient<Submit>,
     pub balancer: Addr<LoadBalancer>,
     pub peers: Peers,
+    pub members: Recipient<GetMembers>,
     pub on_finished: Recipient<EvaluationFinished>,
 }
 
@@ -141,6 +147,7 @@ impl EvaluationSupervisor {
             executor: links.executor,
             balancer: links.balancer,
             peers: links.peers,
+            members: links.members,
             on_finished: links.on_finished,
             avoid: HashMap::new(),
             clock: Instant::now(),
@@ -424,8 +431,72 @@ impl EvaluationSupervisor {
         }));
     }
 
+    /// Closes the evaluation once a majority of the members promise the
+    /// close in this supervisor's term (`fence`): steps down if one knows a
+    /// later term, tries again later if too few answer.
     fn close(&mut self, status: EvaluationStatus, error: Option<String>, ctx: &mut Context<Self>) {
         self.closing = true;
+        let me = self.settings.node.clone();
+        let claim =
+            TermClaim { evaluation: self.record.id, epoch: self.record.epoch, supervisor: me.clone(), act: Act::Close };
+        let (store, peers, members) = (self.store.clone(), self.peers.clone(), self.members.clone());
+        let (replicator, flush_timeout) = (self.replicator.clone(), self.settings.flush_timeout);
+        let fenced = async move {
+            // The replicas first take every result, so that a close a
+            // majority promised is not lost with this node.
+            if let Some(replicator) = &replicator {
+                let _ = tokio::time::timeout(flush_timeout, replicator.send(Flush)).await;
+            }
+            let mine = store.send(ClaimTerm(claim.clone())).await??;
+            if let (false, Some(known)) = (mine.granted, &mine.known) {
+                return Ok(Verdict::Outranked { by: me, known: known.clone() });
+            }
+            let others = fence::members(members.send(GetMembers).await.unwrap_or_default(), &me);
+            Ok::<_, StoreError>(fence::claim(&peers, &others, &claim, mine).await)
+        };
+        ctx.wait(fenced.into_actor(self).map(move |verdict, act, ctx| match verdict {
+            Ok(Verdict::Granted) => act.finish(status, error, ctx),
+            Ok(Verdict::Outranked { by, known }) => {
+                log::warn!(
+                    "evaluation {}: {by} knows term {} of {}; stepping down from term {} without closing",
+                    act.record.id,
+                    known.epoch,
+                    known.supervisor,
+                    act.record.epoch
+                );
+                act.step_down(known.supervisor, ctx);
+            }
+            Ok(Verdict::NoQuorum { granted, needed }) => {
+                log::warn!(
+                    "evaluation {}: cannot close yet: {granted} of the {needed} members needed promised term {}",
+                    act.record.id,
+                    act.record.epoch
+                );
+                ctx.run_later(act.settings.flush_timeout, move |act, ctx| act.close(status, error, ctx));
+            }
+            Err(e) => act.abandon(e, ctx),
+        }));
+    }
+
+    /// Stops without closing anything, a later term's supervisor having
+    /// taken over, and catches this node's copy up from it.
+    fn step_down(&mut self, to: String, ctx: &mut Context<Self>) {
+        self.closing = true;
+        if to != self.settings.node {
+            let (id, store, peers, blobs_dir) =
+                (self.record.id, self.store.clone(), self.peers.clone(), self.settings.blobs_dir.clone());
+            actix::spawn(async move {
+                match adoption::follow(id, &to, &store, &peers, &blobs_dir).await {
+                    Ok(()) => log::info!("evaluation {id}: caught up from {to}, its supervisor now"),
+                    Err(e) => log::warn!("evaluation {id}: not caught up from {to}: {e}"),
+                }
+            });
+        }
+        ctx.stop();
+    }
+
+    /// Records the end, here and on the replicas, and tells the workers.
+    fn finish(&mut self, status: EvaluationStatus, error: Option<String>, ctx: &mut Context<Self>) {
         self.event(EventKind::Done, status.as_str().to_owned());
         let (store, id, evaluations_dir) = (self.store.clone(), self.record.id, self.settings.evaluations_dir.clone());
         let peers = self.peers.clone();
@@ -631,8 +702,7 @@ impl Handler<Superseded> for EvaluationSupervisor {
             msg.epoch,
             self.record.epoch
         );
-        self.closing = true;
-        ctx.stop();
+        self.step_down(msg.supervisor, ctx);
     }
 }
 
@@ -704,7 +774,7 @@ pub(crate) mod tests {
     use crate::balance::{LeastConnections, LongestFirst, NodeLoad, Policy, SetMembers};
     use crate::evaluation::model::{ModuleStatus, Outcome, Tally};
     use crate::store::{ListUnfinished, SaveProjects, Source};
-    use crate::testing::SimNet;
+    use crate::testing::{Cluster, SimNet};
 
     /// Stands in for the executor: keeps every job it is handed.
     #[derive(Default)]
@@ -848,11 +918,14 @@ pub(crate) mod tests {
             let record = view.unwrap().unwrap().unwrap().record;
             let balancer = LoadBalancer::new(policy).start();
             balancer.send(SetMembers(members)).await.unwrap();
+            // A node alone: its own promise is a majority.
+            let net = SimNet::new();
             let links = Links {
                 store: self.store.clone(),
                 executor: self.executor.clone().recipient(),
                 balancer,
-                peers: SimNet::new().peers("n1"),
+                peers: net.peers("n1"),
+                members: Cluster::start(&net).0.recipient(),
                 on_finished: self.registry.clone().recipient(),
             };
             EvaluationSupervisor::new(record, None, self.settings.clone(), links).start()

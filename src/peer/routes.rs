@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::model::{self, CancelRequest, RemoveEvaluation, ResultAck};
 use crate::coordination::{ElectionAnswer, ElectionMessage};
+use crate::evaluation::fence::{TermAnswer, TermClaim};
 use crate::locks::model::{AcquireAnswer, AcquireRequest, Holdings, HoldingsRequest, ReleaseAnswer, ReleaseRequest};
 use crate::membership::model::{Ack, IndirectAck, MemberInfo, Ping, PingReq};
 use crate::replication::model::{self as replication, ReplicaOp, ReplicaSummary, ReplicateAnswer};
@@ -117,6 +118,12 @@ post_route!(
 post_route!(
     /// A supervisor sends entries of its journal to a replica.
     Replicate, "/replicate", replication::Replicate => ReplicateAnswer
+);
+
+post_route!(
+    /// A supervisor asks a member to promise its term, to adopt or to close
+    /// (`evaluation::fence`).
+    Term, "/term", TermClaim => TermAnswer
 );
 
 /// `GET /replica/{id}`: what a node holds of an evaluation.

@@ -270,13 +270,12 @@ mod tests {
     use std::collections::HashMap;
     use std::rc::Rc;
 
-    use chrono::Utc;
-
     use super::*;
     use crate::balance::{LeastConnections, LoadBalancer, NodeLoad, SetMembers};
-    use crate::evaluation::model::{EvaluationStatus, ModuleResult, ModuleStatus, Tally};
+    use crate::evaluation::model::EvaluationStatus;
     use crate::replication::model::ReplicaSummary;
-    use crate::store::{EvaluationRecord, GetSummary, ProjectRow, Source, Store};
+    use crate::store::{GetSummary, Store};
+    use crate::testing::fixtures::{self, result};
     use crate::testing::{serve, SimNet};
 
     const ME: &str = "n0";
@@ -348,44 +347,8 @@ mod tests {
         }
     }
 
-    fn record(id: Uuid, epoch: u64) -> EvaluationRecord {
-        EvaluationRecord {
-            id,
-            status: EvaluationStatus::Running,
-            source: Source::Zip { name: "z".into() },
-            supervisor: ME.into(),
-            epoch,
-            input_sha256: None,
-            input_ready: true,
-            submitted_at: Utc::now(),
-            started_at: Some(Utc::now()),
-            finished_at: None,
-            error: None,
-        }
-    }
-
     fn snapshot(id: Uuid, epoch: u64) -> Vec<ReplicaOp> {
-        let project =
-            ProjectRow { collected: true, ..ProjectRow::found("p".into(), "p".into(), Some("Pat (p1)".into())) };
-        let modules = (0..4).map(|i| (format!("tests/test_{i}.py"), 1)).collect();
-        vec![
-            ReplicaOp::Record { record: record(id, epoch) },
-            ReplicaOp::Projects { projects: vec![project] },
-            ReplicaOp::Collected { project: "p".into(), modules, error: None },
-        ]
-    }
-
-    fn result(i: usize) -> ReplicaOp {
-        let result = ModuleResult {
-            status: ModuleStatus::Done,
-            tally: Tally { passed: 1, ..Tally::default() },
-            duration: 0.1,
-            wall: 0.2,
-            node: "n1".into(),
-            output: String::new(),
-            tests: Vec::new(),
-        };
-        ReplicaOp::Result { project: "p".into(), module: format!("tests/test_{i}.py"), result }
+        fixtures::snapshot(id, epoch, ME)
     }
 
     /// Replicas in the order they were picked, with what each acknowledged.

@@ -8,6 +8,7 @@ mod schema;
 // Each actor lives in a file named after it, as the house style asks.
 #[allow(clippy::module_inception)]
 mod store;
+mod terms;
 
 pub use durations::GetEstimates;
 pub use model::{EvaluationRecord, EvaluationSummary, EvaluationView, ModuleRow, ProjectRow, Source};
@@ -16,6 +17,7 @@ pub use store::{
     CountByStatus, CreateEvaluation, FinishedBefore, GetEvaluation, GetEvents, ListEvaluations, ListUnfinished,
     MarkInputReady, RecordEvent, RemoveFinished, SaveCollected, SaveProjects, SaveResult, SetBlob, SetStatus, Store,
 };
+pub use terms::ClaimTerm;
 
 /// Errors of the node's database.
 #[derive(Debug, thiserror::Error)]

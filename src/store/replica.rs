@@ -98,12 +98,28 @@ fn inconsistent(e: StoreError) -> StoreError {
 impl Store {
     fn apply_replica(&mut self, m: &Replicate) -> Reply<ReplicateAnswer> {
         let tx = self.conn.transaction()?;
+        let key = m.evaluation.to_string();
+        // A term promised here (`evaluation::fence`) outranks like a copy's.
+        let promised: Option<(u64, String)> = tx
+            .query_row("SELECT epoch, supervisor FROM terms WHERE evaluation = ?1", [&key], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((epoch, supervisor)) = promised.filter(|(e, s)| (*e, s.as_str()) > (m.epoch, m.supervisor.as_str()))
+        {
+            return Ok(ReplicateAnswer::Superseded { epoch, supervisor });
+        }
         if let Some(local) = load(&tx, m.evaluation)? {
             if outranked(&local, m.epoch, &m.supervisor) {
                 return Ok(ReplicateAnswer::Superseded { epoch: local.epoch, supervisor: local.supervisor });
             }
+            // A later term's journal from its start replaces the copy: what
+            // an earlier supervisor wrote after it was adopted over (cut off
+            // from the majority, say) is not the evaluation's.
+            if (m.epoch, m.supervisor.as_str()) > (local.epoch, local.supervisor.as_str()) && m.from == 0 {
+                tx.execute("DELETE FROM evaluations WHERE id = ?1", [&key])?;
+            }
         }
-        let key = m.evaluation.to_string();
         let position: Option<(String, u64)> = tx
             .query_row("SELECT journal, seq FROM replicas WHERE evaluation = ?1", [&key], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -222,7 +238,9 @@ impl Handler<SetSupervisor> for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::GetEvaluation;
+    use crate::evaluation::fence::{Act, TermClaim};
+    use crate::store::{ClaimTerm, GetEvaluation};
+    use crate::testing::fixtures::{result, snapshot};
 
     fn journal(ops: Vec<ReplicaOp>) -> Replicate {
         Replicate {
@@ -233,6 +251,60 @@ mod tests {
             from: 0,
             ops,
         }
+    }
+
+    fn term(epoch: u64, supervisor: &str, journal: u128, from: u64, ops: Vec<ReplicaOp>) -> ApplyReplica {
+        let id = Uuid::from_u128(7);
+        ApplyReplica(Replicate {
+            evaluation: id,
+            journal: Uuid::from_u128(journal),
+            epoch,
+            supervisor: supervisor.into(),
+            from,
+            ops,
+        })
+    }
+
+    async fn results(store: &Addr<Store>) -> Vec<String> {
+        let view = store.send(GetEvaluation { id: Uuid::from_u128(7), with_tests: false }).await.unwrap().unwrap();
+        view.unwrap().modules.into_iter().filter(|m| m.result.is_some()).map(|m| m.module).collect()
+    }
+
+    #[actix::test]
+    async fn a_later_terms_journal_replaces_what_an_earlier_supervisor_wrote_after_it() {
+        let store = Store::in_memory().unwrap().start();
+        let id = Uuid::from_u128(7);
+        let mut cut_off = snapshot(id, 0, "n1");
+        cut_off.extend([result(0), result(1)]);
+        store.send(term(0, "n1", 1, 0, cut_off)).await.unwrap().unwrap();
+        assert_eq!(results(&store).await, ["tests/test_0.py", "tests/test_1.py"]);
+
+        // The adopter's copy had only module 0 when it adopted.
+        let mut adopted = snapshot(id, 1, "n2");
+        adopted.push(result(0));
+        assert_eq!(
+            store.send(term(1, "n2", 2, 0, adopted.clone())).await.unwrap().unwrap(),
+            ReplicateAnswer::Applied { have: 4 }
+        );
+        assert_eq!(results(&store).await, ["tests/test_0.py"], "module 1 came from a term adopted over");
+        // Sent again, as a lost answer makes it: nothing changes.
+        store.send(term(1, "n2", 2, 0, adopted)).await.unwrap().unwrap();
+        store.send(term(1, "n2", 2, 4, vec![result(2)])).await.unwrap().unwrap();
+        assert_eq!(results(&store).await, ["tests/test_0.py", "tests/test_2.py"]);
+        let late = store.send(term(0, "n1", 1, 5, vec![result(3)])).await.unwrap().unwrap();
+        assert_eq!(late, ReplicateAnswer::Superseded { epoch: 1, supervisor: "n2".into() });
+    }
+
+    #[actix::test]
+    async fn a_promised_term_refuses_an_earlier_supervisors_writes_before_any_copy_is_here() {
+        let store = Store::in_memory().unwrap().start();
+        let id = Uuid::from_u128(7);
+        let promise = TermClaim { evaluation: id, epoch: 1, supervisor: "n2".into(), act: Act::Adopt };
+        assert!(store.send(ClaimTerm(promise)).await.unwrap().unwrap().granted);
+        let stale = store.send(term(0, "n1", 1, 0, snapshot(id, 0, "n1"))).await.unwrap().unwrap();
+        assert_eq!(stale, ReplicateAnswer::Superseded { epoch: 1, supervisor: "n2".into() });
+        let view = store.send(GetEvaluation { id, with_tests: false }).await.unwrap().unwrap();
+        assert!(view.is_none(), "nothing of the stale journal is kept");
     }
 
     /// Found by `tests/fuzz`: the foreign key failure came back as a

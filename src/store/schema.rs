@@ -13,12 +13,13 @@ use rusqlite::{Connection, OptionalExtension};
 use super::StoreError;
 
 /// The version this code reads and writes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Each step brings a database from the version before it to its own.
 /// Version 0 is the schema before versioning, whose `modules` had no `wall`
 /// and which had no `durations` (a missing table is created by [`TABLES`]);
-/// version 1's `projects` had no `label`, `rules` or `suite`.
+/// version 1's `projects` had no `label`, `rules` or `suite`; version 2 had
+/// no `terms`, which [`TABLES`] creates.
 const MIGRATIONS: [(i64, &str); 2] = [
     (1, "ALTER TABLE modules ADD COLUMN wall REAL NOT NULL DEFAULT 0;"),
     (
@@ -151,6 +152,15 @@ CREATE TABLE IF NOT EXISTS durations (
     wall        REAL NOT NULL
 );
 
+-- The term this node promised for an evaluation, held here or not, and
+-- whether it promised its close (`evaluation::fence`).
+CREATE TABLE IF NOT EXISTS terms (
+    evaluation  TEXT PRIMARY KEY,
+    epoch       INTEGER NOT NULL,
+    supervisor  TEXT NOT NULL,
+    closed      INTEGER NOT NULL
+);
+
 CREATE INDEX IF NOT EXISTS durations_by_content ON durations(content, module);
 CREATE INDEX IF NOT EXISTS durations_by_module ON durations(module);
 CREATE INDEX IF NOT EXISTS evaluations_by_status ON evaluations(status);
@@ -236,6 +246,32 @@ mod tests {
         // Opening it again runs no step twice.
         let store = Store::open(&path).unwrap();
         assert_eq!(store.view(Uuid::parse_str(&id).unwrap(), false).unwrap().unwrap().modules.len(), 1);
+    }
+
+    #[test]
+    fn a_version_2_database_gains_terms_and_keeps_its_evaluations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evalmesh.sqlite3");
+        let id = Uuid::new_v4();
+        {
+            // Version 2 is version 3 without `terms`.
+            let mut conn = Connection::open(&path).unwrap();
+            apply(&mut conn).unwrap();
+            conn.execute_batch("DROP TABLE terms; PRAGMA user_version = 2;").unwrap();
+            conn.execute(
+                "INSERT INTO evaluations (id, status, source, supervisor, epoch, input_ready, submitted_at)
+                 VALUES (?1, 'running', '{\"kind\":\"zip\",\"name\":\"a.zip\"}', 'n1', 4, 1, '2026-01-01T00:00:00.000Z')",
+                [id.to_string()],
+            )
+            .unwrap();
+        }
+        assert_eq!(version(&path), 2);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(version(&path), VERSION);
+        let record = store.view(id, false).unwrap().unwrap().record;
+        assert_eq!((record.epoch, record.supervisor.as_str()), (4, "n1"));
+        let rows: i64 = store.conn.query_row("SELECT COUNT(*) FROM terms", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 0);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! let a test's actors run under paused time.
 
 mod cluster;
+pub mod fixtures;
 mod net;
 pub mod serve;
 

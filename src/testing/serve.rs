@@ -9,7 +9,7 @@ use crate::locks::{HandleAcquire, HandleHoldings, HandleRelease, Locks};
 use crate::membership::{HandleJoin, HandlePing, HandlePingReq, Membership};
 use crate::peer::routes::{self, CoordinatorAck, Joined};
 use crate::peer::PeerError;
-use crate::store::{ApplyReplica, GetSnapshot, GetSummary, Store};
+use crate::store::{ApplyReplica, ClaimTerm, GetSnapshot, GetSummary, Store};
 
 /// An actor that did not answer: the node fails the call, as its server would.
 fn lost(e: MailboxError) -> PeerError {
@@ -59,12 +59,13 @@ pub fn locks(actor: Addr<Locks>) -> Router {
 }
 
 /// A replica that only stores: `/replicate` applied as it comes, with no
-/// blob to fetch; `/replica/{id}` and its snapshot read from the store.
+/// blob to fetch; `/replica/{id}` and its snapshot read from the store;
+/// `/term` promised by it.
 pub fn store(store: Addr<Store>) -> Router {
     let failed =
         |e: crate::store::StoreError| PeerError::Status { url: String::new(), status: 500, body: e.to_string() };
     let missing = || PeerError::Status { url: String::new(), status: 404, body: "no evaluation".into() };
-    let (a, b, c) = (store.clone(), store.clone(), store);
+    let (a, b, c, d) = (store.clone(), store.clone(), store.clone(), store);
     Router::default()
         .on::<routes::Replicate, _, _>(move |body| {
             let sent = a.send(ApplyReplica(body));
@@ -77,5 +78,9 @@ pub fn store(store: Addr<Store>) -> Router {
         .on::<routes::Snapshot, _, _>(move |at| {
             let sent = c.send(GetSnapshot(at.id));
             async move { sent.await.map_err(lost)?.map_err(failed)?.ok_or_else(missing) }
+        })
+        .on::<routes::Term, _, _>(move |claim| {
+            let sent = d.send(ClaimTerm(claim));
+            async move { sent.await.map_err(lost)?.map_err(failed) }
         })
 }
