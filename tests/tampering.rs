@@ -292,7 +292,7 @@ fn hijacked_reports(user: User) {
             &(1u64 << 30).to_string(),
         );
         // Should a node read /dev/zero to its end, it dies at 4 GiB, alone.
-        let launch = Launch { uid: user.uid(), address_space_bytes: Some(4 << 30) };
+        let launch = Launch { uid: user.uid(), address_space_bytes: Some(4 << 30), ..Launch::default() };
         let node = Node::launch(&cfg, dir.path(), "node", launch);
         let before = rss_kib(&node);
 

@@ -23,6 +23,7 @@
 
 pub mod cluster;
 pub mod hostile;
+pub mod netns;
 pub mod sse;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -269,7 +270,7 @@ impl Mode {
 }
 
 /// How the harness launches a node process, besides its config.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Launch {
     /// Runs the node as this user id (and group id), without supplementary
     /// groups, instead of root.
@@ -278,6 +279,11 @@ pub struct Launch {
     /// would have the node eat the machine's memory: the node then dies of
     /// it alone, and the test fails, without taking the host down with it.
     pub address_space_bytes: Option<u64>,
+    /// Runs the node in this network namespace (`ip netns exec`, which
+    /// execs it: the pid is still the node's own).
+    pub netns: Option<String>,
+    /// More environment for the node.
+    pub env: Vec<(String, String)>,
 }
 
 /// Gives `path`, and everything under it when it is a folder, to `uid`
@@ -333,9 +339,15 @@ impl Node {
         std::fs::write(&config_path, config.to_toml()).expect("writing the node config");
         let log_path = dir.join(format!("{label}.log"));
         let log = std::fs::File::create(&log_path).expect("creating the node log");
-        let mut cmd = match launch.uid {
-            None => Command::new(env!("CARGO_BIN_EXE_evalmesh")),
-            Some(uid) => {
+        let mut cmd = match (launch.uid, &launch.netns) {
+            (None, Some(ns)) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(env!("CARGO_BIN_EXE_evalmesh"));
+                cmd
+            }
+            (None, None) => Command::new(env!("CARGO_BIN_EXE_evalmesh")),
+            (Some(_), Some(_)) => panic!("`ip netns exec` runs as root: a node in a namespace cannot change user"),
+            (Some(uid), None) => {
                 let home = dir.join(format!("{label}.home"));
                 std::fs::create_dir_all(&home).expect("creating the node user's home");
                 std::fs::create_dir_all(config.data_dir()).expect("creating the node's data dir");
@@ -352,6 +364,7 @@ impl Node {
                 cmd
             }
         };
+        cmd.envs(launch.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("node")
             .arg("--config")
             .arg(&config_path)
