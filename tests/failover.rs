@@ -180,8 +180,10 @@ fn two_evaluations_complete_while_two_nodes_die_one_after_the_other() {
     with_timeout(Duration::from_secs(400), || {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = start_cluster(dir.path(), 5);
-        let first = nodes[0].submit_multipart("projects.zip", &project(MODULES, 1.0));
-        let second = nodes[1].submit_multipart("projects.zip", &project(MODULES, 1.0));
+        // Modules long enough that neither evaluation can close before its
+        // supervisor is killed, two modules in.
+        let first = nodes[0].submit_multipart("projects.zip", &project(MODULES, 3.0));
+        let second = nodes[1].submit_multipart("projects.zip", &project(MODULES, 3.0));
         wait_progress(&nodes[0], &first, 2);
         wait_progress(&nodes[1], &second, 2);
 

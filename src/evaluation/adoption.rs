@@ -19,7 +19,7 @@ use crate::peer::routes::{EvaluationId, Replica, Snapshot};
 use crate::peer::Peers;
 use crate::replication::model::{ReplicaOp, ReplicaSummary, Replicate};
 use crate::replication::receive::{receive, ReceiveError};
-use crate::store::{ClaimTerm, EvaluationRecord, GetSummary, RecordEvent, SetSupervisor, Store, StoreError};
+use crate::store::{EvaluationRecord, GetSummary, RecordEvent, SetSupervisor, Store, StoreError};
 
 /// The name of the lock an adopter holds.
 pub fn lock_name(id: Uuid) -> String {
@@ -147,16 +147,11 @@ pub async fn decide(id: Uuid, cx: &Context<'_>) -> Result<Decision, AdoptionErro
 /// Asks a majority to promise this node term `epoch`, once more a term
 /// above a promise it finds that was never closed (an adopter that died,
 /// or gave up): the term promised, or why none was.
-async fn fenced(id: Uuid, epoch: u64, cx: &Context<'_>) -> Result<Result<u64, String>, AdoptionError> {
+pub(crate) async fn fenced(id: Uuid, epoch: u64, cx: &Context<'_>) -> Result<Result<u64, String>, AdoptionError> {
     let mut epoch = epoch;
     for _ in 0..2 {
         let claim = TermClaim { evaluation: id, epoch, supervisor: cx.me.to_owned(), act: Act::Adopt };
-        let mine = cx.store.send(ClaimTerm(claim.clone())).await??;
-        let verdict = match (&mine.known, mine.granted) {
-            (Some(known), false) => Verdict::Outranked { by: cx.me.to_owned(), known: known.clone() },
-            _ => fence::claim(cx.peers, cx.members, &claim, mine).await,
-        };
-        match verdict {
+        match fence::claim(cx.store, cx.peers, cx.members, &claim).await? {
             Verdict::Granted => return Ok(Ok(epoch)),
             Verdict::Outranked { known, .. } if !known.closed && known.epoch >= epoch => epoch = known.epoch + 1,
             Verdict::Outranked { by, known } => {

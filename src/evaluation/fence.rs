@@ -12,8 +12,11 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use actix::Addr;
+
 use crate::membership::{MemberView, Status};
 use crate::peer::{routes, Peers};
+use crate::store::{ClaimTerm, Store, StoreError};
 
 /// What a node asks of the others.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,16 +54,17 @@ pub struct TermAnswer {
     pub known: Option<Known>,
 }
 
-/// Whether a member that knows `known` promises `claim`. Terms are ordered
-/// by (epoch, supervisor), as replicas order writes. Pure.
+/// Whether a member that knows `known` promises `claim`. An epoch is
+/// promised to one supervisor; terms are ordered by (epoch, supervisor), as
+/// replicas order writes. Pure.
 pub fn grant(known: Option<&Known>, claim: &TermClaim) -> bool {
     let Some(known) = known else { return true };
     let claimed = (claim.epoch, claim.supervisor.as_str());
     let held = (known.epoch, known.supervisor.as_str());
     match claim.act {
-        // The same claimant may ask again for the term it was promised: a
+        // The same claimant may ask again for the epoch it was promised: a
         // claim that found no majority is retried.
-        Act::Adopt => !known.closed && claimed >= held,
+        Act::Adopt => !known.closed && (claim.epoch > known.epoch || claimed == held),
         // A close repeated in its own term is promised again: the first
         // answer may have been lost.
         Act::Close => claimed >= held && !(known.closed && claimed != held),
@@ -94,10 +98,24 @@ pub fn majority(members: usize) -> usize {
     members / 2 + 1
 }
 
-/// Asks `others` (every member but this node) to promise `claim`, which
-/// this node has promised already (`mine`): granted by a majority of all
-/// of them, outranked as soon as one member knows better.
-pub async fn claim(peers: &Peers, others: &[String], claim: &TermClaim, mine: TermAnswer) -> Verdict {
+/// Claims `claim` on this node (its `store`), then asks `others` (every
+/// member but this node): granted by a majority of all of them, outranked
+/// as soon as one member knows better.
+pub async fn claim(
+    store: &Addr<Store>,
+    peers: &Peers,
+    others: &[String],
+    claim: &TermClaim,
+) -> Result<Verdict, StoreError> {
+    let mine = store.send(ClaimTerm(claim.clone())).await??;
+    if let (false, Some(known)) = (mine.granted, &mine.known) {
+        return Ok(Verdict::Outranked { by: peers.node().to_owned(), known: known.clone() });
+    }
+    Ok(ask(peers, others, claim, mine).await)
+}
+
+/// Asks `others` to promise `claim`, which this node has promised (`mine`).
+async fn ask(peers: &Peers, others: &[String], claim: &TermClaim, mine: TermAnswer) -> Verdict {
     let asks = others.iter().map(|node| {
         let ask = peers.call::<routes::Term>(node, claim);
         async move { (node.clone(), ask.await) }
@@ -138,8 +156,8 @@ mod tests {
         assert!(grant(None, &claim(1, "b", Act::Adopt)));
         assert!(grant(Some(&known(0, "a", false)), &claim(1, "b", Act::Adopt)));
         assert!(grant(Some(&known(1, "b", false)), &claim(1, "b", Act::Adopt)), "asked again by its claimant");
-        assert!(!grant(Some(&known(1, "c", false)), &claim(1, "b", Act::Adopt)), "same epoch, higher node");
-        assert!(grant(Some(&known(1, "a", false)), &claim(1, "b", Act::Adopt)));
+        assert!(!grant(Some(&known(1, "c", false)), &claim(1, "b", Act::Adopt)), "an epoch has one supervisor");
+        assert!(!grant(Some(&known(1, "a", false)), &claim(1, "b", Act::Adopt)), "whatever the names' order");
         assert!(!grant(Some(&known(2, "a", false)), &claim(1, "b", Act::Adopt)));
         assert!(!grant(Some(&known(0, "a", true)), &claim(5, "b", Act::Adopt)), "closed in an earlier term");
     }

@@ -6,7 +6,7 @@
 //! and the shared model types.
 
 pub mod admission;
-mod adoption;
+pub(crate) mod adoption;
 pub mod blobs;
 pub mod fence;
 pub mod gradebook;

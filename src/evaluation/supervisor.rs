@@ -38,8 +38,8 @@ use crate::peer::{routes, Peers};
 use crate::replication::model::ReplicaOp;
 use crate::replication::{Append, Flush, Replicator, ReplicatorSettings, Stop, Superseded};
 use crate::store::{
-    ClaimTerm, EvaluationRecord, GetEstimates, GetEvaluation, GetSnapshot, ProjectRow, RecordEvent, SaveCollected,
-    SaveResult, SetStatus, Store, StoreError,
+    EvaluationRecord, GetEstimates, GetEvaluation, GetSnapshot, ProjectRow, RecordEvent, SaveCollected, SaveResult,
+    SetStatus, Store, StoreError,
 };
 
 /// Most journal entries in one replication request.
@@ -447,12 +447,8 @@ impl EvaluationSupervisor {
             if let Some(replicator) = &replicator {
                 let _ = tokio::time::timeout(flush_timeout, replicator.send(Flush)).await;
             }
-            let mine = store.send(ClaimTerm(claim.clone())).await??;
-            if let (false, Some(known)) = (mine.granted, &mine.known) {
-                return Ok(Verdict::Outranked { by: me, known: known.clone() });
-            }
             let others = fence::members(members.send(GetMembers).await.unwrap_or_default(), &me);
-            Ok::<_, StoreError>(fence::claim(&peers, &others, &claim, mine).await)
+            fence::claim(&store, &peers, &others, &claim).await
         };
         ctx.wait(fenced.into_actor(self).map(move |verdict, act, ctx| match verdict {
             Ok(Verdict::Granted) => act.finish(status, error, ctx),

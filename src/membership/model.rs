@@ -372,7 +372,7 @@ pub(super) fn retransmit_limit(mult: u32, n: usize) -> u32 {
 /// or a simulation replays exactly. Only shuffles depend on it; nothing here
 /// needs unpredictability.
 #[derive(Debug, Clone)]
-pub(super) struct SplitMix64(pub(super) u64);
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
     fn next_u64(&mut self) -> u64 {
@@ -384,7 +384,7 @@ impl SplitMix64 {
     }
 
     /// Uniform enough in `0..n` for shuffling; 0 when `n` is 0.
-    pub(super) fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         if n == 0 {
             0
         } else {

@@ -6,6 +6,7 @@ mod cluster;
 pub mod fixtures;
 mod net;
 pub mod serve;
+mod sim;
 
 pub use cluster::Cluster;
 pub use net::{Router, Sent, SimNet};

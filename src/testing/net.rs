@@ -187,6 +187,11 @@ impl SimNet {
         self.cut.borrow_mut().clear();
     }
 
+    /// No link is cut.
+    pub fn is_whole(&self) -> bool {
+        self.cut.borrow().is_empty()
+    }
+
     pub fn set_latency(&self, latency: Duration) {
         self.latency.set(latency);
     }
