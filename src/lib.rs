@@ -40,7 +40,7 @@
 //! | folder | what it holds |
 //! | --- | --- |
 //! | [`config`] | the typed config file, its defaults and its validation |
-//! | [`node`] | `run(config, listener)`: the node root |
+//! | [`node`] | `run(config, listener)`: the node root; `fail_stop`, what a panic does |
 //! | [`api`] | public, cluster-wide and peer routes, the guards in front of them (cluster secret, client tokens), the test-only `POST /kill`, the one `ApiError` |
 //! | [`auth`] | pure: the HMAC signature of peer requests and announcements, the replay window, client tokens, the `Secret` that never prints |
 //! | [`evaluation`] | registry, supervisor and worker actors; the pure admission, plan and report; intake (zip, git, discovery); workspace and blobs |

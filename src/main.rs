@@ -115,6 +115,7 @@ fn main() -> ExitCode {
         Command::Node { config, listen, data_dir } => (config, listen, data_dir),
         client => return run_client(client),
     };
+    evalmesh::node::fail_stop::install();
     // A variable that is not UTF-8 cannot name a key: left to whoever set it.
     let vars = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
     let config = Config::assemble(config.as_deref(), vars);

@@ -80,6 +80,8 @@ impl Actor for LoadBalancer {
     type Context = Context<Self>;
 }
 
+crate::panics_when_told!(LoadBalancer);
+
 impl Handler<SetMembers> for LoadBalancer {
     type Result = ();
 

@@ -117,6 +117,8 @@ impl Actor for Coordination {
     }
 }
 
+crate::panics_when_told!(Coordination);
+
 impl Handler<Tick> for Coordination {
     type Result = ();
 

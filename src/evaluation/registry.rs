@@ -35,6 +35,7 @@ use crate::balance::{GetBalance, LoadBalancer};
 use crate::executor::{JobFinished, Submit};
 use crate::locks::{Acquire, LockError, Release};
 use crate::membership::{GetJoined, GetMembers, Status};
+use crate::node::fail_stop::{ActorKind, Panic};
 use crate::peer::model::EvaluationResult;
 use crate::peer::Peers;
 use crate::store::{EvaluationRecord, FinishedBefore, ListUnfinished, RemoveFinished, SetStatus, Store, StoreError};
@@ -482,6 +483,24 @@ impl Handler<IsSupervising> for Registry {
     /// node may adopt it.
     fn handle(&mut self, IsSupervising(id): IsSupervising, _: &mut Context<Self>) -> bool {
         self.admission.holds(id) || self.deciding.contains(&id)
+    }
+}
+
+impl Handler<Panic> for Registry {
+    type Result = bool;
+
+    /// Panics, or hands the panic to the balancer or to a supervisor (which
+    /// hands a replicator's to its replicator): false when there is none.
+    fn handle(&mut self, msg: Panic, _: &mut Context<Self>) -> bool {
+        match msg.0 {
+            ActorKind::Balancer => self.shared.balancer.do_send(msg),
+            ActorKind::Supervisor | ActorKind::Replicator => match self.supervisors.values().next() {
+                Some(supervisor) => supervisor.do_send(msg),
+                None => return false,
+            },
+            kind => panic!("{kind:?} told to panic (POST /panic)"),
+        }
+        true
     }
 }
 

@@ -33,6 +33,7 @@ use crate::balance::{LoadBalancer, Place, Release, TaskHint};
 use crate::executor::collect::Collected;
 use crate::executor::{runner, Job, JobFinished, JobKind, JobOutput, Submit};
 use crate::membership::GetMembers;
+use crate::node::fail_stop::{ActorKind, Panic};
 use crate::peer::model::{EvaluationDone, ExecuteModule, TaskSpec};
 use crate::peer::{routes, Peers};
 use crate::replication::model::ReplicaOp;
@@ -681,6 +682,18 @@ impl Handler<NodeLost> for EvaluationSupervisor {
             self.take_back(task);
         }
         self.dispatch(ctx);
+    }
+}
+
+impl Handler<Panic> for EvaluationSupervisor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: Panic, _: &mut Context<Self>) -> bool {
+        match (msg.0, &self.replicator) {
+            (ActorKind::Replicator, Some(replicator)) => replicator.do_send(msg),
+            (kind, _) => panic!("{kind:?} told to panic (POST /panic)"),
+        }
+        true
     }
 }
 

@@ -140,6 +140,8 @@ impl Actor for Worker {
     type Context = Context<Self>;
 }
 
+crate::panics_when_told!(Worker);
+
 impl Handler<Execute> for Worker {
     type Result = ResponseActFuture<Self, Result<(), String>>;
 

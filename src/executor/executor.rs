@@ -284,6 +284,8 @@ impl Actor for Executor {
     }
 }
 
+crate::panics_when_told!(Executor);
+
 impl Handler<Submit> for Executor {
     type Result = ();
 

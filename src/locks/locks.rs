@@ -324,6 +324,8 @@ impl Actor for Locks {
     }
 }
 
+crate::panics_when_told!(Locks);
+
 impl Handler<Tick> for Locks {
     type Result = ();
 

@@ -258,6 +258,8 @@ impl Actor for Membership {
     }
 }
 
+crate::panics_when_told!(Membership);
+
 impl Handler<Tick> for Membership {
     type Result = ();
 

@@ -7,6 +7,8 @@
 //! that nothing signed before this run is taken; `POST /kill` is mounted
 //! only when `admin.enable_kill` asks for it.
 
+pub mod fail_stop;
+
 use std::net::{SocketAddrV4, TcpListener};
 use std::path::PathBuf;
 use std::rc::Rc;

@@ -196,6 +196,8 @@ impl Actor for Replicator {
     }
 }
 
+crate::panics_when_told!(Replicator);
+
 impl Handler<Tick> for Replicator {
     type Result = ();
 

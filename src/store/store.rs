@@ -535,6 +535,8 @@ impl Actor for Store {
     type Context = Context<Self>;
 }
 
+crate::panics_when_told!(Store);
+
 macro_rules! handle {
     ($msg:ty, $out:ty, |$s:ident, $m:ident| $body:expr) => {
         impl Handler<$msg> for Store {
