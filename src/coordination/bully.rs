@@ -13,6 +13,8 @@
 
 use std::net::SocketAddr;
 
+use crate::membership::model::SwimConfig;
+
 /// A message to send to one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {
@@ -28,6 +30,14 @@ pub struct BullyConfig {
     pub answer_timeout_ms: u64,
     /// A caller that was answered but heard no coordinator within this calls again.
     pub coordinator_timeout_ms: u64,
+}
+
+impl BullyConfig {
+    /// An election waits for answers as long as an indirect probe, and for
+    /// an announcement as long as a suspicion: the timings of the same network.
+    pub fn from_swim(swim: &SwimConfig) -> Self {
+        Self { answer_timeout_ms: swim.indirect_timeout_ms(), coordinator_timeout_ms: swim.suspicion_timeout_ms }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

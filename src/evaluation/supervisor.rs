@@ -14,7 +14,7 @@
 //! and the next start of the node resumes it from its stored results.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -30,6 +30,7 @@ use super::plan::{Plan, Task, TaskKind, TimeoutAction};
 use super::prepare::{self, PrepareError};
 use super::workspace::{self, collection_errors};
 use crate::balance::{LoadBalancer, Place, Release, TaskHint};
+use crate::config::Config;
 use crate::executor::collect::Collected;
 use crate::executor::{runner, Job, JobFinished, JobKind, JobOutput, Submit};
 use crate::membership::GetMembers;
@@ -93,6 +94,29 @@ pub struct SupervisorSettings {
     pub replicas: usize,
     /// How long closing waits for the replicas to hold the final state.
     pub flush_timeout: Duration,
+}
+
+impl SupervisorSettings {
+    /// The settings `config` asks for, on node `node` keeping its data in `data_dir`.
+    pub fn from_config(config: &Config, node: &str, data_dir: &Path) -> Self {
+        let (e, c) = (&config.executor, &config.cluster);
+        Self {
+            node: node.to_owned(),
+            evaluations_dir: data_dir.join("evaluations"),
+            blobs_dir: data_dir.join("blobs"),
+            modules_per_task: e.modules_per_task,
+            module_timeout: Duration::from_secs(e.module_timeout_s),
+            prepare_timeout: Duration::from_secs(e.install_timeout_s + e.collect_timeout_s),
+            lease_grace: Duration::from_secs(c.lease_grace_s),
+            tick: Duration::from_millis(c.dispatch_tick_ms),
+            avoid_for: Duration::from_millis(c.suspicion_timeout_ms),
+            git_schemes: config.intake.git_schemes.clone(),
+            clone_limits: CloneLimits::from_config(&config.intake),
+            limits: UnpackLimits::from_config(&config.intake),
+            replicas: c.replicas,
+            flush_timeout: Duration::from_millis(c.peer_timeout_ms),
+        }
+    }
 }
 
 pub struct EvaluationSupervisor {

@@ -13,7 +13,7 @@
 //! lease runs out.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::intake::UnpackLimits;
 use super::{blobs, workspace};
 use crate::balance::GetBalance;
+use crate::config::Config;
 use crate::executor::{Job, JobFinished, StopEvaluation, Submit};
 use crate::peer::model::{EvaluationResult, ExecuteModule, Outcome};
 use crate::peer::{routes, Peers};
@@ -46,6 +47,23 @@ pub struct WorkerSettings {
     /// How often, and how far apart, a result is offered to its supervisor.
     pub result_attempts: u32,
     pub result_backoff: Duration,
+}
+
+/// How often a worker offers a result to a supervisor that does not answer,
+/// probe intervals apart, growing: about a minute in all.
+const RESULT_ATTEMPTS: u32 = 20;
+
+impl WorkerSettings {
+    /// The settings `config` asks for, for a node keeping its data in `data_dir`.
+    pub fn from_config(config: &Config, data_dir: &Path) -> Self {
+        Self {
+            blobs_dir: data_dir.join("blobs"),
+            work_dir: data_dir.join("work"),
+            limits: UnpackLimits::from_config(&config.intake),
+            result_attempts: RESULT_ATTEMPTS,
+            result_backoff: Duration::from_millis(config.cluster.probe_interval_ms),
+        }
+    }
 }
 
 pub struct Worker {

@@ -37,6 +37,7 @@ use super::requirements::{self, Requirements};
 use super::safe_file;
 use super::sandbox::{Sandbox, Spec};
 use super::ExecutorError;
+use crate::config::ExecutorConfig;
 
 const READY: &str = ".evalmesh-ready";
 /// Part of every key, so that a change in how environments are built
@@ -120,6 +121,33 @@ pub struct EnvSettings {
     pub max_bytes: Option<u64>,
     /// An environment used more recently than this is never evicted.
     pub min_idle: Duration,
+}
+
+impl EnvSettings {
+    /// The settings `e` asks for, with the interpreter resolved
+    /// (`resolve_interpreter`) and the bridge and the proxy's socket written.
+    pub fn from_config(
+        e: &ExecutorConfig,
+        data_dir: &Path,
+        executable: PathBuf,
+        interpreter: Vec<PathBuf>,
+        bridge: PathBuf,
+        index_socket: PathBuf,
+    ) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            python: e.python.clone(),
+            executable,
+            interpreter,
+            use_uv: e.use_uv,
+            timeout: Duration::from_secs(e.install_timeout_s),
+            output_cap: e.output_cap_bytes,
+            bridge,
+            index_socket,
+            max_bytes: (e.env_cache_max_mb > 0).then(|| e.env_cache_max_mb.saturating_mul(1 << 20)),
+            min_idle: Duration::from_secs(e.env_cache_min_idle_s),
+        }
+    }
 }
 
 pub struct EnvCache {

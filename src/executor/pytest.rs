@@ -24,6 +24,7 @@ use super::process::{self, Side};
 use super::results::{ModuleReport, Stream, StreamReader};
 use super::sandbox::{Sandbox, SandboxKind, Spec, RESULTS_FD, SERVERS_PER_SLOT};
 use super::ExecutorError;
+use crate::config::Config;
 
 /// The launcher, written into the node's sandbox folder at start.
 pub const LAUNCHER_SOURCE: &str = include_str!("launcher.py");
@@ -89,6 +90,34 @@ pub struct PytestSettings {
     /// process.
     pub fork: Option<ForkSettings>,
     pub slots: usize,
+}
+
+/// What one pytest run may report over its results pipe: tens of thousands
+/// of tests with capped messages fit; past it the run's results are refused.
+const RESULTS_CAP: usize = 16 << 20;
+
+impl PytestSettings {
+    /// The settings `config` asks for, for a node keeping its data in
+    /// `data_dir`, with what its interpreter needs read in the sandbox.
+    pub fn from_config(config: &Config, data_dir: &Path, interpreter: Vec<PathBuf>) -> Self {
+        let e = &config.executor;
+        let fork = e.fork_server.then(|| ForkSettings {
+            max_runs: e.fork_server_max_runs,
+            idle: Duration::from_secs(e.fork_server_idle_s),
+            zygote: e.fork_zygote,
+            start_timeout: Duration::from_secs(e.collect_timeout_s),
+        });
+        Self {
+            sandbox_dir: data_dir.join("sandbox"),
+            scratch: data_dir.join("tmp"),
+            collect_timeout: Duration::from_secs(e.collect_timeout_s),
+            caps: PytestCaps { output: e.output_cap_bytes, message: e.message_cap_bytes, results: RESULTS_CAP },
+            process_limit: e.process_limit,
+            interpreter,
+            fork,
+            slots: config.node.slots,
+        }
+    }
 }
 
 pub struct Pytest {

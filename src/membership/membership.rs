@@ -18,9 +18,10 @@ use actix::prelude::*;
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
-use super::model::{Ack, EventKind, IndirectAck, MemberInfo, MemberView, Meta, Ping, PingReq, Status};
+use super::model::{Ack, EventKind, IndirectAck, MemberInfo, MemberView, Meta, Ping, PingReq, Status, SwimConfig};
 use super::swim::{Action, Swim};
 use crate::balance::{NodeLoad, SetMembers};
+use crate::config::ClusterConfig;
 use crate::evaluation::supervisor::NodeLost;
 use crate::executor::envs::{is_tag, MAX_ADVERTISED};
 use crate::executor::{GetLoad, Load};
@@ -103,6 +104,20 @@ pub struct MembershipSettings {
     pub probe_timeout: Duration,
     /// Time-out of an indirect probe, `POST /probe`.
     pub indirect_timeout: Duration,
+}
+
+impl MembershipSettings {
+    /// The settings `[cluster]` asks for, on node `me`, with its SWIM timings.
+    pub fn from_config(c: &ClusterConfig, me: &str, swim: &SwimConfig) -> Self {
+        Self {
+            seeds: c.seeds.iter().filter(|s| *s != me).cloned().collect(),
+            // Several ticks a period, so that time-outs are noticed promptly.
+            tick: Some(Duration::from_millis((c.probe_interval_ms / 5).max(10))),
+            join_retry: Duration::from_millis(c.join_retry_ms),
+            probe_timeout: Duration::from_millis(swim.probe_timeout_ms),
+            indirect_timeout: Duration::from_millis(swim.indirect_timeout_ms()),
+        }
+    }
 }
 
 pub struct Membership {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(doc)]
 use super::swim::Swim;
+use crate::config::ClusterConfig;
 
 /// Timings and fan-outs of the protocol.
 ///
@@ -73,6 +74,17 @@ impl Default for SwimConfig {
 }
 
 impl SwimConfig {
+    /// The protocol's timings as `[cluster]` sets them.
+    pub fn from_config(c: &ClusterConfig) -> Self {
+        Self {
+            probe_interval_ms: c.probe_interval_ms,
+            probe_timeout_ms: c.probe_timeout_ms,
+            indirect_probes: c.indirect_probes,
+            suspicion_timeout_ms: c.suspicion_timeout_ms,
+            ..Self::default()
+        }
+    }
+
     /// How long the indirect leg waits for its helpers, each of which spends
     /// up to a probe time-out on the target: the actor's time-out for
     /// `POST /probe`.

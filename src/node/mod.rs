@@ -25,15 +25,13 @@ use crate::config::{Config, DEFAULT_SECRET};
 use crate::coordination::bully::{Bully, BullyConfig};
 use crate::coordination::Coordination;
 use crate::discovery::{self, Announcer, DiscoveryError, Signing};
-use crate::evaluation::intake::{CloneLimits, UnpackLimits};
 use crate::evaluation::registry::{Registry, Shared};
 use crate::evaluation::supervisor::SupervisorSettings;
 use crate::evaluation::worker::{Worker, WorkerSettings};
 use crate::executor::envs::{resolve_interpreter, EnvCache, EnvSettings, BRIDGE_SOURCE};
-use crate::executor::forkserver::ForkSettings;
 use crate::executor::index_proxy;
-use crate::executor::pytest::{Pytest, PytestCaps, PytestSettings};
-use crate::executor::sandbox::{RunLimits, Sandbox, SandboxError, SandboxKind, SandboxSettings};
+use crate::executor::pytest::{Pytest, PytestSettings};
+use crate::executor::sandbox::{Sandbox, SandboxError, SandboxKind, SandboxSettings};
 use crate::executor::{Executor, ExecutorError, PytestRunner};
 use crate::locks::{Locks, LocksLinks};
 use crate::membership::model::Meta;
@@ -64,13 +62,6 @@ pub enum NodeError {
 /// is a window's worth of 2000 requests a second; past it the window shrinks
 /// rather than the memory grows (see `auth::replay`).
 const REPLAY_MEMORY: usize = 65_536;
-
-/// How often a worker offers a result to a supervisor that does not answer,
-/// probe intervals apart, growing: about a minute in all.
-const RESULT_ATTEMPTS: u32 = 20;
-/// What one pytest run may report over its results pipe: tens of thousands
-/// of tests with capped messages fit; past it the run's results are refused.
-const RESULTS_CAP: usize = 16 << 20;
 
 /// A running node: its server future, the address it serves on, and its
 /// membership, to leave the cluster before stopping.
@@ -126,24 +117,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
 
     let e = &config.executor;
     let sandbox_dir = data_dir.join("sandbox");
-    let sandbox = Arc::new(Sandbox::new(SandboxSettings {
-        kind: e.sandbox,
-        // Shown nowhere unless a system folder holds them: every evaluation,
-        // the database, the blobs, the config with the cluster secret.
-        hidden: vec![data_dir.clone()],
-        masked: config.source.iter().cloned().collect(),
-        files: sandbox_dir.clone(),
-        uid_base: e.sandbox_uid_base,
-        slots: config.node.slots,
-        limits: RunLimits {
-            cpu_s: e.cpu_limit_s,
-            memory_bytes: e.memory_limit_bytes,
-            processes: e.process_limit,
-            file_bytes: e.file_size_limit_bytes,
-            scratch_bytes: e.scratch_limit_bytes,
-        },
-        cgroups: e.cgroups,
-    })?);
+    let sandbox = Arc::new(Sandbox::new(SandboxSettings::from_config(&config, &data_dir))?);
     let (executable, interpreter) = resolve_interpreter(&e.python);
     sandbox.check(&executable, interpreter.clone())?;
     if e.sandbox == SandboxKind::None {
@@ -157,42 +131,9 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     let index_listener =
         index_proxy::bind(&index_socket).map_err(|source| NodeError::DataDir { path: index_socket.clone(), source })?;
     actix_rt::spawn(index_proxy::serve(index_listener, Arc::new(e.index_hosts.clone())));
-    let envs = EnvCache::new(
-        EnvSettings {
-            data_dir: data_dir.clone(),
-            python: e.python.clone(),
-            executable,
-            interpreter: interpreter.clone(),
-            use_uv: e.use_uv,
-            timeout: Duration::from_secs(e.install_timeout_s),
-            output_cap: e.output_cap_bytes,
-            bridge,
-            index_socket,
-            max_bytes: (e.env_cache_max_mb > 0).then(|| e.env_cache_max_mb.saturating_mul(1 << 20)),
-            min_idle: Duration::from_secs(e.env_cache_min_idle_s),
-        },
-        sandbox.clone(),
-    );
-    let caps = PytestCaps { output: e.output_cap_bytes, message: e.message_cap_bytes, results: RESULTS_CAP };
-    let fork = e.fork_server.then(|| ForkSettings {
-        max_runs: e.fork_server_max_runs,
-        idle: Duration::from_secs(e.fork_server_idle_s),
-        zygote: e.fork_zygote,
-        start_timeout: Duration::from_secs(e.collect_timeout_s),
-    });
-    let pytest = Pytest::new(
-        PytestSettings {
-            sandbox_dir: sandbox_dir.clone(),
-            scratch: data_dir.join("tmp"),
-            collect_timeout: Duration::from_secs(e.collect_timeout_s),
-            caps,
-            process_limit: e.process_limit,
-            interpreter,
-            fork,
-            slots: config.node.slots,
-        },
-        sandbox,
-    )?;
+    let settings = EnvSettings::from_config(e, &data_dir, executable, interpreter.clone(), bridge, index_socket);
+    let envs = EnvCache::new(settings, sandbox.clone());
+    let pytest = Pytest::new(PytestSettings::from_config(&config, &data_dir, interpreter), sandbox)?;
     let runner = Rc::new(PytestRunner::new(envs, pytest));
     let clock = Arc::new(LamportClock::default());
     let executor = Executor::new(node.clone(), config.node.slots, runner, clock.clone()).start();
@@ -203,16 +144,8 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     let peers = Peers::new(PeerClient::new(&node, peer_timeout, clock.clone(), secret.clone()));
     let balancer = LoadBalancer::new(config.balance.policy.build()).start();
     let blobs_dir = data_dir.join("blobs");
-    let limits =
-        UnpackLimits { max_entries: config.intake.max_entries, max_unpacked_bytes: config.intake.max_unpacked_bytes };
     let worker = Worker::new(
-        WorkerSettings {
-            blobs_dir: blobs_dir.clone(),
-            work_dir: data_dir.join("work"),
-            limits: limits.clone(),
-            result_attempts: RESULT_ATTEMPTS,
-            result_backoff: Duration::from_millis(c.probe_interval_ms),
-        },
+        WorkerSettings::from_config(&config, &data_dir),
         peers.clone(),
         executor.clone().recipient(),
         executor.clone().recipient(),
@@ -220,37 +153,13 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     )
     .start();
 
-    let settings = SupervisorSettings {
-        node: node.clone(),
-        evaluations_dir: evaluations_dir.clone(),
-        blobs_dir: blobs_dir.clone(),
-        modules_per_task: e.modules_per_task,
-        module_timeout: Duration::from_secs(e.module_timeout_s),
-        prepare_timeout: Duration::from_secs(e.install_timeout_s + e.collect_timeout_s),
-        lease_grace: Duration::from_secs(c.lease_grace_s),
-        tick: Duration::from_millis(c.dispatch_tick_ms),
-        avoid_for: Duration::from_millis(c.suspicion_timeout_ms),
-        git_schemes: config.intake.git_schemes.clone(),
-        clone_limits: CloneLimits {
-            timeout: Duration::from_secs(config.intake.clone_timeout_s),
-            max_bytes: config.intake.max_clone_bytes,
-        },
-        limits: limits.clone(),
-        replicas: c.replicas,
-        flush_timeout: peer_timeout,
-    };
+    let settings = SupervisorSettings::from_config(&config, &node, &data_dir);
     // Membership tells the registry of lost nodes, and the registry needs the
     // locks, which need membership: the registry's address comes first.
     let registry_context = Context::<Registry>::new();
     let registry = registry_context.address();
 
-    let swim_config = SwimConfig {
-        probe_interval_ms: c.probe_interval_ms,
-        probe_timeout_ms: c.probe_timeout_ms,
-        indirect_probes: c.indirect_probes,
-        suspicion_timeout_ms: c.suspicion_timeout_ms,
-        ..SwimConfig::default()
-    };
+    let swim_config = SwimConfig::from_config(c);
     // The wall clock in milliseconds: a restarted node comes back with an
     // incarnation above its dead past self's.
     let incarnation = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
@@ -264,14 +173,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
     );
     let membership = Membership::new(
         swim,
-        MembershipSettings {
-            seeds: c.seeds.iter().filter(|s| **s != node).cloned().collect(),
-            // Several ticks a period, so that time-outs are noticed promptly.
-            tick: Some(Duration::from_millis((c.probe_interval_ms / 5).max(10))),
-            join_retry: Duration::from_millis(c.join_retry_ms),
-            probe_timeout: Duration::from_millis(swim_config.probe_timeout_ms),
-            indirect_timeout: Duration::from_millis(swim_config.indirect_timeout_ms()),
-        },
+        MembershipSettings::from_config(c, &node, &swim_config),
         MembershipLinks {
             peers: peers.clone(),
             load: executor.clone().recipient(),
@@ -288,15 +190,7 @@ pub fn run(config: Config, listener: TcpListener) -> Result<NodeHandle, NodeErro
         Announcer::new(node.clone(), socket, group, every, signing, membership.clone().recipient()).start();
     }
 
-    // An election waits for answers as long as an indirect probe, and for an
-    // announcement as long as a suspicion: the timings of the same network.
-    let bully = Bully::new(
-        &node,
-        BullyConfig {
-            answer_timeout_ms: swim_config.indirect_timeout_ms(),
-            coordinator_timeout_ms: c.suspicion_timeout_ms,
-        },
-    );
+    let bully = Bully::new(&node, BullyConfig::from_swim(&swim_config));
     let coordination = Coordination::new(
         &node,
         bully,

@@ -32,6 +32,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{ChildStderr, Command};
 
 use super::IntakeError;
+use crate::config::IntakeConfig;
 use crate::executor::process::kill_group;
 
 /// Only clones of this prefix receive the token, so a url on another host
@@ -57,6 +58,12 @@ pub struct CloneLimits {
     pub timeout: Duration,
     /// The clone's folder, `.git` and checkout, may hold this many bytes.
     pub max_bytes: u64,
+}
+
+impl CloneLimits {
+    pub fn from_config(intake: &IntakeConfig) -> Self {
+        Self { timeout: Duration::from_secs(intake.clone_timeout_s), max_bytes: intake.max_clone_bytes }
+    }
 }
 
 /// Checks that `url` is a well-formed git url whose scheme is in

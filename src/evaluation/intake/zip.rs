@@ -24,6 +24,7 @@ use ::zip::result::ZipError;
 use ::zip::{CompressionMethod, ZipArchive};
 
 use super::IntakeError;
+use crate::config::IntakeConfig;
 
 /// Bounds on what one archive may unpack to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,12 @@ pub struct UnpackLimits {
     pub max_entries: usize,
     /// Bytes actually decompressed, summed over all files.
     pub max_unpacked_bytes: u64,
+}
+
+impl UnpackLimits {
+    pub fn from_config(intake: &IntakeConfig) -> Self {
+        Self { max_entries: intake.max_entries, max_unpacked_bytes: intake.max_unpacked_bytes }
+    }
 }
 
 /// What an unpack wrote.

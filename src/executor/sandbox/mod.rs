@@ -38,6 +38,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use crate::config::Config;
+
 pub use bwrap::Spec;
 use bwrap::{Identity, Scratch, SystemLayout};
 use cgroup::{CgroupLimits, CgroupVersion, SlotCgroups};
@@ -92,6 +94,31 @@ pub struct SandboxSettings {
     pub limits: RunLimits,
     /// Make a cgroup per slot where possible.
     pub cgroups: bool,
+}
+
+impl SandboxSettings {
+    /// The settings `config` asks for, for a node keeping its data in `data_dir`.
+    pub fn from_config(config: &Config, data_dir: &Path) -> Self {
+        let e = &config.executor;
+        Self {
+            kind: e.sandbox,
+            // Shown nowhere unless a system folder holds them: every evaluation,
+            // the database, the blobs, the config with the cluster secret.
+            hidden: vec![data_dir.to_owned()],
+            masked: config.source.iter().cloned().collect(),
+            files: data_dir.join("sandbox"),
+            uid_base: e.sandbox_uid_base,
+            slots: config.node.slots,
+            limits: RunLimits {
+                cpu_s: e.cpu_limit_s,
+                memory_bytes: e.memory_limit_bytes,
+                processes: e.process_limit,
+                file_bytes: e.file_size_limit_bytes,
+                scratch_bytes: e.scratch_limit_bytes,
+            },
+            cgroups: e.cgroups,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
