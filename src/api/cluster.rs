@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use futures_util::future::join_all;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{ApiError, AppState};
 use crate::coordination::GetCoordinator;
@@ -49,9 +50,9 @@ pub async fn live_peers(state: &AppState) -> Result<Vec<String>, ApiError> {
 const FAN_OUT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// GETs `path` from each of `peers` at once; keeps the answers that came.
-pub async fn fan_out(client: &PeerClient, peers: &[String], path: &str) -> Vec<(String, Value)> {
+pub async fn fan_out<T: DeserializeOwned>(client: &PeerClient, peers: &[String], path: &str) -> Vec<(String, T)> {
     let calls = peers.iter().map(|peer| async move {
-        let answer = tokio::time::timeout(FAN_OUT_TIMEOUT, client.get::<Value>(peer, path)).await;
+        let answer = tokio::time::timeout(FAN_OUT_TIMEOUT, client.get::<T>(peer, path)).await;
         (peer.clone(), answer)
     });
     join_all(calls)
@@ -119,7 +120,7 @@ pub async fn network(
 /// The lock table of another node that is coordinator, from its own
 /// `GET /network`; `null` when it does not answer.
 async fn coordinator_locks(peers: &PeerClient, coordinator: &str) -> Value {
-    let answer = fan_out(peers, &[coordinator.to_owned()], "/network?scope=local").await.into_iter().next();
+    let answer = fan_out::<Value>(peers, &[coordinator.to_owned()], "/network?scope=local").await.into_iter().next();
     answer.and_then(|(_, mut network)| network.get_mut("locks").map(Value::take)).unwrap_or(Value::Null)
 }
 
@@ -130,76 +131,4 @@ pub async fn peers(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     live.push(state.node.clone());
     live.sort();
     Ok(HttpResponse::Ok().json(json!({ "peers": live })))
-}
-
-/// Sums the numeric fields of every node's stats; `mean_module_time` is
-/// weighted by each node's modules.
-pub fn global_stats(nodes: &Map<String, Value>) -> Value {
-    let mut sums = Map::new();
-    let mut weighted_time = 0.0;
-    for stats in nodes.values() {
-        let Some(fields) = stats.as_object() else {
-            continue;
-        };
-        for key in [
-            "slots",
-            "slots_busy",
-            "jobs_queued",
-            "evaluations_running",
-            "evaluations_queued",
-            "submissions_receiving",
-            "modules_run",
-            "modules_timed_out",
-            "tests_run",
-            "passed",
-            "failed",
-            "skipped",
-            "errors",
-        ] {
-            let add = fields.get(key).and_then(Value::as_u64).unwrap_or(0);
-            let total = sums.get(key).and_then(Value::as_u64).unwrap_or(0) + add;
-            sums.insert(key.to_owned(), json!(total));
-        }
-        if let Some(by_status) = fields.get("evaluations").and_then(Value::as_object) {
-            let entry = sums.entry("evaluations").or_insert_with(|| json!({}));
-            for (status, n) in by_status {
-                let total = entry.get(status).and_then(Value::as_u64).unwrap_or(0) + n.as_u64().unwrap_or(0);
-                entry[status] = json!(total);
-            }
-        }
-        let modules = fields.get("modules_run").and_then(Value::as_f64).unwrap_or(0.0);
-        weighted_time += modules * fields.get("mean_module_time").and_then(Value::as_f64).unwrap_or(0.0);
-    }
-    let modules = sums.get("modules_run").and_then(Value::as_f64).unwrap_or(0.0);
-    let mean = if modules > 0.0 { crate::evaluation::model::round2(weighted_time / modules) } else { 0.0 };
-    sums.insert("mean_module_time".into(), json!(mean));
-    sums.insert("nodes".into(), json!(nodes.len()));
-    Value::Object(sums)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn global_stats_sum_counts_and_weigh_mean_module_time() {
-        let mut nodes = Map::new();
-        nodes.insert(
-            "a".into(),
-            json!({"slots": 2, "modules_run": 1, "mean_module_time": 1.0, "passed": 3, "evaluations": {"done": 1}}),
-        );
-        nodes.insert(
-            "b".into(),
-            json!({"slots": 1, "modules_run": 3, "mean_module_time": 2.0, "passed": 4,
-                   "evaluations": {"done": 0, "running": 1}, "evaluations_running": 1, "evaluations_queued": 2}),
-        );
-        let g = global_stats(&nodes);
-        assert_eq!(g["slots"], json!(3));
-        assert_eq!(g["passed"], json!(7));
-        assert_eq!(g["modules_run"], json!(4));
-        assert_eq!(g["mean_module_time"], json!(1.75));
-        assert_eq!(g["evaluations"], json!({"done": 1, "running": 1}));
-        assert_eq!(g["nodes"], json!(2));
-        assert_eq!((&g["evaluations_running"], &g["evaluations_queued"]), (&json!(1), &json!(2)));
-    }
 }

@@ -383,7 +383,7 @@ pub async fn summaries(state: &AppState, peers: &PeerClient, local: bool) -> Res
     if !local {
         let live = cluster::live_peers(state).await?;
         let mut best: HashMap<String, Value> = HashMap::new();
-        let answers = cluster::fan_out(peers, &live, "/evaluation?scope=local").await;
+        let answers = cluster::fan_out::<Value>(peers, &live, "/evaluation?scope=local").await;
         let theirs = answers.iter().filter_map(|(_, a)| a["evaluations"].as_array()).flatten();
         for e in list.drain(..).chain(theirs.cloned()) {
             let id = e["id"].as_str().unwrap_or_default().to_owned();
@@ -604,7 +604,7 @@ async fn fresher(
     if local || record.status.is_finished() || record.supervisor == state.node {
         return mine;
     }
-    let theirs = cluster::fan_out(peers, std::slice::from_ref(&record.supervisor), path).await;
+    let theirs = cluster::fan_out::<Value>(peers, std::slice::from_ref(&record.supervisor), path).await;
     theirs.into_iter().next().map_or(mine, |(_, v)| v)
 }
 
@@ -664,7 +664,7 @@ pub(super) fn unknown(raw: &str) -> ApiError {
 /// supervisor answers, or else the copy that got furthest.
 async fn from_peers(state: &AppState, peers: &PeerClient, path: &str, raw: &str) -> Result<Value, ApiError> {
     let live = cluster::live_peers(state).await?;
-    let answers = cluster::fan_out(peers, &live, path).await;
+    let answers = cluster::fan_out::<Value>(peers, &live, path).await;
     let best = answers.into_iter().max_by_key(|(node, v)| {
         let supervising = v["supervisor"].as_str() == Some(node.as_str());
         (progress(v).0, supervising, progress(v).1)

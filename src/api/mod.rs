@@ -15,6 +15,7 @@ mod evaluations;
 mod node;
 mod openapi;
 mod peer;
+mod stats;
 mod stream;
 mod upload;
 

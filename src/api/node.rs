@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 use super::cluster::{self, Scope};
 use super::evaluations;
+use super::stats::{ClusterStats, GlobalStats, NodeStats};
 use super::{ApiError, AppState};
 use crate::evaluation::model::EvaluationStatus;
 use crate::evaluation::registry::GetAdmission;
@@ -30,49 +31,46 @@ pub async fn stats(
         return Ok(HttpResponse::Ok().json(own));
     }
     let live = cluster::live_peers(&state).await?;
-    let mut nodes = Map::new();
-    nodes.insert(state.node.clone(), own);
-    for (peer, stats) in cluster::fan_out(&peers, &live, "/stats?scope=local").await {
-        nodes.insert(peer, stats);
-    }
-    let mut global = cluster::global_stats(&nodes);
+    let mut nodes = BTreeMap::from([(state.node.clone(), own)]);
+    nodes.extend(cluster::fan_out::<NodeStats>(&peers, &live, "/stats?scope=local").await);
+    let mut global = GlobalStats::sum(nodes.values());
     // Each node counts the copies it holds, replicas' included; the
     // cluster counts each evaluation once, at its most advanced copy.
-    let mut by_status = zeroed();
+    global.evaluations = zeroed();
     for e in evaluations::summaries(&state, &peers, false).await? {
-        *by_status.entry(e["status"].as_str().unwrap_or_default().to_owned()).or_insert(0) += 1;
+        *global.evaluations.entry(e["status"].as_str().unwrap_or_default().to_owned()).or_insert(0) += 1;
     }
-    global["evaluations"] = json!(by_status);
-    Ok(HttpResponse::Ok().json(json!({ "nodes": nodes, "global": global })))
+    Ok(HttpResponse::Ok().json(ClusterStats { nodes, global }))
 }
 
-async fn local_stats(state: &AppState) -> Result<Value, ApiError> {
+async fn local_stats(state: &AppState) -> Result<NodeStats, ApiError> {
     let load = state.executor.send(GetLoad).await.map_err(|e| ApiError::internal("executor unreachable", e))?;
     let done =
         state.executor.send(GetExecutorStats).await.map_err(|e| ApiError::internal("executor unreachable", e))?;
     let admission =
         state.registry.send(GetAdmission).await.map_err(|e| ApiError::internal("registry unreachable", e))?;
-    let by_status = count_by_status(state).await?;
-    Ok(json!({
-        "node": state.node,
-        "uptime_s": state.started.elapsed().as_secs(),
-        "sandbox": state.sandbox,
-        "slots": load.slots,
-        "slots_busy": load.busy,
-        "jobs_queued": load.queued,
-        "evaluations": by_status,
-        "evaluations_running": admission.running,
-        "evaluations_queued": admission.queued,
-        "submissions_receiving": admission.receiving,
-        "modules_run": done.modules_run,
-        "modules_timed_out": done.modules_timed_out,
-        "tests_run": done.tests.passed + done.tests.failed + done.tests.skipped + done.tests.errors,
-        "passed": done.tests.passed,
-        "failed": done.tests.failed,
-        "skipped": done.tests.skipped,
-        "errors": done.tests.errors,
-        "mean_module_time": done.mean_module_time,
-    }))
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let t = done.tests;
+    Ok(NodeStats {
+        node: state.node.clone(),
+        uptime_s: state.started.elapsed().as_secs(),
+        sandbox: state.sandbox.into(),
+        slots: count(load.slots),
+        slots_busy: count(load.busy),
+        jobs_queued: count(load.queued),
+        evaluations: count_by_status(state).await?,
+        evaluations_running: count(admission.running),
+        evaluations_queued: count(admission.queued),
+        submissions_receiving: count(admission.receiving),
+        modules_run: done.modules_run,
+        modules_timed_out: done.modules_timed_out,
+        tests_run: u64::from(t.passed) + u64::from(t.failed) + u64::from(t.skipped) + u64::from(t.errors),
+        passed: t.passed.into(),
+        failed: t.failed.into(),
+        skipped: t.skipped.into(),
+        errors: t.errors.into(),
+        mean_module_time: done.mean_module_time,
+    })
 }
 
 /// `GET /metrics`: this node's metrics in the OpenMetrics text format

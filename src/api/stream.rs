@@ -87,7 +87,7 @@ pub async fn stream(
     }
     let path = format!("/evaluation/{id}/stream?scope=local");
     let live = cluster::live_peers(&state).await?;
-    let holders = cluster::fan_out(&peers, &live, &format!("/evaluation/{id}?scope=local")).await;
+    let holders = cluster::fan_out::<Value>(&peers, &live, &format!("/evaluation/{id}?scope=local")).await;
     // The supervisor's copy is the freshest; then any.
     let mut holders: Vec<(bool, String)> =
         holders.into_iter().map(|(node, v)| (v["supervisor"].as_str() != Some(node.as_str()), node)).collect();
