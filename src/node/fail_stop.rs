@@ -7,8 +7,8 @@
 //! node that answers some requests and not others. A node that stops is
 //! what the cluster already handles: its peers declare it dead and take its
 //! work back, a replica adopts its evaluations, and the service manager
-//! (`restart: unless-stopped` in `docker/compose.yml`, a Kubernetes
-//! Deployment) starts it again, when it rebuilds everything from its store.
+//! (`restart: unless-stopped` in `docker/compose.yml`, the Kubernetes
+//! StatefulSet) starts it again, when it rebuilds everything from its store.
 //!
 //! `POST /panic`, mounted with `POST /kill` only under `admin.enable_kill`,
 //! makes the actor it names panic in one of its own handlers, so that the
