@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::cluster::*;
 use common::netns::Lab;
+use common::sse::Stream;
 use common::*;
 use serde_json::Value;
 
@@ -148,5 +149,47 @@ fn with_a_link_cut_one_way_results_are_exact() {
         assert_exact(&nodes[2].wait_finished(&id, Duration::from_secs(180)), MODULES);
         lab.heal();
         assert_exact(&one_answer(&nodes, &id), MODULES);
+    });
+}
+
+#[test]
+fn a_replica_replaced_while_cut_off_catches_up_and_its_stream_ends() {
+    let Some(lab) = Lab::new(75, 3) else { return };
+    with_timeout(Duration::from_secs(300), move || {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes: Vec<Node> = (0..3)
+            .map(|i| {
+                lab.start(
+                    i,
+                    cluster_config(&dir.path().join(format!("data{i}")), &[]).set("cluster", "replicas", "1"),
+                    dir.path(),
+                )
+            })
+            .collect();
+        for node in &nodes {
+            wait_until("every member alive", Duration::from_secs(30), || (alive(node).len() == 3).then_some(()));
+        }
+        let id = nodes[0].submit_multipart("projects.zip", &project(12, 1.5));
+        let replica = wait_until("the replica holds a copy", Duration::from_secs(60), || {
+            (1..3).find(|&i| copy_of(&nodes[i], &id).is_some())
+        });
+        let other = 3 - replica;
+        // Cut off, the replica is declared dead and replaced by the other node.
+        lab.isolate(replica);
+        wait_until("the other node becomes the replica", Duration::from_secs(60), || {
+            copy_of(&nodes[other], &id).map(|_| ())
+        });
+        lab.heal();
+        // The old replica's copy no longer gets writes; its stream catches
+        // it up from the supervisor and ends with the evaluation.
+        let events = Stream::open(&nodes[replica].addr, &format!("/evaluation/{id}/stream"), &[]).until_done();
+        let done = &events.last().unwrap().data;
+        assert_exact(done, 12);
+        assert!(
+            nodes[replica].log().contains("this copy had fallen behind; caught up from"),
+            "{}",
+            nodes[replica].log()
+        );
+        assert_exact(&one_answer(&nodes, &id), 12);
     });
 }

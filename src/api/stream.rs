@@ -10,6 +10,9 @@
 //! reconnects with `Last-Event-ID`, to this node or another, gets exactly
 //! the modules it missed. A copy goes on across an adoption, since it is
 //! the copy the adopter continues; a client whose node died reconnects.
+//! A replica's copy that has not moved for `STALE` is compared with its
+//! supervisor's, and caught up from it when behind: a supervisor that
+//! replaced this replica (thought dead, cut off) no longer sends it writes.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,12 +29,17 @@ use uuid::Uuid;
 use super::cluster::{self, Scope};
 use super::evaluations::{evaluation_id, stored, unknown};
 use super::{ApiError, AppState, ErrorBody};
+use crate::evaluation::adoption;
 use crate::evaluation::progress::{self, Item, Seen};
 use crate::evaluation::report;
-use crate::peer::PeerClient;
+use crate::peer::routes::{EvaluationId, Replica};
+use crate::peer::{PeerClient, Peers};
+use crate::store::GetSummary;
 
 /// How often a stream reads its copy.
 const POLL: Duration = Duration::from_millis(250);
+/// A replica's copy unchanged for this long is compared with its supervisor's.
+const STALE: Duration = Duration::from_secs(5);
 /// A comment at least this often, so that proxies keep an idle stream open.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// Streams one node serves at once: each reads the store, whose one
@@ -74,13 +82,14 @@ pub async fn stream(
     req: HttpRequest,
     state: web::Data<AppState>,
     peers: web::Data<PeerClient>,
+    typed: web::Data<Peers>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
     let id = evaluation_id(&raw)?;
     let last = req.headers().get("Last-Event-ID").and_then(|v| v.to_str().ok()).map(str::to_owned);
     if stored(&state, id, false).await?.is_some() {
         let slot = Slot::take(state.into_inner())?;
-        return Ok(events(local(slot, id, last)));
+        return Ok(events(local(slot, typed.get_ref().clone(), id, last)));
     }
     if query.local()? {
         return Err(unknown(&raw));
@@ -125,17 +134,40 @@ fn frame(item: &Item) -> String {
     format!("event: {}\n{id}data: {}\n\n", item.event, item.data)
 }
 
+/// Catches this node's running copy up from its supervisor if the
+/// supervisor's knows more.
+async fn repair(state: &AppState, peers: &Peers, id: Uuid, supervisor: &str) {
+    let Ok(Ok(Some(mine))) = state.store.send(GetSummary(id)).await else { return };
+    let Ok(theirs) = peers.call::<Replica>(supervisor, &EvaluationId { id }).await else { return };
+    if theirs.rank() > mine.rank() {
+        match adoption::follow(id, supervisor, &state.store, peers, &state.blobs_dir).await {
+            Ok(()) => log::info!("evaluation {id}: this copy had fallen behind; caught up from {supervisor}"),
+            Err(e) => log::warn!("evaluation {id}: this copy is behind and not caught up from {supervisor}: {e}"),
+        }
+    }
+}
+
 /// The stream of this node's copy, until it is finished (or gone).
-fn local(slot: Slot, id: Uuid, last: Option<String>) -> impl Stream<Item = Result<Bytes, ApiError>> + 'static {
+fn local(
+    slot: Slot,
+    peers: Peers,
+    id: Uuid,
+    last: Option<String>,
+) -> impl Stream<Item = Result<Bytes, ApiError>> + 'static {
     struct Reader {
         state: Slot,
+        peers: Peers,
         seen: Option<Seen>,
         last: Option<String>,
         shown: Option<Value>,
         sent_at: Instant,
+        /// When the copy last changed, or was last compared with its supervisor's.
+        checked_at: Instant,
         over: bool,
     }
-    let first = Reader { state: slot, seen: None, last, shown: None, sent_at: Instant::now(), over: false };
+    let now = Instant::now();
+    let first =
+        Reader { state: slot, peers, seen: None, last, shown: None, sent_at: now, checked_at: now, over: false };
     let head = stream::once(async { Ok(Bytes::from_static(b"retry: 1000\n\n")) });
     head.chain(stream::unfold(first, move |mut r| async move {
         if r.over {
@@ -167,7 +199,13 @@ fn local(slot: Slot, id: Uuid, last: Option<String>) -> impl Stream<Item = Resul
             }
             if !out.is_empty() {
                 r.sent_at = Instant::now();
+                r.checked_at = r.sent_at;
                 return Some((Ok(Bytes::from(out)), r));
+            }
+            if r.checked_at.elapsed() >= STALE && view.record.supervisor != r.state.0.node {
+                r.checked_at = Instant::now();
+                repair(&r.state.0, &r.peers, id, &view.record.supervisor).await;
+                continue;
             }
             if r.sent_at.elapsed() >= KEEPALIVE {
                 r.sent_at = Instant::now();
