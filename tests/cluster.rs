@@ -240,12 +240,14 @@ fn an_evaluation_is_spread_over_the_nodes_and_readable_from_each() {
         assert_eq!(peers["peers"], serde_json::json!(expected));
 
         // Removed from every node that held a copy, asked of one that may not.
+        // The supervisor and its two replicas hold one; a replica replaced
+        // while thought dead (a loaded machine delays probes) keeps its own.
         let holders: Vec<String> = nodes
             .iter()
             .filter(|n| n.get(&format!("/evaluation/{id}?scope=local")).status == 200)
             .map(|n| n.addr.clone())
             .collect();
-        assert_eq!(holders.len(), 3, "{holders:?}");
+        assert!(holders.len() >= 3, "{holders:?}");
         let removed = nodes[0].request("DELETE", &format!("/evaluation/{id}"), &[], Body::None);
         assert_eq!(removed.status, 200, "{removed:?}");
         let mut expected_holders = holders.clone();
