@@ -10,6 +10,9 @@
 //! (`restart: unless-stopped` in `docker/compose.yml`, the Kubernetes
 //! StatefulSet) starts it again, when it rebuilds everything from its store.
 //!
+//! Panics in the blocking pool are not actors': they fail the task that
+//! awaits them (see `install`).
+//!
 //! `POST /panic`, mounted with `POST /kill` only under `admin.enable_kill`,
 //! makes the actor it names panic in one of its own handlers, so that the
 //! policy is tested for each kind of actor.
@@ -21,14 +24,26 @@ use actix::prelude::*;
 /// The exit status of a node stopped by a panic (EX_SOFTWARE).
 pub const PANIC_EXIT: i32 = 70;
 
-/// Stops the process at the first panic of any thread, after logging it.
+/// Stops the process at the first panic of a thread that runs actors,
+/// after logging it. A panic in the blocking pool (unpacking, hashing,
+/// sizing what a submission holds) is left to the task that awaits it,
+/// which reports it as that task's failure: a submission that made such
+/// code panic must fail, not bring the node down again at each restart.
 pub fn install() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         report(info);
-        log::error!("{info}; stopping the node so that the cluster takes over its work (exit {PANIC_EXIT})");
-        std::process::exit(PANIC_EXIT);
+        if runs_actors() {
+            log::error!("{info}; stopping the node so that the cluster takes over its work (exit {PANIC_EXIT})");
+            std::process::exit(PANIC_EXIT);
+        }
     }));
+}
+
+/// Whether this thread runs actors: actix's arbiters and the server's
+/// workers have a `System`; the blocking pool's threads do not.
+fn runs_actors() -> bool {
+    System::try_current().is_some()
 }
 
 /// The kinds of actor a node runs.
@@ -86,4 +101,17 @@ macro_rules! panics_when_told {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix::test]
+    async fn actor_threads_stop_the_node_and_the_blocking_pool_does_not() {
+        assert!(runs_actors());
+        assert!(!actix_web::rt::task::spawn_blocking(runs_actors).await.unwrap());
+        let panicked = actix_web::rt::task::spawn_blocking(|| panic!("a hostile archive")).await;
+        assert!(panicked.unwrap_err().is_panic(), "the awaiting task sees the panic as its error");
+    }
 }
