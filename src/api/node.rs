@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::cluster::{self, Scope};
 use super::evaluations;
-use super::stats::{ClusterStats, GlobalStats, NodeStats};
+use super::stats::{ClusterStats, Counts, GlobalStats, NodeStats};
 use super::{ApiError, AppState};
 use crate::evaluation::model::EvaluationStatus;
 use crate::evaluation::registry::GetAdmission;
@@ -55,20 +55,22 @@ async fn local_stats(state: &AppState) -> Result<NodeStats, ApiError> {
         node: state.node.clone(),
         uptime_s: state.started.elapsed().as_secs(),
         sandbox: state.sandbox.into(),
-        slots: count(load.slots),
-        slots_busy: count(load.busy),
-        jobs_queued: count(load.queued),
         evaluations: count_by_status(state).await?,
-        evaluations_running: count(admission.running),
-        evaluations_queued: count(admission.queued),
-        submissions_receiving: count(admission.receiving),
-        modules_run: done.modules_run,
-        modules_timed_out: done.modules_timed_out,
-        tests_run: u64::from(t.passed) + u64::from(t.failed) + u64::from(t.skipped) + u64::from(t.errors),
-        passed: t.passed.into(),
-        failed: t.failed.into(),
-        skipped: t.skipped.into(),
-        errors: t.errors.into(),
+        counts: Counts {
+            slots: count(load.slots),
+            slots_busy: count(load.busy),
+            jobs_queued: count(load.queued),
+            evaluations_running: count(admission.running),
+            evaluations_queued: count(admission.queued),
+            submissions_receiving: count(admission.receiving),
+            modules_run: done.modules_run,
+            modules_timed_out: done.modules_timed_out,
+            tests_run: u64::from(t.passed) + u64::from(t.failed) + u64::from(t.skipped) + u64::from(t.errors),
+            passed: t.passed.into(),
+            failed: t.failed.into(),
+            skipped: t.skipped.into(),
+            errors: t.errors.into(),
+        },
         mean_module_time: done.mean_module_time,
     })
 }

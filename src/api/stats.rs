@@ -23,18 +23,13 @@ impl From<SandboxMode> for SandboxView {
     }
 }
 
-/// One node's figures. A field a peer of another version leaves out reads as 0.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// What a node counts and the cluster sums.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct NodeStats {
-    pub node: String,
-    pub uptime_s: u64,
-    pub sandbox: SandboxView,
+pub struct Counts {
     pub slots: u64,
     pub slots_busy: u64,
     pub jobs_queued: u64,
-    /// The copies it holds, by status.
-    pub evaluations: BTreeMap<String, u64>,
     pub evaluations_running: u64,
     pub evaluations_queued: u64,
     pub submissions_receiving: u64,
@@ -45,6 +40,42 @@ pub struct NodeStats {
     pub failed: u64,
     pub skipped: u64,
     pub errors: u64,
+}
+
+impl std::ops::AddAssign<&Counts> for Counts {
+    fn add_assign(&mut self, add: &Counts) {
+        let pairs = [
+            (&mut self.slots, add.slots),
+            (&mut self.slots_busy, add.slots_busy),
+            (&mut self.jobs_queued, add.jobs_queued),
+            (&mut self.evaluations_running, add.evaluations_running),
+            (&mut self.evaluations_queued, add.evaluations_queued),
+            (&mut self.submissions_receiving, add.submissions_receiving),
+            (&mut self.modules_run, add.modules_run),
+            (&mut self.modules_timed_out, add.modules_timed_out),
+            (&mut self.tests_run, add.tests_run),
+            (&mut self.passed, add.passed),
+            (&mut self.failed, add.failed),
+            (&mut self.skipped, add.skipped),
+            (&mut self.errors, add.errors),
+        ];
+        for (total, n) in pairs {
+            *total = total.saturating_add(n);
+        }
+    }
+}
+
+/// One node's figures. A field a peer of another version leaves out reads as 0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeStats {
+    pub node: String,
+    pub uptime_s: u64,
+    pub sandbox: SandboxView,
+    /// The copies it holds, by status.
+    pub evaluations: BTreeMap<String, u64>,
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Seconds, over its modules.
     pub mean_module_time: f64,
 }
@@ -54,21 +85,10 @@ pub struct NodeStats {
 pub struct GlobalStats {
     /// How many nodes answered.
     pub nodes: usize,
-    pub slots: u64,
-    pub slots_busy: u64,
-    pub jobs_queued: u64,
     /// Each evaluation once, at its most advanced copy, by status.
     pub evaluations: BTreeMap<String, u64>,
-    pub evaluations_running: u64,
-    pub evaluations_queued: u64,
-    pub submissions_receiving: u64,
-    pub modules_run: u64,
-    pub modules_timed_out: u64,
-    pub tests_run: u64,
-    pub passed: u64,
-    pub failed: u64,
-    pub skipped: u64,
-    pub errors: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Weighted by each node's modules.
     pub mean_module_time: f64,
 }
@@ -88,27 +108,11 @@ impl GlobalStats {
         let mut weighted_time = 0.0;
         for n in nodes {
             g.nodes += 1;
-            for (total, add) in [
-                (&mut g.slots, n.slots),
-                (&mut g.slots_busy, n.slots_busy),
-                (&mut g.jobs_queued, n.jobs_queued),
-                (&mut g.evaluations_running, n.evaluations_running),
-                (&mut g.evaluations_queued, n.evaluations_queued),
-                (&mut g.submissions_receiving, n.submissions_receiving),
-                (&mut g.modules_run, n.modules_run),
-                (&mut g.modules_timed_out, n.modules_timed_out),
-                (&mut g.tests_run, n.tests_run),
-                (&mut g.passed, n.passed),
-                (&mut g.failed, n.failed),
-                (&mut g.skipped, n.skipped),
-                (&mut g.errors, n.errors),
-            ] {
-                *total = total.saturating_add(add);
-            }
-            weighted_time += n.modules_run as f64 * n.mean_module_time;
+            g.counts += &n.counts;
+            weighted_time += n.counts.modules_run as f64 * n.mean_module_time;
         }
-        if g.modules_run > 0 {
-            g.mean_module_time = round2(weighted_time / g.modules_run as f64);
+        if g.counts.modules_run > 0 {
+            g.mean_module_time = round2(weighted_time / g.counts.modules_run as f64);
         }
         g
     }
@@ -120,25 +124,33 @@ mod tests {
 
     #[test]
     fn the_totals_sum_counts_and_weigh_the_mean_module_time() {
-        let a = NodeStats { slots: 2, modules_run: 1, mean_module_time: 1.0, passed: 3, ..NodeStats::default() };
+        let a = NodeStats {
+            counts: Counts { slots: 2, modules_run: 1, passed: 3, ..Counts::default() },
+            mean_module_time: 1.0,
+            ..NodeStats::default()
+        };
         let b = NodeStats {
-            slots: 1,
-            modules_run: 3,
+            counts: Counts {
+                slots: 1,
+                modules_run: 3,
+                passed: 4,
+                evaluations_running: 1,
+                evaluations_queued: 2,
+                ..Counts::default()
+            },
             mean_module_time: 2.0,
-            passed: 4,
-            evaluations_running: 1,
-            evaluations_queued: 2,
             ..NodeStats::default()
         };
         let g = GlobalStats::sum([&a, &b]);
-        assert_eq!((g.nodes, g.slots, g.passed, g.modules_run), (2, 3, 7, 4));
+        let c = &g.counts;
+        assert_eq!((g.nodes, c.slots, c.passed, c.modules_run), (2, 3, 7, 4));
         assert_eq!(g.mean_module_time, 1.75);
-        assert_eq!((g.evaluations_running, g.evaluations_queued), (1, 2));
+        assert_eq!((c.evaluations_running, c.evaluations_queued), (1, 2));
     }
 
     #[test]
     fn a_peers_figures_without_a_field_read_it_as_zero() {
         let old: NodeStats = serde_json::from_str(r#"{"node": "n1", "slots": 2}"#).unwrap();
-        assert_eq!((old.slots, old.passed, old.sandbox.kind.as_str()), (2, 0, ""));
+        assert_eq!((old.counts.slots, old.counts.passed, old.sandbox.kind.as_str()), (2, 0, ""));
     }
 }

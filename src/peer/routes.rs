@@ -26,16 +26,6 @@ pub enum Method {
     Head,
 }
 
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Post => "POST",
-            Self::Get => "GET",
-            Self::Head => "HEAD",
-        }
-    }
-}
-
 /// One peer route. The reply is JSON; `Blob` is the one route whose answer
 /// is raw bytes, and it is not a `Route`.
 pub trait Route: 'static {

@@ -62,20 +62,6 @@ impl Router {
         self
     }
 
-    /// Serves raw bytes for a `Get` or `Head` of `pattern`: blobs.
-    pub fn on_bytes(mut self, method: Method, pattern: &str, answer: impl Fn(&str) -> Option<Bytes> + 'static) -> Self {
-        let serve: Handler = Rc::new(move |exchange: Exchange| {
-            let found = answer(&exchange.path).ok_or_else(|| PeerError::Status {
-                url: format!("sim://{}", exchange.path),
-                status: 404,
-                body: "not found".into(),
-            });
-            std::future::ready(found).boxed_local()
-        });
-        self.routes.push((method, ResourceDef::new(pattern), serve));
-        self
-    }
-
     /// This router's routes and `other`'s: the actors of one node.
     pub fn and(mut self, other: Router) -> Self {
         self.routes.extend(other.routes);
