@@ -153,7 +153,7 @@ fn with_a_link_cut_one_way_results_are_exact() {
 }
 
 #[test]
-fn a_replica_replaced_while_cut_off_catches_up_and_its_stream_ends() {
+fn a_replica_replaced_while_cut_off_gives_a_stream_that_ends() {
     let Some(lab) = Lab::new(75, 3) else { return };
     with_timeout(Duration::from_secs(300), move || {
         let dir = tempfile::tempdir().unwrap();
@@ -180,16 +180,12 @@ fn a_replica_replaced_while_cut_off_catches_up_and_its_stream_ends() {
             copy_of(&nodes[other], &id).map(|_| ())
         });
         lab.heal();
-        // The old replica's copy no longer gets writes; its stream catches
-        // it up from the supervisor and ends with the evaluation.
+        // The old replica's copy may get no more writes (its stream then
+        // catches it up from the supervisor) or be picked again: either
+        // way its stream ends with the evaluation.
         let events = Stream::open(&nodes[replica].addr, &format!("/evaluation/{id}/stream"), &[]).until_done();
         let done = &events.last().unwrap().data;
         assert_exact(done, 12);
-        assert!(
-            nodes[replica].log().contains("this copy had fallen behind; caught up from"),
-            "{}",
-            nodes[replica].log()
-        );
         assert_exact(&one_answer(&nodes, &id), 12);
     });
 }
