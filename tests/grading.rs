@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{assert_gradebook, git_repo, multipart, with_timeout, zip_of, Body, Node, NodeConfig, Part};
+use common::{assert_gradebook, git_repo, multipart, wait_until, with_timeout, zip_of, Body, Node, NodeConfig, Part};
 use serde_json::{json, Value};
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(240);
@@ -135,12 +135,15 @@ fn a_reference_suite_in_a_zip_grades_every_project_on_the_truth() {
         assert!(!student.to_string().contains("HIDDEN-HINT") && !student.to_string().contains("test_mul_zero"));
         assert_eq!(student["projects"], teacher["projects"]);
 
-        // Nothing of the suite is left beside the workspace once it is done.
-        let evaluations: Vec<String> = std::fs::read_dir(node.data_dir.join("evaluations"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(evaluations.iter().all(|name| !name.contains(&id)), "{evaluations:?}");
+        // Nothing of the suite is left beside the workspace once it is done:
+        // the supervisor removes both just after it records the end.
+        wait_until("the workspace and the suite removed", Duration::from_secs(30), || {
+            let evaluations: Vec<String> = std::fs::read_dir(node.data_dir.join("evaluations"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            evaluations.iter().all(|name| !name.contains(&id)).then_some(())
+        });
     });
 }
 
